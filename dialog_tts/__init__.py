@@ -1,0 +1,42 @@
+"""dialog-tts: turn a multi-speaker dialog script into one finished audio file.
+
+    >>> from dialog_tts import synthesize_dialog
+    >>> result = synthesize_dialog("samples/dialog.txt", "dialog.wav", voices={"A": "joe,pan=-0.3"})
+
+The public names are imported lazily so that ``import dialog_tts`` (and
+``dialog-tts --help``) stay fast; NumPy and the backends load on first use.
+"""
+
+from __future__ import annotations
+
+from importlib import import_module
+from typing import Any
+
+from .errors import (BackendUnavailableError, DialogTTSError, InputError, OutputError, ScriptError,
+                     SynthesisError, TransientSynthesisError, UnknownBackendError, UnknownVoiceError,
+                     VoiceSpecError)
+
+try:
+    from importlib.metadata import PackageNotFoundError, version
+
+    __version__ = version("dialog-tts")
+except PackageNotFoundError:  # running from a source tree that is not installed
+    __version__ = "0.0.0"
+
+_LAZY = {
+    "synthesize_dialog": "api", "DialogResult": "api", "LineRecord": "api", "list_voices": "api",
+    "Script": "script", "Line": "script", "Pause": "script",
+    "Voice": "voices", "Clip": "audio", "SynthesisFailed": "engine",
+}
+
+__all__ = [*_LAZY, "DialogTTSError", "InputError", "ScriptError", "VoiceSpecError", "UnknownBackendError",
+           "UnknownVoiceError", "BackendUnavailableError", "SynthesisError", "TransientSynthesisError",
+           "OutputError", "__version__"]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        value = getattr(import_module(f".{_LAZY[name]}", __name__), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'dialog_tts' has no attribute {name!r}")

@@ -1,0 +1,172 @@
+"""Audio values and helpers: :class:`Clip`, resampling (soxr), codecs (soundfile).
+
+Audio stays float32 in [-1, 1] with its sample rate attached until the final
+write; nothing here knows about speakers or scripts.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+
+from .errors import InputError, OutputError
+
+#: Output formats by file extension: soundfile format and sample subtype.
+FORMATS: dict[str, tuple[str, str | None]] = {
+    ".wav": ("WAV", "PCM_16"),
+    ".flac": ("FLAC", "PCM_16"),
+    ".ogg": ("OGG", "VORBIS"),
+    ".mp3": ("MP3", "MPEG_LAYER_III"),
+}
+WRITE_BLOCK = 1 << 18  # frames per block when writing
+
+
+@dataclass(frozen=True)
+class Clip:
+    """Mono or stereo float32 samples, shape ``(n,)`` or ``(n, 2)``, with their rate."""
+
+    samples: np.ndarray
+    sample_rate: int
+
+    def __post_init__(self) -> None:
+        if self.samples.dtype != np.float32:
+            object.__setattr__(self, "samples", np.asarray(self.samples, dtype=np.float32))
+        if self.samples.ndim not in (1, 2):
+            raise ValueError(f"clip samples must be 1-D or 2-D, got shape {self.samples.shape}")
+        if self.sample_rate <= 0:
+            raise ValueError(f"sample rate must be positive, got {self.sample_rate}")
+
+    @property
+    def frames(self) -> int:
+        return int(self.samples.shape[0])
+
+    @property
+    def duration(self) -> float:
+        return self.frames / self.sample_rate
+
+    @property
+    def channels(self) -> int:
+        return 1 if self.samples.ndim == 1 else int(self.samples.shape[1])
+
+    def mono(self) -> np.ndarray:
+        return self.samples if self.samples.ndim == 1 else self.samples.mean(axis=1, dtype=np.float32)
+
+
+def resample(samples: np.ndarray, rate: int, target: int) -> np.ndarray:
+    """*samples* at *rate* resampled to *target* Hz with soxr (high quality)."""
+    if rate == target or samples.shape[0] == 0:
+        return samples
+    import soxr
+
+    return soxr.resample(samples, rate, target, quality="HQ").astype(np.float32, copy=False)
+
+
+def db_to_gain(db: float) -> float:
+    return float(10.0 ** (db / 20.0))
+
+
+def apply_gain_db(clip: Clip, db: float) -> Clip:
+    if not db:
+        return clip
+    return Clip(clip.samples * np.float32(db_to_gain(db)), clip.sample_rate)
+
+
+def from_pcm16(data: bytes, sample_rate: int) -> Clip:
+    """A mono Clip from little-endian signed 16-bit PCM bytes."""
+    pcm = np.frombuffer(data, dtype="<i2")
+    return Clip(pcm.astype(np.float32) / np.float32(32768.0), sample_rate)
+
+
+def concat(parts: list[np.ndarray], sample_rate: int) -> Clip:
+    """One Clip from consecutive chunks of float samples (an empty Clip for none)."""
+    if not parts:
+        return Clip(np.zeros(0, dtype=np.float32), sample_rate)
+    return Clip(np.concatenate(parts).astype(np.float32, copy=False), sample_rate)
+
+
+def encode_flac(clip: Clip) -> bytes:
+    """Losslessly compress *clip* (as 24-bit FLAC) for storage."""
+    import soundfile as sf
+
+    buf = io.BytesIO()
+    sf.write(buf, np.clip(clip.samples, -1.0, 1.0), clip.sample_rate, format="FLAC", subtype="PCM_24")
+    return buf.getvalue()
+
+
+def decode(data: bytes) -> Clip:
+    """Decode any format soundfile reads (FLAC, WAV, MP3, OGG) to a Clip."""
+    import soundfile as sf
+
+    samples, rate = sf.read(io.BytesIO(data), dtype="float32", always_2d=False)
+    return Clip(samples, int(rate))
+
+
+def output_format(path: str | os.PathLike[str]) -> tuple[str, str | None]:
+    """The soundfile format for *path*'s extension; a usage error for any other."""
+    ext = Path(path).suffix.lower()
+    if ext not in FORMATS:
+        raise InputError(f"cannot write {ext or 'files without an extension'}: use one of "
+                         f"{', '.join(FORMATS)}", path=os.fspath(path))
+    return FORMATS[ext]
+
+
+def check_writable(path: str | os.PathLike[str]) -> None:
+    """Fail early (before any synthesis) when *path* cannot be written."""
+    output_format(path)
+    parent = Path(path).resolve().parent
+    if not parent.is_dir():
+        raise InputError(f"output folder {str(parent)!r} does not exist", path=os.fspath(path))
+    if Path(path).is_dir():
+        raise InputError("output path is a directory", path=os.fspath(path))
+    if not os.access(parent, os.W_OK):
+        raise InputError(f"output folder {str(parent)!r} is not writable", path=os.fspath(path))
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike[str]) -> Iterator[str]:
+    """Yield a temporary path beside *path*; rename it over *path* only on success.
+
+    On any exception, KeyboardInterrupt included, the temporary file is removed
+    and *path* is left as it was.
+    """
+    target = Path(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".part" + target.suffix.lower(),
+                               dir=target.resolve().parent)
+    os.close(fd)
+    try:
+        yield tmp
+        os.chmod(tmp, 0o666 & ~_umask())
+        os.replace(tmp, target)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def write(path: str | os.PathLike[str], samples: np.ndarray, sample_rate: int) -> None:
+    """Write *samples* to *path* atomically, in blocks, in the format of its extension."""
+    import soundfile as sf
+
+    fmt, subtype = output_format(path)
+    channels = 1 if samples.ndim == 1 else samples.shape[1]
+    try:
+        with atomic_path(path) as tmp:
+            with sf.SoundFile(tmp, "w", samplerate=sample_rate, channels=channels, format=fmt,
+                              subtype=subtype) as f:
+                for start in range(0, samples.shape[0], WRITE_BLOCK):
+                    f.write(samples[start:start + WRITE_BLOCK])
+    except (OSError, sf.LibsndfileError) as exc:
+        raise OutputError(f"cannot write audio: {exc}", path=os.fspath(path)) from exc

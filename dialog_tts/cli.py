@@ -1,0 +1,205 @@
+"""The ``dialog-tts`` command: parse options, call the library, report.
+
+Thin on purpose: no parsing, synthesis or mixing happens here, and nothing
+heavy is imported at module level (``dialog-tts --help`` stays instant).
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import sys
+from typing import Any, Callable
+
+import click
+
+from .errors import DialogTTSError
+
+_ASSIGNMENT = re.compile(r"^[^\s=-][^=]*=")
+
+
+class CLIError(click.ClickException):
+    """A DialogTTSError shown as one line, with its own exit code."""
+
+    def __init__(self, error: DialogTTSError) -> None:
+        super().__init__(str(error))
+        self.exit_code = error.exit_code
+
+
+def expand_voices(args: list[str]) -> list[str]:
+    """Let one ``--voices`` take several ``NAME=SPEC`` values: ``--voices A=x B=y``.
+
+    Every ``NAME=SPEC`` word that directly follows a ``--voices`` value gets its
+    own ``--voices`` in front.  Subcommand names and options never contain
+    ``=`` at that place, so nothing else is touched.
+    """
+    out: list[str] = []
+    expect_value = chaining = False
+    for i, arg in enumerate(args):
+        if arg == "--":
+            out.extend(args[i:])
+            break
+        if expect_value:
+            out.append(arg)
+            expect_value, chaining = False, True
+        elif arg == "--voices":
+            out.append(arg)
+            expect_value, chaining = True, False
+        elif arg.startswith("--voices="):
+            out.append(arg)
+            chaining = True
+        elif chaining and _ASSIGNMENT.match(arg):
+            out += ["--voices", arg]
+        else:
+            chaining = False
+            out.append(arg)
+    return out
+
+
+class DialogGroup(click.Group):
+    """Click group that maps library errors to one-line messages and exit codes."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        return super().parse_args(ctx, expand_voices(args))
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except DialogTTSError as exc:
+            if ctx.params.get("debug"):
+                raise
+            raise CLIError(exc) from exc
+
+
+def _parse_voice(ctx: click.Context, param: click.Parameter, values: tuple[str, ...]) -> list[tuple[str, Any]]:
+    from .voices import parse_assignment
+
+    try:
+        return [parse_assignment(v) for v in values]
+    except DialogTTSError as exc:
+        raise click.BadParameter(exc.message, ctx=ctx, param=param) from None
+
+
+class _WarningFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        prefix = {"WARNING": "Warning: ", "ERROR": "Error: "}.get(record.levelname, "")
+        return prefix + record.getMessage()
+
+
+def _setup_logging(quiet: bool, verbose: int) -> None:
+    logger = logging.getLogger("dialog_tts")
+    if not any(getattr(h, "_dialog_tts", False) for h in logger.handlers):
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(_WarningFormatter())
+        handler._dialog_tts = True  # type: ignore[attr-defined]
+        logger.addHandler(handler)
+    logger.setLevel(logging.ERROR if quiet else logging.DEBUG if verbose > 1 else
+                    logging.INFO if verbose else logging.WARNING)
+    logger.propagate = False
+
+
+def render_options(f: Callable[..., Any]) -> Callable[..., Any]:
+    """The options of a render (shared by the main command and later subcommands)."""
+    options = [
+        click.option("--voices", "voices", multiple=True, callback=_parse_voice, metavar="NAME=SPEC",
+                     help='Voice for a speaker, e.g. A="joe,rate=180,pan=-0.3". Repeatable; '
+                          'one --voices may take several NAME=SPEC values.'),
+        click.option("--speaker-map", type=click.Path(dir_okay=False), metavar="YAML",
+                     help="YAML file mapping speakers to voices (see config/speakers.yaml)."),
+        click.option("--backend", default="piper", show_default=True, metavar="NAME",
+                     help="Backend for speakers whose voice names none; also casts unmapped speakers."),
+        click.option("--sample-rate", type=click.IntRange(8000, 192000), default=24000, show_default=True,
+                     help="Output sample rate in Hz."),
+        click.option("--stereo/--mono", default=True, show_default=True,
+                     help="Stereo (speakers panned) or mono output."),
+        click.option("--gap-ms", type=click.FloatRange(min=0), default=250.0, show_default=True,
+                     help="Silence between consecutive lines, in milliseconds."),
+        click.option("--lufs", type=click.FloatRange(-70, 0), default=None, metavar="TARGET",
+                     help="Normalize integrated loudness to TARGET LUFS (e.g. -16 for podcasts)."),
+        click.option("--true-peak", type=click.FloatRange(-20, 0), default=-1.0, show_default=True,
+                     metavar="DBTP", help="True-peak ceiling with --lufs, in dBTP."),
+        click.option("--speak-directions", is_flag=True, help="Speak [stage directions] instead of skipping them."),
+        click.option("--workers", type=click.IntRange(1, 64), default=4, show_default=True,
+                     help="Lines synthesized at once."),
+    ]
+    for option in reversed(options):
+        f = option(f)
+    return f
+
+
+@click.group(cls=DialogGroup, invoke_without_command=True,
+             context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.option("-s", "--script", type=click.Path(), metavar="FILE", help="Dialog script to render.")
+@click.option("-o", "--out", type=click.Path(), metavar="FILE",
+              help="Output file: .wav, .flac, .ogg or .mp3 (format from the extension).")
+@render_options
+@click.option("-q", "--quiet", is_flag=True, help="Print nothing but errors.")
+@click.option("-v", "--verbose", count=True, help="Say more (repeat for debug logs).")
+@click.option("--debug", is_flag=True, help="Show tracebacks instead of one-line errors.")
+@click.version_option(package_name="dialog-tts", prog_name="dialog-tts")
+@click.pass_context
+def main(ctx: click.Context, script: str | None, out: str | None, quiet: bool, verbose: int, debug: bool,
+         **render: Any) -> None:
+    """Turn a multi-speaker dialog script into one finished audio file.
+
+    \b
+      dialog-tts --script samples/dialog.txt --out dialog.wav
+      dialog-tts -s samples/dialog.txt --voices A="joe,pan=-0.3" B="en-gb-x-rp+f3" --lufs -16 -o ep1.flac
+      dialog-tts voices
+    """
+    _setup_logging(quiet, verbose)
+    if ctx.invoked_subcommand is not None:
+        return
+    if script is None:
+        if all(ctx.get_parameter_source(p) == click.core.ParameterSource.DEFAULT for p in ctx.params):
+            click.echo(ctx.get_help())
+            return
+        raise click.UsageError("missing --script FILE (the dialog script to render)")
+    if out is None:
+        raise click.UsageError("missing --out FILE (.wav, .flac, .ogg or .mp3)")
+    from .api import synthesize_dialog
+
+    result = synthesize_dialog(script, out, voices=render.pop("voices"), stereo=render.pop("stereo"), **render)
+    log = logging.getLogger("dialog_tts")
+    for speaker, voice in result.voices.items():
+        log.info("%s: %s", speaker, voice)
+    if not quiet:
+        layout = "stereo" if result.channels == 2 else "mono"
+        loud = f", {result.loudness:.1f} LUFS, {result.true_peak:.1f} dBTP" if result.loudness is not None else ""
+        click.echo(f"Wrote {out}: {result.duration:.1f} s {layout} {result.sample_rate} Hz{loud}; "
+                   f"{len(result.lines)} lines, {len(result.voices)} speakers in {result.wall_time:.1f} s", err=True)
+
+
+@main.command("voices")
+@click.option("--backend", metavar="NAME", help="Only this backend's voices.")
+@click.option("--language", "--locale", "language", metavar="LANG", help="Only voices whose language starts with LANG.")
+@click.pass_context
+def voices_command(ctx: click.Context, backend: str | None, language: str | None) -> None:
+    """List the voices of every backend (or of one)."""
+    from . import backends as registry
+
+    names = [backend] if backend else registry.available()
+    rows: list[tuple[str, ...]] = []
+    notes: list[str] = []
+    for name in names:
+        try:
+            inst = registry.get_backend(name)
+            infos = inst.list_voices()
+        except DialogTTSError as exc:
+            if backend:
+                raise
+            notes.append(f"{name}: unavailable ({exc})")
+            continue
+        for info in infos:
+            if language and not info.language.lower().startswith(language.lower()):
+                continue
+            rows.append((name, info.name, info.language, info.gender, info.description))
+        variants = getattr(inst, "variants", None)
+        if callable(variants):
+            notes.append(f"{name}: add a variant to any voice, as in en-us+f3: {' '.join(variants())}")
+    widths = [max([len(h), *(len(r[i]) for r in rows)]) for i, h in enumerate(("BACKEND", "VOICE", "LANGUAGE", "GENDER"))]
+    header = ("BACKEND", "VOICE", "LANGUAGE", "GENDER", "DESCRIPTION")
+    for row in [header, *rows]:
+        click.echo("  ".join(c.ljust(w) for c, w in zip(row[:4], widths)) + "  " + row[4])
+    for note in notes:
+        click.echo(note, err=True)

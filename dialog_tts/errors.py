@@ -1,0 +1,73 @@
+"""One exception hierarchy for dialog-tts.
+
+Every error renders as a single line.  Where a file and line are known the
+message starts with ``path:line:`` so that editors and terminals can jump there.
+``exit_code`` is what the command line exits with: 2 for bad input, 1 for a
+run that failed.
+"""
+
+from __future__ import annotations
+
+import os
+
+
+class DialogTTSError(Exception):
+    """Base class of every error dialog-tts raises on purpose."""
+
+    exit_code = 1
+
+    def __init__(self, message: str, *, path: str | os.PathLike[str] | None = None,
+                 line: int | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.path = os.fspath(path) if path is not None else None
+        self.line = line
+
+    def __str__(self) -> str:
+        where = ""
+        if self.path is not None:
+            where = f"{self.path}:{self.line}: " if self.line is not None else f"{self.path}: "
+        return where + self.message
+
+
+class InputError(DialogTTSError):
+    """Bad input from the user: an option, a script, a speaker map or a voice."""
+
+    exit_code = 2
+
+
+class ScriptError(InputError):
+    """The dialog script cannot be read or does not follow the format."""
+
+
+class VoiceSpecError(InputError):
+    """A voice spec or speaker map entry is malformed or out of range."""
+
+
+class UnknownBackendError(InputError):
+    """No backend is registered under that name."""
+
+
+class UnknownVoiceError(InputError):
+    """The backend has no voice of that name."""
+
+
+class BackendUnavailableError(DialogTTSError):
+    """A backend's optional dependency is not installed or cannot load."""
+
+
+class SynthesisError(DialogTTSError):
+    """A backend failed to synthesize a line."""
+
+    #: Transient errors (timeouts, rate limits, dropped connections) are worth retrying.
+    transient = False
+
+
+class TransientSynthesisError(SynthesisError):
+    """A synthesis failure that may succeed if tried again."""
+
+    transient = True
+
+
+class OutputError(DialogTTSError):
+    """The output file cannot be written."""

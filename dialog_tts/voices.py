@@ -1,0 +1,391 @@
+"""Voices: the :class:`Voice` model, voice specs, the YAML speaker map and casting.
+
+A voice spec is ``voice[,key=value...]`` with the keys ``backend``, ``rate``,
+``pitch``, ``volume``, ``pan``, ``gain`` and any option a backend declares.
+The speaker map is YAML: one entry per speaker (a mapping with the same keys
+plus ``voice``, or a spec string) and an optional ``defaults:`` mapping.
+"""
+
+from __future__ import annotations
+
+import difflib
+import math
+import os
+import re
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any, Iterable, Mapping
+
+from .errors import InputError, UnknownVoiceError, VoiceSpecError
+from .script import Script, speaker_key
+
+#: Keys every backend understands; backends may accept more (``Backend.extra_options``).
+COMMON_KEYS = ("voice", "backend", "rate", "pitch", "volume", "pan", "gain")
+#: Keys that only change the mix; they never change what a backend synthesizes.
+MIX_KEYS = frozenset({"pan", "gain"})
+
+_NUMBER = r"[+-]?(?:\d+(?:\.\d*)?|\.\d+)"
+_RATE_WPM = re.compile(rf"^(?P<v>{_NUMBER})\s*(?:wpm)?$", re.IGNORECASE)
+_RATE_PCT = re.compile(rf"^(?P<v>[+-](?:\d+(?:\.\d*)?|\.\d+))\s*%$")
+_RATE_X = re.compile(rf"^(?P<v>{_NUMBER})\s*x$", re.IGNORECASE)
+_PITCH = re.compile(rf"^(?P<v>{_NUMBER})\s*(?:st)?$", re.IGNORECASE)
+_DB = re.compile(rf"^(?P<v>{_NUMBER})\s*(?:db)?$", re.IGNORECASE)
+_SPEC_SPLIT = re.compile(r",(?=\s*[A-Za-z_][\w-]*\s*=)")
+
+MIN_WPM, MAX_WPM = 40.0, 600.0
+MIN_FACTOR, MAX_FACTOR = 0.25, 4.0
+MAX_PITCH_ST = 12.0
+
+
+@dataclass(frozen=True)
+class Rate:
+    """Speaking rate: absolute words per minute or a factor of the voice's own rate."""
+
+    wpm: float | None = None
+    factor: float | None = None
+
+    def speed(self, base_wpm: float) -> float:
+        """Factor against the backend's natural rate of *base_wpm* words per minute."""
+        return self.wpm / base_wpm if self.wpm is not None else float(self.factor or 1.0)
+
+    def __str__(self) -> str:
+        return f"{self.wpm:g}wpm" if self.wpm is not None else f"{self.factor:g}x"
+
+
+@dataclass(frozen=True)
+class Voice:
+    """A voice as cast for one speaker: which backend, which voice, how it is shaped."""
+
+    name: str
+    backend: str | None = None
+    rate: Rate | None = None
+    pitch: float = 0.0          # semitones
+    volume: float = 0.0         # dB, applied at synthesis
+    pan: float | None = None    # -1 (left) .. +1 (right); None = automatic
+    gain: float = 0.0           # dB, applied in the mix
+    options: tuple[tuple[str, Any], ...] = ()  # backend-specific keys, sorted
+
+    def option(self, key: str, default: Any = None) -> Any:
+        return dict(self.options).get(key, default)
+
+    def speed(self, base_wpm: float) -> float:
+        return self.rate.speed(base_wpm) if self.rate else 1.0
+
+    def synthesis_fields(self) -> dict[str, Any]:
+        """Everything that changes the synthesized audio (the cache key's voice part)."""
+        return {
+            "backend": self.backend, "name": self.name,
+            "rate": str(self.rate) if self.rate else None,
+            "pitch": self.pitch, "volume": self.volume,
+            "options": {k: v for k, v in self.options},
+        }
+
+    def describe(self) -> str:
+        parts = [self.name]
+        if self.rate:
+            parts.append(f"rate={self.rate}")
+        if self.pitch:
+            parts.append(f"pitch={self.pitch:+g}st")
+        if self.volume:
+            parts.append(f"volume={self.volume:+g}dB")
+        if self.pan is not None:
+            parts.append(f"pan={self.pan:+.2f}")
+        if self.gain:
+            parts.append(f"gain={self.gain:+g}dB")
+        parts.extend(f"{k}={v}" for k, v in self.options)
+        return f"{self.backend}:" + ",".join(parts)
+
+
+# ---------------------------------------------------------------- value parsers
+
+def _match(pattern: re.Pattern[str], value: Any) -> float | None:
+    m = pattern.match(str(value).strip())
+    return float(m.group("v")) if m else None
+
+
+def parse_rate(value: Any) -> Rate:
+    text = str(value).strip()
+    if (v := _match(_RATE_PCT, text)) is not None:
+        rate = Rate(factor=1.0 + v / 100.0)
+    elif (v := _match(_RATE_X, text)) is not None:
+        rate = Rate(factor=v)
+    elif (v := _match(_RATE_WPM, text)) is not None and not text.startswith(("+", "-")):
+        if not MIN_WPM <= v <= MAX_WPM:
+            raise ValueError(f"rate {text!r} is out of range ({MIN_WPM:g}-{MAX_WPM:g} words per minute)")
+        return Rate(wpm=v)
+    else:
+        raise ValueError(f"rate {text!r} is not words per minute (180), a percentage (+10%) "
+                         f"or a factor (1.1x)")
+    if not MIN_FACTOR <= rate.factor <= MAX_FACTOR:  # type: ignore[operator]
+        raise ValueError(f"rate {text!r} is out of range ({MIN_FACTOR:g}x-{MAX_FACTOR:g}x)")
+    return rate
+
+
+def parse_pitch(value: Any) -> float:
+    v = _match(_PITCH, value)
+    if v is None:
+        raise ValueError(f"pitch {str(value)!r} is not in semitones, like +2st or -1.5st")
+    if abs(v) > MAX_PITCH_ST:
+        raise ValueError(f"pitch {str(value)!r} is out of range (-{MAX_PITCH_ST:g}st to +{MAX_PITCH_ST:g}st)")
+    return v
+
+
+def parse_db(value: Any, key: str) -> float:
+    v = _match(_DB, value)
+    if v is None:
+        raise ValueError(f"{key} {str(value)!r} is not in decibels, like -3dB")
+    if not -60.0 <= v <= 24.0:
+        raise ValueError(f"{key} {str(value)!r} is out of range (-60dB to +24dB)")
+    return v
+
+
+def parse_pan(value: Any) -> float:
+    try:
+        v = float(str(value).strip())
+    except ValueError:
+        raise ValueError(f"pan {str(value)!r} is not a number from -1 (left) to +1 (right)") from None
+    if not -1.0 <= v <= 1.0 or math.isnan(v):
+        raise ValueError(f"pan {str(value)!r} is out of range (-1 left to +1 right)")
+    return v
+
+
+def voice_from_fields(fields: Mapping[str, Any], *, where: str, path: str | None = None,
+                      line: int | None = None) -> Voice:
+    """Build a :class:`Voice` from spec fields; errors name *where* (and *path:line*)."""
+    def fail(msg: str) -> VoiceSpecError:
+        return VoiceSpecError(f"{where}: {msg}", path=path, line=line)
+
+    kwargs: dict[str, Any] = {}
+    options: dict[str, Any] = {}
+    name = fields.get("voice")
+    for key, value in fields.items():
+        if value is None or key == "voice":
+            continue
+        try:
+            if key == "backend":
+                kwargs["backend"] = str(value).strip().lower()
+            elif key == "rate":
+                kwargs["rate"] = parse_rate(value)
+            elif key == "pitch":
+                kwargs["pitch"] = parse_pitch(value)
+            elif key in ("volume", "gain"):
+                kwargs[key] = parse_db(value, key)
+            elif key == "pan":
+                kwargs["pan"] = parse_pan(value)
+            elif isinstance(value, (str, int, float, bool)):
+                options[key] = value
+            else:
+                options[key] = _freeze(value)
+        except ValueError as exc:
+            raise fail(str(exc)) from None
+    return Voice(name=str(name).strip() if name is not None else "", options=tuple(sorted(options.items())),
+                 **kwargs)
+
+
+def _freeze(value: Any) -> Any:
+    """Nested YAML values made hashable (mappings become sorted tuples)."""
+    if isinstance(value, Mapping):
+        return tuple(sorted((str(k), _freeze(v)) for k, v in value.items()))
+    if isinstance(value, (list, tuple)):
+        return tuple(_freeze(v) for v in value)
+    return value
+
+
+def parse_spec_fields(spec: str, *, where: str) -> dict[str, str]:
+    """Split ``voice,key=value,...`` into fields (commas inside values are kept)."""
+    fields: dict[str, str] = {}
+    for i, part in enumerate(_SPEC_SPLIT.split(spec.strip())):
+        part = part.strip()
+        if "=" in part and re.match(r"^[A-Za-z_][\w-]*\s*=", part):
+            key, _, value = part.partition("=")
+            key = key.strip().lower()
+            if key in fields:
+                raise VoiceSpecError(f"{where}: {key!r} given twice in {spec!r}")
+            fields[key] = value.strip()
+        elif i == 0:
+            if part:
+                fields["voice"] = part
+        else:
+            raise VoiceSpecError(f"{where}: cannot read {part!r} in {spec!r}; write voice[,key=value...]")
+    return fields
+
+
+def parse_assignment(text: str) -> tuple[str, dict[str, str]]:
+    """Parse one ``--voices`` value, ``NAME=SPEC``, into the name and its spec fields."""
+    name, sep, spec = text.partition("=")
+    name = name.strip()
+    if not sep or not name:
+        raise VoiceSpecError(f"--voices {text!r}: expected NAME=SPEC, as in A=\"joe,pan=-0.3\"")
+    if len(spec) >= 2 and spec[0] == spec[-1] and spec[0] in "\"'":
+        spec = spec[1:-1]
+    where = f"--voices {name}"
+    fields = parse_spec_fields(spec, where=where)
+    voice_from_fields(fields, where=where)  # validate values now, before any work
+    return name, fields
+
+
+# ---------------------------------------------------------------- speaker map
+
+@dataclass
+class SpeakerMap:
+    """The YAML speaker map: defaults plus per-speaker fields, with source lines."""
+
+    path: str
+    defaults: dict[str, Any] = field(default_factory=dict)
+    defaults_line: int | None = None
+    entries: dict[str, tuple[str, dict[str, Any], int]] = field(default_factory=dict)  # key -> name, fields, line
+
+
+def load_speaker_map(path: str | os.PathLike[str]) -> SpeakerMap:
+    """Safe-load the speaker map at *path*; every error names the file and line."""
+    import yaml  # only needed when a map is given
+
+    shown = os.fspath(path)
+    try:
+        text = Path(path).read_text(encoding="utf-8-sig")
+    except UnicodeDecodeError:
+        raise VoiceSpecError("speaker map is not valid UTF-8", path=shown) from None
+    except OSError as exc:
+        raise VoiceSpecError(f"cannot read speaker map: {exc.strerror or exc}", path=shown) from None
+    loader = yaml.SafeLoader(text)
+    try:
+        root = loader.get_single_node()
+        if root is None:
+            return SpeakerMap(shown)
+        if not isinstance(root, yaml.MappingNode):
+            raise VoiceSpecError("speaker map must be a mapping of speaker names to voices",
+                                 path=shown, line=root.start_mark.line + 1)
+        result = SpeakerMap(shown)
+        for key_node, value_node in root.value:
+            line = key_node.start_mark.line + 1
+            name = str(loader.construct_object(key_node, deep=True)).strip()
+            fields = _entry_fields(loader, value_node, name, shown)
+            if name.lower() == "defaults":
+                result.defaults, result.defaults_line = fields, line
+                continue
+            key = speaker_key(name)
+            if key in result.entries:
+                raise VoiceSpecError(f"speaker {name!r} is mapped twice", path=shown, line=line)
+            result.entries[key] = (name, fields, line)
+        return result
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        raise VoiceSpecError(f"invalid YAML: {exc.problem or exc.context}", path=shown,
+                             line=mark.line + 1 if mark else None) from None
+    except yaml.YAMLError as exc:
+        raise VoiceSpecError(f"invalid YAML: {exc}", path=shown) from None
+    finally:
+        loader.dispose()
+
+
+def _entry_fields(loader: Any, node: Any, name: str, path: str) -> dict[str, Any]:
+    import yaml
+
+    line = node.start_mark.line + 1
+    value = loader.construct_object(node, deep=True)
+    if value is None:
+        return {}
+    if isinstance(value, str):
+        return dict(parse_spec_fields(value, where=f"speaker {name!r}"))
+    if not isinstance(value, dict):
+        raise VoiceSpecError(f"speaker {name!r}: expected a mapping or a voice spec string",
+                             path=path, line=line)
+    fields: dict[str, Any] = {}
+    assert isinstance(node, yaml.MappingNode)
+    for k_node, _ in node.value:
+        k = str(loader.construct_object(k_node)).strip().lower()
+        fields[k] = value[loader.construct_object(k_node)]
+    return fields
+
+
+# ---------------------------------------------------------------- casting
+
+def auto_pans(count: int) -> list[float]:
+    """Pan positions for *count* speakers spread across the stereo field."""
+    if count <= 1:
+        return [0.0] * count
+    width = min(0.6, 0.3 * (count - 1))
+    return [-width + 2 * width * i / (count - 1) for i in range(count)]
+
+
+def cast(script: Script, *, speaker_map: SpeakerMap | None = None,
+         overrides: Iterable[tuple[str, Mapping[str, Any]]] = (),
+         default_backend: str = "piper") -> dict[str, Voice]:
+    """Give every speaker of *script* a resolved voice; returns speaker key -> Voice.
+
+    A speaker's fields are the map's ``defaults`` under its ``--voices`` spec, or
+    else under its map entry.  Speakers left without a voice name get the
+    palette of their backend (the default backend unless a field names one) in
+    order of first appearance; speakers with no pan are spread across the
+    stereo field.
+    """
+    from . import backends
+
+    known = script.speakers
+    inline: dict[str, tuple[str, Mapping[str, Any]]] = {}
+    for name, fields in overrides:
+        key = speaker_key(name)
+        if key not in known:
+            raise InputError(f"--voices {name}: no speaker {name!r} in the script "
+                             f"(speakers: {', '.join(known.values())})", path=script.path)
+        inline[key] = (name, fields)
+
+    defaults = speaker_map.defaults if speaker_map else {}
+    voices: dict[str, Voice] = {}
+    palettes: dict[str, list[str]] = {}
+    used = set()
+    pending: list[tuple[str, Voice, _Source]] = []
+    for key, name in known.items():
+        if key in inline:
+            src, fields = _Source(f"--voices {inline[key][0]}"), inline[key][1]
+        elif speaker_map is not None and key in speaker_map.entries:
+            mapped, fields, line = speaker_map.entries[key]
+            src = _Source(f"speaker {mapped!r}", speaker_map.path, line)
+        else:
+            src, fields = _Source(f"speaker {name!r}", speaker_map and speaker_map.path,
+                                  speaker_map and speaker_map.defaults_line), {}
+        voice = voice_from_fields({**defaults, **fields}, where=src.where, path=src.path, line=src.line)
+        if voice.name:
+            voice = backends.resolve_voice(voice, default_backend, where=src.where, path=src.path,
+                                           line=src.line)
+            voices[key] = voice
+            used.add((voice.backend, voice.name))
+        else:
+            pending.append((key, voice, src))
+
+    for key, partial, src in pending:  # automatic casting, in order of first appearance
+        backend_name = partial.backend or default_backend
+        if backend_name not in palettes:
+            palette = backends.get_backend(backend_name).palette()
+            palettes[backend_name] = [n for n in palette if (backend_name, n) not in used] or list(palette)
+        queue = palettes[backend_name]
+        if not queue:
+            raise UnknownVoiceError(f"{src.where}: backend {backend_name!r} has no automatic voices; "
+                                    f"name one, as in --voices {known[key]}=VOICE", path=src.path, line=src.line)
+        chosen = queue.pop(0)
+        queue.append(chosen)  # more speakers than palette voices: reuse in turn
+        voices[key] = backends.resolve_voice(replace(partial, name=chosen, backend=backend_name),
+                                             default_backend, where=src.where, path=src.path, line=src.line)
+
+    ordered = {key: voices[key] for key in known}
+    unpanned = [k for k, v in ordered.items() if v.pan is None]
+    for key, pan in zip(unpanned, auto_pans(len(unpanned))):
+        ordered[key] = replace(ordered[key], pan=pan)
+    return ordered
+
+
+@dataclass(frozen=True)
+class _Source:
+    """Where a speaker's voice fields came from, for error messages."""
+
+    where: str
+    path: str | None = None
+    line: int | None = None
+
+
+def close_matches(name: str, candidates: Iterable[str], n: int = 5) -> list[str]:
+    cands = list(candidates)
+    lowered = {c.lower(): c for c in cands}
+    hits = difflib.get_close_matches(name.lower(), list(lowered), n=n, cutoff=0.6)
+    contains = [c for c in cands if name.lower() in c.lower() and c.lower() not in hits]
+    return ([lowered[h] for h in hits] + contains)[:n]
