@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import logging
 import re
-import sys
 from typing import Any, Callable
 
 import click
@@ -80,19 +79,18 @@ def _parse_voice(ctx: click.Context, param: click.Parameter, values: tuple[str, 
         raise click.BadParameter(exc.message, ctx=ctx, param=param) from None
 
 
-class _WarningFormatter(logging.Formatter):
-    def format(self, record: logging.LogRecord) -> str:
+class _EchoHandler(logging.Handler):
+    """Log records to the current stderr, as ``Warning: ...`` / ``Error: ...``."""
+
+    def emit(self, record: logging.LogRecord) -> None:
         prefix = {"WARNING": "Warning: ", "ERROR": "Error: "}.get(record.levelname, "")
-        return prefix + record.getMessage()
+        click.echo(prefix + record.getMessage(), err=True)
 
 
 def _setup_logging(quiet: bool, verbose: int) -> None:
     logger = logging.getLogger("dialog_tts")
-    if not any(getattr(h, "_dialog_tts", False) for h in logger.handlers):
-        handler = logging.StreamHandler(sys.stderr)
-        handler.setFormatter(_WarningFormatter())
-        handler._dialog_tts = True  # type: ignore[attr-defined]
-        logger.addHandler(handler)
+    if not any(isinstance(h, _EchoHandler) for h in logger.handlers):
+        logger.addHandler(_EchoHandler())
     logger.setLevel(logging.ERROR if quiet else logging.DEBUG if verbose > 1 else
                     logging.INFO if verbose else logging.WARNING)
     logger.propagate = False
@@ -170,6 +168,12 @@ def main(ctx: click.Context, script: str | None, out: str | None, quiet: bool, v
                    f"{len(result.lines)} lines, {len(result.voices)} speakers in {result.wall_time:.1f} s", err=True)
 
 
+def _language_matches(language: str, wanted: str) -> bool:
+    """``ko`` matches ``ko`` and ``ko-KR`` but not ``kok``."""
+    language, wanted = language.lower().replace("_", "-"), wanted.lower().replace("_", "-")
+    return language == wanted or language.startswith(wanted + "-")
+
+
 @main.command("voices")
 @click.option("--backend", metavar="NAME", help="Only this backend's voices.")
 @click.option("--language", "--locale", "language", metavar="LANG", help="Only voices whose language starts with LANG.")
@@ -191,7 +195,7 @@ def voices_command(ctx: click.Context, backend: str | None, language: str | None
             notes.append(f"{name}: unavailable ({exc})")
             continue
         for info in infos:
-            if language and not info.language.lower().startswith(language.lower()):
+            if language and not _language_matches(info.language, language):
                 continue
             rows.append((name, info.name, info.language, info.gender, info.description))
         variants = getattr(inst, "variants", None)

@@ -23,6 +23,15 @@ class DialogTTSError(Exception):
         self.path = os.fspath(path) if path is not None else None
         self.line = line
 
+    def locate(self, where: str | None = None, path: str | os.PathLike[str] | None = None,
+               line: int | None = None) -> "DialogTTSError":
+        """Fill in the location where the error does not have one yet; returns self."""
+        if self.path is None and path is not None:
+            self.path, self.line = os.fspath(path), line
+        if where and not self.message.startswith(where):
+            self.message = f"{where}: {self.message}"
+        return self
+
     def __str__(self) -> str:
         where = ""
         if self.path is not None:

@@ -123,7 +123,7 @@ class _Builder:
         """Add *text* (which may hold directions) to the current turn."""
         pos = 0
         for m in _BRACKET.finditer(text):
-            self._add_words(text[pos:m.start()], line_no)
+            self._add_words(self._checked(text[pos:m.start()], line_no), line_no)
             inner = m.group(1)
             pause = _PAUSE.match(inner)
             if pause:
@@ -133,10 +133,13 @@ class _Builder:
             elif self.speak_directions:
                 self._add_words(inner, line_no)
             pos = m.end()
-        rest = text[pos:]
-        if "[" in rest or "]" in rest:
-            raise ScriptError(f"unbalanced bracket in {rest.strip()!r}", path=self.path, line=line_no)
-        self._add_words(rest, line_no)
+        self._add_words(self._checked(text[pos:], line_no), line_no)
+
+    def _checked(self, words: str, line_no: int) -> str:
+        """*words* (text between directions), which must hold no stray bracket."""
+        if "[" in words or "]" in words:
+            raise ScriptError(f"unbalanced bracket in {words.strip()!r}", path=self.path, line=line_no)
+        return words
 
     def _add_words(self, words: str, line_no: int) -> None:
         words = words.strip()
@@ -191,8 +194,10 @@ def decode(data: bytes, *, path: str = "<script>") -> str:
     """Decode script bytes: UTF-8 with or without BOM, anything else is an error."""
     if data.startswith((b"\xff\xfe", b"\xfe\xff")):
         raise ScriptError("the file is UTF-16; save it as UTF-8", path=path)
+    if data.startswith(b"\xef\xbb\xbf"):
+        data = data[3:]
     try:
-        return data.decode("utf-8-sig")
+        return data.decode("utf-8")
     except UnicodeDecodeError as exc:
         line = data[:exc.start].count(b"\n") + 1
         raise ScriptError(f"not valid UTF-8 (byte 0x{data[exc.start]:02x}); save the file as UTF-8",

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
-from .errors import InputError, UnknownVoiceError, VoiceSpecError
+from .errors import DialogTTSError, InputError, UnknownVoiceError, VoiceSpecError
 from .script import Script, speaker_key
 
 #: Keys every backend understands; backends may accept more (``Backend.extra_options``).
@@ -30,7 +30,6 @@ _RATE_PCT = re.compile(rf"^(?P<v>[+-](?:\d+(?:\.\d*)?|\.\d+))\s*%$")
 _RATE_X = re.compile(rf"^(?P<v>{_NUMBER})\s*x$", re.IGNORECASE)
 _PITCH = re.compile(rf"^(?P<v>{_NUMBER})\s*(?:st)?$", re.IGNORECASE)
 _DB = re.compile(rf"^(?P<v>{_NUMBER})\s*(?:db)?$", re.IGNORECASE)
-_SPEC_SPLIT = re.compile(r",(?=\s*[A-Za-z_][\w-]*\s*=)")
 
 MIN_WPM, MAX_WPM = 40.0, 600.0
 MIN_FACTOR, MAX_FACTOR = 0.25, 4.0
@@ -192,21 +191,29 @@ def _freeze(value: Any) -> Any:
 
 
 def parse_spec_fields(spec: str, *, where: str) -> dict[str, str]:
-    """Split ``voice,key=value,...`` into fields (commas inside values are kept)."""
+    """Split ``voice,key=value,...`` into fields.
+
+    A comma-separated piece without ``=`` continues the value before it
+    (``instruct=warm, upbeat``); right after the voice name it is an error.
+    """
     fields: dict[str, str] = {}
-    for i, part in enumerate(_SPEC_SPLIT.split(spec.strip())):
-        part = part.strip()
-        if "=" in part and re.match(r"^[A-Za-z_][\w-]*\s*=", part):
+    last_key: str | None = None
+    for i, part in enumerate(spec.strip().split(",")):
+        if re.match(r"^\s*[A-Za-z_][\w-]*\s*=", part):
             key, _, value = part.partition("=")
             key = key.strip().lower()
             if key in fields:
                 raise VoiceSpecError(f"{where}: {key!r} given twice in {spec!r}")
             fields[key] = value.strip()
+            last_key = key
         elif i == 0:
-            if part:
-                fields["voice"] = part
+            if part.strip():
+                fields["voice"] = part.strip()
+        elif last_key is not None:
+            fields[last_key] = f"{fields[last_key]},{part}".strip()
         else:
-            raise VoiceSpecError(f"{where}: cannot read {part!r} in {spec!r}; write voice[,key=value...]")
+            raise VoiceSpecError(f"{where}: cannot read {part.strip()!r} in {spec!r}; "
+                                 f"write voice[,key=value...]")
     return fields
 
 
@@ -258,7 +265,9 @@ def load_speaker_map(path: str | os.PathLike[str]) -> SpeakerMap:
         result = SpeakerMap(shown)
         for key_node, value_node in root.value:
             line = key_node.start_mark.line + 1
-            name = str(loader.construct_object(key_node, deep=True)).strip()
+            if not isinstance(key_node, yaml.ScalarNode):
+                raise VoiceSpecError("speaker names must be plain text", path=shown, line=line)
+            name = key_node.value.strip()  # as written: YAML 1.1 would read `No:` as False, `007:` as 7
             fields = _entry_fields(loader, value_node, name, shown)
             if name.lower() == "defaults":
                 result.defaults, result.defaults_line = fields, line
@@ -286,15 +295,17 @@ def _entry_fields(loader: Any, node: Any, name: str, path: str) -> dict[str, Any
     if value is None:
         return {}
     if isinstance(value, str):
-        return dict(parse_spec_fields(value, where=f"speaker {name!r}"))
+        try:
+            return dict(parse_spec_fields(value, where=f"speaker {name!r}"))
+        except VoiceSpecError as exc:
+            raise exc.locate(path=path, line=line) from None
     if not isinstance(value, dict):
         raise VoiceSpecError(f"speaker {name!r}: expected a mapping or a voice spec string",
                              path=path, line=line)
     fields: dict[str, Any] = {}
     assert isinstance(node, yaml.MappingNode)
-    for k_node, _ in node.value:
-        k = str(loader.construct_object(k_node)).strip().lower()
-        fields[k] = value[loader.construct_object(k_node)]
+    for k_node, v_node in node.value:
+        fields[str(k_node.value).strip().lower()] = loader.construct_object(v_node, deep=True)
     return fields
 
 
@@ -356,7 +367,10 @@ def cast(script: Script, *, speaker_map: SpeakerMap | None = None,
     for key, partial, src in pending:  # automatic casting, in order of first appearance
         backend_name = partial.backend or default_backend
         if backend_name not in palettes:
-            palette = backends.get_backend(backend_name).palette()
+            try:
+                palette = backends.get_backend(backend_name).palette()
+            except DialogTTSError as exc:
+                raise exc.locate(src.where, src.path, src.line) from None
             palettes[backend_name] = [n for n in palette if (backend_name, n) not in used] or list(palette)
         queue = palettes[backend_name]
         if not queue:

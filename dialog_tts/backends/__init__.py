@@ -130,11 +130,7 @@ def resolve_voice(voice: Voice, default_backend: str = DEFAULT_BACKEND, *, where
                     return _checked(candidate, replace(voice, backend=candidate.name))
             raise first_error
     except DialogTTSError as exc:
-        if exc.path is None:
-            exc.path, exc.line = path, line
-        if not exc.message.startswith(where):
-            exc.message = f"{where}: {exc.message}"
-        raise
+        raise exc.locate(where, path, line)
 
 
 def _checked(backend: Backend, voice: Voice) -> Voice:

@@ -10,10 +10,10 @@ piper backend (rate compensated), so ``pitch=+2st`` means two semitones.
 from __future__ import annotations
 
 import ctypes
-import os
 import threading
 from dataclasses import replace
 from importlib import metadata
+from pathlib import Path
 from typing import Any
 
 from ..audio import Clip, apply_gain_db, from_pcm16
@@ -25,8 +25,8 @@ _AUDIO_OUTPUT_SYNCHRONOUS = 2
 _CHARS_UTF8 = 1
 _ENDPAUSE = 0x1000
 _RATE = 1
+_DEFAULT_RATE = 175  # espeak's own rate setting at speed 1.0
 _MIN_RATE, _MAX_RATE = 80, 450
-_GENDERS = {1: "male", 2: "female"}
 
 _lib_lock = threading.RLock()  # espeak-ng is one global state per process
 _lib: Any = None
@@ -35,11 +35,12 @@ _chunks: list[bytes] = []
 _callback: Any = None
 
 
-class _VoiceStruct(ctypes.Structure):
-    _fields_ = [("name", ctypes.c_char_p), ("languages", ctypes.c_char_p),
-                ("identifier", ctypes.c_char_p), ("gender", ctypes.c_ubyte),
-                ("age", ctypes.c_ubyte), ("variant", ctypes.c_ubyte), ("xx1", ctypes.c_ubyte),
-                ("score", ctypes.c_int), ("spare", ctypes.c_void_p)]
+def _data_path() -> Path:
+    try:
+        import espeakng_loader
+    except ImportError as exc:
+        raise BackendUnavailableError("espeak-ng is not installed: pip install espeakng-loader") from exc
+    return Path(espeakng_loader.get_data_path())
 
 
 def _library() -> tuple[Any, int]:
@@ -52,7 +53,6 @@ def _library() -> tuple[Any, int]:
     except ImportError as exc:
         raise BackendUnavailableError("espeak-ng is not installed: pip install espeakng-loader") from exc
     lib = ctypes.CDLL(espeakng_loader.get_library_path())
-    lib.espeak_ListVoices.restype = ctypes.POINTER(ctypes.POINTER(_VoiceStruct))
     lib.espeak_Synth.argtypes = [ctypes.c_char_p, ctypes.c_size_t, ctypes.c_uint, ctypes.c_int,
                                  ctypes.c_uint, ctypes.c_uint, ctypes.c_void_p, ctypes.c_void_p]
     rate = lib.espeak_Initialize(_AUDIO_OUTPUT_SYNCHRONOUS, 0,
@@ -75,47 +75,66 @@ def _library() -> tuple[Any, int]:
 
 class EspeakBackend(Backend):
     name = "espeak"
-    base_wpm = 175.0
+    base_wpm = 200.0  # words per minute measured on English prose at espeak's default rate setting
 
     def __init__(self) -> None:
         super().__init__()
-        self._languages: dict[str, VoiceInfo] | None = None
+        self._voices: dict[str, VoiceInfo] | None = None
+        self._aliases: dict[str, str] | None = None
         self._variants: dict[str, str] | None = None
 
     # ------------------------------------------------------------ voices
-    def _tables(self) -> tuple[dict[str, VoiceInfo], dict[str, str]]:
-        if self._languages is None or self._variants is None:
-            import espeakng_loader
+    def _tables(self) -> tuple[dict[str, VoiceInfo], dict[str, str], dict[str, str]]:
+        """(voices by file name, alias -> file name, variants by lower-case name).
 
-            with _lib_lock:
-                lib, _ = _library()
-                listing = lib.espeak_ListVoices(None)
-            languages: dict[str, VoiceInfo] = {}
-            i = 0
-            while listing[i]:
-                v = listing[i].contents
-                i += 1
-                identifier = v.identifier.decode()
-                if identifier.startswith("mb/"):
-                    continue  # MBROLA voices need data that is not installed
-                lang = v.languages[1:].split(b"\0", 1)[0].decode()
-                languages.setdefault(lang.lower(), VoiceInfo(lang, lang, _GENDERS.get(v.gender, ""),
-                                                             v.name.decode()))
-            variants_dir = os.path.join(espeakng_loader.get_data_path(), "voices", "!v")
-            variants = {f.lower(): f for f in os.listdir(variants_dir)}
-            self._languages, self._variants = languages, variants
-        return self._languages, self._variants
+        Read from the voice files of espeak-ng-data (``lang/**``).  A voice is
+        selected by its file name (``en`` for ``gmw/en``, which speaks en-gb);
+        the languages each file names (``language en-gb 2``) are aliases, and an
+        alias shared by several voices goes to the lowest priority number, as
+        in espeak-ng.
+        """
+        if self._voices is None:
+            data = _data_path()
+            voices: dict[str, VoiceInfo] = {}
+            aliases: dict[str, tuple[int, str]] = {}
+            for path in sorted((data / "lang").rglob("*")):
+                if not path.is_file():
+                    continue
+                name, gender, languages = "", "", []
+                for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
+                    words = line.split()
+                    if len(words) >= 2 and words[0] == "name":
+                        name = " ".join(words[1:])
+                    elif len(words) >= 2 and words[0] == "gender":
+                        gender = words[1]
+                    elif len(words) >= 2 and words[0] == "language":
+                        priority = int(words[2]) if len(words) > 2 and words[2].isdigit() else 5
+                        languages.append((words[1].lower(), priority))
+                if not languages:
+                    continue
+                file_name = path.name.lower()
+                voices[file_name] = VoiceInfo(file_name, languages[0][0], gender, name)
+                for lang, priority in languages:
+                    if lang not in aliases or priority < aliases[lang][0]:
+                        aliases[lang] = (priority, file_name)
+            for file_name in voices:  # a voice's own file name always means that voice
+                aliases[file_name] = (-1, file_name)
+            variants = {f.name.lower(): f.name for f in (data / "voices" / "!v").iterdir()}
+            self._voices, self._aliases = voices, {k: v for k, (_, v) in aliases.items()}
+            self._variants = variants
+        assert self._aliases is not None and self._variants is not None
+        return self._voices, self._aliases, self._variants
 
     def resolve(self, voice: Voice) -> Voice:
-        languages, variants = self._tables()
+        voices, aliases, variants = self._tables()
         base, _, variant = (voice.name or "en-us").partition("+")
-        info = languages.get(base.strip().lower())
-        if info is None:
-            hints = close_matches(base, [v.name for v in languages.values()])
+        primary = aliases.get(base.strip().lower().replace("_", "-"))
+        if primary is None:
+            hints = close_matches(base, list(voices))
             raise UnknownVoiceError(f"unknown espeak voice {base!r}" +
                                     (f" (did you mean {', '.join(hints)}?)" if hints else
                                      " (dialog-tts voices --backend espeak lists them)"))
-        name = info.name
+        name = primary
         if variant:
             canon = variants.get(variant.strip().lower())
             if canon is None:
@@ -126,14 +145,13 @@ class EspeakBackend(Backend):
         return replace(voice, name=name)
 
     def list_voices(self) -> list[VoiceInfo]:
-        languages, variants = self._tables()
-        return sorted(languages.values(), key=lambda v: v.name)
+        return sorted(self._tables()[0].values(), key=lambda v: v.name)
 
     def variants(self) -> list[str]:
-        return sorted(self._tables()[1].values(), key=str.lower)
+        return sorted(self._tables()[2].values(), key=str.lower)
 
     def palette(self) -> list[str]:
-        return ["en-us", "en-us+f3", "en-gb-x-rp+m3", "en-us+f1", "en-gb+m7", "en-us+f5", "en-us+m1",
+        return ["en-us", "en-us+f3", "en-gb-x-rp+m3", "en-us+f1", "en+m7", "en-us+f5", "en-us+m1",
                 "en-gb-x-rp+f2"]
 
     def fingerprint(self, voice: Voice) -> str:
@@ -146,13 +164,13 @@ class EspeakBackend(Backend):
     # ------------------------------------------------------------ synthesis
     def synthesize(self, text: str, voice: Voice) -> Clip:
         pitch_factor = 2.0 ** (voice.pitch / 12.0)
-        wpm = round(self.base_wpm * voice.speed(self.base_wpm) / pitch_factor)
+        setting = round(_DEFAULT_RATE * voice.speed(self.base_wpm) / pitch_factor)
         data = text.encode("utf-8")
         with _lib_lock:
             lib, rate = _library()
             if lib.espeak_SetVoiceByName(voice.name.encode()) != 0:
                 raise SynthesisError(f"espeak-ng could not select voice {voice.name!r}")
-            lib.espeak_SetParameter(_RATE, max(_MIN_RATE, min(_MAX_RATE, wpm)), 0)
+            lib.espeak_SetParameter(_RATE, max(_MIN_RATE, min(_MAX_RATE, setting)), 0)
             _chunks.clear()
             status = lib.espeak_Synth(data, len(data) + 1, 0, 0, 0, _CHARS_UTF8 | _ENDPAUSE, None, None)
             lib.espeak_Synchronize()

@@ -1,0 +1,33 @@
+"""`dialog-tts --help` and `dialog-tts voices` must not import heavy backends."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+HEAVY = ["torch", "edge_tts", "qwen_tts", "onnxruntime", "piper", "ray"]
+
+PROBE = """
+import json, sys
+from click.testing import CliRunner
+from dialog_tts.cli import main
+result = CliRunner().invoke(main, {args!r})
+assert result.exit_code == 0, result.output
+print(json.dumps(sorted(m for m in sys.modules if m.split('.')[0] in {heavy!r})))
+"""
+
+
+@pytest.mark.parametrize("args", [["--help"], ["voices"], ["voices", "--backend", "piper"]])
+def test_no_heavy_imports(args):
+    code = PROBE.format(args=args, heavy=HEAVY)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert json.loads(out.stdout.strip().splitlines()[-1]) == []
+
+
+def test_help_does_not_import_numpy():
+    code = PROBE.format(args=["--help"], heavy=["numpy", "scipy", "soundfile", "yaml"])
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert json.loads(out.stdout.strip().splitlines()[-1]) == []
