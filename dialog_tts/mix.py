@@ -103,6 +103,8 @@ def fade_edges(samples: np.ndarray, length: int) -> np.ndarray:
     if n <= 0:
         return samples
     ramp = (0.5 - 0.5 * np.cos(np.pi * (np.arange(n, dtype=np.float32) + 0.5) / n)).astype(np.float32)
+    if samples.ndim == 2:
+        ramp = ramp[:, None]
     samples[:n] *= ramp
     samples[-n:] *= ramp[::-1]
     return samples
@@ -120,7 +122,8 @@ def layout(items: Sequence[Item], lengths: Sequence[int], settings: MixSettings)
     """Start frame of each Placement and the total length, from clip lengths in frames.
 
     Consecutive clips are ``gap`` apart; a Silence adds its length at its place
-    (before the first clip or after the last one too).
+    (before the first clip or after the last one too).  A clip with no audio
+    left after trimming takes no place and no gap.
     """
     rate = settings.sample_rate
     starts: list[int] = []
@@ -130,6 +133,10 @@ def layout(items: Sequence[Item], lengths: Sequence[int], settings: MixSettings)
     for item in items:
         if isinstance(item, Silence):
             cursor += item.seconds
+            continue
+        if lengths[clip_index] == 0:
+            starts.append(round(cursor * rate))
+            clip_index += 1
             continue
         if placed_any:
             cursor += settings.gap
@@ -149,6 +156,7 @@ def mix(items: Sequence[Item], settings: MixSettings = MixSettings()) -> MixResu
     shape = (total,) if settings.channels == 1 else (total, 2)
     out = np.zeros(shape, dtype=np.float32)
     spans = []
+    silent = sum(1 for x in prepared if x.shape[0] == 0)
     for placement, samples, start in zip(placements, prepared, starts):
         end = start + samples.shape[0]
         gain = db_to_gain(placement.gain_db)
@@ -161,6 +169,8 @@ def mix(items: Sequence[Item], settings: MixSettings = MixSettings()) -> MixResu
         spans.append((start / settings.sample_rate, end / settings.sample_rate))
     del prepared
     result = MixResult(out, settings.sample_rate, spans)
+    if silent:
+        result.notes.append(f"{silent} clip(s) had no audible audio and were left out")
     if settings.lufs is not None:
         normalize_loudness(result, settings.lufs, settings.true_peak)
     np.clip(out, -1.0, 1.0, out=out)
@@ -239,15 +249,17 @@ def limiter_gain(peaks: np.ndarray, ceiling: float, rate: int, attack: float = 0
 
 
 def normalize_loudness(result: MixResult, target: float, ceiling_db: float = -1.0,
-                       tolerance: float = 0.05, max_rounds: int = 6) -> None:
+                       tolerance: float = 0.05, max_rounds: int = 12, max_push_db: float = 24.0) -> None:
     """Bring *result* to *target* LUFS with its true peak at or below *ceiling_db*, in place.
 
     A plain gain reaches the target; where that pushes the true peak over the
-    ceiling, a look-ahead limiter holds the peaks, and the gain is raised again
-    until the limited signal meets the target too.
+    ceiling, a look-ahead limiter holds the peaks, and the gain is raised
+    further until the limited signal meets the target too.  Loudness grows
+    monotonically with the gain but by less than 1 dB per dB once the limiter
+    works, so the gain is found by a secant search kept inside a bracket.
     """
     x, rate = result.samples, result.sample_rate
-    if x.shape[0] < round(0.4 * rate):
+    if x.shape[0] < 0.4 * rate:  # pyloudnorm needs one whole 400 ms block
         result.notes.append("audio shorter than 0.4 s: loudness not normalized")
         return
     measured = integrated_loudness(x, rate)
@@ -256,17 +268,34 @@ def normalize_loudness(result: MixResult, target: float, ceiling_db: float = -1.
         return
     peaks = true_peak_per_frame(x, rate)
     ceiling = db_to_gain(ceiling_db - 0.02)
-    gain_db = target - measured
-    curve = None
-    for _ in range(max_rounds):
+
+    def curve_for(gain_db: float) -> np.ndarray:
         g = db_to_gain(gain_db)
-        curve = limiter_gain(peaks * np.float32(g), ceiling, rate) * np.float32(g)
-        y = x * (curve if x.ndim == 1 else curve[:, None])
-        got = integrated_loudness(y, rate)
+        return limiter_gain(peaks * np.float32(g), ceiling, rate) * np.float32(g)
+
+    def loudness_at(gain_db: float) -> float:
+        c = curve_for(gain_db)
+        return integrated_loudness(x * (c if x.ndim == 1 else c[:, None]), rate)
+
+    plain = target - measured
+    low, high = plain - 1.0, plain + max_push_db   # loudness(low) < target <= loudness(high) unless unreachable
+    gain, got = plain, loudness_at(plain)
+    prev: tuple[float, float] | None = None
+    for _ in range(max_rounds):
         if abs(got - target) <= tolerance:
             break
-        gain_db += target - got
-    assert curve is not None
+        if got < target:
+            low = max(low, gain)
+        else:
+            high = min(high, gain)
+        slope = 1.0 if prev is None or prev[0] == gain else (got - prev[1]) / (gain - prev[0])
+        step = (target - got) / min(1.0, max(0.02, slope))
+        prev = (gain, got)
+        gain = gain + step
+        if not low < gain < high:  # the secant step left the bracket: bisect instead
+            gain = (low + high) / 2
+        got = loudness_at(gain)
+    curve = curve_for(gain)
     if x.ndim == 1:
         x *= curve
     else:
@@ -274,5 +303,6 @@ def normalize_loudness(result: MixResult, target: float, ceiling_db: float = -1.
     result.loudness = integrated_loudness(x, rate)
     result.true_peak = true_peak_db(x, rate)
     if abs(result.loudness - target) > 0.1:
-        result.notes.append(f"loudness reached {result.loudness:.1f} LUFS, not {target:g}: the true-peak "
-                            f"ceiling of {ceiling_db:g} dBTP allowed no more")
+        result.notes.append(f"loudness reached {result.loudness:.1f} LUFS, not {target:g}: holding the "
+                            f"true peak under {ceiling_db:g} dBTP would take more than {max_push_db:g} dB "
+                            f"of limiting")
