@@ -383,7 +383,7 @@ def test_normalize_reaches_target_when_limiter_works_hard():
 
 
 def test_loudness_target_is_reachable_in_that_case():
-    """The target of the xfail test above is reachable: the ceiling does not forbid it.
+    """The target of the test above is reachable: the ceiling does not forbid it.
 
     With limiter_gain driven 8 dB harder than the plain gain, the loudness is
     at or above -16 LUFS with the true peak still under -1 dBTP (and at the
