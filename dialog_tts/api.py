@@ -1,54 +1,139 @@
-"""The Python API: one call from a script to a finished audio file.
+"""The Python API: from a script to a finished audio file in one call.
 
 The flow goes one way: script → cast → jobs → engine → clips → mix → write.
-The command line is a thin layer over :func:`synthesize_dialog`.
+The command line is a thin layer over this module.
+
+    >>> from dialog_tts import synthesize_dialog
+    >>> result = synthesize_dialog("samples/dialog.txt", "dialog.wav", lufs=-16)
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import time
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Union
 
 from . import audio, backends, engine, mix, script as script_mod, voices as voices_mod
-from .errors import InputError
-from .script import Line, Pause, Script
+from .errors import DialogTTSError, InputError, OutputError
+from .script import Pause, Script
 
 log = logging.getLogger("dialog_tts")
 
+PathLike = Union[str, os.PathLike]
 #: ``{"A": "joe,pan=-0.3"}``, ``{"A": {"voice": "joe"}}``, ``["A=joe,pan=-0.3"]`` or parsed ``(name, fields)`` pairs.
-VoicesArg = Union[Mapping[str, Union[str, Mapping[str, Any]]], Iterable[Union[str, tuple[str, Mapping[str, Any]]]], None]
+VoicesArg = Union[Mapping[str, Union[str, Mapping[str, Any]]], Iterable[Union[str, tuple]], None]
+
+
+@dataclass
+class RenderOptions:
+    """Every option of a render; the keyword arguments of :func:`synthesize_dialog`."""
+
+    voices: VoicesArg = None
+    speaker_map: PathLike | None = None
+    backend: str = backends.DEFAULT_BACKEND
+    sample_rate: int = 24000
+    stereo: bool = True
+    gap_ms: float = 250.0
+    lufs: float | None = None
+    true_peak: float = -1.0
+    speak_directions: bool = False
+    workers: int = 4
+    cache: bool = True
+    cache_dir: PathLike | None = None
+    cache_size: int | str = "2GB"
+    retries: int = 2
+    keep_going: bool = False
+    report: PathLike | None = None
+
+    def mix_settings(self) -> mix.MixSettings:
+        if not 8000 <= self.sample_rate <= 192000:
+            raise InputError(f"sample rate {self.sample_rate} is out of range (8000-192000 Hz)")
+        if self.gap_ms < 0:
+            raise InputError(f"gap {self.gap_ms:g} ms must not be negative")
+        if self.lufs is not None and not -70.0 <= self.lufs <= 0.0:
+            raise InputError(f"loudness target {self.lufs:g} LUFS is out of range (-70 to 0)")
+        if not -20.0 <= self.true_peak <= 0.0:
+            raise InputError(f"true-peak ceiling {self.true_peak:g} dBTP is out of range (-20 to 0)")
+        if self.workers < 1 or self.retries < 0:
+            raise InputError("workers must be at least 1 and retries at least 0")
+        return mix.MixSettings(sample_rate=self.sample_rate, channels=2 if self.stereo else 1,
+                               gap=self.gap_ms / 1000.0, lufs=self.lufs, true_peak=self.true_peak)
 
 
 @dataclass
 class LineRecord:
     """What happened to one spoken line."""
 
-    line_no: int
+    line: int
     speaker: str
     text: str
-    voice: str
     backend: str
-    start: float | None = None   # seconds into the output
+    voice: str
+    cache_hit: bool = False
+    source: str = ""               # synthesized, cache, repeat or failed
+    attempts: int = 0
+    synthesis_seconds: float = 0.0
+    start: float | None = None     # seconds into the output file
     end: float | None = None
     error: str | None = None
 
 
 @dataclass
+class Totals:
+    lines: int = 0
+    synthesized: int = 0
+    cached: int = 0
+    repeated: int = 0
+    retries: int = 0
+    failed: int = 0
+    duration: float = 0.0          # seconds of audio written
+    wall_time: float = 0.0
+    real_time_factor: float = 0.0  # wall time / audio duration
+
+
+@dataclass
 class DialogResult:
+    script: str
     path: Path | None
     duration: float
     sample_rate: int
     channels: int
     lines: list[LineRecord]
     voices: dict[str, str]                 # speaker -> voice description
+    totals: Totals
     loudness: float | None = None
     true_peak: float | None = None
-    wall_time: float = 0.0
     notes: list[str] = field(default_factory=list)
+
+    @property
+    def wall_time(self) -> float:
+        return self.totals.wall_time
+
+    def to_json(self) -> dict[str, Any]:
+        return {"script": self.script, "output": str(self.path) if self.path else None,
+                "sample_rate": self.sample_rate, "channels": self.channels,
+                "loudness": self.loudness, "true_peak": self.true_peak, "voices": self.voices,
+                "notes": self.notes, "totals": asdict(self.totals),
+                "lines": [asdict(r) for r in self.lines]}
+
+
+@dataclass
+class SpeakerPlan:
+    speaker: str
+    voice: str
+    lines: int
+    cached: int
+    to_synthesize: int   # distinct lines not in the cache
+
+
+@dataclass
+class BatchResult:
+    results: dict[str, DialogResult]
+    failures: dict[str, DialogTTSError]
 
 
 def _overrides(voices: VoicesArg) -> list[tuple[str, Mapping[str, Any]]]:
@@ -58,99 +143,223 @@ def _overrides(voices: VoicesArg) -> list[tuple[str, Mapping[str, Any]]]:
         out = []
         for name, spec in voices.items():
             if isinstance(spec, Mapping):
-                fields = {str(k).lower(): v for k, v in spec.items()}
-                voices_mod.voice_from_fields(fields, where=f"voices[{name!r}]")
-                out.append((str(name), fields))
+                spec_fields = {str(k).lower(): v for k, v in spec.items()}
+                voices_mod.voice_from_fields(spec_fields, where=f"voices[{name!r}]")
+                out.append((str(name), spec_fields))
             else:
                 out.append(voices_mod.parse_assignment(f"{name}={spec}"))
         return out
     return [v if isinstance(v, tuple) else voices_mod.parse_assignment(v) for v in voices]
 
 
-def load_script(script: Union[str, os.PathLike[str], Script], *, speak_directions: bool = False) -> Script:
-    if isinstance(script, Script):
-        return script
-    return script_mod.load(script, speak_directions=speak_directions)
+class Renderer:
+    """Renders scripts with one set of options, sharing the cache and loaded backends.
+
+    Use it as a context manager (or call :meth:`close`) to release the cache.
+    *sleep* is what retries wait with (tests pass one that only records).
+    """
+
+    def __init__(self, options: RenderOptions | None = None, *,
+                 progress_callback: engine.ProgressCallback | None = None,
+                 sleep: engine.Sleep = time.sleep) -> None:
+        self.options = options or RenderOptions()
+        self.settings = self.options.mix_settings()
+        self._overrides = _overrides(self.options.voices)
+        self._speaker_map = (voices_mod.load_speaker_map(self.options.speaker_map)
+                             if self.options.speaker_map is not None else None)
+        self._cache = None
+        if self.options.cache:
+            from .cache import AudioCache, parse_size
+
+            self._cache = AudioCache(self.options.cache_dir, parse_size(self.options.cache_size))
+        self.engine = engine.Engine(self.options.workers, cache=self._cache, retries=self.options.retries,
+                                    sleep=sleep, progress=progress_callback)
+
+    def close(self) -> None:
+        if self._cache is not None:
+            self._cache.close()
+            self._cache = None
+
+    def __enter__(self) -> "Renderer":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # ------------------------------------------------------------ steps
+    def _prepare(self, script: PathLike | Script) -> tuple[Script, dict[str, voices_mod.Voice], list[engine.Job]]:
+        parsed = script if isinstance(script, Script) else script_mod.load(
+            script, speak_directions=self.options.speak_directions)
+        cast = voices_mod.cast(parsed, speaker_map=self._speaker_map, overrides=self._overrides,
+                               default_backend=self.options.backend)
+        jobs = [engine.Job(line.text, cast[line.key], parsed.path, line.line_no, line.speaker)
+                for line in parsed.lines]
+        return parsed, cast, jobs
+
+    def plan(self, script: PathLike | Script) -> list[SpeakerPlan]:
+        """Parse, cast and look up the cache: what a render would synthesize (nothing is)."""
+        parsed, cast, jobs = self._prepare(script)
+        cached = self.engine.lookup(jobs)
+        rows: dict[str, SpeakerPlan] = {}
+        seen: set[str] = set()
+        for job, hit in zip(jobs, cached):
+            key = script_mod.speaker_key(job.speaker)
+            row = rows.setdefault(key, SpeakerPlan(job.speaker, cast[key].describe(), 0, 0, 0))
+            row.lines += 1
+            if hit:
+                row.cached += 1
+            elif job.identity() not in seen:
+                row.to_synthesize += 1
+            seen.add(job.identity())
+        return list(rows.values())
+
+    def render(self, script: PathLike | Script, out: PathLike | None) -> DialogResult:
+        """Render one script to *out* (``None``: mix and measure, write nothing)."""
+        started = time.perf_counter()
+        if out is not None:
+            audio.check_writable(out)
+        parsed, cast, jobs = self._prepare(script)
+        result = self.engine.run(jobs)
+
+        records = [LineRecord(job.line_no, job.speaker, job.text, job.voice.backend or "", job.voice.name,
+                              o.source == "cache", o.source, o.attempts, round(o.seconds, 4),
+                              error=str(o.error) if o.error else None)
+                   for job, o in zip(jobs, result.outcomes)]
+        stats = result.stats
+        totals = Totals(stats.lines, stats.synthesized, stats.cached, stats.repeated, stats.retries, stats.failed)
+        voice_names = {parsed.speakers[k]: v.describe() for k, v in cast.items()}
+        if result.failures and not self.options.keep_going:
+            totals.wall_time = time.perf_counter() - started
+            self._write_report(DialogResult(parsed.path, None, 0.0, self.settings.sample_rate,
+                                            self.settings.channels, records, voice_names, totals))
+            raise engine.SynthesisFailed(result.failures, len(jobs))
+
+        items: list[mix.Item] = []
+        placed: list[LineRecord] = []
+        outcomes = iter(zip(jobs, result.outcomes, records))
+        for event in parsed.events:
+            if isinstance(event, Pause):
+                items.append(mix.Silence(event.seconds))
+                continue
+            job, outcome, record = next(outcomes)
+            if outcome.clip is None:  # --keep-going: silence as long as the line would take
+                items.append(mix.Silence(_estimated_seconds(job)))
+                log.warning("%s: left silent (%s)", job.where(), outcome.error)
+                continue
+            voice = job.voice
+            items.append(mix.Placement(outcome.clip, pan=voice.pan or 0.0, gain_db=voice.gain))
+            placed.append(record)
+        mixed = mix.mix(items, self.settings)
+        for note in mixed.notes:
+            log.warning("%s: %s", parsed.path, note)
+        for record, (start, end) in zip(placed, mixed.spans):
+            record.start, record.end = round(start, 4), round(end, 4)
+        if out is not None:
+            audio.write(out, mixed.samples, mixed.sample_rate)
+
+        totals.duration = mixed.duration
+        totals.wall_time = time.perf_counter() - started
+        totals.real_time_factor = totals.wall_time / mixed.duration if mixed.duration else 0.0
+        dialog = DialogResult(parsed.path, Path(out) if out is not None else None, mixed.duration,
+                              mixed.sample_rate, self.settings.channels, records, voice_names, totals,
+                              mixed.loudness, mixed.true_peak, mixed.notes)
+        self._write_report(dialog)
+        return dialog
+
+    def _write_report(self, dialog: DialogResult) -> None:
+        if self.options.report is None:
+            return
+        path = Path(self.options.report)
+        try:
+            with audio.atomic_path(path) as tmp:
+                Path(tmp).write_text(json.dumps(dialog.to_json(), indent=2, ensure_ascii=False) + "\n",
+                                     encoding="utf-8")
+        except OSError as exc:
+            raise OutputError(f"cannot write the report: {exc.strerror or exc}", path=path) from None
+
+    def render_many(self, scripts: Iterable[PathLike], out_dir: PathLike, fmt: str = "wav") -> BatchResult:
+        """Render each script to ``out_dir/<name>.<fmt>``; one failure does not stop the rest."""
+        out_dir = Path(out_dir)
+        results: dict[str, DialogResult] = {}
+        failures: dict[str, DialogTTSError] = {}
+        for script in scripts:
+            out = out_dir / f"{Path(script).stem}.{fmt.lstrip('.')}"
+            try:
+                results[str(script)] = self.render(script, out)
+            except DialogTTSError as exc:
+                failures[str(script)] = exc
+                log.error("%s", exc)
+        return BatchResult(results, failures)
 
 
-def synthesize_dialog(
-    script: Union[str, os.PathLike[str], Script],
-    out: Union[str, os.PathLike[str], None] = None,
-    *,
-    voices: VoicesArg = None,
-    speaker_map: Union[str, os.PathLike[str], None] = None,
-    backend: str = backends.DEFAULT_BACKEND,
-    sample_rate: int = 24000,
-    stereo: bool = True,
-    gap_ms: float = 250.0,
-    lufs: float | None = None,
-    true_peak: float = -1.0,
-    speak_directions: bool = False,
-    workers: int = 4,
-    progress_callback: engine.ProgressCallback | None = None,
-) -> DialogResult:
+def _estimated_seconds(job: engine.Job) -> float:
+    """How long a line would take to say, for the silence that stands in for it."""
+    backend = backends.get_backend(job.voice.backend or backends.DEFAULT_BACKEND)
+    words = max(1, len(job.text.split()))
+    return words * 60.0 / (backend.base_wpm * job.voice.speed(backend.base_wpm))
+
+
+def _options(kwargs: dict[str, Any]) -> RenderOptions:
+    names = {f.name for f in fields(RenderOptions)}
+    unknown = sorted(set(kwargs) - names)
+    if unknown:
+        raise TypeError(f"unknown option {unknown[0]!r} (options: {', '.join(sorted(names))})")
+    return RenderOptions(**kwargs)
+
+
+def synthesize_dialog(script: PathLike | Script, out: PathLike | None = None, *,
+                      progress_callback: engine.ProgressCallback | None = None,
+                      sleep: engine.Sleep = time.sleep, **options: Any) -> DialogResult:
     """Render *script* (a path or a parsed :class:`Script`) to *out*.
 
-    *voices* maps speaker names to voice specs (``{"A": "joe,pan=-0.3"}``) or is
-    a list of ``"NAME=SPEC"`` strings; they override *speaker_map* (a YAML path).
-    With ``out=None`` nothing is written and the mixed audio is still measured.
-    Raises :class:`~dialog_tts.errors.DialogTTSError` subclasses on bad input
-    (``exit_code`` 2) and :class:`~dialog_tts.engine.SynthesisFailed` when lines fail.
+    *options* are the fields of :class:`RenderOptions` (``voices``, ``speaker_map``,
+    ``backend``, ``sample_rate``, ``stereo``, ``gap_ms``, ``lufs``, ``true_peak``,
+    ``speak_directions``, ``workers``, ``cache``, ``cache_dir``, ``cache_size``,
+    ``retries``, ``keep_going``, ``report``).  *progress_callback(done, total,
+    message)* is called as lines finish.  Raises
+    :class:`~dialog_tts.errors.DialogTTSError` subclasses: ``exit_code`` 2 for bad
+    input, 1 (:class:`~dialog_tts.engine.SynthesisFailed`) when lines fail.
     """
-    started = time.perf_counter()
-    if out is not None:
-        audio.check_writable(out)
-    settings = _settings(sample_rate, stereo, gap_ms, lufs, true_peak)
-    parsed = load_script(script, speak_directions=speak_directions)
-    smap = voices_mod.load_speaker_map(speaker_map) if speaker_map is not None else None
-    cast = voices_mod.cast(parsed, speaker_map=smap, overrides=_overrides(voices), default_backend=backend)
+    with Renderer(_options(options), progress_callback=progress_callback, sleep=sleep) as renderer:
+        return renderer.render(script, out)
 
-    spoken = parsed.lines
-    jobs = [engine.Job(line.text, cast[line.key], parsed.path, line.line_no, line.speaker) for line in spoken]
-    result = engine.Engine(workers=workers, progress=progress_callback).run(jobs)
-    if result.failures:
-        raise engine.SynthesisFailed(result.failures, len(jobs))
 
-    items: list[mix.Item] = []
-    clip_iter = iter(result.clips)
-    for event in parsed.events:
-        if isinstance(event, Pause):
-            items.append(mix.Silence(event.seconds))
+def synthesize_batch(scripts: Iterable[PathLike], out_dir: PathLike, *, fmt: str = "wav",
+                     progress_callback: engine.ProgressCallback | None = None, **options: Any) -> BatchResult:
+    """Render many scripts in one process (one cache, backends loaded once)."""
+    paths = expand_scripts(scripts)
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    audio.output_format(f"x.{fmt.lstrip('.')}")
+    with Renderer(_options(options), progress_callback=progress_callback) as renderer:
+        return renderer.render_many(paths, out_dir, fmt)
+
+
+def plan_dialog(script: PathLike | Script, **options: Any) -> list[SpeakerPlan]:
+    """What :func:`synthesize_dialog` would do: per speaker, voice, lines, cached, to synthesize."""
+    with Renderer(_options(options)) as renderer:
+        return renderer.plan(script)
+
+
+def expand_scripts(items: Iterable[PathLike]) -> list[Path]:
+    """Script files as given, and the ``*.txt`` files of each folder given (sorted)."""
+    paths: list[Path] = []
+    for item in items:
+        path = Path(item)
+        if path.is_dir():
+            found = sorted(p for p in path.glob("*.txt") if p.is_file())
+            if not found:
+                raise InputError("folder has no .txt scripts", path=path)
+            paths.extend(found)
         else:
-            voice = cast[event.key]
-            clip = next(clip_iter)
-            assert clip is not None
-            items.append(mix.Placement(clip, pan=voice.pan or 0.0, gain_db=voice.gain))
-    mixed = mix.mix(items, settings)
-    for note in mixed.notes:
-        log.warning(note)
-    if out is not None:
-        audio.write(out, mixed.samples, mixed.sample_rate)
-
-    records = [LineRecord(line.line_no, line.speaker, line.text, cast[line.key].name,
-                          cast[line.key].backend or "", start, end)
-               for line, (start, end) in zip(spoken, mixed.spans)]
-    return DialogResult(
-        path=Path(out) if out is not None else None,
-        duration=mixed.duration, sample_rate=mixed.sample_rate, channels=settings.channels,
-        lines=records, voices={parsed.speakers[k]: v.describe() for k, v in cast.items()},
-        loudness=mixed.loudness, true_peak=mixed.true_peak,
-        wall_time=time.perf_counter() - started, notes=mixed.notes,
-    )
-
-
-def _settings(sample_rate: int, stereo: bool, gap_ms: float, lufs: float | None,
-              true_peak: float) -> mix.MixSettings:
-    if not 8000 <= sample_rate <= 192000:
-        raise InputError(f"sample rate {sample_rate} is out of range (8000-192000 Hz)")
-    if gap_ms < 0:
-        raise InputError(f"gap {gap_ms:g} ms must not be negative")
-    if lufs is not None and not -70.0 <= lufs <= 0.0:
-        raise InputError(f"loudness target {lufs:g} LUFS is out of range (-70 to 0)")
-    if not -20.0 <= true_peak <= 0.0:
-        raise InputError(f"true-peak ceiling {true_peak:g} dBTP is out of range (-20 to 0)")
-    return mix.MixSettings(sample_rate=sample_rate, channels=2 if stereo else 1, gap=gap_ms / 1000.0,
-                           lufs=lufs, true_peak=true_peak)
+            paths.append(path)
+    if not paths:
+        raise InputError("no scripts given")
+    names = [p.stem for p in paths]
+    clashes = sorted({n for n in names if names.count(n) > 1})
+    if clashes:
+        raise InputError(f"two scripts would write the same output name: {clashes[0]}")
+    return paths
 
 
 def list_voices(backend: str | None = None) -> dict[str, list[backends.VoiceInfo]]:
@@ -159,5 +368,6 @@ def list_voices(backend: str | None = None) -> dict[str, list[backends.VoiceInfo
     return {name: backends.get_backend(name).list_voices() for name in names}
 
 
-__all__ = ["synthesize_dialog", "DialogResult", "LineRecord", "load_script", "list_voices",
-           "Line", "Script"]
+__all__ = ["synthesize_dialog", "synthesize_batch", "plan_dialog", "Renderer", "RenderOptions",
+           "DialogResult", "LineRecord", "Totals", "SpeakerPlan", "BatchResult", "list_voices",
+           "expand_scripts"]

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import re
+import sys
 from typing import Any, Callable
 
 import click
@@ -82,9 +83,15 @@ def _parse_voice(ctx: click.Context, param: click.Parameter, values: tuple[str, 
 class _EchoHandler(logging.Handler):
     """Log records to the current stderr, as ``Warning: ...`` / ``Error: ...``."""
 
+    writer: Callable[[str], None] | None = None  # the progress bar's, while one is shown
+
     def emit(self, record: logging.LogRecord) -> None:
         prefix = {"WARNING": "Warning: ", "ERROR": "Error: "}.get(record.levelname, "")
-        click.echo(prefix + record.getMessage(), err=True)
+        text = prefix + record.getMessage()
+        if _EchoHandler.writer is not None:
+            _EchoHandler.writer(text)
+        else:
+            click.echo(text, err=True)
 
 
 def _setup_logging(quiet: bool, verbose: int) -> None:
@@ -119,6 +126,18 @@ def render_options(f: Callable[..., Any]) -> Callable[..., Any]:
         click.option("--speak-directions", is_flag=True, help="Speak [stage directions] instead of skipping them."),
         click.option("--workers", type=click.IntRange(1, 64), default=4, show_default=True,
                      help="Lines synthesized at once."),
+        click.option("--retries", type=click.IntRange(0, 10), default=2, show_default=True,
+                     help="Retries of a line after a transient failure (waits 1 s, 2 s, 4 s ... with jitter)."),
+        click.option("--keep-going", is_flag=True,
+                     help="Write the mix even if lines fail, with silence in their place."),
+        click.option("--cache/--no-cache", "cache", default=True, show_default=True,
+                     help="Use the synthesis cache (--no-cache neither reads nor writes it)."),
+        click.option("--cache-dir", type=click.Path(file_okay=False), metavar="DIR", envvar="DIALOG_TTS_CACHE_DIR",
+                     show_envvar=True, help="Cache location [default: the user cache dir, ~/.cache/dialog-tts on Linux]."),
+        click.option("--cache-size", default="2GB", show_default=True, metavar="SIZE",
+                     help="Cache size bound; least recently used entries are evicted beyond it."),
+        click.option("--progress/--no-progress", default=None,
+                     help="Progress bar on stderr [default: when stderr is a terminal]."),
     ]
     for option in reversed(options):
         f = option(f)
@@ -131,13 +150,17 @@ def render_options(f: Callable[..., Any]) -> Callable[..., Any]:
 @click.option("-o", "--out", type=click.Path(), metavar="FILE",
               help="Output file: .wav, .flac, .ogg or .mp3 (format from the extension).")
 @render_options
+@click.option("--report", type=click.Path(dir_okay=False), metavar="JSON",
+              help="Write a JSON report: one record per line plus the totals.")
+@click.option("--dry-run", is_flag=True, help="Parse, cast and look up the cache; synthesize nothing.")
+@click.option("--clear-cache", is_flag=True, help="Empty the synthesis cache (works without --script).")
 @click.option("-q", "--quiet", is_flag=True, help="Print nothing but errors.")
-@click.option("-v", "--verbose", count=True, help="Say more (repeat for debug logs).")
+@click.option("-v", "--verbose", count=True, help="Log each line as it finishes (-vv: debug logs).")
 @click.option("--debug", is_flag=True, help="Show tracebacks instead of one-line errors.")
 @click.version_option(package_name="dialog-tts", prog_name="dialog-tts")
 @click.pass_context
-def main(ctx: click.Context, script: str | None, out: str | None, quiet: bool, verbose: int, debug: bool,
-         **render: Any) -> None:
+def main(ctx: click.Context, script: str | None, out: str | None, report: str | None, dry_run: bool,
+         clear_cache: bool, quiet: bool, verbose: int, debug: bool, **render: Any) -> None:
     """Turn a multi-speaker dialog script into one finished audio file.
 
     \b
@@ -148,24 +171,150 @@ def main(ctx: click.Context, script: str | None, out: str | None, quiet: bool, v
     _setup_logging(quiet, verbose)
     if ctx.invoked_subcommand is not None:
         return
+    if clear_cache:
+        _clear_cache(render["cache_dir"], quiet)
+        if script is None:
+            return
     if script is None:
-        if all(ctx.get_parameter_source(p) == click.core.ParameterSource.DEFAULT for p in ctx.params):
+        unset = (click.core.ParameterSource.DEFAULT, click.core.ParameterSource.ENVIRONMENT)
+        if all(ctx.get_parameter_source(p) in unset for p in ctx.params):
             click.echo(ctx.get_help())
             return
         raise click.UsageError("missing --script FILE (the dialog script to render)")
+    progress = render.pop("progress")
+    if dry_run:
+        from .api import plan_dialog
+
+        _print_plan(plan_dialog(script, **render))
+        return
     if out is None:
         raise click.UsageError("missing --out FILE (.wav, .flac, .ogg or .mp3)")
-    from .api import synthesize_dialog
+    from .api import Renderer, RenderOptions
 
-    result = synthesize_dialog(script, out, voices=render.pop("voices"), stereo=render.pop("stereo"), **render)
+    with _progress_bar(progress, quiet) as callback, \
+            Renderer(RenderOptions(report=report, **render), progress_callback=callback) as renderer:
+        result = renderer.render(script, out)
     log = logging.getLogger("dialog_tts")
     for speaker, voice in result.voices.items():
         log.info("%s: %s", speaker, voice)
     if not quiet:
-        layout = "stereo" if result.channels == 2 else "mono"
-        loud = f", {result.loudness:.1f} LUFS, {result.true_peak:.1f} dBTP" if result.loudness is not None else ""
-        click.echo(f"Wrote {out}: {result.duration:.1f} s {layout} {result.sample_rate} Hz{loud}; "
-                   f"{len(result.lines)} lines, {len(result.voices)} speakers in {result.wall_time:.1f} s", err=True)
+        click.echo(_summary(result), err=True)
+
+
+def _summary(result: Any) -> str:
+    t = result.totals
+    layout = "stereo" if result.channels == 2 else "mono"
+    loud = f", {result.loudness:.1f} LUFS, {result.true_peak:.1f} dBTP" if result.loudness is not None else ""
+    failed = f", {t.failed} failed (left silent)" if t.failed else ""
+    return (f"Wrote {result.path}: {result.duration:.1f} s {layout} {result.sample_rate} Hz{loud}; "
+            f"{t.lines} lines: {t.synthesized} synthesized, {t.cached} cached, {t.repeated} repeated, "
+            f"{t.retries} retries{failed}; {len(result.voices)} speakers; "
+            f"{t.wall_time:.1f} s wall, real-time factor {t.real_time_factor:.3f}")
+
+
+class _progress_bar:
+    """A tqdm bar on stderr (when asked for, or when stderr is a terminal) as a progress callback."""
+
+    def __init__(self, wanted: bool | None, quiet: bool) -> None:
+        self.enabled = not quiet and (wanted if wanted is not None else sys.stderr.isatty())
+        self.bar: Any = None
+
+    def __enter__(self) -> Callable[[int, int, str], None] | None:
+        if not self.enabled:
+            return None
+
+        def update(done: int, total: int, message: str) -> None:
+            if self.bar is None:
+                from tqdm import tqdm
+
+                self.bar = tqdm(total=total, unit="line", file=sys.stderr, leave=False, dynamic_ncols=True)
+                _EchoHandler.writer = self.bar.write
+            self.bar.update(done - self.bar.n)
+            stats = getattr(message, "stats", None)
+            if stats is not None:
+                self.bar.set_postfix(cached=stats.cached, retries=stats.retries, failed=stats.failed, refresh=False)
+        return update
+
+    def __exit__(self, *exc: object) -> None:
+        if self.bar is not None:
+            self.bar.close()
+            _EchoHandler.writer = None
+
+
+def _print_plan(rows: list[Any]) -> None:
+    header = ("SPEAKER", "VOICE", "LINES", "CACHED", "TO SYNTHESIZE")
+    table = [header] + [(r.speaker, r.voice, str(r.lines), str(r.cached), str(r.to_synthesize)) for r in rows]
+    widths = [max(len(row[i]) for row in table) for i in range(len(header))]
+    for row in table:
+        click.echo("  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip())
+    total = sum(r.to_synthesize for r in rows)
+    click.echo(f"{sum(r.lines for r in rows)} lines, {sum(r.cached for r in rows)} cached, "
+               f"{total} to synthesize (dry run: nothing was synthesized)")
+
+
+def _clear_cache(cache_dir: str | None, quiet: bool) -> None:
+    from .cache import AudioCache, format_size
+
+    with AudioCache(cache_dir) as cache:
+        entries, freed = cache.clear()
+        if not quiet:
+            click.echo(f"Cleared the cache at {cache.directory}: {entries} entries, {format_size(freed)} freed")
+
+
+@main.group("cache")
+def cache_group() -> None:
+    """Inspect or empty the synthesis cache."""
+
+
+@cache_group.command("info")
+@click.option("--cache-dir", type=click.Path(file_okay=False), metavar="DIR", envvar="DIALOG_TTS_CACHE_DIR")
+def cache_info(cache_dir: str | None) -> None:
+    """Print the cache's location, number of entries and size."""
+    from .cache import AudioCache, format_size
+
+    with AudioCache(cache_dir) as cache:
+        info = cache.info()
+    click.echo(f"location: {info.directory}\nentries:  {info.entries}\n"
+               f"size:     {format_size(info.size)} (bound {format_size(info.limit)})")
+
+
+@cache_group.command("clear")
+@click.option("--cache-dir", type=click.Path(file_okay=False), metavar="DIR", envvar="DIALOG_TTS_CACHE_DIR")
+@click.pass_context
+def cache_clear(ctx: click.Context, cache_dir: str | None) -> None:
+    """Empty the cache (the same as dialog-tts --clear-cache)."""
+    _clear_cache(cache_dir, ctx.find_root().params.get("quiet", False))
+
+
+@main.command("batch")
+@click.argument("scripts", nargs=-1, required=True, type=click.Path(), metavar="SCRIPT_OR_DIR...")
+@click.option("--out-dir", type=click.Path(file_okay=False), required=True, metavar="DIR",
+              help="Folder for the outputs (created if missing): one file per script, named after it.")
+@click.option("--format", "fmt", type=click.Choice(["wav", "flac", "ogg", "mp3"]), default="wav", show_default=True,
+              help="Output format.")
+@render_options
+@click.pass_context
+def batch_command(ctx: click.Context, scripts: tuple[str, ...], out_dir: str, fmt: str, **render: Any) -> None:
+    """Render many scripts (files, or folders of .txt files) in one process.
+
+    The cache and the loaded voices are shared; one script's failure does not
+    stop the others, and the command exits 1 if any failed.
+    """
+    from .api import synthesize_batch
+
+    quiet = ctx.find_root().params.get("quiet", False)
+    progress = render.pop("progress")
+    with _progress_bar(progress, quiet) as callback:
+        batch = synthesize_batch(scripts, out_dir, fmt=fmt, progress_callback=callback, **render)
+    if not quiet:
+        for result in batch.results.values():
+            click.echo(_summary(result), err=True)
+    if batch.failures:
+        listing = "\n".join(f"  {path}: {str(err).splitlines()[0]}" for path, err in batch.failures.items())
+        raise click.ClickException(f"{len(batch.failures)} of {len(batch.failures) + len(batch.results)} "
+                                   f"scripts failed:\n{listing}")
+    if not quiet:
+        click.echo(f"Rendered {len(batch.results)} scripts into {out_dir}", err=True)
 
 
 def _language_matches(language: str, wanted: str) -> bool:

@@ -85,3 +85,74 @@ def write_script(tmp_path):
             path.write_text(text, encoding="utf-8")
         return path
     return write
+
+
+@pytest.fixture(autouse=True)
+def private_cache(tmp_path_factory, monkeypatch):
+    """Every test gets its own empty cache: none touches the user's ~/.cache."""
+    path = tmp_path_factory.mktemp("cache")
+    monkeypatch.setenv("DIALOG_TTS_CACHE_DIR", str(path))
+    return path
+
+
+class FlakyBackend(Backend):
+    """A fake with a random delay per call (seeded), scripted failures and a concurrency count.
+
+    ``failures[text]`` is a list of exceptions raised by the first calls for that
+    text, in order; after they run out, the call succeeds.  The delay is slept
+    on a threading.Event that tests may never set, so it is a real wait but
+    tiny (at most ``max_delay`` seconds).
+    """
+
+    name = "flaky"
+    base_wpm = 170.0
+
+    def __init__(self, max_delay: float = 0.005, max_concurrency: int | None = None, seed: int = 1) -> None:
+        super().__init__()
+        import random
+
+        self.random = random.Random(seed)
+        self.max_delay = max_delay
+        self.max_concurrency = max_concurrency  # type: ignore[misc]
+        self.failures: dict[str, list[BaseException]] = {}
+        self.calls: list[str] = []
+        self.active = 0
+        self.max_active = 0
+        self._count = threading.Lock()
+        self._event = threading.Event()
+
+    def resolve(self, voice: Voice) -> Voice:
+        return replace(voice, name=voice.name or "v1")
+
+    def list_voices(self) -> list[VoiceInfo]:
+        return [VoiceInfo("v1"), VoiceInfo("v2")]
+
+    def palette(self) -> list[str]:
+        return ["v1", "v2"]
+
+    def synthesize(self, text: str, voice: Voice) -> Clip:
+        with self._count:
+            self.calls.append(text)
+            self.active += 1
+            self.max_active = max(self.max_active, self.active)
+            delay = self.random.uniform(0, self.max_delay)
+            queued = self.failures.get(text)
+            error = queued.pop(0) if queued else None
+        try:
+            self._event.wait(delay)
+            if error is not None:
+                raise error
+            # a tone whose pitch encodes the text, so results can be matched to lines
+            freq = 200 + (sum(map(ord, text)) % 400)
+            return tone_clip(freq * 2 ** (voice.pitch / 12), 0.2 + 0.01 * len(text))
+        finally:
+            with self._count:
+                self.active -= 1
+
+
+@pytest.fixture
+def flaky():
+    inst = FlakyBackend()
+    backends.register("flaky", lambda: inst)
+    yield inst
+    backends.unregister("flaky")

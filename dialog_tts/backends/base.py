@@ -54,6 +54,14 @@ class Backend(ABC):
         """Speak several lines at once; backends that batch (GPUs) override this."""
         return [self.synthesize(t, v) for t, v in zip(texts, voices)]
 
+    def batch_group(self, voice: Voice) -> object:
+        """Lines whose voices share a group may go in one batch (e.g. the same model)."""
+        return None
+
+    def is_transient(self, error: BaseException) -> bool:
+        """Whether *error* may go away if the call is tried again (the engine retries those)."""
+        return bool(getattr(error, "transient", False))
+
     @abstractmethod
     def resolve(self, voice: Voice) -> Voice:
         """Return *voice* with its name in canonical form, or raise UnknownVoiceError.

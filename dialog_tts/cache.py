@@ -1,0 +1,141 @@
+"""The persistent synthesis cache (diskcache): synthesized lines survive across runs.
+
+Key: sha256 over canonical JSON of the backend name, the backend's fingerprint
+(package version and model file identity), the voice settings that change
+synthesis (never pan, gain or anything else that only changes the mix) and
+the text.  Value: a sha256 digest followed by the clip as FLAC; both are checked
+on read, and an entry that fails either is evicted and reported as missing.
+The cache is bounded (least-recently-used eviction) and safe to share between
+threads and processes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .audio import Clip, decode, encode_flac
+from .errors import InputError
+
+log = logging.getLogger("dialog_tts")
+
+ENV_DIR = "DIALOG_TTS_CACHE_DIR"
+DEFAULT_SIZE = 2 * 1000 ** 3
+_KEY_VERSION = 1
+_DIGEST = 32
+_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]?i?b?)?\s*$", re.IGNORECASE)
+_UNITS = {"": 1, "b": 1, "k": 1000, "m": 1000 ** 2, "g": 1000 ** 3, "t": 1000 ** 4,
+          "ki": 1024, "mi": 1024 ** 2, "gi": 1024 ** 3, "ti": 1024 ** 4}
+
+
+def default_dir() -> Path:
+    """``$DIALOG_TTS_CACHE_DIR``, else the user cache dir (``~/.cache/dialog-tts`` on Linux)."""
+    env = os.environ.get(ENV_DIR)
+    if env:
+        return Path(env).expanduser()
+    import platformdirs
+
+    return Path(platformdirs.user_cache_dir("dialog-tts", appauthor=False))
+
+
+def parse_size(text: str | int) -> int:
+    """``2GB``, ``500MB``, ``1.5GiB``, ``1000000`` → bytes."""
+    if isinstance(text, int):
+        return text
+    m = _SIZE.match(str(text))
+    if not m:
+        raise InputError(f"cache size {text!r} is not a size like 2GB, 500MB or 1.5GiB")
+    unit = (m.group(2) or "").lower().rstrip("b")
+    return int(float(m.group(1)) * _UNITS[unit])
+
+
+def format_size(size: float) -> str:
+    for unit in ("B", "kB", "MB", "GB"):
+        if size < 1000 or unit == "GB":
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1000
+    return f"{size:.1f} GB"
+
+
+def make_key(backend: str, fingerprint: str, voice_fields: dict[str, Any], text: str) -> str:
+    """The cache key of one synthesis: a hex sha256 over canonical JSON."""
+    payload = {"v": _KEY_VERSION, "backend": backend, "fingerprint": fingerprint,
+               "voice": voice_fields, "text": text}
+    canonical = json.dumps(payload, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+
+
+@dataclass(frozen=True)
+class CacheInfo:
+    directory: Path
+    entries: int
+    size: int      # bytes on disk (database plus value files)
+    limit: int
+
+
+class AudioCache:
+    """Synthesized clips on disk, keyed by :func:`make_key`."""
+
+    def __init__(self, directory: str | os.PathLike[str] | None = None, size_limit: int = DEFAULT_SIZE) -> None:
+        import diskcache
+
+        self.directory = Path(directory) if directory is not None else default_dir()
+        self.size_limit = size_limit
+        try:
+            self._cache = diskcache.Cache(str(self.directory), size_limit=size_limit,
+                                          eviction_policy="least-recently-used")
+        except OSError as exc:
+            raise InputError(f"cannot open the cache: {exc.strerror or exc}", path=self.directory) from None
+
+    def get(self, key: str) -> Clip | None:
+        """The cached clip, or None; a corrupted entry is evicted with a warning."""
+        data = self._cache.get(key)
+        if data is None:
+            return None
+        try:
+            if not isinstance(data, bytes) or hashlib.sha256(data[_DIGEST:]).digest() != data[:_DIGEST]:
+                raise ValueError("checksum mismatch")
+            return decode(data[_DIGEST:])
+        except Exception as exc:  # any decoding failure means the entry is unusable
+            log.warning("cache entry %s… was corrupted (%s); it was removed and will be synthesized again",
+                        key[:12], exc)
+            self._cache.delete(key)
+            return None
+
+    def __contains__(self, key: str) -> bool:
+        return key in self._cache
+
+    def put(self, key: str, clip: Clip) -> None:
+        flac = encode_flac(clip)
+        self._cache.set(key, hashlib.sha256(flac).digest() + flac)
+
+    def info(self) -> CacheInfo:
+        return CacheInfo(self.directory, len(self._cache), int(self._cache.volume()), self.size_limit)
+
+    def clear(self) -> tuple[int, int]:
+        """Remove every entry; returns (entries, bytes) freed."""
+        before = int(self._cache.volume())
+        removed = self._cache.clear()
+        try:  # give the database's free pages back to the file system
+            import sqlite3
+
+            with sqlite3.connect(self.directory / "cache.db", timeout=1) as db:
+                db.execute("VACUUM")
+        except Exception as exc:  # another process holds it: the space is reused later anyway
+            log.debug("cache VACUUM skipped: %s", exc)
+        return removed, max(0, before - int(self._cache.volume()))
+
+    def close(self) -> None:
+        self._cache.close()
+
+    def __enter__(self) -> "AudioCache":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
