@@ -91,12 +91,25 @@ def concat(parts: list[np.ndarray], sample_rate: int) -> Clip:
     return Clip(np.concatenate(parts).astype(np.float32, copy=False), sample_rate)
 
 
+_PCM24 = float(1 << 23)
+
+
+def pcm24(clip: Clip) -> Clip:
+    """*clip* on the 24-bit grid (k / 2**23, clipped to [-1, 1)), which FLAC stores exactly.
+
+    Every synthesized clip goes through this, so a line read back from the cache
+    is bit-identical to the line as first synthesized.
+    """
+    x = np.clip(clip.samples.astype(np.float64) * _PCM24, -_PCM24, _PCM24 - 1)
+    return Clip((np.round(x) / _PCM24).astype(np.float32), clip.sample_rate)
+
+
 def encode_flac(clip: Clip) -> bytes:
-    """Losslessly compress *clip* (as 24-bit FLAC) for storage."""
+    """Compress *clip* as 24-bit FLAC (lossless for clips from :func:`pcm24`)."""
     import soundfile as sf
 
     buf = io.BytesIO()
-    sf.write(buf, np.clip(clip.samples, -1.0, 1.0), clip.sample_rate, format="FLAC", subtype="PCM_24")
+    sf.write(buf, pcm24(clip).samples, clip.sample_rate, format="FLAC", subtype="PCM_24")
     return buf.getvalue()
 
 

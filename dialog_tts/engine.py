@@ -27,7 +27,7 @@ from dataclasses import dataclass, field, replace
 from typing import Callable, Protocol, Sequence
 
 from . import backends
-from .audio import Clip
+from .audio import Clip, pcm24
 from .errors import DialogTTSError, SynthesisError
 from .voices import Voice
 
@@ -275,7 +275,7 @@ class Engine:
                               lambda: backend.synthesize(unit.job.text, unit.job.voice))
             if not isinstance(clip, Clip):
                 raise SynthesisError(f"backend {backend.name!r} returned {type(clip).__name__}, not a Clip")
-            unit.outcome = Outcome(clip, "synthesized", tally.attempts, tally.seconds)
+            unit.outcome = Outcome(pcm24(clip), "synthesized", tally.attempts, tally.seconds)
         except Exception as exc:  # noqa: BLE001 - one line must never take the others down
             unit.outcome = Outcome(None, "failed", tally.attempts, tally.seconds, _as_error(exc))
         self._store(unit)
@@ -315,7 +315,7 @@ class Engine:
             self._finish(unit, outcomes, state)
             return
         for unit, clip in zip(batch, clips):
-            unit.outcome = Outcome(clip, "synthesized", tally.attempts, tally.seconds / len(batch))
+            unit.outcome = Outcome(pcm24(clip), "synthesized", tally.attempts, tally.seconds / len(batch))
             self._store(unit)
             self._finish(unit, outcomes, state)
 

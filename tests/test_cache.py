@@ -1,0 +1,193 @@
+"""The persistent cache: hits skip the backend, mix-only changes re-synthesize nothing,
+edits re-synthesize exactly what changed, corrupted entries are redone, the size bound evicts."""
+
+from __future__ import annotations
+
+import multiprocessing
+from pathlib import Path
+
+import diskcache
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from dialog_tts import synthesize_dialog
+from dialog_tts.audio import Clip
+from dialog_tts.cache import AudioCache, default_dir, make_key, parse_size
+from dialog_tts.cli import main
+
+HUNDRED = "".join(f"{'AB'[i % 2]}: This is line number {i} of the script.\n" for i in range(100))
+
+
+def render(script, out, **options):
+    options.setdefault("backend", "tone")
+    return synthesize_dialog(script, out, **options)
+
+
+def test_second_run_is_served_from_the_cache(write_script, tone_backend, tmp_path):
+    script = write_script("A: Hello there.\nB: General Kenobi.\n")
+    first = render(script, tmp_path / "1.wav")
+    assert len(tone_backend.calls) == 2 and first.totals.synthesized == 2
+    second = render(script, tmp_path / "2.wav")
+    assert len(tone_backend.calls) == 2          # the backend was not called again
+    assert second.totals.cached == 2 and all(r.cache_hit for r in second.lines)
+    assert (tmp_path / "1.wav").read_bytes() == (tmp_path / "2.wav").read_bytes()
+
+
+@pytest.mark.parametrize("change", [
+    {"voices": {"A": "mid,pan=-0.8,gain=-3dB"}},
+    {"gap_ms": 700},
+    {"lufs": -16},
+    {"stereo": False, "sample_rate": 16000},
+])
+def test_mix_only_changes_resynthesize_nothing(write_script, tone_backend, tmp_path, change):
+    script = write_script("A: Hello there, friend.\nB: Hi. How are you today?\n")
+    render(script, tmp_path / "1.wav", voices={"A": "mid"})
+    calls = len(tone_backend.calls)
+    result = render(script, tmp_path / "2.wav", **{"voices": {"A": "mid"}, **change})
+    assert len(tone_backend.calls) == calls
+    assert result.totals.cached == 2
+
+
+def test_editing_one_line_of_a_hundred_synthesizes_one(write_script, tone_backend, tmp_path):
+    script = write_script(HUNDRED)
+    render(script, tmp_path / "1.wav")
+    assert len(tone_backend.calls) == 100
+    script.write_text(HUNDRED.replace("line number 57 ", "line number fifty-seven "), encoding="utf-8")
+    result = render(script, tmp_path / "2.wav")
+    assert tone_backend.calls[100:] == [("This is line number fifty-seven of the script.", "mid")]
+    assert result.totals.cached == 99 and result.totals.synthesized == 1
+
+
+@pytest.mark.parametrize("voices, changed", [
+    ({"A": "high"}, 50),               # another voice for A: A's 50 lines
+    ({"A": "mid,rate=1.2x"}, 50),      # another rate for A
+    ({"B": "mid,pitch=+1st"}, 50),     # another pitch for B
+    ({"B": "mid,volume=-2dB"}, 50),    # another synthesis volume for B
+])
+def test_voice_changes_resynthesize_exactly_that_speakers_lines(write_script, tone_backend, tmp_path, voices, changed):
+    script = write_script(HUNDRED)
+    render(script, tmp_path / "1.wav", voices={"A": "mid", "B": "mid"})
+    render(script, tmp_path / "2.wav", voices={"A": "mid", "B": "mid", **voices})
+    assert len(tone_backend.calls) == 100 + changed
+
+
+def test_corrupted_entries_are_detected_evicted_and_redone(write_script, tone_backend, tmp_path, private_cache, caplog):
+    script = write_script("A: Hello there.\nB: General Kenobi.\n")
+    render(script, tmp_path / "1.wav")
+    with diskcache.Cache(str(private_cache)) as raw:   # damage every stored value behind the tool's back
+        keys = list(raw)
+        assert len(keys) == 2
+        for key in keys:
+            data = bytearray(raw[key])
+            data[-10] ^= 0xFF
+            raw[key] = bytes(data)
+        raw[keys[1]] = b"not even flac"
+    with caplog.at_level("WARNING", logger="dialog_tts"):
+        result = render(script, tmp_path / "2.wav")
+    assert len(tone_backend.calls) == 4                 # both redone
+    assert result.totals.synthesized == 2
+    assert sum("was corrupted" in r.getMessage() for r in caplog.records) == 2
+    assert (tmp_path / "1.wav").read_bytes() == (tmp_path / "2.wav").read_bytes()
+    render(script, tmp_path / "3.wav")                  # and the redone entries are good again
+    assert len(tone_backend.calls) == 4
+
+
+def clip(seconds: float, seed: int) -> Clip:
+    rng = np.random.default_rng(seed)
+    return Clip((rng.standard_normal(round(16000 * seconds)) * 0.2).astype(np.float32), 16000)
+
+
+def test_size_bound_evicts_least_recently_used(tmp_path):
+    limit = 1_500_000
+    with AudioCache(tmp_path / "c", size_limit=limit) as cache:
+        keys = [make_key("tone", "f", {}, str(i)) for i in range(40)]
+        cache.put(keys[0], clip(2.0, 0))
+        for i, key in enumerate(keys[1:], start=1):
+            assert cache.get(keys[0]) is not None       # keep touching the first entry
+            cache.put(key, clip(2.0, i))
+        info = cache.info()
+        assert info.size <= limit * 1.3                 # diskcache culls at each write
+        assert info.entries < 40
+        assert cache.get(keys[0]) is not None           # most recently used: kept
+        assert cache.get(keys[1]) is None               # least recently used: evicted
+        assert cache.get(keys[-1]) is not None
+
+
+def test_no_cache_neither_reads_nor_writes(write_script, tone_backend, tmp_path, private_cache):
+    script = write_script("A: Hello there.\n")
+    render(script, tmp_path / "1.wav", cache=False)
+    with AudioCache(private_cache) as cache:
+        assert cache.info().entries == 0
+    render(script, tmp_path / "2.wav")
+    render(script, tmp_path / "3.wav", cache=False)
+    assert len(tone_backend.calls) == 3
+
+
+def test_cache_dir_option_and_environment(write_script, tone_backend, tmp_path, monkeypatch):
+    monkeypatch.setenv("DIALOG_TTS_CACHE_DIR", str(tmp_path / "from-env"))
+    assert default_dir() == tmp_path / "from-env"
+    monkeypatch.delenv("DIALOG_TTS_CACHE_DIR")
+    assert default_dir().name == "dialog-tts" and ".cache" in default_dir().parts
+    script = write_script("A: Hello there.\n")
+    result = CliRunner().invoke(main, ["-s", str(script), "--backend", "tone", "--cache-dir", str(tmp_path / "opt"),
+                                       "-o", str(tmp_path / "o.wav")])
+    assert result.exit_code == 0, result.output
+    with AudioCache(tmp_path / "opt") as cache:
+        assert cache.info().entries == 1
+
+
+def test_clear_cache_alone_and_cache_info(write_script, tone_backend, tmp_path, private_cache):
+    script = write_script("A: Hello there.\nB: Hi.\nA: Bye now.\n")
+    render(script, tmp_path / "1.wav")
+    runner = CliRunner()
+    info = runner.invoke(main, ["cache", "info"])
+    assert info.exit_code == 0
+    assert f"location: {private_cache}" in info.output and "entries:  3" in info.output
+    cleared = runner.invoke(main, ["--clear-cache"])
+    assert cleared.exit_code == 0, cleared.output
+    assert f"Cleared the cache at {private_cache}: 3 entries" in cleared.output and "freed" in cleared.output
+    assert "entries:  0" in runner.invoke(main, ["cache", "info"]).output
+    render(script, tmp_path / "2.wav")
+    assert len(tone_backend.calls) == 6
+    assert "3 entries" in runner.invoke(main, ["cache", "clear"]).output
+
+
+def test_fingerprint_change_invalidates(write_script, tone_backend, tmp_path):
+    script = write_script("A: Hello there.\n")
+    render(script, tmp_path / "1.wav")
+    tone_backend.fingerprint = lambda voice: "tone 2.0"   # a new model version
+    render(script, tmp_path / "2.wav")
+    assert len(tone_backend.calls) == 2
+
+
+@pytest.mark.parametrize("text, size", [("2GB", 2_000_000_000), ("500MB", 500_000_000), ("1.5GiB", int(1.5 * 2**30)),
+                                        ("1000", 1000), ("64 kB", 64_000)])
+def test_parse_size(text, size):
+    assert parse_size(text) == size
+
+
+def test_bad_cache_size_is_a_usage_error(write_script, tmp_path):
+    result = CliRunner().invoke(main, ["-s", str(write_script("A: hi\n")), "--cache-size", "lots", "-o",
+                                       str(tmp_path / "o.wav")])
+    assert result.exit_code == 2 and "cache size 'lots'" in result.output
+
+
+def _writer(directory: str, start: int, count: int) -> None:
+    with AudioCache(directory) as cache:
+        for i in range(start, start + count):
+            cache.put(make_key("tone", "f", {}, str(i)), clip(0.1, i))
+
+
+def test_two_processes_share_one_cache(tmp_path):
+    directory = str(tmp_path / "shared")
+    ctx = multiprocessing.get_context("spawn")
+    procs = [ctx.Process(target=_writer, args=(directory, start, 40)) for start in (0, 40)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(60)
+        assert p.exitcode == 0
+    with AudioCache(directory) as cache:
+        assert cache.info().entries == 80
+        assert all(cache.get(make_key("tone", "f", {}, str(i))) is not None for i in range(80))
