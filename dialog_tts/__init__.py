@@ -16,13 +16,6 @@ from .errors import (BackendUnavailableError, DialogTTSError, InputError, Output
                      SynthesisError, TransientSynthesisError, UnknownBackendError, UnknownVoiceError,
                      VoiceSpecError)
 
-try:
-    from importlib.metadata import PackageNotFoundError, version
-
-    __version__ = version("dialog-tts")
-except PackageNotFoundError:  # running from a source tree that is not installed
-    __version__ = "0.0.0"
-
 _LAZY = {
     "synthesize_dialog": "api", "DialogResult": "api", "LineRecord": "api", "list_voices": "api",
     "Script": "script", "Line": "script", "Pause": "script",
@@ -32,6 +25,9 @@ _LAZY = {
 __all__ = [*_LAZY, "DialogTTSError", "InputError", "ScriptError", "VoiceSpecError", "UnknownBackendError",
            "UnknownVoiceError", "BackendUnavailableError", "SynthesisError", "TransientSynthesisError",
            "OutputError", "__version__"]
+
+
+__version__ = "0.1.0"  # the one place the version is written (pyproject.toml reads it)
 
 
 def __getattr__(name: str) -> Any:

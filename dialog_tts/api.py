@@ -48,6 +48,7 @@ class RenderOptions:
     retries: int = 2
     keep_going: bool = False
     report: PathLike | None = None
+    force: bool = False
 
     def mix_settings(self) -> mix.MixSettings:
         if not 8000 <= self.sample_rate <= 192000:
@@ -93,6 +94,7 @@ class Totals:
     duration: float = 0.0          # seconds of audio written
     wall_time: float = 0.0
     real_time_factor: float = 0.0  # wall time / audio duration
+    up_to_date: bool = False       # the output already held this render: nothing was done
 
 
 @dataclass
@@ -115,10 +117,17 @@ class DialogResult:
 
     def to_json(self) -> dict[str, Any]:
         return {"script": self.script, "output": str(self.path) if self.path else None,
-                "sample_rate": self.sample_rate, "channels": self.channels,
+                "duration": self.duration, "sample_rate": self.sample_rate, "channels": self.channels,
                 "loudness": self.loudness, "true_peak": self.true_peak, "voices": self.voices,
                 "notes": self.notes, "totals": asdict(self.totals),
                 "lines": [asdict(r) for r in self.lines]}
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> "DialogResult":
+        return cls(data["script"], Path(data["output"]) if data["output"] else None, data["duration"],
+                   data["sample_rate"], data["channels"], [LineRecord(**r) for r in data["lines"]],
+                   dict(data["voices"]), Totals(**data["totals"]), data["loudness"], data["true_peak"],
+                   list(data["notes"]))
 
 
 @dataclass
@@ -219,6 +228,11 @@ class Renderer:
         if out is not None:
             audio.check_writable(out)
         parsed, cast, jobs = self._prepare(script)
+        render_key = self._render_key(parsed, jobs, out) if out is not None and self._cache is not None else None
+        if render_key is not None and not self.options.force:
+            unchanged = self._unchanged_output(out, render_key, started)  # type: ignore[arg-type]
+            if unchanged is not None:
+                return unchanged
         result = self.engine.run(jobs)
 
         records = [LineRecord(job.line_no, job.speaker, job.text, job.voice.backend or "", job.voice.name,
@@ -263,8 +277,50 @@ class Renderer:
         dialog = DialogResult(parsed.path, Path(out) if out is not None else None, mixed.duration,
                               mixed.sample_rate, self.settings.channels, records, voice_names, totals,
                               mixed.loudness, mixed.true_peak, mixed.notes)
+        if render_key is not None and not result.failures:
+            self._remember_output(out, render_key, dialog)  # type: ignore[arg-type]
         self._write_report(dialog)
         return dialog
+
+    # ------------------------------------------------------------ up-to-date outputs
+    def _render_key(self, parsed: Script, jobs: list[engine.Job], out: PathLike) -> str:
+        """Everything that decides the bytes of the output file, hashed."""
+        import hashlib
+
+        from . import __version__
+
+        keys = iter([self.engine.cache_key(job) for job in jobs])
+        voices = iter([(job.voice.pan, job.voice.gain) for job in jobs])
+        timeline = [["pause", e.seconds] if isinstance(e, Pause) else [next(keys), *next(voices)]
+                    for e in parsed.events]
+        s = self.settings
+        payload = [__version__, timeline, s.sample_rate, s.channels, s.gap, s.lufs, s.true_peak,
+                   audio.output_format(out)]
+        return hashlib.sha256(json.dumps(payload).encode()).hexdigest()
+
+    def _unchanged_output(self, out: PathLike, render_key: str, started: float) -> DialogResult | None:
+        """The previous result if *out* still holds exactly this render (like make), else None."""
+        assert self._cache is not None
+        record = self._cache.get_record(f"output:{Path(out).resolve()}")
+        if record is None or record.get("key") != render_key or record.get("stat") != _stat(out):
+            return None
+        dialog = DialogResult.from_json(record["result"])
+        for line in dialog.lines:
+            line.cache_hit, line.source, line.attempts, line.synthesis_seconds = True, "cache", 0, 0.0
+        count = len(dialog.lines)
+        dialog.totals = Totals(lines=count, cached=count, duration=dialog.duration, up_to_date=True,
+                               wall_time=time.perf_counter() - started)
+        dialog.totals.real_time_factor = dialog.totals.wall_time / dialog.duration if dialog.duration else 0.0
+        if self.engine.progress is not None:
+            self.engine.progress(count, count, f"{out} is up to date")
+        log.info("%s is up to date (nothing changed since it was written; --force renders it again)", out)
+        self._write_report(dialog)
+        return dialog
+
+    def _remember_output(self, out: PathLike, render_key: str, dialog: DialogResult) -> None:
+        assert self._cache is not None
+        self._cache.put_record(f"output:{Path(out).resolve()}",
+                               {"key": render_key, "stat": _stat(out), "result": dialog.to_json()})
 
     def _write_report(self, dialog: DialogResult) -> None:
         if self.options.report is None:
@@ -290,6 +346,15 @@ class Renderer:
                 failures[str(script)] = exc
                 log.error("%s", exc)
         return BatchResult(results, failures)
+
+
+def _stat(path: PathLike) -> list[int] | None:
+    """Identity of a file's current content, as far as a stat can tell."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return [st.st_size, st.st_mtime_ns, st.st_ino]
 
 
 def _estimated_seconds(job: engine.Job) -> float:

@@ -87,6 +87,7 @@ class AudioCache:
 
         self.directory = Path(directory) if directory is not None else default_dir()
         self.size_limit = size_limit
+        self._records: Any = None
         try:
             self._cache = diskcache.Cache(str(self.directory), size_limit=size_limit,
                                           eviction_policy="least-recently-used")
@@ -115,6 +116,25 @@ class AudioCache:
         flac = encode_flac(clip)
         self._cache.set(key, hashlib.sha256(flac).digest() + flac)
 
+    def _record_store(self) -> Any:
+        """Small JSON records (what was last written to which file), kept apart from the audio."""
+        if self._records is None:
+            import diskcache
+
+            self._records = diskcache.Cache(str(self.directory / "outputs"), size_limit=64 * 1000 ** 2,
+                                            eviction_policy="least-recently-used")
+        return self._records
+
+    def get_record(self, name: str) -> dict[str, Any] | None:
+        data = self._record_store().get(name)
+        try:
+            return json.loads(data) if isinstance(data, str) else None
+        except ValueError:
+            return None
+
+    def put_record(self, name: str, record: dict[str, Any]) -> None:
+        self._record_store().set(name, json.dumps(record, ensure_ascii=False))
+
     def info(self) -> CacheInfo:
         return CacheInfo(self.directory, len(self._cache), int(self._cache.volume()), self.size_limit)
 
@@ -122,6 +142,7 @@ class AudioCache:
         """Remove every entry; returns (entries, bytes) freed."""
         before = int(self._cache.volume())
         removed = self._cache.clear()
+        self._record_store().clear()
         try:  # give the database's free pages back to the file system
             import sqlite3
 
@@ -133,6 +154,8 @@ class AudioCache:
 
     def close(self) -> None:
         self._cache.close()
+        if self._records is not None:
+            self._records.close()
 
     def __enter__(self) -> "AudioCache":
         return self

@@ -100,7 +100,6 @@ def _setup_logging(quiet: bool, verbose: int) -> None:
         logger.addHandler(_EchoHandler())
     logger.setLevel(logging.ERROR if quiet else logging.DEBUG if verbose > 1 else
                     logging.INFO if verbose else logging.WARNING)
-    logger.propagate = False
 
 
 def render_options(f: Callable[..., Any]) -> Callable[..., Any]:
@@ -138,6 +137,8 @@ def render_options(f: Callable[..., Any]) -> Callable[..., Any]:
                      help="Cache size bound; least recently used entries are evicted beyond it."),
         click.option("--progress/--no-progress", default=None,
                      help="Progress bar on stderr [default: when stderr is a terminal]."),
+        click.option("--force", is_flag=True,
+                     help="Render even when the output already holds this exact render."),
     ]
     for option in reversed(options):
         f = option(f)
@@ -203,6 +204,9 @@ def main(ctx: click.Context, script: str | None, out: str | None, report: str | 
 
 def _summary(result: Any) -> str:
     t = result.totals
+    if t.up_to_date:
+        return (f"{result.path} is up to date: {t.lines} lines, all cached, nothing changed since it was "
+                f"written ({t.wall_time:.2f} s; --force renders it again)")
     layout = "stereo" if result.channels == 2 else "mono"
     loud = f", {result.loudness:.1f} LUFS, {result.true_peak:.1f} dBTP" if result.loudness is not None else ""
     failed = f", {t.failed} failed (left silent)" if t.failed else ""

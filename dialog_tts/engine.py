@@ -22,7 +22,6 @@ import logging
 import threading
 import time
 from collections import defaultdict
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from typing import Callable, Protocol, Sequence
 
@@ -210,6 +209,8 @@ class Engine:
         return EngineResult(outcomes, failures, stats)
 
     def _synthesize(self, pending: list[_Unit], outcomes: list[Outcome], state: "_RunState") -> None:
+        from concurrent.futures import ThreadPoolExecutor
+
         singles: dict[str, list[_Unit]] = defaultdict(list)
         batched: dict[str, list[_Unit]] = defaultdict(list)
         for unit in pending:

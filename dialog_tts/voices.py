@@ -8,7 +8,6 @@ plus ``voice``, or a spec string) and an optional ``defaults:`` mapping.
 
 from __future__ import annotations
 
-import difflib
 import math
 import os
 import re
@@ -398,6 +397,9 @@ class _Source:
 
 
 def close_matches(name: str, candidates: Iterable[str], n: int = 5) -> list[str]:
+    """Up to *n* candidates that look like *name* (for "did you mean" hints)."""
+    import difflib
+
     cands = list(candidates)
     lowered = {c.lower(): c for c in cands}
     hits = difflib.get_close_matches(name.lower(), list(lowered), n=n, cutoff=0.6)

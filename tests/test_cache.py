@@ -191,3 +191,53 @@ def test_two_processes_share_one_cache(tmp_path):
     with AudioCache(directory) as cache:
         assert cache.info().entries == 80
         assert all(cache.get(make_key("tone", "f", {}, str(i))) is not None for i in range(80))
+
+
+def test_unchanged_output_is_not_rendered_again(write_script, tone_backend, tmp_path):
+    """Like make: same script, same options, output untouched since written → nothing to do."""
+    script = write_script("A: Hello there.\n[pause 300ms]\nB: General Kenobi.\n")
+    out = tmp_path / "o.wav"
+    first = render(script, out, report=tmp_path / "r1.json")
+    stamp = out.stat().st_mtime_ns
+    again = render(script, out, report=tmp_path / "r2.json")
+    assert again.totals.up_to_date and again.totals.cached == 2
+    assert out.stat().st_mtime_ns == stamp                         # not rewritten
+    assert [(r.start, r.end) for r in again.lines] == [(r.start, r.end) for r in first.lines]
+    import json
+    report = json.loads((tmp_path / "r2.json").read_text())
+    assert report["totals"]["up_to_date"] and [r["source"] for r in report["lines"]] == ["cache", "cache"]
+    assert len(tone_backend.calls) == 2
+
+
+@pytest.mark.parametrize("change", ["touch", "delete", "gap", "pan", "pause", "force", "format"])
+def test_any_change_renders_again(write_script, tone_backend, tmp_path, change):
+    script = write_script("A: Hello there.\n[pause 300ms]\nB: General Kenobi.\n")
+    out = tmp_path / "o.wav"
+    render(script, out)
+    options: dict = {}
+    if change == "touch":
+        out.write_bytes(out.read_bytes() + b"\0\0")                # edited by someone else
+    elif change == "delete":
+        out.unlink()
+    elif change == "gap":
+        options["gap_ms"] = 400
+    elif change == "pan":
+        options["voices"] = {"B": "mid,pan=0.9"}
+    elif change == "pause":
+        script.write_text("A: Hello there.\n[pause 900ms]\nB: General Kenobi.\n", encoding="utf-8")
+    elif change == "force":
+        options["force"] = True
+    result = render(script, tmp_path / "o.flac" if change == "format" else out, **options)
+    assert not result.totals.up_to_date
+    assert result.totals.cached == 2                               # the lines still come from the cache
+    assert len(tone_backend.calls) == 2
+
+
+def test_up_to_date_through_the_cli(write_script, tone_backend, tmp_path):
+    script = write_script("A: Hello there.\n")
+    args = ["-s", str(script), "--backend", "tone", "-o", str(tmp_path / "o.wav")]
+    CliRunner().invoke(main, args)
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 0 and "o.wav is up to date: 1 lines, all cached" in result.output
+    result = CliRunner().invoke(main, args + ["--force"])
+    assert "Wrote" in result.output and "1 cached" in result.output

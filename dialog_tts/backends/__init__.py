@@ -79,7 +79,8 @@ def get_backend(name: str) -> Backend:
         inst = _instances.get(name)
         if inst is not None:
             return inst
-        _load_entry_points()
+        if name not in _factories and name not in _BUILTINS:
+            _load_entry_points()  # scanning installed packages is slow: only for names not known yet
         factory = _factories.get(name)
         if factory is None and name in _BUILTINS:
             factory = _import(_BUILTINS[name])

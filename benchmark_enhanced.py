@@ -1,0 +1,241 @@
+#!/usr/bin/env python3
+"""benchmark_enhanced.py: measure what dialog-tts does on this machine.
+
+    python benchmark_enhanced.py                 # every section
+    python benchmark_enhanced.py --quick         # fewer, smaller runs
+    python benchmark_enhanced.py --only engine --json results.json
+
+Each figure is the median of several runs, and each ratio compares it with a
+baseline measured in the same run.  The output is markdown tables on stdout,
+plus JSON with --json.  Benchmarks may sleep for real; tests never do.
+
+This module imports only the standard library at the top, so the subprocesses
+it starts (``python -c "import benchmark_enhanced; ..."``) pay nothing for it.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable
+
+HERE = Path(__file__).resolve().parent
+LATENCY = 0.2           # seconds per line of the fixed-latency fake backend
+LINE_SECONDS = 2.5      # audio per line the fake returns (24 kHz mono)
+
+
+@dataclass
+class Row:
+    name: str
+    seconds: float                      # median wall time
+    runs: list[float] = field(default_factory=list)
+    ratio: float | None = None          # baseline / this (a speed-up), when there is a baseline
+    baseline: str | None = None
+    goal: str | None = None
+    met: bool | None = None
+    extra: dict = field(default_factory=dict)
+
+
+@dataclass
+class Section:
+    title: str
+    rows: list[Row]
+    notes: list[str] = field(default_factory=list)
+
+
+def timed(fn: Callable[[], object], repeat: int) -> list[float]:
+    runs = []
+    for _ in range(repeat):
+        started = time.perf_counter()
+        fn()
+        runs.append(time.perf_counter() - started)
+    return runs
+
+
+def row(name: str, runs: list[float], **kw: object) -> Row:
+    import statistics
+
+    return Row(name, statistics.median(runs), [round(r, 4) for r in runs], **kw)  # type: ignore[arg-type]
+
+
+# ---------------------------------------------------------------- the fake backend
+
+def register_fixed_latency(latency: float = LATENCY) -> None:
+    """Register backend 'fixed': every line takes *latency* seconds and returns 2.5 s of tone."""
+    import math
+
+    import numpy as np
+
+    from dialog_tts import backends
+    from dialog_tts.audio import Clip
+    from dialog_tts.backends.base import Backend, VoiceInfo
+
+    class FixedLatency(Backend):
+        name = "fixed"
+
+        def resolve(self, voice):  # type: ignore[no-untyped-def]
+            from dataclasses import replace
+
+            return replace(voice, name=voice.name or "a")
+
+        def list_voices(self):  # type: ignore[no-untyped-def]
+            return [VoiceInfo(v) for v in "abcdef"]
+
+        def palette(self):  # type: ignore[no-untyped-def]
+            return list("abcdef")
+
+        def fingerprint(self, voice):  # type: ignore[no-untyped-def]
+            return "fixed 1"
+
+        def synthesize(self, text, voice):  # type: ignore[no-untyped-def]
+            time.sleep(latency)
+            rate = 24000
+            t = np.arange(int(LINE_SECONDS * rate)) / rate
+            freq = 120 + 40 * "abcdef".index(voice.name) + (len(text) % 7)
+            envelope = 0.5 + 0.5 * np.sin(2 * math.pi * 3 * t)  # syllable-like
+            return Clip((0.3 * envelope * np.sin(2 * math.pi * freq * t)).astype(np.float32), rate)
+
+    backends.register("fixed", FixedLatency)
+
+
+def write_script(path: Path, lines: int, tag: str = "") -> Path:
+    speakers = ["Host", "Guest", "Caller"]
+    text = "".join(f"{speakers[i % 3]}: Line {i}{tag}: a sentence of ordinary length for a dialog.\n"
+                   for i in range(lines))
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def cli_with_fake() -> None:
+    """Entry for subprocesses: the real CLI, with the fixed-latency backend registered."""
+    register_fixed_latency()
+    from dialog_tts.cli import main
+
+    main(sys.argv[1:], prog_name="dialog-tts")
+
+
+# ---------------------------------------------------------------- sections
+
+def bench_engine(quick: bool) -> Section:
+    """Engine scaling over workers with a fixed-latency backend, and cached re-runs."""
+    import subprocess
+    import tempfile
+
+    register_fixed_latency()
+    from dialog_tts import synthesize_dialog
+
+    repeat = 1 if quick else 3
+    rows: list[Row] = []
+    tmp = Path(tempfile.mkdtemp(prefix="dialog-tts-bench-"))
+    sizes = [10] if quick else [10, 40]
+    for lines in sizes:
+        script = write_script(tmp / f"s{lines}.txt", lines)
+        base = None
+        for workers in (1, 3, 5, 8):
+            runs = timed(lambda: synthesize_dialog(script, tmp / "o.wav", backend="fixed", workers=workers,
+                                                   cache=False), repeat)
+            r = row(f"{lines} lines, {workers} worker{'s' if workers > 1 else ''}", runs)
+            base = base or r.seconds
+            r.ratio, r.baseline = base / r.seconds, "1 worker"
+            r.extra["ideal"] = round(lines / -(-lines // workers), 2)
+            if lines == 40 and workers == 8:
+                r.goal, r.met = ">= 7x one worker", r.ratio >= 7.0
+            rows.append(r)
+        cache_dir = tmp / f"cache{lines}"
+        synthesize_dialog(script, tmp / "o.wav", backend="fixed", workers=8, cache_dir=cache_dir)
+        runs = timed(lambda: synthesize_dialog(script, tmp / "o.wav", backend="fixed", workers=8,
+                                               cache_dir=cache_dir), repeat)
+        r = row(f"{lines} lines, cached re-run", runs)
+        r.ratio, r.baseline = base / r.seconds, "1 worker"
+        rows.append(r)
+
+    # a fully cached re-run of 100 lines through the CLI, against a bare interpreter importing numpy + soundfile
+    script = write_script(tmp / "s100.txt", 100)
+    cache_dir = tmp / "cache100"
+    env = user_env()
+    cli = [sys.executable, "-c", "import benchmark_enhanced as b; b.cli_with_fake()",
+           "-s", str(script), "--backend", "fixed", "--workers", "8", "--cache-dir", str(cache_dir),
+           "-o", str(tmp / "o100.wav"), "-q"]
+    subprocess.run(cli, check=True, env=env)                     # fill the cache
+    bare = [sys.executable, "-c", "import numpy, soundfile"]
+    subprocess.run(bare, check=True, env=env)
+    subprocess.run(cli, check=True, env=env)                     # .pyc files written, as on a user's machine
+    n = 5 if quick else 15
+    base_runs = timed(lambda: subprocess.run(bare, check=True, env=env), n)
+    cached_runs = timed(lambda: subprocess.run(cli, check=True, env=env), n)
+    forced_runs = timed(lambda: subprocess.run(cli + ["--force"], check=True, env=env), n)
+    b = row("bare python + import numpy, soundfile", base_runs)
+    c = row("100 lines, fully cached re-run, CLI (output up to date)", cached_runs)
+    c.ratio, c.baseline = c.seconds / b.seconds, "bare python + numpy + soundfile (ratio = this / that)"
+    c.goal, c.met = "<= 1.5x the bare start-up", c.ratio <= 1.5
+    f = row("100 lines, fully cached, --force (decode, mix, write 250 s stereo WAV)", forced_runs)
+    f.ratio, f.baseline = f.seconds / b.seconds, c.baseline
+    rows += [b, c, f]
+    return Section("Engine: workers, cache", rows, [
+        f"Fake backend 'fixed': {LATENCY:g} s per line, {LINE_SECONDS:g} s of audio per line, no network. "
+        "Renders through synthesize_dialog (parse, cast, synthesize, mix, write WAV) with --no-cache except "
+        "where cached. Ratio = 1-worker time / this time; 'ideal' is lines / ceil(lines / workers). "
+        "The CLI rows are separate processes (`python -c ...`), bytecode caching on as in a user's shell; "
+        "their ratio is this time / the bare interpreter's (lower is better)."])
+
+
+SECTIONS: dict[str, Callable[[bool], Section]] = {
+    "engine": bench_engine,
+}
+
+
+# ---------------------------------------------------------------- output
+
+def markdown(section: Section) -> str:
+    out = [f"### {section.title}", "", "| measurement | median | runs | ratio | goal |", "|---|---:|---:|---:|---|"]
+    for r in section.rows:
+        ratio = f"{r.ratio:.2f}×" if r.ratio is not None else ""
+        if "ideal" in r.extra:
+            ratio += f" (ideal {r.extra['ideal']:g}×)"
+        goal = "" if r.goal is None else f"{r.goal}: {'met' if r.met else 'NOT met'}"
+        out.append(f"| {r.name} | {r.seconds * 1000:.0f} ms | {len(r.runs)} | {ratio} | {goal} |")
+    out += [""] + [f"{n}" for n in section.notes] + [""]
+    return "\n".join(out)
+
+
+def user_env() -> dict[str, str]:
+    """The environment of a user's shell for subprocesses: bytecode caching on, this folder importable."""
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(HERE), os.environ.get("PYTHONPATH", "")]))
+    return env
+
+
+def main(argv: list[str] | None = None) -> int:
+    import argparse
+    import json
+
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="fewer, smaller runs")
+    parser.add_argument("--only", default="", help=f"comma-separated sections: {', '.join(SECTIONS)}")
+    parser.add_argument("--json", metavar="FILE", help="also write the results as JSON")
+    args = parser.parse_args(argv)
+    names = [n.strip() for n in args.only.split(",") if n.strip()] or list(SECTIONS)
+    unknown = [n for n in names if n not in SECTIONS]
+    if unknown:
+        parser.error(f"unknown section {unknown[0]!r} (sections: {', '.join(SECTIONS)})")
+    started = time.perf_counter()
+    results = {}
+    print(f"# dialog-tts benchmarks ({'quick' if args.quick else 'full'}; {os.cpu_count()} cores, "
+          f"Python {sys.version.split()[0]})\n")
+    for name in names:
+        section = SECTIONS[name](args.quick)
+        results[name] = asdict(section)
+        print(markdown(section), flush=True)
+    total = time.perf_counter() - started
+    print(f"Total benchmark time: {total:.1f} s")
+    if args.json:
+        Path(args.json).write_text(json.dumps({"quick": args.quick, "seconds": total, "sections": results},
+                                              indent=2) + "\n", encoding="utf-8")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
