@@ -256,8 +256,8 @@ class Renderer:
                 items.append(mix.Silence(event.seconds))
                 continue
             job, outcome, record = next(outcomes)
-            if outcome.clip is None:  # --keep-going: silence as long as the line would take
-                items.append(mix.Silence(_estimated_seconds(job)))
+            if outcome.clip is None:  # --keep-going: silence as long as the line would take, gaps included
+                items.append(mix.Silence(_estimated_seconds(job) + self.settings.gap))
                 log.warning("%s: left silent (%s)", job.where(), outcome.error)
                 continue
             voice = job.voice

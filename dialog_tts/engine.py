@@ -247,7 +247,7 @@ class Engine:
 
         return Retrying(
             stop=stop_after_attempt(self.retries + 1),
-            wait=wait_exponential_jitter(initial=self.backoff.initial, max=self.backoff.maximum,
+            wait=wait_exponential_jitter(multiplier=self.backoff.initial, max=self.backoff.maximum,
                                          jitter=self.backoff.jitter),
             retry=retry_if_exception(backend.is_transient),
             sleep=self.sleep, reraise=True, before_sleep=before_sleep,
