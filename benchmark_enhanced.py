@@ -148,7 +148,7 @@ def bench_engine(quick: bool) -> Section:
         synthesize_dialog(script, tmp / "o.wav", backend="fixed", workers=8, cache_dir=cache_dir)
         runs = timed(lambda: synthesize_dialog(script, tmp / "o.wav", backend="fixed", workers=8,
                                                cache_dir=cache_dir), repeat)
-        r = row(f"{lines} lines, cached re-run", runs)
+        r = row(f"{lines} lines, cached re-run (output up to date)", runs)
         r.ratio, r.baseline = base / r.seconds, "1 worker"
         rows.append(r)
 
