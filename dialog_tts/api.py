@@ -84,13 +84,9 @@ class LineRecord:
 
 
 @dataclass
-class Totals:
-    lines: int = 0
-    synthesized: int = 0
-    cached: int = 0
-    repeated: int = 0
-    retries: int = 0
-    failed: int = 0
+class Totals(engine.Stats):
+    """The engine's counters plus what the whole render took."""
+
     duration: float = 0.0          # seconds of audio written
     wall_time: float = 0.0
     real_time_factor: float = 0.0  # wall time / audio duration
@@ -239,8 +235,7 @@ class Renderer:
                               o.source == "cache", o.source, o.attempts, round(o.seconds, 4),
                               error=str(o.error) if o.error else None)
                    for job, o in zip(jobs, result.outcomes)]
-        stats = result.stats
-        totals = Totals(stats.lines, stats.synthesized, stats.cached, stats.repeated, stats.retries, stats.failed)
+        totals = Totals(**asdict(result.stats))
         voice_names = {parsed.speakers[k]: v.describe() for k, v in cast.items()}
         if result.failures and not self.options.keep_going:
             totals.wall_time = time.perf_counter() - started

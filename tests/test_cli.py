@@ -197,3 +197,14 @@ def test_voices_command_lists_offline_backends(run):
     assert rows == ["ko"]
     result = run("voices", "--backend", "nope")
     assert result.exit_code == 2 and "unknown backend 'nope'" in one_error_line(result)
+
+
+def test_progress_bar_and_quiet(run, write_script, tone_backend):
+    script = write_script(TWO)
+    result = run("--script", script, "--backend", "tone", "--out", "o.wav", "--progress")
+    assert result.exit_code == 0
+    assert "0/3" in result.stderr and "line/s" in result.stderr   # the bar was drawn on stderr
+    result = run("--script", script, "--backend", "tone", "--out", "o2.wav", "-q", "--progress")
+    assert result.exit_code == 0 and result.output == ""      # -q silences the bar and the summary
+    result = run("--script", script, "--backend", "tone", "--out", "o3.wav", "-v")
+    assert result.stderr.count(": cached") == 3   # -v logs each line as it finishes
