@@ -49,6 +49,7 @@ class RenderOptions:
     keep_going: bool = False
     report: PathLike | None = None
     force: bool = False
+    timeout: float | None = None   # seconds per request for online backends (None: scaled to the text)
 
     def mix_settings(self) -> mix.MixSettings:
         if not 8000 <= self.sample_rate <= 192000:
@@ -197,6 +198,9 @@ class Renderer:
             script, speak_directions=self.options.speak_directions)
         cast = voices_mod.cast(parsed, speaker_map=self._speaker_map, overrides=self._overrides,
                                default_backend=self.options.backend)
+        if self.options.timeout is not None:
+            for name in {v.backend for v in cast.values() if v.backend}:
+                backends.get_backend(name).timeout = self.options.timeout
         jobs = [engine.Job(line.text, cast[line.key], parsed.path, line.line_no, line.speaker)
                 for line in parsed.lines]
         return parsed, cast, jobs

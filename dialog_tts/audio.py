@@ -122,6 +122,23 @@ def decode(data: bytes) -> Clip:
     return Clip(samples, int(rate))
 
 
+#: Samples of encoder plus decoder delay at the start of an MP3 stream that has no
+#: Xing/Info (LAME) frame telling the decoder to drop them, at 24 kHz: 576 + 529.
+MP3_STREAM_DELAY = 1105
+
+
+def decode_mp3(data: bytes) -> Clip:
+    """Decode MP3 bytes; for a raw stream (no Xing/Info frame, as Edge sends) drop the codec delay.
+
+    With a Xing/Info frame the decoder already returns exactly the encoded samples.
+    """
+    clip = decode(data)
+    head = data[:512]
+    if b"Xing" in head or b"Info" in head:
+        return clip
+    return Clip(clip.samples[MP3_STREAM_DELAY:], clip.sample_rate)
+
+
 def output_format(path: str | os.PathLike[str]) -> tuple[str, str | None]:
     """The soundfile format for *path*'s extension; a usage error for any other."""
     ext = Path(path).suffix.lower()

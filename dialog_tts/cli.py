@@ -137,6 +137,8 @@ def render_options(f: Callable[..., Any]) -> Callable[..., Any]:
                      help="Cache size bound; least recently used entries are evicted beyond it."),
         click.option("--progress/--no-progress", default=None,
                      help="Progress bar on stderr [default: when stderr is a terminal]."),
+        click.option("--timeout", type=click.FloatRange(min=0.1), default=None, metavar="SECONDS",
+                     help="Longest wait for one request to an online backend [default: 20 s + 0.1 s a character]."),
         click.option("--force", is_flag=True,
                      help="Render even when the output already holds this exact render."),
     ]
@@ -329,9 +331,10 @@ def _language_matches(language: str, wanted: str) -> bool:
 
 @main.command("voices")
 @click.option("--backend", metavar="NAME", help="Only this backend's voices.")
-@click.option("--language", "--locale", "language", metavar="LANG", help="Only voices whose language starts with LANG.")
+@click.option("--language", "--locale", "language", metavar="LANG", help="Only voices of language LANG (ko, ko-KR).")
+@click.option("--gender", type=click.Choice(["female", "male"], case_sensitive=False), help="Only female or male voices.")
 @click.pass_context
-def voices_command(ctx: click.Context, backend: str | None, language: str | None) -> None:
+def voices_command(ctx: click.Context, backend: str | None, language: str | None, gender: str | None) -> None:
     """List the voices of every backend (or of one)."""
     from . import backends as registry
 
@@ -349,6 +352,8 @@ def voices_command(ctx: click.Context, backend: str | None, language: str | None
             continue
         for info in infos:
             if language and not _language_matches(info.language, language):
+                continue
+            if gender and info.gender.lower() != gender.lower():
                 continue
             rows.append((name, info.name, info.language, info.gender, info.description))
         variants = getattr(inst, "variants", None)

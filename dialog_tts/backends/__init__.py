@@ -26,6 +26,7 @@ ENTRY_POINT_GROUP = "dialog_tts.backends"
 _BUILTINS: dict[str, str] = {
     "piper": "dialog_tts.backends.piper:PiperBackend",
     "espeak": "dialog_tts.backends.espeak:EspeakBackend",
+    "edge": "dialog_tts.backends.edge:EdgeBackend",
 }
 _factories: dict[str, Callable[[], Backend]] = {}
 _instances: dict[str, Backend] = {}

@@ -42,6 +42,8 @@ class Backend(ABC):
     extra_options: ClassVar[frozenset[str]] = frozenset()
     #: Speaking rate of the backend's voices at speed 1.0, for ``rate=WPM``.
     base_wpm: ClassVar[float] = 170.0
+    #: Seconds one request may take (online backends); None: the backend's own default.
+    timeout: float | None = None
 
     def __init__(self) -> None:
         self._lock = threading.Lock()

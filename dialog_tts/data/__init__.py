@@ -1,0 +1,1 @@
+"""Data files shipped with dialog-tts (the Edge voice table)."""
