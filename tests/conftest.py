@@ -156,3 +156,16 @@ def flaky():
     backends.register("flaky", lambda: inst)
     yield inst
     backends.unregister("flaky")
+
+
+@pytest.fixture
+def edge_server(monkeypatch):
+    """A local server speaking Edge's websocket protocol; the edge backend is pointed at it."""
+    from edge_server import EdgeServer, point_client_at
+
+    server = EdgeServer().start()
+    point_client_at(monkeypatch, server)                       # no proxies, clean client state
+    monkeypatch.setenv("DIALOG_TTS_EDGE_URL", server.url)      # the backend's own way in
+    yield server
+    server.stop()
+    backends.get_backend("edge").timeout = None

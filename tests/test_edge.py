@@ -1,0 +1,212 @@
+"""The edge backend through the real edge_tts client, against a local Edge-protocol server."""
+
+from __future__ import annotations
+
+import json
+import random
+
+import numpy as np
+import pytest
+import soundfile as sf
+from click.testing import CliRunner
+
+from dialog_tts import backends, synthesize_dialog
+from dialog_tts.cli import main
+from dialog_tts.engine import Engine, Job, SynthesisFailed
+from dialog_tts.voices import Voice
+from edge_server import expected_audio
+
+ARIA = Voice("en-US-AriaNeural", backend="edge")
+
+
+class Waits(list):
+    """An injected sleep: records the waits, never sleeps."""
+
+    def __call__(self, seconds: float) -> None:
+        self.append(seconds)
+
+
+def run_one(text: str, faults: list, edge_server, retries: int = 2, timeout: float | None = None):
+    edge_server.faults.extend(faults)
+    backends.get_backend("edge").timeout = timeout
+    waits = Waits()
+    result = Engine(workers=1, retries=retries, sleep=waits).run([Job(text, ARIA, "t.txt", 1, "A")])
+    return result.outcomes[0], waits
+
+
+def test_normal_request_gives_the_servers_audio(edge_server):
+    text = "Hello there. This is a test of the local server."
+    outcome, waits = run_one(text, [], edge_server)
+    assert outcome.source == "synthesized" and outcome.attempts == 1 and waits == []
+    clip = outcome.clip
+    assert clip.sample_rate == 24000
+    expected = expected_audio(text, "en-US-AriaNeural")
+    assert abs(clip.frames - len(expected)) <= 576            # the codec delay is trimmed: within one frame
+    n = min(clip.frames, len(expected))
+    corr = np.corrcoef(clip.samples[:n], expected[:n])[0, 1]
+    assert corr > 0.9                                          # aligned: same tone at the same place
+    request = edge_server.requests[0]
+    assert (request.short_voice, request.rate, request.pitch, request.volume) == \
+        ("en-US-AriaNeural", "+0%", "+0Hz", "+0%")
+
+
+@pytest.mark.parametrize("fault, attempts, reason", [
+    ("403_once", 1, None),                       # the client's own clock-skew retry recovers it
+    ("429", 2, "HTTP 429 Too Many Requests"),
+    ("503", 2, "HTTP 503"),
+    ("drop_before_audio", 2, "closed before any audio"),
+    ("drop_mid_stream", 2, "cut short"),
+    ("stall", 2, "no complete answer within"),
+    ("malformed", 2, "malformed answer"),
+])
+def test_each_fault_is_retried_and_recovered(edge_server, fault, attempts, reason, caplog):
+    text = "One sentence here. And a second sentence to make the stream long enough to cut."
+    with caplog.at_level("INFO", logger="dialog_tts"):
+        outcome, waits = run_one(text, [fault], edge_server, timeout=0.5)
+    assert outcome.source == "synthesized" and outcome.attempts == attempts
+    assert len(waits) == attempts - 1
+    if reason:
+        assert reason in caplog.text                            # the retry said why
+    expected = expected_audio(text, "en-US-AriaNeural")
+    assert abs(outcome.clip.frames - len(expected)) <= 576     # complete audio, not the cut one
+
+
+@pytest.mark.parametrize("fault, reason", [
+    ("429", "edge: HTTP 429 Too Many Requests"),
+    ("drop_mid_stream", "edge: the stream closed before the end of the turn"),
+    ("stall", "edge: no complete answer within 0 s"),
+])
+def test_persistent_faults_fail_with_a_clear_reason(edge_server, fault, reason):
+    outcome, waits = run_one("Still failing after every retry.", [fault] * 3, edge_server, retries=2,
+                             timeout=0.3)
+    assert outcome.source == "failed" and outcome.attempts == 3 and len(waits) == 2
+    assert str(outcome.error).startswith(reason)
+
+
+def test_rejected_handshake_is_permanent(edge_server):
+    from dialog_tts.backends.edge import _classify
+    import aiohttp
+    error = aiohttp.WSServerHandshakeError(None, (), status=400, message="Bad Request")
+    assert not _classify(error).transient
+    assert _classify(aiohttp.WSServerHandshakeError(None, (), status=429, message="")).transient
+
+
+def test_truncation_is_caught_by_the_sentence_boundaries(edge_server):
+    """Even if the client reported the turn as ended, audio short of the last boundary is rejected."""
+    from dialog_tts.backends.edge import COVERAGE_TOLERANCE
+    text = "First sentence. Second sentence. Third sentence is the longest one of them all."
+    outcome, _ = run_one(text, [], edge_server)
+    request = edge_server.requests[0]
+    assert outcome.clip.duration >= request_end(text) - COVERAGE_TOLERANCE
+    assert request.completed
+
+
+def request_end(text: str) -> float:
+    from edge_server import render
+    sentences = render(text, "en-US-AriaNeural").sentences
+    return (sentences[-1].offset_ticks + sentences[-1].duration_ticks) / 10_000_000
+
+
+def test_missing_edge_tts_names_the_install_command(monkeypatch):
+    import sys
+    monkeypatch.setitem(sys.modules, "edge_tts", None)       # as if it were not installed
+    from dialog_tts.errors import BackendUnavailableError
+    with pytest.raises(BackendUnavailableError, match=r"pip install 'dialog-tts\[edge\]'"):
+        backends.get_backend("edge").synthesize("hi", ARIA)
+
+
+KOREAN = """\
+철수: 안녕하세요. 오늘의 팟캐스트에 오신 것을 환영합니다.
+영희: 반갑습니다. 초대해 주셔서 감사합니다.
+철수: 오늘은 음성 합성에 대해 이야기해 보겠습니다.
+영희: 좋아요. 시작해 볼까요?
+"""
+
+
+def test_cli_renders_a_korean_dialog_through_edge(edge_server, write_script, tmp_path):
+    script = write_script(KOREAN, "ko.txt")
+    out = tmp_path / "podcast.wav"
+    result = CliRunner().invoke(main, [
+        "--script", str(script), "--voices", "철수=SunHi,rate=180,pan=-0.3", "영희=InJoon,rate=170,pan=+0.3",
+        "--backend", "edge", "--stereo", "--lufs", "-16", "--workers", "5", "--out", str(out),
+        "--report", str(tmp_path / "run.json")])
+    assert result.exit_code == 0, result.output
+    data, rate = sf.read(out, dtype="float32")
+    assert rate == 24000 and data.shape[1] == 2
+    report = json.loads((tmp_path / "run.json").read_text())
+    assert report["loudness"] == pytest.approx(-16, abs=0.1) and report["true_peak"] <= -1.0
+    assert [r["voice"] for r in report["lines"]] == ["ko-KR-SunHiNeural", "ko-KR-InJoonNeural"] * 2
+    sent = sorted((r.short_voice, r.rate, r.text) for r in edge_server.requests)
+    assert [s[:2] for s in sent] == [("ko-KR-InJoonNeural", "+13%")] * 2 + [("ko-KR-SunHiNeural", "+20%")] * 2
+    assert {s[2] for s in sent} == {line.split(": ", 1)[1] for line in KOREAN.splitlines()}
+    # each line is where the report says, and is the line the server made (not a neighbour's)
+    for r, text in zip(report["lines"], [line.split(": ", 1)[1] for line in KOREAN.splitlines()]):
+        seg = data[round(r["start"] * rate):round(r["end"] * rate)].mean(axis=1)
+        ref = expected_audio(text, r["voice"], rate=("+20%" if "SunHi" in r["voice"] else "+13%"))
+        assert abs(dominant(seg) - dominant(ref)) < 8
+
+
+def dominant(x: np.ndarray, rate: int = 24000) -> float:
+    spectrum = np.abs(np.fft.rfft(x * np.hanning(len(x))))
+    return float(np.argmax(spectrum) * rate / len(x))
+
+
+def faulty_plan(rate: float, seed: int):
+    """About *rate* of all requests faulted, every mode, seeded; a line is cut at most twice at stream level."""
+    rng = random.Random(seed)
+    handshake = ["403_once", "429", "503"]
+    stream = ["drop_before_audio", "drop_mid_stream", "stall", "malformed"]
+    per_text: dict[str, int] = {}
+
+    def fault_for(index, text):
+        if text is None:
+            return rng.choice(handshake) if rng.random() < rate / 2 else None
+        if per_text.get(text, 0) < 2 and rng.random() < rate / 2:
+            per_text[text] = per_text.get(text, 0) + 1
+            return rng.choice(stream)
+        return None
+    return fault_for
+
+
+def test_hundred_lines_with_30_percent_faults_are_bit_identical(edge_server, write_script, tmp_path):
+    script = write_script("".join(f"{'AB'[i % 2]}: Line {i}. It says something of its own, number {i}.\n"
+                                  for i in range(100)))
+    voices = {"A": "Aria", "B": "Guy"}
+    clean = synthesize_dialog(script, tmp_path / "clean.wav", voices=voices, backend="edge", workers=6,
+                              cache=False, timeout=1.0)
+    assert clean.totals.retries == 0
+    edge_server.reset()
+    edge_server.fault_for = faulty_plan(0.3, seed=7)
+    waits = Waits()
+    faulted = synthesize_dialog(script, tmp_path / "faulted.wav", voices=voices, backend="edge", workers=6,
+                                cache=False, timeout=1.0, retries=8, sleep=waits,
+                                report=tmp_path / "run.json")
+    requests = edge_server.requests
+    faulted_share = sum(r.fault is not None for r in requests) / len(requests)
+    assert faulted_share >= 0.25, faulted_share
+    assert {r.fault for r in requests if r.fault} >= {"429", "503", "drop_before_audio", "drop_mid_stream",
+                                                       "malformed"}
+    assert faulted.totals.failed == 0 and faulted.totals.lines == 100          # 0 lines lost
+    assert (tmp_path / "clean.wav").read_bytes() == (tmp_path / "faulted.wav").read_bytes()
+    report = json.loads((tmp_path / "run.json").read_text())
+    retried = [r for r in report["lines"] if r["attempts"] > 1]
+    assert report["totals"]["retries"] == len(waits) == sum(r["attempts"] - 1 for r in report["lines"]) > 10
+    assert retried and all(r["source"] == "synthesized" for r in retried)
+
+
+def test_workers_above_the_cap_queue(edge_server, write_script, tmp_path, monkeypatch):
+    edge_server.latency = 0.05
+    monkeypatch.setattr(backends.get_backend("edge"), "max_concurrency", 3)
+    script = write_script("".join(f"A: Sentence number {i}.\n" for i in range(12)))
+    synthesize_dialog(script, tmp_path / "o.wav", voices={"A": "Aria"}, backend="edge", workers=8, cache=False)
+    assert 1 < edge_server.max_concurrent <= 3
+
+
+def test_a_failed_edge_line_is_listed_and_nothing_written(edge_server, write_script, tmp_path):
+    edge_server.faults.extend([None, "429", "429", "429"])
+    script = write_script("A: First line.\nA: Second line.\n")
+    with pytest.raises(SynthesisFailed) as err:
+        synthesize_dialog(script, tmp_path / "o.wav", voices={"A": "Aria"}, backend="edge", workers=1,
+                          retries=2, sleep=Waits())
+    assert 'script.txt:2 A "Second line.": edge: HTTP 429 Too Many Requests' in str(err.value)
+    assert not (tmp_path / "o.wav").exists()
