@@ -182,8 +182,103 @@ def bench_engine(quick: bool) -> Section:
         "their ratio is this time / the bare interpreter's (lower is better)."])
 
 
+def edge_latency(text: str) -> float:
+    """The latency model of the local Edge server: about 1 s a line plus a little per word."""
+    return 1.0 + 0.02 * len(text.split())
+
+
+def bench_edge(quick: bool) -> Section:
+    """The seed's table against a local Edge-protocol server (tests/edge_server.py)."""
+    import asyncio
+    import io
+    import tempfile
+
+    sys.path.insert(0, str(HERE / "tests"))
+    from edge_server import EdgeServer
+
+    import edge_tts.communicate
+    import numpy as np
+    import soundfile as sf
+
+    from dialog_tts import backends, synthesize_dialog
+    from dialog_tts.audio import decode_mp3
+
+    lines = 8 if quick else 24
+    repeat = 1 if quick else 3
+    tmp = Path(tempfile.mkdtemp(prefix="dialog-tts-edge-bench-"))
+    script = tmp / "dialog.txt"
+    script.write_text("".join(f"{'AB'[i % 2]}: This is line {i} of our podcast, a sentence of ordinary length.\n"
+                              for i in range(lines)), encoding="utf-8")
+    voices = {"A": "en-US-AriaNeural,pan=-0.3", "B": "en-US-GuyNeural,pan=+0.3"}
+    saved = {k: os.environ.pop(k) for k in list(os.environ) if k.lower().endswith("_proxy")}
+    with EdgeServer(latency=edge_latency) as server:
+        os.environ["DIALOG_TTS_EDGE_URL"] = server.url
+        edge_tts.communicate.WSS_URL = server.url
+        backend = backends.get_backend("edge")
+        default_cap = type(backend).max_concurrency
+
+        def sequential() -> None:
+            """A plain loop: one request after another, no cache, clips joined and written."""
+            clips = []
+            for line in script.read_text(encoding="utf-8").splitlines():
+                speaker, text = line.split(": ", 1)
+                voice = voices[speaker].split(",")[0]
+
+                async def fetch() -> bytes:
+                    audio = b""
+                    async for chunk in edge_tts.Communicate(text, voice).stream():
+                        if chunk["type"] == "audio":
+                            audio += chunk["data"]
+                    return audio
+                clips.append(decode_mp3(asyncio.run(fetch())).samples)
+                clips.append(np.zeros(int(0.25 * 24000), np.float32))
+            sf.write(tmp / "seq.wav", np.concatenate(clips), 24000)
+
+        def render(workers: int, cap: int | None = None, **options: object) -> Callable[[], object]:
+            def run() -> object:
+                backend.max_concurrency = cap or default_cap  # type: ignore[misc]
+                return synthesize_dialog(script, tmp / "o.wav", voices=voices, backend="edge", workers=workers,
+                                         **options)
+            return run
+
+        rows: list[Row] = []
+        base = row("sequential (plain edge_tts loop, no cache)", timed(sequential, 1))
+        rows.append(base)
+        ideal = {w: lines / -(-lines // w) for w in (1, 3, 5, 8)}
+        for workers, cap, label in [(1, None, "1 worker"), (3, None, "3 workers"), (5, None, "5 workers"),
+                                    (8, None, "8 workers (default cap of 6 requests)"),
+                                    (8, 8, "8 workers (cap raised to 8)")]:
+            runs = timed(render(workers, cap, cache=False), 1 if workers == 1 else repeat)
+            r = row(f"dialog-tts, {label}", runs)
+            r.ratio, r.baseline = base.seconds / r.seconds, "sequential"
+            effective = min(workers, cap or default_cap)
+            r.extra["ideal"] = round(lines / -(-lines // effective), 2)
+            if workers in (5, 8) and (workers == 5 or cap == 8):
+                r.goal = f">= 0.9 of ideal {ideal[workers]:.2f}x"
+                r.met = r.ratio >= 0.9 * ideal[workers]
+            rows.append(r)
+        cache_dir = tmp / "cache"
+        render(8, 8, cache_dir=cache_dir, force=True)()
+        r = row("dialog-tts, cached re-run (--force: decode, mix, write)", timed(
+            render(8, 8, cache_dir=cache_dir, force=True), repeat))
+        r.ratio, r.baseline = base.seconds / r.seconds, "sequential"
+        rows.append(r)
+        r = row("dialog-tts, 8 workers (cap 8), --lufs -16", timed(render(8, 8, cache=False, lufs=-16), repeat))
+        r.ratio, r.baseline = base.seconds / r.seconds, "sequential"
+        rows.append(r)
+        backend.max_concurrency = default_cap  # type: ignore[misc]
+        served = len(server.requests)
+    os.environ.pop("DIALOG_TTS_EDGE_URL", None)
+    os.environ.update(saved)
+    return Section("Edge TTS against the local protocol server", rows, [
+        f"{lines} lines, two voices; the local server (tests/edge_server.py, real MP3 over the real edge_tts "
+        f"client) answers each request after 1.0 s + 0.02 s per word. {served} requests served. "
+        "Ratio = sequential time / this time; 'ideal' is lines / ceil(lines / concurrent requests)."])
+
+
 SECTIONS: dict[str, Callable[[bool], Section]] = {
     "engine": bench_engine,
+    "edge": bench_edge,
 }
 
 

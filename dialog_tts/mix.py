@@ -300,7 +300,7 @@ def normalize_loudness(result: MixResult, target: float, ceiling_db: float = -1.
         x *= curve
     else:
         x *= curve[:, None]
-    result.loudness = integrated_loudness(x, rate)
+    result.loudness = got  # measured on exactly this curve in the last round
     result.true_peak = true_peak_db(x, rate)
     if abs(result.loudness - target) > 0.1:
         result.notes.append(f"loudness reached {result.loudness:.1f} LUFS, not {target:g}: holding the "
