@@ -50,6 +50,14 @@ class RenderOptions:
     report: PathLike | None = None
     force: bool = False
     timeout: float | None = None   # seconds per request for online backends (None: scaled to the text)
+    qwen_batch_size: int | None = None        # lines per Qwen batch (default 8)
+    qwen_models_in_memory: int | None = None  # Qwen models kept loaded (default 2)
+
+    def backend_settings(self) -> dict[str, Any]:
+        """What :meth:`Backend.configure` gets: the settings given (each backend takes its own)."""
+        settings = {"timeout": self.timeout, "qwen_batch_size": self.qwen_batch_size,
+                    "qwen_models_in_memory": self.qwen_models_in_memory}
+        return {k: v for k, v in settings.items() if v is not None}
 
     def mix_settings(self) -> mix.MixSettings:
         if not 8000 <= self.sample_rate <= 192000:
@@ -198,9 +206,10 @@ class Renderer:
             script, speak_directions=self.options.speak_directions)
         cast = voices_mod.cast(parsed, speaker_map=self._speaker_map, overrides=self._overrides,
                                default_backend=self.options.backend)
-        if self.options.timeout is not None:
-            for name in {v.backend for v in cast.values() if v.backend}:
-                backends.get_backend(name).timeout = self.options.timeout
+        settings = self.options.backend_settings()
+        if settings:
+            for name in sorted({v.backend for v in cast.values() if v.backend}):
+                backends.get_backend(name).configure(**settings)
         jobs = [engine.Job(line.text, cast[line.key], parsed.path, line.line_no, line.speaker)
                 for line in parsed.lines]
         return parsed, cast, jobs
@@ -424,6 +433,28 @@ def expand_scripts(items: Iterable[PathLike]) -> list[Path]:
     if clashes:
         raise InputError(f"two scripts would write the same output name: {clashes[0]}")
     return paths
+
+
+def preload_voices(speaker_map: PathLike, *, cache_dir: PathLike | None = None,
+                   cache_size: int | str = "2GB") -> dict[str, int]:
+    """Prepare every voice of a speaker map (e.g. compute and cache Qwen voice-clone prompts).
+
+    Returns, per backend, how many voices were prepared.
+    """
+    from .cache import AudioCache, parse_size
+
+    smap = voices_mod.load_speaker_map(speaker_map)
+    names = [entry[0] for entry in smap.entries.values()]
+    script = Script([script_mod.Line(n, "-", 0) for n in names], str(speaker_map),
+                    {script_mod.speaker_key(n): n for n in names})
+    cast = voices_mod.cast(script, speaker_map=smap)
+    by_backend: dict[str, list[voices_mod.Voice]] = {}
+    for voice in cast.values():
+        by_backend.setdefault(voice.backend or backends.DEFAULT_BACKEND, []).append(voice)
+    with AudioCache(cache_dir, parse_size(cache_size)) as cache:
+        for name, voices in by_backend.items():
+            backends.get_backend(name).prepare(voices, cache)
+    return {name: len(v) for name, v in by_backend.items()}
 
 
 def list_voices(backend: str | None = None) -> dict[str, list[backends.VoiceInfo]]:

@@ -116,6 +116,18 @@ class AudioCache:
         flac = encode_flac(clip)
         self._cache.set(key, hashlib.sha256(flac).digest() + flac)
 
+    def get_blob(self, key: str) -> bytes | None:
+        """Bytes a backend stored with :meth:`put_blob` (e.g. a voice-clone prompt), checksum verified."""
+        data = self._cache.get("blob:" + key)
+        if not isinstance(data, bytes) or hashlib.sha256(data[_DIGEST:]).digest() != data[:_DIGEST]:
+            if data is not None:
+                self._cache.delete("blob:" + key)
+            return None
+        return data[_DIGEST:]
+
+    def put_blob(self, key: str, data: bytes) -> None:
+        self._cache.set("blob:" + key, hashlib.sha256(data).digest() + data)
+
     def _record_store(self) -> Any:
         """Small JSON records (what was last written to which file), kept apart from the audio."""
         if self._records is None:

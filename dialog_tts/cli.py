@@ -139,6 +139,10 @@ def render_options(f: Callable[..., Any]) -> Callable[..., Any]:
                      help="Progress bar on stderr [default: when stderr is a terminal]."),
         click.option("--timeout", type=click.FloatRange(min=0.1), default=None, metavar="SECONDS",
                      help="Longest wait for one request to an online backend [default: 20 s + 0.1 s a character]."),
+        click.option("--qwen-batch-size", type=click.IntRange(1, 256), default=None, metavar="N",
+                     help="Lines per Qwen batch [default: 8]."),
+        click.option("--qwen-models-in-memory", type=click.IntRange(1, 16), default=None, metavar="N",
+                     help="Qwen models kept loaded; the least recently used is unloaded first [default: 2]."),
         click.option("--force", is_flag=True,
                      help="Render even when the output already holds this exact render."),
     ]
@@ -329,13 +333,15 @@ def _language_matches(language: str, wanted: str) -> bool:
     return language == wanted or language.startswith(wanted + "-")
 
 
-@main.command("voices")
+@main.group("voices", invoke_without_command=True)
 @click.option("--backend", metavar="NAME", help="Only this backend's voices.")
 @click.option("--language", "--locale", "language", metavar="LANG", help="Only voices of language LANG (ko, ko-KR).")
 @click.option("--gender", type=click.Choice(["female", "male"], case_sensitive=False), help="Only female or male voices.")
 @click.pass_context
 def voices_command(ctx: click.Context, backend: str | None, language: str | None, gender: str | None) -> None:
-    """List the voices of every backend (or of one)."""
+    """List the voices of every backend (or of one); `voices preload` prepares a speaker map's voices."""
+    if ctx.invoked_subcommand is not None:
+        return
     from . import backends as registry
 
     names = [backend] if backend else registry.available()
@@ -365,3 +371,18 @@ def voices_command(ctx: click.Context, backend: str | None, language: str | None
         click.echo("  ".join(c.ljust(w) for c, w in zip(row[:4], widths)) + "  " + row[4])
     for note in notes:
         click.echo(note, err=True)
+
+
+@voices_command.command("preload")
+@click.option("--speaker-map", type=click.Path(dir_okay=False), required=True, metavar="YAML",
+              help="Speaker map whose voices to prepare.")
+@click.option("--cache-dir", type=click.Path(file_okay=False), metavar="DIR", envvar="DIALOG_TTS_CACHE_DIR")
+@click.pass_context
+def voices_preload(ctx: click.Context, speaker_map: str, cache_dir: str | None) -> None:
+    """Prepare a speaker map's voices ahead of a render (Qwen: compute and cache voice-clone prompts)."""
+    from .api import preload_voices
+
+    counts = preload_voices(speaker_map, cache_dir=cache_dir)
+    if not ctx.find_root().params.get("quiet", False):
+        done = ", ".join(f"{n} {name}" for name, n in counts.items())
+        click.echo(f"Prepared the voices of {speaker_map}: {done}", err=True)

@@ -216,6 +216,8 @@ class Engine:
         for unit in pending:
             backend = backends.get_backend(unit.job.voice.backend or backends.DEFAULT_BACKEND)
             (batched if backend.batch_size > 1 else singles)[backend.name].append(unit)
+        for name, units in {**singles, **batched}.items():   # per-voice state first (clone prompts)
+            backends.get_backend(name).prepare([u.job.voice for u in units], self.cache)
 
         with ThreadPoolExecutor(max_workers=self.workers, thread_name_prefix="dialog-tts") as pool:
             futures = [pool.submit(self._run_batches, name, units, outcomes, state)

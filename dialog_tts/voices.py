@@ -340,22 +340,33 @@ def cast(script: Script, *, speaker_map: SpeakerMap | None = None,
                              f"(speakers: {', '.join(known.values())})", path=script.path)
         inline[key] = (name, fields)
 
-    defaults = speaker_map.defaults if speaker_map else {}
+    defaults = _with_paths(speaker_map.defaults, speaker_map.path) if speaker_map else {}
+
+    def fields_of(key: str) -> tuple[_Source, dict[str, Any]] | None:
+        """A speaker's own fields (before defaults), from --voices or the map, with where they came from."""
+        if key in inline:
+            return _Source(f"--voices {inline[key][0]}"), dict(inline[key][1])
+        if speaker_map is not None and key in speaker_map.entries:
+            mapped, entry, line = speaker_map.entries[key]
+            return _Source(f"speaker {mapped!r}", speaker_map.path, line), _with_paths(entry, speaker_map.path)
+        return None
+
     voices: dict[str, Voice] = {}
     palettes: dict[str, list[str]] = {}
     used = set()
     pending: list[tuple[str, Voice, _Source]] = []
     for key, name in known.items():
-        if key in inline:
-            src, fields = _Source(f"--voices {inline[key][0]}"), inline[key][1]
-        elif speaker_map is not None and key in speaker_map.entries:
-            mapped, fields, line = speaker_map.entries[key]
-            src = _Source(f"speaker {mapped!r}", speaker_map.path, line)
-        else:
+        found = fields_of(key)
+        if found is None:
             src, fields = _Source(f"speaker {name!r}", speaker_map and speaker_map.path,
                                   speaker_map and speaker_map.defaults_line), {}
-        voice = voice_from_fields({**defaults, **fields}, where=src.where, path=src.path, line=src.line)
-        if voice.name:
+        else:
+            src, fields = found
+        merged = {**defaults, **fields}
+        if merged.get("mix") is not None:
+            merged["mix"] = _blend_references(merged["mix"], defaults, fields_of, src)
+        voice = voice_from_fields(merged, where=src.where, path=src.path, line=src.line)
+        if voice.name or _names_itself(voice, src):
             voice = backends.resolve_voice(voice, default_backend, where=src.where, path=src.path,
                                            line=src.line)
             voices[key] = voice
@@ -385,6 +396,56 @@ def cast(script: Script, *, speaker_map: SpeakerMap | None = None,
     for key, pan in zip(unpanned, auto_pans(len(unpanned))):
         ordered[key] = replace(ordered[key], pan=pan)
     return ordered
+
+
+def _names_itself(voice: Voice, src: "_Source") -> bool:
+    """A voice its backend defines without a name (a cloned or designed voice)."""
+    from . import backends
+
+    if not voice.backend or not voice.options:
+        return False
+    try:
+        return backends.get_backend(voice.backend).names_itself(voice)
+    except DialogTTSError as exc:
+        raise exc.locate(src.where, src.path, src.line) from None
+
+
+#: Spec keys that name files; in a speaker map they are relative to the map's folder.
+PATH_KEYS = ("ref_audio",)
+
+
+def _with_paths(fields: Mapping[str, Any], map_path: str) -> dict[str, Any]:
+    out = dict(fields)
+    for key in PATH_KEYS:
+        value = out.get(key)
+        if isinstance(value, str) and value and not os.path.isabs(os.path.expanduser(value)):
+            out[key] = os.path.join(os.path.dirname(map_path) or ".", value)
+    return out
+
+
+def _blend_references(mix: Any, defaults: Mapping[str, Any], fields_of: Any, src: "_Source") -> dict[str, Any]:
+    """``mix: {Guest: 0.6, Host2: 0.4}`` → each named speaker's clone settings with its weight."""
+    def fail(msg: str) -> VoiceSpecError:
+        return VoiceSpecError(f"{src.where}: mix: {msg}", path=src.path, line=src.line)
+
+    if not isinstance(mix, Mapping) or not mix:
+        raise fail("give speakers and weights, e.g. mix: {Guest: 0.6, Host: 0.4}")
+    out: dict[str, Any] = {}
+    for other, weight in mix.items():
+        try:
+            w = float(weight)
+        except (TypeError, ValueError):
+            raise fail(f"weight {weight!r} of {other!r} is not a number") from None
+        if not w > 0:
+            raise fail(f"weight of {other!r} must be positive")
+        found = fields_of(speaker_key(str(other)))
+        if found is None:
+            raise fail(f"no speaker {other!r} in the speaker map or --voices")
+        fields = {**defaults, **found[1]}
+        if not fields.get("ref_audio"):
+            raise fail(f"speaker {other!r} is not a cloned voice (it has no ref_audio)")
+        out[str(other)] = {"ref_audio": fields["ref_audio"], "ref_text": fields.get("ref_text"), "weight": w}
+    return out
 
 
 @dataclass(frozen=True)

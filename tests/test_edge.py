@@ -153,17 +153,19 @@ def dominant(x: np.ndarray, rate: int = 24000) -> float:
 
 def faulty_plan(rate: float, seed: int):
     """About *rate* of all requests faulted, every mode, seeded; a line is cut at most twice at stream level."""
-    rng = random.Random(seed)
-    handshake = ["403_once", "429", "503"]
-    stream = ["drop_before_audio", "drop_mid_stream", "stall", "malformed"]
+    import itertools
+
+    rng = random.Random(seed)                       # whether a request is faulted
+    handshake = itertools.cycle(["403_once", "429", "503"])            # which fault: every mode in turn
+    stream = itertools.cycle(["drop_before_audio", "drop_mid_stream", "stall", "malformed"])
     per_text: dict[str, int] = {}
 
     def fault_for(index, text):
         if text is None:
-            return rng.choice(handshake) if rng.random() < rate / 2 else None
+            return next(handshake) if rng.random() < rate / 2 else None
         if per_text.get(text, 0) < 2 and rng.random() < rate / 2:
             per_text[text] = per_text.get(text, 0) + 1
-            return rng.choice(stream)
+            return next(stream)
         return None
     return fault_for
 

@@ -27,6 +27,7 @@ _BUILTINS: dict[str, str] = {
     "piper": "dialog_tts.backends.piper:PiperBackend",
     "espeak": "dialog_tts.backends.espeak:EspeakBackend",
     "edge": "dialog_tts.backends.edge:EdgeBackend",
+    "qwen": "dialog_tts.backends.qwen:QwenBackend",
 }
 _factories: dict[str, Callable[[], Backend]] = {}
 _instances: dict[str, Backend] = {}

@@ -56,6 +56,23 @@ class Backend(ABC):
         """Speak several lines at once; backends that batch (GPUs) override this."""
         return [self.synthesize(t, v) for t, v in zip(texts, voices)]
 
+    def configure(self, **settings: object) -> None:
+        """Per-run settings (``timeout``, backend-specific ones); unknown ones are ignored."""
+        if settings.get("timeout") is not None:
+            self.timeout = float(settings["timeout"])  # type: ignore[arg-type]
+
+    def names_itself(self, voice: Voice) -> bool:
+        """True when *voice*'s options define it without a voice name (a cloned voice, say)."""
+        return False
+
+    def prepare(self, voices: Sequence[Voice], cache: object = None) -> None:
+        """Called with the voices of the lines about to be synthesized, before any is.
+
+        A backend computes per-voice state here (e.g. voice-clone prompts), and may
+        store it in *cache* (``get_blob``/``put_blob``).  Failures should be kept and
+        raised by the synthesis of that voice's lines, not raised here.
+        """
+
     def batch_group(self, voice: Voice) -> object:
         """Lines whose voices share a group may go in one batch (e.g. the same model)."""
         return None

@@ -1,0 +1,364 @@
+"""Qwen3-TTS (``qwen-tts``): preset voices, voice cloning, voice design and blends.
+
+A qwen voice is one of four kinds, told apart by its keys:
+
+* preset: ``voice: Vivian`` (a CustomVoice speaker), optionally ``instruct: "warm, upbeat"``;
+* clone: ``ref_audio: guest.wav`` with ``ref_text:`` (what the clip says; without it only
+  the speaker embedding is used);
+* design: ``design: "a calm elderly male narrator"``;
+* blend: ``mix: {Guest: 0.6, Host2: 0.4}``, a weighted average of the speaker embeddings
+  of other speakers' clone voices.
+
+``model:`` picks a model id or a local directory (defaults: the 1.7B CustomVoice, Base
+and VoiceDesign models) and ``language:`` the language (default: the model's "auto").
+
+The engine schedules this backend's lines (``needs_gpu``, ``batch_size`` > 1): they are
+grouped by model (:meth:`batch_group`), bucketed by length and generated in batches on
+one worker.  This backend keeps at most ``models_in_memory`` models loaded (least
+recently used unloaded first) and caches voice-clone prompts in memory and on disk.
+torch and qwen_tts are imported only when a line is synthesized.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import logging
+import os
+import threading
+from collections import OrderedDict
+from dataclasses import replace
+from importlib import metadata
+from pathlib import Path
+from typing import Any, Sequence
+
+from ..audio import Clip, apply_gain_db
+from ..errors import BackendUnavailableError, SynthesisError, UnknownVoiceError, VoiceSpecError
+from ..voices import Voice, close_matches
+from .base import Backend, VoiceInfo
+
+log = logging.getLogger("dialog_tts")
+
+DEFAULT_MODELS = {
+    "custom_voice": "Qwen/Qwen3-TTS-12Hz-1.7B-CustomVoice",
+    "base": "Qwen/Qwen3-TTS-12Hz-1.7B-Base",
+    "voice_design": "Qwen/Qwen3-TTS-12Hz-1.7B-VoiceDesign",
+}
+PRESET_SPEAKERS = ["Vivian", "Serena", "Uncle_Fu", "Dylan", "Eric", "Ryan", "Aiden", "Ono_Anna", "Sohee"]
+_KIND_KEYS = ("ref_audio", "design", "mix")
+
+
+def voice_kind(voice: Voice) -> str:
+    """custom_voice, base (clone or blend) or voice_design, from the voice's keys."""
+    if voice.option("design") is not None:
+        return "voice_design"
+    if voice.option("ref_audio") is not None or voice.option("mix") is not None:
+        return "base"
+    return "custom_voice"
+
+
+def _file_identity(path: str) -> list[Any]:
+    st = os.stat(path)
+    return [os.path.abspath(path), st.st_size, st.st_mtime_ns]
+
+
+def _model_identity(model: str) -> str:
+    """A model id as given, or a local directory by its config and weight files' identity."""
+    path = Path(model).expanduser()
+    if not path.is_dir():
+        return model
+    parts = []
+    for f in sorted(path.rglob("*")):
+        if f.is_file() and f.suffix in (".json", ".safetensors", ".bin"):
+            st = f.stat()
+            parts.append([str(f.relative_to(path)), st.st_size, st.st_mtime_ns])
+    return hashlib.sha256(json.dumps([str(path.resolve()), parts]).encode()).hexdigest()[:16]
+
+
+class QwenBackend(Backend):
+    name = "qwen"
+    needs_gpu = True
+    batch_size = 8
+    extra_options = frozenset({"instruct", "ref_audio", "ref_text", "design", "mix", "model", "language"})
+    base_wpm = 150.0
+    #: At most this many models stay loaded; the least recently used is unloaded first.
+    models_in_memory = 2
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._models: OrderedDict[str, Any] = OrderedDict()
+        self._model_lock = threading.RLock()
+        self._prompts: dict[str, Any] = {}          # prompt key -> VoiceClonePromptItem
+        self._prompt_errors: dict[str, Exception] = {}
+        self._ref_audio: dict[str, Any] = {}        # file identity -> (samples, rate)
+        self.loads: list[str] = []                  # every model load, in order (tests, logs)
+        self.prompt_calls = 0                       # create_voice_clone_prompt calls
+        self._warned_cpu = False
+
+    def configure(self, **settings: Any) -> None:
+        super().configure(**settings)
+        if settings.get("qwen_batch_size"):
+            self.batch_size = int(settings["qwen_batch_size"])  # type: ignore[misc]
+        if settings.get("qwen_models_in_memory"):
+            self.models_in_memory = int(settings["qwen_models_in_memory"])
+            with self._model_lock:
+                self._evict()
+
+    # ------------------------------------------------------------ voices
+    def names_itself(self, voice: Voice) -> bool:
+        return any(voice.option(k) is not None for k in _KIND_KEYS)
+
+    def model_for(self, voice: Voice) -> str:
+        return str(voice.option("model") or DEFAULT_MODELS[voice_kind(voice)])
+
+    def batch_group(self, voice: Voice) -> object:
+        return self.model_for(voice)
+
+    def _speakers_of(self, model: str) -> list[str] | None:
+        """Preset speakers of a model without loading it (None: cannot tell)."""
+        if model == DEFAULT_MODELS["custom_voice"] or model.endswith("-CustomVoice"):
+            return PRESET_SPEAKERS
+        config = Path(model).expanduser() / "config.json"
+        if config.is_file():
+            data = json.loads(config.read_text(encoding="utf-8"))
+            spk = (data.get("talker_config") or {}).get("spk_id") or data.get("spk_id")
+            return list(spk) if isinstance(spk, dict) else None
+        return None
+
+    def resolve(self, voice: Voice) -> Voice:
+        if voice.rate is not None or voice.pitch:
+            raise VoiceSpecError("qwen voices take no rate or pitch; describe the delivery with instruct "
+                                 "(e.g. instruct: \"speak slowly, in a low voice\")")
+        kind = voice_kind(voice)
+        given = [k for k in _KIND_KEYS if voice.option(k) is not None]
+        if len(given) > 1:
+            raise VoiceSpecError(f"a qwen voice is one of: ref_audio (clone), design, mix (blend); got {', '.join(given)}")
+        model = self.model_for(voice)
+        if kind == "custom_voice":
+            name = voice.name or PRESET_SPEAKERS[0]
+            speakers = self._speakers_of(model)
+            if speakers is not None:
+                match = {s.lower(): s for s in speakers}.get(name.lower())
+                if match is None:
+                    hints = close_matches(name, speakers)
+                    raise UnknownVoiceError(f"unknown qwen speaker {name!r} for {model} "
+                                            f"(speakers: {', '.join(hints or speakers)})")
+                name = match
+            return replace(voice, name=name)
+        if kind == "voice_design":
+            design = str(voice.option("design")).strip()
+            if not design:
+                raise VoiceSpecError("design: describe the voice, e.g. design: \"a calm elderly male narrator\"")
+            return replace(voice, name=voice.name or "design")
+        if voice.option("ref_audio") is not None:
+            ref = str(voice.option("ref_audio"))
+            if not os.path.isfile(ref):
+                raise UnknownVoiceError(f"ref_audio {ref!r} not found")
+            return replace(voice, name=voice.name or f"clone:{Path(ref).name}")
+        blend = voice.option("mix")
+        if not blend or not all(isinstance(p, tuple) and len(p) == 2 for p in blend):
+            raise VoiceSpecError("mix: give speakers and weights, e.g. mix: {Guest: 0.6, Host: 0.4}")
+        return replace(voice, name=voice.name or "blend")
+
+    def list_voices(self) -> list[VoiceInfo]:
+        return [VoiceInfo(s, "multilingual", "", "Qwen3-TTS CustomVoice preset") for s in PRESET_SPEAKERS]
+
+    def palette(self) -> list[str]:
+        return list(PRESET_SPEAKERS)
+
+    def fingerprint(self, voice: Voice) -> str:
+        try:
+            version = metadata.version("qwen-tts")
+        except metadata.PackageNotFoundError:
+            version = "?"
+        refs = [_file_identity(r) for r, _text, _w in self._references(voice) if os.path.isfile(r)]
+        return json.dumps([f"qwen-tts {version}", _model_identity(self.model_for(voice)), refs])
+
+    # ------------------------------------------------------------ models
+    def _torch(self) -> Any:
+        from .qwen_compat import ensure_torchaudio
+
+        try:
+            import torch
+
+            ensure_torchaudio()
+            import qwen_tts  # noqa: F401
+        except ImportError as exc:
+            raise BackendUnavailableError(f"the qwen backend needs qwen-tts ({exc.name} is missing): "
+                                          "pip install 'dialog-tts[qwen]' (see the README for CPU-only machines)") from exc
+        return torch
+
+    def model(self, model_id: str) -> Any:
+        """The loaded model for *model_id*, loading it (and unloading the least recently used) if needed."""
+        with self._model_lock:
+            if model_id in self._models:
+                self._models.move_to_end(model_id)
+                return self._models[model_id]
+            torch = self._torch()
+            from qwen_tts import Qwen3TTSModel
+
+            if torch.cuda.is_available():
+                device, dtype = "cuda:0", torch.bfloat16
+            else:
+                device, dtype = "cpu", torch.float32
+                if not self._warned_cpu:
+                    log.warning("no CUDA GPU: running Qwen3-TTS on the CPU (slow)")
+                    self._warned_cpu = True
+            log.info("loading qwen model %s on %s", model_id, device)
+            try:
+                loaded = Qwen3TTSModel.from_pretrained(model_id, device_map=device, dtype=dtype)
+            except (OSError, ValueError) as exc:
+                raise SynthesisError(f"cannot load qwen model {model_id!r}: {exc}".splitlines()[0]) from exc
+            self.loads.append(model_id)
+            self._models[model_id] = loaded
+            self._evict()
+            return loaded
+
+    def _evict(self) -> None:
+        while len(self._models) > max(1, self.models_in_memory):
+            old_id, old = self._models.popitem(last=False)
+            log.info("unloading qwen model %s", old_id)
+            del old
+            import gc
+
+            gc.collect()
+            torch = self._torch()
+            if torch.cuda.is_available():
+                torch.cuda.empty_cache()
+
+    def loaded_models(self) -> list[str]:
+        with self._model_lock:
+            return list(self._models)
+
+    # ------------------------------------------------------------ clone prompts
+    def _references(self, voice: Voice) -> list[tuple[str, str | None, float]]:
+        """(ref_audio, ref_text, weight) of a clone (one) or a blend (several)."""
+        if voice.option("ref_audio") is not None:
+            return [(str(voice.option("ref_audio")), voice.option("ref_text"), 1.0)]
+        refs = []
+        for _speaker, fields in voice.option("mix") or ():
+            spec = dict(fields)
+            refs.append((str(spec.get("ref_audio")), spec.get("ref_text"), float(spec.get("weight", 1.0))))
+        return refs
+
+    def _prompt_key(self, model_id: str, ref: str, ref_text: str | None) -> str:
+        payload = ["qwen-prompt", _model_identity(model_id), _file_identity(ref), ref_text]
+        return hashlib.sha256(json.dumps(payload).encode()).hexdigest()
+
+    def prepare(self, voices: Sequence[Voice], cache: Any = None) -> None:
+        """Compute the voice-clone prompt of every clone and blend voice (before any synthesis)."""
+        for voice in dict.fromkeys(v for v in voices if voice_kind(v) == "base"):
+            model_id = self.model_for(voice)
+            for ref, ref_text, _w in self._references(voice):
+                key = self._prompt_key(model_id, ref, ref_text)
+                if key in self._prompts or key in self._prompt_errors:
+                    continue
+                try:
+                    self._prompts[key] = self._load_or_create_prompt(model_id, ref, ref_text, key, cache)
+                except Exception as exc:  # noqa: BLE001 - kept and raised for the lines of that voice
+                    log.warning("voice-clone prompt for %s failed: %s", ref, exc)
+                    self._prompt_errors[key] = exc
+
+    def _load_or_create_prompt(self, model_id: str, ref: str, ref_text: str | None, key: str, cache: Any) -> Any:
+        torch = self._torch()
+        from qwen_tts.inference.qwen3_tts_model import VoiceClonePromptItem
+
+        if cache is not None:
+            data = cache.get_blob("qwen-prompt:" + key)
+            if data is not None:
+                try:
+                    fields = torch.load(io.BytesIO(data), weights_only=True)
+                    return VoiceClonePromptItem(**fields)
+                except Exception as exc:  # a damaged entry is recomputed
+                    log.warning("cached voice-clone prompt for %s was unreadable (%s); recomputing", ref, exc)
+        model = self.model(model_id)
+        samples = self._reference_audio(ref)
+        self.prompt_calls += 1
+        item = model.create_voice_clone_prompt(ref_audio=samples, ref_text=ref_text,
+                                               x_vector_only_mode=not ref_text)[0]
+        if cache is not None:
+            buf = io.BytesIO()
+            torch.save({"ref_code": item.ref_code, "ref_spk_embedding": item.ref_spk_embedding,
+                        "x_vector_only_mode": item.x_vector_only_mode, "icl_mode": item.icl_mode,
+                        "ref_text": item.ref_text}, buf)
+            cache.put_blob("qwen-prompt:" + key, buf.getvalue())
+        return item
+
+    def _reference_audio(self, ref: str) -> tuple[Any, int]:
+        """A reference file's samples, read once per file (and per version of it)."""
+        ident = json.dumps(_file_identity(ref))
+        cached = self._ref_audio.get(ident)
+        if cached is None:
+            from ..audio import decode
+
+            try:
+                clip = decode(Path(ref).read_bytes())
+            except Exception as exc:
+                raise SynthesisError(f"cannot read ref_audio {ref!r}: {exc}") from exc
+            cached = self._ref_audio[ident] = (clip.mono(), clip.sample_rate)
+        return cached
+
+    def _prompt_for(self, voice: Voice) -> Any:
+        model_id = self.model_for(voice)
+        parts = []
+        for ref, ref_text, weight in self._references(voice):
+            key = self._prompt_key(model_id, ref, ref_text)
+            if key in self._prompt_errors:
+                raise SynthesisError(f"voice-clone prompt for {ref} failed: {self._prompt_errors[key]}")
+            if key not in self._prompts:
+                self.prepare([voice])
+                if key in self._prompt_errors:
+                    raise SynthesisError(f"voice-clone prompt for {ref} failed: {self._prompt_errors[key]}")
+            parts.append((key, self._prompts[key], weight))
+        if voice.option("mix") is None:
+            return parts[0][1]
+        # a blend: the weighted average of the speaker embeddings, cached under the sorted spec
+        blend_key = "blend:" + json.dumps(sorted([key, weight] for key, _item, weight in parts))
+        blend = self._prompts.get(blend_key)
+        if blend is None:
+            from qwen_tts.inference.qwen3_tts_model import VoiceClonePromptItem
+
+            total = sum(w for _k, _i, w in parts)
+            embedding = sum(item.ref_spk_embedding * (w / total) for _k, item, w in parts)
+            blend = self._prompts[blend_key] = VoiceClonePromptItem(
+                ref_code=None, ref_spk_embedding=embedding, x_vector_only_mode=True, icl_mode=False, ref_text=None)
+        return blend
+
+    # ------------------------------------------------------------ synthesis
+    def synthesize(self, text: str, voice: Voice) -> Clip:
+        return self.synthesize_batch([text], [voice])[0]
+
+    def synthesize_batch(self, texts: Sequence[str], voices: Sequence[Voice]) -> list[Clip]:
+        models = {self.model_for(v) for v in voices}
+        if len(models) != 1:
+            raise SynthesisError(f"a qwen batch must use one model, got {sorted(models)}")
+        model_id = models.pop()
+        kinds = {voice_kind(v) for v in voices}
+        if len(kinds) != 1:
+            raise SynthesisError(f"a qwen batch must use one kind of voice, got {sorted(kinds)}")
+        kind = kinds.pop()
+        torch = self._torch()
+        model = self.model(model_id)
+        languages = [v.option("language") or "auto" for v in voices]
+        torch.manual_seed(int(hashlib.sha256("\n".join(texts).encode()).hexdigest()[:8], 16))
+        try:
+            if kind == "custom_voice":
+                wavs, rate = model.generate_custom_voice(list(texts), speaker=[v.name for v in voices],
+                                                         language=languages,
+                                                         instruct=[v.option("instruct") or "" for v in voices])
+            elif kind == "voice_design":
+                wavs, rate = model.generate_voice_design(list(texts), instruct=[str(v.option("design")) for v in voices],
+                                                         language=languages)
+            else:
+                prompts = [self._prompt_for(v) for v in voices]
+                wavs, rate = model.generate_voice_clone(list(texts), language=languages, voice_clone_prompt=prompts)
+        except torch.cuda.OutOfMemoryError as exc:  # the engine splits the batch in halves
+            raise SynthesisError(f"qwen: CUDA out of memory on a batch of {len(texts)}") from exc
+        except ValueError as exc:
+            raise SynthesisError(f"qwen: {exc}") from exc
+        return [apply_gain_db(Clip(w, int(rate)), v.volume) for w, v in zip(wavs, voices)]
+
+    def close(self) -> None:
+        with self._model_lock:
+            self._models.clear()
