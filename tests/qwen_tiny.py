@@ -3,16 +3,18 @@
 ``build_tiny_checkpoint(directory, kind)`` writes a directory laid out like a
 real ``Qwen/Qwen3-TTS-12Hz-*`` snapshot (``config.json``, ``model.safetensors``,
 text-tokenizer files, ``generation_config.json`` and ``speech_tokenizer/`` with
-the 12 Hz codec), about 8 MB and ~2 M random parameters, so that
+the 12 Hz codec), about 7 MB and ~1.8 M random parameters, so that
 ``qwen_tts.Qwen3TTSModel.from_pretrained(path, device_map="cpu",
 dtype=torch.float32)`` and its ``generate_*`` methods run on CPU in a fraction
 of a second.  ``kind`` is the checkpoint's ``tts_model_type``:
 ``"custom_voice"``, ``"base"`` or ``"voice_design"`` -- the only field
 qwen_tts uses to tell the three model types apart.
 
-The output is noise, but audible (decoder codebooks are re-initialised), and
-its length is exactly ``max_new_tokens`` frames of 1920 samples at 24 kHz: the
-talker is biased so that it never samples the codec end-of-speech token.
+The output is noise, but audible (decoder weights are re-initialised), it
+depends on the inputs (speaker, language, text, instruct, reference audio all
+change the codes under one seed), and its length is exactly
+``samples_for(max_new_tokens)`` = (max_new_tokens - 1) * 1920 samples at
+24 kHz: the talker never emits the codec end-of-speech token.
 
 Importing this module needs nothing beyond torch/transformers; the builders
 import ``qwen_tts`` (after registering the torchaudio stand-ins).
@@ -124,10 +126,9 @@ def _write_text_tokenizer(directory: Path) -> dict[str, int]:
         clean_up_tokenization_spaces=False,
         split_special_tokens=False,
     )
-    qwen_tts = _import_qwen_tts()
+    _import_qwen_tts()
     from qwen_tts.core.models import Qwen3TTSProcessor
 
-    del qwen_tts
     Qwen3TTSProcessor(tokenizer=fast).save_pretrained(str(directory))
     return ids
 
@@ -299,24 +300,65 @@ def _rescale_decoder(decoder: Any, target_std: float = 0.15) -> None:
     last.weight.mul_(target_std / max(std, 1e-12))
 
 
-def _bias_talker_away_from_eos(model: Any) -> None:
-    """Make the codec EOS logit strongly negative at every step.
+def _reinit_talker(model: Any, logit_scale: float = 3.0) -> None:
+    """Give the talker weights that make its output depend on its input.
 
-    Every talker input position carries a text-projection term (prompt text,
-    trailing text or tts_pad), so a large constant in one dimension of the
-    text projection's output bias survives the final RMSNorm with a fixed sign;
-    the EOS row of the codec head reads that dimension with a negative weight.
-    Generation then always runs to ``max_new_tokens``.
+    With the default init (normal, std 0.02) a 16-wide talker's logits are
+    almost flat and nearly independent of the prompt, so under one seed every
+    speaker / text / instruct would sample the same codes.  Here: unit-variance
+    embeddings, fan-in-scaled linears, sharper output heads.  The codec EOS row
+    of the talker head is zeroed: its logit stays 0 while ~2048 competitors
+    have std ~3, so EOS is never among the top-k (k=50) and, even without
+    top-k, has probability ~1e-6 a step -- generation always runs to
+    ``max_new_tokens``.
     """
     import torch
+    from torch import nn
 
-    talker = model.talker
-    eos = model.config.talker_config.codec_eos_token_id
     with torch.no_grad():
-        talker.text_projection.linear_fc2.bias[0] = 4.0
-        talker.codec_head.weight[:, 0] = 0.0
-        talker.codec_head.weight[eos].zero_()
-        talker.codec_head.weight[eos, 0] = -50.0
+        for module in model.talker.modules():
+            if isinstance(module, nn.Linear):
+                module.weight.normal_(0.0, module.in_features ** -0.5)
+                if module.bias is not None:
+                    module.bias.zero_()
+            elif isinstance(module, nn.Embedding):
+                module.weight.normal_(0.0, 1.0)
+        for layer in model.talker.model.layers:
+            # Sharper attention and a stronger attention branch: otherwise a
+            # one-slot change in the prompt (the speaker) barely moves the
+            # last position's logits and same-seed outputs often coincide.
+            layer.self_attn.q_norm.weight.fill_(3.0)
+            layer.self_attn.k_norm.weight.fill_(3.0)
+            layer.self_attn.o_proj.weight.mul_(3.0)
+        for spk_id in (model.config.talker_config.spk_id or {}).values():
+            model.talker.model.codec_embedding.weight[spk_id].mul_(3.0)  # louder speaker slot
+        model.talker.codec_head.weight.mul_(logit_scale)
+        for head in model.talker.code_predictor.lm_head:
+            head.weight.mul_(logit_scale)
+        model.talker.codec_head.weight[model.config.talker_config.codec_eos_token_id].zero_()
+
+
+def _reinit_speaker_encoder(model: Any) -> None:
+    """He-init the ECAPA-TDNN convs and scale its output to unit variance, so that
+    different reference audio gives clearly different x-vectors."""
+    import numpy as np
+    import torch
+    from torch import nn
+
+    encoder = model.speaker_encoder
+    if encoder is None:
+        return
+    with torch.no_grad():
+        for module in encoder.modules():
+            if isinstance(module, nn.Conv1d):
+                fan_in = module.in_channels // module.groups * module.kernel_size[0]
+                module.weight.normal_(0.0, (2.0 / fan_in) ** 0.5)
+                if module.bias is not None:
+                    module.bias.zero_()
+        t = np.arange(SAMPLE_RATE) / SAMPLE_RATE
+        probes = [np.sin(2 * np.pi * f * t).astype(np.float32) * 0.5 for f in (220.0, 1000.0)]
+        embeddings = torch.stack([model.extract_speaker_embedding(p, SAMPLE_RATE) for p in probes])
+        encoder.fc.weight.div_(float(embeddings.std()) + 1e-12)
 
 
 def build_tiny_checkpoint(directory: Path, kind: str, *, seed: int = 0, model_size: str = "1b7",
@@ -347,7 +389,8 @@ def build_tiny_checkpoint(directory: Path, kind: str, *, seed: int = 0, model_si
         config = Qwen3TTSConfig(**{k: v for k, v in config_dict.items() if k not in ("architectures", "model_type")})
         config.architectures = ["Qwen3TTSForConditionalGeneration"]
         model = Qwen3TTSForConditionalGeneration(config).eval()
-        _bias_talker_away_from_eos(model)
+        _reinit_talker(model)
+        _reinit_speaker_encoder(model)
         model.save_pretrained(str(directory), safe_serialization=True)
         _write_speech_tokenizer(directory / "speech_tokenizer")
 
@@ -399,8 +442,8 @@ def _self_check() -> None:  # pragma: no cover - run by hand
     ensure_torchaudio()
     from qwen_tts import VoiceClonePromptItem
 
-    # The models are tiny: a second intra-op thread only adds synchronisation
-    # (on 2 shared cores a batch of 2 took 0.8-5.8 s with 2 threads, 0.6 s with 1).
+    # The models are tiny: a second intra-op thread buys nothing and, on 2
+    # shared cores under load, made a batch of 2 swing between 0.8 and 5.8 s.
     torch.set_num_threads(1)
 
     def audible(wavs: list, n: int) -> None:
