@@ -276,9 +276,77 @@ def bench_edge(quick: bool) -> Section:
         "Ratio = sequential time / this time; 'ideal' is lines / ceil(lines / concurrent requests)."])
 
 
+def bench_qwen(quick: bool) -> Section:
+    """Qwen3-TTS: serial (batch of 1) against batched generation.
+
+    On this machine: the tiny random checkpoint of the tests, on the CPU.  With a
+    CUDA GPU (or --qwen-full): a full-size random-initialized 1.7B model on it, with
+    the real-time factor and the peak GPU memory.
+    """
+    import tempfile
+
+    sys.path.insert(0, str(HERE / "tests"))
+    import qwen_tiny
+    import torch
+
+    from dialog_tts import backends, synthesize_dialog
+    from dialog_tts.backends.qwen import QwenBackend
+
+    rows: list[Row] = []
+    notes: list[str] = []
+    tmp = Path(tempfile.mkdtemp(prefix="dialog-tts-qwen-bench-"))
+    lines = 8 if quick else 16
+    repeat = 1 if quick else 3
+    script = tmp / "lines.txt"
+    words = "a line of a dialog that is about as long as lines usually are"
+    script.write_text("".join(f"A: Line {i}, {' '.join(words.split()[:4 + i % 9])}.\n" for i in range(lines)),
+                      encoding="utf-8")
+
+    def measure(model: str, label: str, batch_sizes: tuple[int, ...]) -> None:
+        backend = QwenBackend()
+        backends.register("qwen", lambda: backend)
+        try:
+            def run(batch: int) -> object:
+                return synthesize_dialog(script, None, voices={"A": f"Vivian,backend=qwen,model={model}"},
+                                         cache=False, qwen_batch_size=batch, workers=1)
+            run(batch_sizes[-1])                                  # load the model once, outside the timing
+            base = None
+            for batch in batch_sizes:
+                if torch.cuda.is_available():
+                    torch.cuda.reset_peak_memory_stats()
+                results: list = []
+                r = row(f"{label}, batch size {batch}", timed(lambda: results.append(run(batch)), repeat))
+                audio = results[-1].duration
+                r.extra["lines_per_s"] = round(lines / r.seconds, 2)
+                r.extra["rtf"] = round(r.seconds / audio, 3)
+                if torch.cuda.is_available():
+                    r.extra["peak_gpu_gib"] = round(torch.cuda.max_memory_allocated() / 2**30, 2)
+                base = base or r.seconds
+                r.ratio, r.baseline = base / r.seconds, "batch size 1 (serial)"
+                rows.append(r)
+        finally:
+            backends.unregister("qwen")
+
+    torch.set_num_threads(max(1, os.cpu_count() or 1))
+    tiny = qwen_tiny.build_tiny_checkpoint(tmp / "tiny", "custom_voice", max_new_tokens=24)
+    measure(str(tiny), f"tiny random model, CPU, {lines} lines", (1, 8))
+    notes.append(f"{lines} lines of 5-12 words; each line is {qwen_tiny.samples_for(24) / 24000:.2f} s of audio "
+                 "(the tiny model never stops early). Ratio = serial time / this time.")
+    if torch.cuda.is_available() or "--qwen-full" in sys.argv:
+        full = qwen_tiny.build_tiny_checkpoint(tmp / "full", "custom_voice", size="full", max_new_tokens=64)
+        device = "GPU" if torch.cuda.is_available() else "CPU"
+        measure(str(full), f"full-size random 1.7B, {device}, {lines} lines", (1, 8))
+    else:
+        notes.append("No GPU on this machine: the full-size 1.7B rows were not measured. On a CUDA machine, "
+                     "`python benchmark_enhanced.py --only qwen` adds them (batched/serial ratio, real-time "
+                     "factor, peak GPU memory).")
+    return Section("Qwen3-TTS: serial vs batched", rows, notes)
+
+
 SECTIONS: dict[str, Callable[[bool], Section]] = {
     "engine": bench_engine,
     "edge": bench_edge,
+    "qwen": bench_qwen,
 }
 
 
@@ -290,6 +358,9 @@ def markdown(section: Section) -> str:
         ratio = f"{r.ratio:.2f}×" if r.ratio is not None else ""
         if "ideal" in r.extra:
             ratio += f" (ideal {r.extra['ideal']:g}×)"
+        for key, label in (("lines_per_s", "lines/s"), ("rtf", "RTF"), ("peak_gpu_gib", "peak GPU GiB")):
+            if key in r.extra:
+                ratio += f"; {label} {r.extra[key]:g}"
         goal = "" if r.goal is None else f"{r.goal}: {'met' if r.met else 'NOT met'}"
         out.append(f"| {r.name} | {r.seconds * 1000:.0f} ms | {len(r.runs)} | {ratio} | {goal} |")
     out += [""] + [f"{n}" for n in section.notes] + [""]
@@ -311,6 +382,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="fewer, smaller runs")
     parser.add_argument("--only", default="", help=f"comma-separated sections: {', '.join(SECTIONS)}")
     parser.add_argument("--json", metavar="FILE", help="also write the results as JSON")
+    parser.add_argument("--qwen-full", action="store_true",
+                        help="measure the full-size 1.7B Qwen model even without a GPU (very slow on a CPU)")
     args = parser.parse_args(argv)
     names = [n.strip() for n in args.only.split(",") if n.strip()] or list(SECTIONS)
     unknown = [n for n in names if n not in SECTIONS]

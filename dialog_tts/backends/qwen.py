@@ -123,7 +123,10 @@ class QwenBackend(Backend):
         if config.is_file():
             data = json.loads(config.read_text(encoding="utf-8"))
             spk = (data.get("talker_config") or {}).get("spk_id") or data.get("spk_id")
-            return list(spk) if isinstance(spk, dict) else None
+            if not isinstance(spk, dict):
+                return None
+            known = {s.lower(): s for s in PRESET_SPEAKERS}   # keep the documented spelling
+            return [known.get(str(k).lower(), str(k)) for k in spk]
         return None
 
     def resolve(self, voice: Voice) -> Voice:

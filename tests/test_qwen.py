@@ -1,0 +1,256 @@
+"""The qwen backend through the real qwen_tts loader and generate paths, on tiny random checkpoints (CPU)."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+
+import numpy as np
+import pytest
+import soundfile as sf
+from click.testing import CliRunner
+
+pytest.importorskip("transformers")
+from dialog_tts import backends, synthesize_dialog  # noqa: E402
+from dialog_tts.backends.qwen import QwenBackend  # noqa: E402
+from dialog_tts.cli import main  # noqa: E402
+from dialog_tts.errors import SynthesisError  # noqa: E402
+
+import qwen_tiny  # noqa: E402
+
+TOKENS = 8
+FRAMES = qwen_tiny.samples_for(TOKENS)   # samples each line comes out as
+
+
+@pytest.fixture(scope="session")
+def checkpoints(tmp_path_factory):
+    """The three tiny checkpoints, built once for the session (no download)."""
+    import torch
+    torch.set_num_threads(1)
+    root = tmp_path_factory.mktemp("qwen")
+    return {kind: qwen_tiny.build_tiny_checkpoint(root / kind, kind, max_new_tokens=TOKENS)
+            for kind in qwen_tiny.KINDS}
+
+
+@pytest.fixture
+def qwen():
+    """A fresh qwen backend in the registry (no loaded models, no prompts in memory)."""
+    made: list[QwenBackend] = []
+
+    def factory():
+        made.append(QwenBackend())
+        return made[-1]
+    backends.register("qwen", factory)
+    yield made
+    backends.unregister("qwen")
+
+
+@pytest.fixture
+def refs(tmp_path):
+    """Two reference recordings for cloning."""
+    paths = {}
+    for name, seconds in (("guest", 2.0), ("host2", 1.5)):
+        paths[name] = tmp_path / f"{name}.wav"
+        sf.write(paths[name], qwen_tiny.chirp(seconds), 24000)
+    return paths
+
+
+def write_map(tmp_path, checkpoints, refs, extra: str = "") -> str:
+    text = f"""\
+Host:  {{backend: qwen, voice: Vivian, instruct: "warm, upbeat", model: "{checkpoints['custom_voice']}"}}
+Guest: {{backend: qwen, ref_audio: guest.wav, ref_text: "What the clip says.", model: "{checkpoints['base']}"}}
+Host2: {{backend: qwen, ref_audio: host2.wav, model: "{checkpoints['base']}"}}
+Narrator: {{backend: qwen, design: "a calm elderly male narrator with a deep voice", model: "{checkpoints['voice_design']}"}}
+Duo: {{backend: qwen, mix: {{Guest: 0.6, Host2: 0.4}}, model: "{checkpoints['base']}"}}
+{extra}"""
+    path = tmp_path / "qwen.yaml"
+    path.write_text(text, encoding="utf-8")
+    return str(path)
+
+
+INTERVIEW = """\
+Host: Welcome to the show.
+Guest: Thanks for having me.
+Narrator: The studio fell quiet.
+Host: Let us begin.
+Duo: We speak as one.
+Guest: Thanks for having me.
+Narrator: Then the questions came.
+"""
+
+
+def test_all_four_kinds_end_to_end_through_the_cli(checkpoints, refs, qwen, write_script, tmp_path):
+    script = write_script(INTERVIEW, "interview.txt")
+    speaker_map = write_map(tmp_path, checkpoints, refs)
+    out = tmp_path / "interview.wav"
+    result = CliRunner().invoke(main, ["--script", str(script), "--speaker-map", speaker_map, "--stereo",
+                                       "--lufs", "-16", "--out", str(out), "--report", str(tmp_path / "r.json")])
+    assert result.exit_code == 0, result.output
+    report = json.loads((tmp_path / "r.json").read_text())
+    assert [r["voice"] for r in report["lines"]] == ["Vivian", "clone:guest.wav", "design", "Vivian", "blend",
+                                                      "clone:guest.wav", "design"]
+    assert report["totals"]["synthesized"] == 6 and report["totals"]["repeated"] == 1
+    assert report["loudness"] == pytest.approx(-16, abs=0.1)
+    data, rate = sf.read(out)
+    assert rate == 24000 and data.shape[1] == 2
+    for r in report["lines"]:                       # every line is audible
+        assert np.abs(data[round(r["start"] * rate):round(r["end"] * rate)]).max() > 0.01
+    backend = qwen[0]
+    # grouped by model: each of the three models loaded exactly once, though the lines interleave
+    assert sorted(backend.loads) == sorted(str(p) for p in checkpoints.values())
+    assert backend.prompt_calls == 2                # guest and host2, once each (the blend reuses them)
+
+
+def test_preset_batch_matches_single_lines(checkpoints, qwen):
+    from dialog_tts.voices import Voice
+    backend = backends.get_backend("qwen")
+    model = str(checkpoints["custom_voice"])
+    voices = [backend.resolve(Voice(n, backend="qwen", options=(("model", model),))) for n in ("vivian", "Ryan")]
+    assert [v.name for v in voices] == ["Vivian", "Ryan"]  # canonical names from the checkpoint's table
+    clips = backend.synthesize_batch(["Hello there.", "A second, longer line of text."], voices)
+    assert [c.frames for c in clips] == [FRAMES, FRAMES] and all(c.sample_rate == 24000 for c in clips)
+    assert not np.array_equal(clips[0].samples, clips[1].samples)
+    assert backend.loads == [model]
+
+
+def test_unknown_preset_speaker_is_a_usage_error(checkpoints, qwen, write_script, tmp_path):
+    script = write_script("A: Hello.\n")
+    result = CliRunner().invoke(main, ["-s", str(script), "--voices",
+                                       f"A=Nobody,backend=qwen,model={checkpoints['custom_voice']}",
+                                       "-o", str(tmp_path / "o.wav")])
+    assert result.exit_code == 2 and "unknown qwen speaker 'Nobody'" in result.output
+
+
+def test_model_lru_keeps_two_and_reloads_the_evicted(checkpoints, refs, qwen, write_script, tmp_path):
+    speaker_map = write_map(tmp_path, checkpoints, refs)
+    script = write_script(INTERVIEW)
+    synthesize_dialog(script, None, speaker_map=speaker_map, cache=False)
+    backend = qwen[0]
+    assert len(backend.loads) == 3 and len(backend.loaded_models()) == 2     # at most two stay loaded
+    evicted = (set(map(str, checkpoints.values())) - set(backend.loaded_models())).pop()
+    synthesize_dialog(script, None, speaker_map=speaker_map, cache=False, qwen_models_in_memory=1)
+    assert len(backend.loaded_models()) == 1
+    assert backend.loads.count(evicted) == 2                                 # loaded again when needed
+
+
+def test_clone_prompts_cached_across_lines_runs_and_invalidated_by_edits(checkpoints, refs, qwen, write_script,
+                                                                          tmp_path):
+    speaker_map = write_map(tmp_path, checkpoints, refs)
+    script = write_script("Guest: One.\nGuest: Two.\nGuest: Three.\n")
+    synthesize_dialog(script, None, speaker_map=speaker_map, cache_dir=tmp_path / "c")
+    assert qwen[-1].prompt_calls == 1                       # one prompt for three lines
+    backends.unregister("qwen")                             # a new process: nothing in memory
+    backends.register("qwen", lambda: qwen.append(QwenBackend()) or qwen[-1])
+    script.write_text("Guest: Four, a new line.\n", encoding="utf-8")
+    synthesize_dialog(script, None, speaker_map=speaker_map, cache_dir=tmp_path / "c")
+    assert qwen[-1].prompt_calls == 0                       # the prompt came from the disk cache
+    time.sleep(0.01)
+    sf.write(refs["guest"], qwen_tiny.chirp(1.0), 24000)    # the reference recording changed
+    script.write_text("Guest: Five, another new line.\n", encoding="utf-8")
+    synthesize_dialog(script, None, speaker_map=speaker_map, cache_dir=tmp_path / "c")
+    assert qwen[-1].prompt_calls == 1
+
+
+def test_preload_fills_the_prompt_cache(checkpoints, refs, qwen, write_script, tmp_path):
+    speaker_map = write_map(tmp_path, checkpoints, refs)
+    result = CliRunner().invoke(main, ["voices", "preload", "--speaker-map", speaker_map,
+                                       "--cache-dir", str(tmp_path / "c")])
+    assert result.exit_code == 0, result.output
+    assert qwen[-1].prompt_calls == 2 and "5 qwen" in result.output
+    backends.unregister("qwen")
+    backends.register("qwen", lambda: qwen.append(QwenBackend()) or qwen[-1])
+    synthesize_dialog(write_script("Duo: Together.\nGuest: Alone.\n"), None, speaker_map=speaker_map,
+                      cache_dir=tmp_path / "c")
+    assert qwen[-1].prompt_calls == 0
+
+
+def test_blend_is_the_weighted_average_of_the_embeddings(checkpoints, refs, qwen, write_script, tmp_path):
+    speaker_map = write_map(tmp_path, checkpoints, refs)
+    synthesize_dialog(write_script("Duo: Together.\nGuest: Alone.\nHost2: Me too.\n"), None,
+                      speaker_map=speaker_map, cache=False)
+    backend = qwen[0]
+    from dialog_tts import voices as voices_mod, script as script_mod
+    smap = voices_mod.load_speaker_map(speaker_map)
+    cast = voices_mod.cast(script_mod.parse_text("Duo: x\nGuest: y\nHost2: z\n"), speaker_map=smap)
+    blend = backend._prompt_for(cast["duo"])
+    guest = backend._prompt_for(cast["guest"])
+    host2 = backend._prompt_for(cast["host2"])
+    expected = 0.6 * guest.ref_spk_embedding + 0.4 * host2.ref_spk_embedding
+    assert np.allclose(blend.ref_spk_embedding.numpy(), expected.numpy(), atol=1e-6)
+    assert blend.x_vector_only_mode and blend.ref_code is None
+
+
+def test_mix_errors_name_the_map_line(checkpoints, refs, qwen, write_script, tmp_path):
+    bad = write_map(tmp_path, checkpoints, refs, extra="Trio: {backend: qwen, mix: {Guest: 0.5, Nobody: 0.5}}\n")
+    result = CliRunner().invoke(main, ["-s", str(write_script("Trio: Hi.\n")), "--speaker-map", bad,
+                                       "-o", str(tmp_path / "o.wav")])
+    assert result.exit_code == 2
+    assert "qwen.yaml:6: speaker 'Trio': mix: no speaker 'Nobody'" in result.output
+    bad = write_map(tmp_path, checkpoints, refs, extra="Trio: {backend: qwen, mix: {Host: 1}}\n")
+    result = CliRunner().invoke(main, ["-s", str(write_script("Trio: Hi.\n")), "--speaker-map", bad,
+                                       "-o", str(tmp_path / "o.wav")])
+    assert result.exit_code == 2 and "speaker 'Host' is not a cloned voice" in result.output
+
+
+class FailingQwen(QwenBackend):
+    """The real qwen backend, except that a batch holding a line with FAIL raises (as on CUDA OOM)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.batches: list[int] = []
+
+    def synthesize_batch(self, texts, voices):
+        self.batches.append(len(texts))
+        if any("FAIL" in t for t in texts):
+            raise SynthesisError("qwen: CUDA out of memory on a batch")
+        return super().synthesize_batch(texts, voices)
+
+
+def test_a_failing_batch_is_split_down_to_the_bad_line(checkpoints, write_script, tmp_path):
+    inst = FailingQwen()
+    backends.register("qwen", lambda: inst)
+    try:
+        model = checkpoints["custom_voice"]
+        lines = "".join(f"A: Line number {i}{' FAIL' if i == 5 else ''}.\n" for i in range(8))
+        result = synthesize_dialog(write_script(lines), tmp_path / "o.wav", keep_going=True, retries=0,
+                                   voices={"A": f"Vivian,backend=qwen,model={model}"}, qwen_batch_size=8)
+    finally:
+        backends.unregister("qwen")
+    assert inst.batches == [8, 4, 4, 2, 2, 1, 1]      # 8 → halves → quarters → the single bad line
+    failed = [r for r in result.lines if r.source == "failed"]
+    assert [r.line for r in failed] == [6] and result.totals.synthesized == 7
+    assert inst.loads == [str(model)]
+
+
+def test_without_qwen_tts_the_error_names_the_install(monkeypatch, qwen):
+    import sys
+    monkeypatch.setitem(sys.modules, "qwen_tts", None)
+    from dialog_tts.errors import BackendUnavailableError
+    from dialog_tts.voices import Voice
+    with pytest.raises(BackendUnavailableError, match=r"pip install 'dialog-tts\[qwen\]'"):
+        backends.get_backend("qwen").synthesize("hi", Voice("Vivian", backend="qwen"))
+
+
+def test_cli_import_does_not_load_torch():
+    import subprocess
+    import sys
+    code = "import sys, dialog_tts.cli, dialog_tts.backends.qwen; print('torch' in sys.modules)"
+    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          env={**os.environ}).stdout.strip() == "False"
+
+
+def test_shipped_qwen_map_casts_all_four_kinds():
+    """config/qwen.yaml with samples/interview.txt: casting only (no model is loaded)."""
+    from pathlib import Path
+    from dialog_tts import script as script_mod, voices as voices_mod
+    from dialog_tts.backends.qwen import voice_kind
+    root = Path(__file__).resolve().parents[1]
+    smap = voices_mod.load_speaker_map(root / "config" / "qwen.yaml")
+    cast = voices_mod.cast(script_mod.load(root / "samples" / "interview.txt"), speaker_map=smap)
+    kinds = {key: (voice_kind(v), v.name) for key, v in cast.items()}
+    assert kinds == {"narrator": ("voice_design", "design"), "host": ("custom_voice", "Vivian"),
+                     "guest": ("base", "clone:guest.flac"), "duo": ("base", "blend")}
+    assert Path(cast["guest"].option("ref_audio")).is_file()
+    weights = {name: dict(fields)["weight"] for name, fields in cast["duo"].option("mix")}
+    assert weights == {"Guest": 0.6, "Host2": 0.4}
