@@ -276,6 +276,48 @@ def bench_edge(quick: bool) -> Section:
         "Ratio = sequential time / this time; 'ideal' is lines / ceil(lines / concurrent requests)."])
 
 
+PROSE = ("It was a bright cold day in April, and the clocks were striking thirteen. "
+         "Winston Smith slipped quickly through the glass doors of Victory Mansions. "
+         "The hallway smelt of boiled cabbage and old rag mats. "
+         "At one end of it a coloured poster, too large for indoor display, had been tacked to the wall.")
+
+
+def bench_piper(quick: bool) -> Section:
+    """The offline default: piper's real-time factor with 1 and 2 workers on this machine's cores."""
+    import tempfile
+
+    from dialog_tts import synthesize_dialog
+
+    lines = 6 if quick else 12
+    repeat = 1 if quick else 3
+    tmp = Path(tempfile.mkdtemp(prefix="dialog-tts-piper-bench-"))
+    sentences = PROSE.split(". ")
+    script = tmp / "prose.txt"
+    script.write_text("".join(f"{'AB'[i % 2]}: {sentences[i % len(sentences)].rstrip('.')}. "
+                              f"{sentences[(i + 1) % len(sentences)].rstrip('.')}.\n" for i in range(lines)),
+                      encoding="utf-8")
+    rows: list[Row] = []
+    base = None
+    cores = os.cpu_count() or 1
+    for workers, threads, label in [(1, 1, "1 worker, 1 thread"), (1, None, f"1 worker, {cores} threads (the default)"),
+                                    (2, None, f"2 workers, {max(1, cores // 2)} thread(s) each (the default)")]:
+        options = {"workers": workers, "threads": threads, "cache": False}
+        synthesize_dialog(script, None, **options)                 # load the voice with these threads
+        results: list = []
+        r = row(f"piper, {lines} lines, {label}",
+                timed(lambda: results.append(synthesize_dialog(script, None, **options)), repeat))
+        r.extra["rtf"] = round(r.seconds / results[-1].duration, 3)
+        base = base or r.seconds
+        r.ratio, r.baseline = base / r.seconds, "1 worker, 1 thread"
+        if workers == 2:
+            r.goal, r.met = ">= 1.7x one worker (1 thread each)", r.ratio >= 1.7
+        rows.append(r)
+    return Section("Offline piper", rows, [
+        f"Two automatic piper voices, English prose, the cache off; {cores} cores. By default each worker's "
+        "onnxruntime session gets cores / workers threads, so workers do not fight over cores; --threads "
+        "pins it. Ratio = the 1-worker, 1-thread time / this time; RTF = wall time / audio duration."])
+
+
 def bench_qwen(quick: bool) -> Section:
     """Qwen3-TTS: serial (batch of 1) against batched generation.
 
@@ -346,6 +388,7 @@ def bench_qwen(quick: bool) -> Section:
 SECTIONS: dict[str, Callable[[bool], Section]] = {
     "engine": bench_engine,
     "edge": bench_edge,
+    "piper": bench_piper,
     "qwen": bench_qwen,
 }
 

@@ -52,11 +52,13 @@ class RenderOptions:
     timeout: float | None = None   # seconds per request for online backends (None: scaled to the text)
     qwen_batch_size: int | None = None        # lines per Qwen batch (default 8)
     qwen_models_in_memory: int | None = None  # Qwen models kept loaded (default 2)
+    threads: int | None = None     # CPU threads per worker for local models (None: cores / workers)
 
     def backend_settings(self) -> dict[str, Any]:
         """What :meth:`Backend.configure` gets: the settings given (each backend takes its own)."""
         settings = {"timeout": self.timeout, "qwen_batch_size": self.qwen_batch_size,
-                    "qwen_models_in_memory": self.qwen_models_in_memory}
+                    "qwen_models_in_memory": self.qwen_models_in_memory, "workers": self.workers,
+                    "threads": self.threads}
         return {k: v for k, v in settings.items() if v is not None}
 
     def mix_settings(self) -> mix.MixSettings:
@@ -207,9 +209,8 @@ class Renderer:
         cast = voices_mod.cast(parsed, speaker_map=self._speaker_map, overrides=self._overrides,
                                default_backend=self.options.backend)
         settings = self.options.backend_settings()
-        if settings:
-            for name in sorted({v.backend for v in cast.values() if v.backend}):
-                backends.get_backend(name).configure(**settings)
+        for name in sorted({v.backend for v in cast.values() if v.backend}):
+            backends.get_backend(name).configure(**settings)
         jobs = [engine.Job(line.text, cast[line.key], parsed.path, line.line_no, line.speaker)
                 for line in parsed.lines]
         return parsed, cast, jobs
@@ -271,7 +272,8 @@ class Renderer:
             voice = job.voice
             items.append(mix.Placement(outcome.clip, pan=voice.pan or 0.0, gain_db=voice.gain))
             placed.append(record)
-        mixed = mix.mix(items, self.settings)
+        result.outcomes.clear()                      # the items hold the clips now; the mix releases them
+        mixed = mix.mix(items, self.settings, consume=True)
         for note in mixed.notes:
             log.warning("%s: %s", parsed.path, note)
         for record, (start, end) in zip(placed, mixed.spans):

@@ -125,6 +125,8 @@ def render_options(f: Callable[..., Any]) -> Callable[..., Any]:
         click.option("--speak-directions", is_flag=True, help="Speak [stage directions] instead of skipping them."),
         click.option("--workers", type=click.IntRange(1, 64), default=4, show_default=True,
                      help="Lines synthesized at once."),
+        click.option("--threads", type=click.IntRange(1, 256), default=None, metavar="N",
+                     help="CPU threads per worker for local models (piper) [default: cores / workers]."),
         click.option("--retries", type=click.IntRange(0, 10), default=2, show_default=True,
                      help="Retries of a line after a transient failure (waits 1 s, 2 s, 4 s ... with jitter)."),
         click.option("--keep-going", is_flag=True,

@@ -70,13 +70,21 @@ class PiperBackend(Backend):
     name = "piper"
     extra_options = frozenset({"speaker", "noise_scale", "noise_w_scale"})
     base_wpm = 215.0  # joe's natural rate on English prose, measured (words / trimmed duration)
-    #: onnxruntime threads per synthesis call; the engine sets it from its worker count.
-    threads_per_call: int | None = None
 
     def __init__(self) -> None:
         super().__init__()
-        self._voices: dict[Path, Any] = {}
+        self._voices: dict[tuple[Path, int], Any] = {}
         self._load_lock = threading.Lock()
+        #: onnxruntime threads per synthesis call: the cores shared among the workers (see configure)
+        self.threads_per_call = os.cpu_count() or 1
+
+    def configure(self, **settings: Any) -> None:
+        """``threads`` per call if given; else with ``workers`` parallel calls, ``cores // workers`` each."""
+        super().configure(**settings)
+        if settings.get("threads"):
+            self.threads_per_call = int(settings["threads"])
+        elif settings.get("workers"):
+            self.threads_per_call = max(1, (os.cpu_count() or 1) // int(settings["workers"]))
 
     # ------------------------------------------------------------ voices
     def _model_for(self, name: str) -> tuple[Path, float]:
@@ -121,8 +129,9 @@ class PiperBackend(Backend):
 
     # ------------------------------------------------------------ synthesis
     def _load(self, model: Path) -> Any:
+        key = (model, self.threads_per_call)
         with self._load_lock:
-            voice = self._voices.get(model)
+            voice = self._voices.get(key)
             if voice is not None:
                 return voice
             try:
@@ -134,14 +143,13 @@ class PiperBackend(Backend):
             except ImportError as exc:
                 raise BackendUnavailableError(f"piper is not installed ({exc.name}): pip install piper-tts") from exc
             options = onnxruntime.SessionOptions()
-            if self.threads_per_call:
-                options.intra_op_num_threads = self.threads_per_call
-                options.inter_op_num_threads = 1
+            options.intra_op_num_threads = self.threads_per_call
+            options.inter_op_num_threads = 1
             config = json.loads(Path(f"{model}.json").read_text(encoding="utf-8"))
             session = onnxruntime.InferenceSession(str(model), sess_options=options,
                                                    providers=["CPUExecutionProvider"])
             voice = PiperVoice(session=session, config=PiperConfig.from_dict(config))
-            self._voices[model] = voice
+            self._voices[key] = voice
             return voice
 
     def synthesize(self, text: str, voice: Voice) -> Clip:
