@@ -127,7 +127,7 @@ def bench_engine(quick: bool) -> Section:
     register_fixed_latency()
     from dialog_tts import synthesize_dialog
 
-    repeat = 1 if quick else 3
+    repeat = 1 if quick else 2
     rows: list[Row] = []
     tmp = Path(tempfile.mkdtemp(prefix="dialog-tts-bench-"))
     sizes = [10] if quick else [10, 40]
@@ -203,8 +203,8 @@ def bench_edge(quick: bool) -> Section:
     from dialog_tts import backends, synthesize_dialog
     from dialog_tts.audio import decode_mp3
 
-    lines = 8 if quick else 24
-    repeat = 1 if quick else 3
+    lines = 8 if quick else 16
+    repeat = 1 if quick else 2
     tmp = Path(tempfile.mkdtemp(prefix="dialog-tts-edge-bench-"))
     script = tmp / "dialog.txt"
     script.write_text("".join(f"{'AB'[i % 2]}: This is line {i} of our podcast, a sentence of ordinary length.\n"
@@ -338,7 +338,7 @@ def bench_qwen(quick: bool) -> Section:
     notes: list[str] = []
     tmp = Path(tempfile.mkdtemp(prefix="dialog-tts-qwen-bench-"))
     lines = 8 if quick else 16
-    repeat = 1 if quick else 3
+    repeat = 1 if quick else 2
     script = tmp / "lines.txt"
     words = "a line of a dialog that is about as long as lines usually are"
     script.write_text("".join(f"A: Line {i}, {' '.join(words.split()[:4 + i % 9])}.\n" for i in range(lines)),
@@ -385,11 +385,182 @@ def bench_qwen(quick: bool) -> Section:
     return Section("Qwen3-TTS: serial vs batched", rows, notes)
 
 
+def synthetic_dialog(minutes: float, rate: int = 24000, seed: int = 0) -> list:
+    """Speech-like clips (voiced syllables with pauses) for *minutes* of dialog, as mixer Placements."""
+    import numpy as np
+
+    from dialog_tts.audio import Clip
+    from dialog_tts.mix import Placement
+
+    rng = np.random.default_rng(seed)
+    items, total, i = [], 0.0, 0
+    while total < minutes * 60:
+        n = int(rate * (1.5 + 3.5 * rng.random()))
+        t = np.arange(n, dtype=np.float32) / np.float32(rate)
+        f0 = np.float32(100 + 60 * (i % 4))
+        voice = np.sin(2 * np.pi * f0 * t) + 0.5 * np.sin(4 * np.pi * f0 * t) + 0.25 * np.sin(6 * np.pi * f0 * t)
+        syllables = np.maximum(0, np.sin(2 * np.pi * np.float32(4 + rng.random()) * t)) ** 2
+        x = (0.25 * voice * syllables).astype(np.float32)
+        items.append(Placement(Clip(x, rate), pan=(-0.4, 0.4)[i % 2]))
+        total += n / rate + 0.25
+        i += 1
+    return items
+
+
+def pydub_assemble(items: list, path: Path, rate: int = 24000, gap_ms: int = 250) -> None:
+    """The baseline: the same clips assembled with pydub (pan, gaps, stereo WAV), joined once (its fast way)."""
+    import numpy as np
+    from pydub import AudioSegment
+
+    gap = AudioSegment.silent(duration=gap_ms, frame_rate=rate).set_channels(2)
+    parts = []
+    for item in items:
+        pcm = (np.clip(item.clip.samples, -1, 1) * 32767).astype("<i2").tobytes()
+        seg = AudioSegment(pcm, frame_rate=rate, sample_width=2, channels=1).set_channels(2).pan(item.pan)
+        parts += [seg.raw_data, gap.raw_data]
+    song = AudioSegment(b"".join(parts[:-1]), frame_rate=rate, sample_width=2, channels=2)
+    song.export(str(path), format="wav")
+
+
+def pydub_idiomatic(items: list, path: Path, rate: int = 24000, gap_ms: int = 250) -> None:
+    """The usual pydub script: one AudioSegment grown with `+=` per clip (copies the whole mix each time)."""
+    import numpy as np
+    from pydub import AudioSegment
+
+    gap = AudioSegment.silent(duration=gap_ms, frame_rate=rate).set_channels(2)
+    song = AudioSegment.empty()
+    for item in items:
+        pcm = (np.clip(item.clip.samples, -1, 1) * 32767).astype("<i2").tobytes()
+        song += AudioSegment(pcm, frame_rate=rate, sample_width=2, channels=1).set_channels(2).pan(item.pan) + gap
+    song.export(str(path), format="wav")
+
+
+def bench_mix(quick: bool) -> Section:
+    """The mixer at scale: assemble, pan, gaps, loudness, true peak and write, against pydub."""
+    import tempfile
+    import warnings
+
+    from dialog_tts.audio import write
+    from dialog_tts.mix import MixSettings, mix
+
+    tmp = Path(tempfile.mkdtemp(prefix="dialog-tts-mix-bench-"))
+    rows: list[Row] = []
+    repeat = 1 if quick else 3
+    for minutes in ([10] if quick else [10, 60]):
+        def ours(lufs: float | None) -> None:
+            result = mix(synthetic_dialog(minutes), MixSettings(lufs=lufs), consume=True)
+            write(tmp / "ours.wav", result.samples, result.sample_rate)
+
+        def build_only() -> None:
+            synthetic_dialog(minutes)
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")       # pydub warns that ffmpeg is missing (WAV needs none)
+            import pydub  # noqa: F401
+        build = statistics_median(timed(build_only, repeat))
+        if minutes == 10:
+            naive = row(f"{minutes} min: pydub, `+=` per clip (the usual script)",
+                        [t - build for t in timed(lambda: pydub_idiomatic(synthetic_dialog(minutes), tmp / "n.wav"),
+                                                  repeat)])
+            rows.append(naive)
+        base = row(f"{minutes} min: pydub, joined once (its fast way)",
+                   [t - build for t in timed(lambda: pydub_assemble(synthetic_dialog(minutes), tmp / "p.wav"), repeat)])
+        plain = row(f"{minutes} min: dialog-tts (pan, gaps, write WAV)",
+                    [t - build for t in timed(lambda: ours(None), repeat)])
+        full = row(f"{minutes} min: dialog-tts + LUFS -16 + true-peak -1 dBTP + write",
+                   [t - build for t in timed(lambda: ours(-16.0), repeat)])
+        for r in (plain, full):
+            r.ratio, r.baseline = base.seconds / r.seconds, "pydub, joined once"
+            if minutes == 10:
+                r.extra["vs_usual"] = round(naive.seconds / r.seconds, 1)
+        if minutes == 60:
+            full.goal, full.met = "<= 1.0 s and >= 20x pydub", full.seconds <= 1.0 and full.ratio >= 20
+        lufs = Row(f"{minutes} min: loudness normalization alone (the difference)", max(0.0, full.seconds - plain.seconds))
+        rows += [base, plain, full, lufs]
+    return Section("Mixer at scale (synthetic clips, 24 kHz stereo)", rows, [
+        "Synthetic speech-like clips (1.5-5 s each, 250 ms gaps, two speakers panned ±0.4), so no synthesis is "
+        "timed; the time to make the clips is measured separately and subtracted. The pydub baseline pans, "
+        "adds the gaps and writes a WAV, either the usual way (`+=` per clip, which copies the whole mix each "
+        "time: quadratic, so only at 10 minutes) or joining the raw bytes once; pydub has no loudness "
+        "normalization. Ratio = the joined-once pydub time / this time."])
+
+
+def statistics_median(values: list[float]) -> float:
+    import statistics
+
+    return statistics.median(values)
+
+
+def bench_startup(quick: bool) -> Section:
+    """`dialog-tts --help` against a bare interpreter."""
+    import subprocess
+
+    env = user_env()
+    n = 5 if quick else 15
+    bare = [sys.executable, "-c", "pass"]
+    help_ = [sys.executable, "-c", "import sys; from dialog_tts.cli import main; sys.argv=['dialog-tts','--help']; main()"]
+    for cmd in (bare, help_):
+        subprocess.run(cmd, check=True, env=env, capture_output=True)       # bytecode written
+    b = row("python -c pass", timed(lambda: subprocess.run(bare, check=True, env=env, capture_output=True), n))
+    h = row("dialog-tts --help", timed(lambda: subprocess.run(help_, check=True, env=env, capture_output=True), n))
+    h.ratio, h.baseline = h.seconds / b.seconds, "python -c pass (ratio = this / that)"
+    h.goal, h.met = "<= 0.25 s", h.seconds <= 0.25
+    return Section("Start-up", [b, h], ["Separate processes; `dialog-tts --help` runs the console script's "
+                                        "code (`dialog_tts.cli.main`) in a fresh interpreter."])
+
+
+MEMORY_CHILD = """
+import json, resource, sys, time
+sys.path.insert(0, {here!r})
+def rss(): return int(open('/proc/self/statm').read().split()[1]) * 4096
+import benchmark_enhanced as b
+from dialog_tts.audio import tune_allocator, write
+from dialog_tts.mix import MixSettings, mix
+import numpy, pyloudnorm, scipy.signal, soxr, soundfile
+tune_allocator()                      # as the command line does
+before = rss()
+started = time.perf_counter()
+items = b.synthetic_dialog({minutes})
+result = mix(items, MixSettings(lufs=-16.0), consume=True)
+write({out!r}, result.samples, result.sample_rate)
+print(json.dumps({{"before": before, "peak": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
+                   "final": result.samples.nbytes, "seconds": time.perf_counter() - started}}))
+"""
+
+
+def bench_memory(quick: bool) -> Section:
+    """Peak memory of a long render (synthetic clips, LUFS included) against its final float32 array."""
+    import json
+    import subprocess
+    import tempfile
+
+    minutes = 20 if quick else 120
+    out = Path(tempfile.mkdtemp(prefix="dialog-tts-mem-bench-")) / "long.wav"
+    code = MEMORY_CHILD.format(here=str(HERE), minutes=minutes, out=str(out))
+    done = subprocess.run([sys.executable, "-c", code], check=True, env=user_env(), capture_output=True, text=True)
+    m = json.loads(done.stdout.strip().splitlines()[-1])
+    used = m["peak"] - m["before"]
+    r = Row(f"{minutes} min render (clips made, mixed, LUFS, written): peak memory", m["seconds"])
+    r.ratio = used / m["final"]
+    r.baseline = "final float32 array (ratio = peak RSS growth / array size)"
+    r.goal, r.met = "<= 1.2x the final array", r.ratio <= 1.2
+    r.extra.update({"peak_mib": round(m["peak"] / 2**20), "before_mib": round(m["before"] / 2**20),
+                    "final_mib": round(m["final"] / 2**20)})
+    out.unlink(missing_ok=True)
+    return Section("Memory", [r], [
+        f"Peak RSS {r.extra['peak_mib']} MiB, of which {r.extra['before_mib']} MiB before the render (the "
+        f"interpreter and libraries); final array {r.extra['final_mib']} MiB (stereo float32, 24 kHz). The "
+        "clips are made inside the measured span. The median column is the render's wall time."])
+
+
 SECTIONS: dict[str, Callable[[bool], Section]] = {
     "engine": bench_engine,
     "edge": bench_edge,
     "piper": bench_piper,
     "qwen": bench_qwen,
+    "mix": bench_mix,
+    "startup": bench_startup,
+    "memory": bench_memory,
 }
 
 
@@ -401,11 +572,12 @@ def markdown(section: Section) -> str:
         ratio = f"{r.ratio:.2f}×" if r.ratio is not None else ""
         if "ideal" in r.extra:
             ratio += f" (ideal {r.extra['ideal']:g}×)"
-        for key, label in (("lines_per_s", "lines/s"), ("rtf", "RTF"), ("peak_gpu_gib", "peak GPU GiB")):
+        for key, label in (("lines_per_s", "lines/s"), ("rtf", "RTF"), ("peak_gpu_gib", "peak GPU GiB"),
+                           ("vs_usual", "vs the usual pydub script:")):
             if key in r.extra:
-                ratio += f"; {label} {r.extra[key]:g}"
+                ratio += f"; {label} {r.extra[key]:g}" + ("×" if key == "vs_usual" else "")
         goal = "" if r.goal is None else f"{r.goal}: {'met' if r.met else 'NOT met'}"
-        out.append(f"| {r.name} | {r.seconds * 1000:.0f} ms | {len(r.runs)} | {ratio} | {goal} |")
+        out.append(f"| {r.name} | {r.seconds * 1000:.0f} ms | {len(r.runs) or '-'} | {ratio} | {goal} |")
     out += [""] + [f"{n}" for n in section.notes] + [""]
     return "\n".join(out)
 

@@ -199,6 +199,9 @@ def main(ctx: click.Context, script: str | None, out: str | None, report: str | 
     if out is None:
         raise click.UsageError("missing --out FILE (.wav, .flac, .ogg or .mp3)")
     from .api import Renderer, RenderOptions
+    from .audio import tune_allocator
+
+    tune_allocator()
 
     with _progress_bar(progress, quiet) as callback, \
             Renderer(RenderOptions(report=report, **render), progress_callback=callback) as renderer:
@@ -313,7 +316,9 @@ def batch_command(ctx: click.Context, scripts: tuple[str, ...], out_dir: str, fm
     stop the others, and the command exits 1 if any failed.
     """
     from .api import synthesize_batch
+    from .audio import tune_allocator
 
+    tune_allocator()
     quiet = ctx.find_root().params.get("quiet", False)
     progress = render.pop("progress")
     with _progress_bar(progress, quiet) as callback:

@@ -299,6 +299,7 @@ _SUB_SECONDS = 0.1        # BS.1770: 400 ms gating blocks, 75 % overlap → 100 
 _GROUP = 32               # frames per limiter group
 _WARM = 0.1               # seconds of filter warm-up before a region filtered again
 _TP_MARGIN = 256          # frames of context around an oversampled segment
+_TP_SEGMENT = 16384       # true peaks are oversampled in whole segments of this many frames
 _TP_HEADROOM = 2.0        # a true peak is assumed at most 2x (6 dB) over the sample peak
 
 
@@ -338,8 +339,9 @@ class _Loudness:
             y *= y
             keep_from = max(pos, start)
             lo = int(np.searchsorted(edges, keep_from, side="right")) - 1
-            bounds = [keep_from] + [int(e) for e in edges[lo + 1:last + 1] if keep_from < e < end]
-            sums = np.add.reduceat(y[keep_from - pos:], np.asarray(bounds) - keep_from, axis=0)
+            hi = int(np.searchsorted(edges, end, side="left"))          # edges lo+1..hi-1 fall inside
+            bounds = np.concatenate([[keep_from], edges[lo + 1:max(lo + 1, min(hi, last + 1))]])
+            sums = np.add.reduceat(y[keep_from - pos:], bounds - keep_from, axis=0)
             sums = sums.reshape(len(bounds), channels)
             out[lo - first:lo - first + len(bounds)] += sums
             pos = end
@@ -376,17 +378,22 @@ def _group_peaks(x: np.ndarray, rate: int, candidate: Callable[[np.ndarray], np.
     check = candidate(peaks)
     if not check.any():
         return peaks, check
-    # contiguous runs of candidate groups, merged when close, oversampled with some context around them
-    idx = np.flatnonzero(check)
-    breaks = np.flatnonzero(np.diff(idx) > 2 * _TP_MARGIN // _GROUP)
-    for first, last in zip(np.concatenate([[idx[0]], idx[breaks + 1]]), np.concatenate([idx[breaks], [idx[-1]]])):
-        a, b = int(first) * _GROUP, min(n, (int(last) + 1) * _GROUP)
+    # whole segments holding any candidate group, consecutive ones joined, oversampled with context
+    per = _TP_SEGMENT // _GROUP
+    segments = np.flatnonzero(np.add.reduceat(check, np.arange(0, groups, per)) > 0)
+    longest = (1 << 20) // _TP_SEGMENT                           # segments joined: at most 2**20 frames at once
+    breaks = np.flatnonzero((np.diff(segments) > 1) | (np.arange(1, segments.size) % longest == 0))
+    for first_seg, last_seg in zip(np.concatenate([[segments[0]], segments[breaks + 1]]),
+                                   np.concatenate([segments[breaks], [segments[-1]]])):
+        first, last = int(first_seg) * per, min(groups, (int(last_seg) + 1) * per) - 1
+        a, b = first * _GROUP, min(n, (last + 1) * _GROUP)
         lo, hi = max(0, a - _TP_MARGIN), min(n, b + _TP_MARGIN)
         tp = true_peak_per_frame(np.ascontiguousarray(x[lo:hi]), rate)[a - lo:b - lo]
         pad = -tp.shape[0] % _GROUP
         if pad:
             tp = np.concatenate([tp, np.zeros(pad, np.float32)])
-        peaks[int(first):int(first) + tp.shape[0] // _GROUP] = _max_every(tp, _GROUP)
+        peaks[first:first + tp.shape[0] // _GROUP] = _max_every(tp, _GROUP)
+        check[first:last + 1] = True      # the whole segment is measured now
     return peaks, check
 
 
