@@ -890,3 +890,25 @@ def test_fade_edges_works_on_stereo():
     fade_edges(x, 100)
     assert x[0].max() < 0.01 and x[-1].max() < 0.01 and np.all(x[500] == 1.0)
     assert np.allclose(x[:, 0], x[:, 1])
+
+
+@pytest.mark.parametrize("rate", [16000, 22050, 24000, 44100])
+@pytest.mark.parametrize("channels", [1, 2])
+def test_blockwise_loudness_equals_pyloudnorm(rate, channels):
+    """The mixer's streaming BS.1770 measurement agrees with pyloudnorm's (which copies the signal)."""
+    from dialog_tts.mix import _Loudness
+    rng = np.random.default_rng(rate + channels)
+    n = int(rate * 7.3)
+    x = rng.standard_normal((n, channels) if channels == 2 else n).astype(np.float32) * 0.1
+    x[: n // 3] *= 0.01                                   # a quiet stretch, so both gates matter
+    meter = _Loudness(x, rate)
+    assert meter.loudness(meter.base) == pytest.approx(lufs_ref(x, rate), abs=0.01)
+
+
+def test_consume_releases_the_clips_as_they_are_placed():
+    items = [Placement(tone_clip(220, 0.5, IN_RATE)), Silence(0.1), Placement(tone_clip(330, 0.5, IN_RATE))]
+    kept = list(items)
+    result = mix(items, MixSettings(sample_rate=OUT_RATE), consume=True)
+    assert items == [None, kept[1], None] and len(result.spans) == 2
+    again = mix(kept, MixSettings(sample_rate=OUT_RATE))            # without consume the list is untouched
+    assert kept[0] is not None and np.array_equal(again.samples, result.samples)

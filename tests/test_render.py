@@ -145,3 +145,21 @@ def test_every_listed_espeak_voice_and_palette_voice_speaks():
     for name in names:
         clip = espeak.synthesize("one two", espeak.resolve(Voice(name, backend="espeak")))
         assert clip.duration > 0.1, name
+
+
+def test_threads_per_worker():
+    piper = backends.get_backend("piper")
+    import os
+    piper.configure(workers=2)
+    assert piper.threads_per_call == max(1, (os.cpu_count() or 1) // 2)
+    piper.configure(workers=1, threads=1)
+    assert piper.threads_per_call == 1
+    clip = piper.synthesize("Threads set.", piper.resolve(Voice("joe")))
+    assert clip.duration > 0.3
+    piper.configure(workers=4)
+
+
+def test_tune_allocator_applies_on_glibc():
+    import platform
+    from dialog_tts.audio import tune_allocator
+    assert tune_allocator() is (platform.libc_ver()[0] == "glibc")
