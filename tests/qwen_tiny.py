@@ -16,6 +16,19 @@ change the codes under one seed), and its length is exactly
 ``samples_for(max_new_tokens)`` = (max_new_tokens - 1) * 1920 samples at
 24 kHz: the talker never emits the codec end-of-speech token.
 
+``build_tiny_checkpoint(directory, kind, size="full")`` (a complete
+checkpoint, ~4.5 GB) and ``full_size_model(kind, device=..., dtype=...)`` (a
+loaded model built in place, nothing written but configs) give the real
+architecture of ``Qwen/Qwen3-TTS-12Hz-1.7B-*`` instead: 1.92 B parameters in
+the talker + code predictor, transformers' random init, audible output of
+exactly ``samples_for(max_new_tokens)`` samples -- for GPU throughput / memory
+benchmarks, too slow for CI.  ``full_size_parameter_counts(kind)`` counts its
+parameters on the meta device, ``release(tts)`` frees it.  See
+``full_size_model`` for what is and is not like the released checkpoints.
+
+Run ``python tests/qwen_tiny.py --full [KIND [DEVICE]]`` for a smoke check of
+the full-size model (default custom_voice, cuda if available).
+
 Importing this module needs nothing beyond torch/transformers; the builders
 import ``qwen_tts`` (after registering the torchaudio stand-ins).
 
@@ -24,11 +37,16 @@ Run ``python tests/qwen_tiny.py`` for a self-check of all three kinds.
 
 from __future__ import annotations
 
+import gc
 import json
+import tempfile
 from pathlib import Path
 from typing import Any
 
+import torch
+
 KINDS = ("custom_voice", "base", "voice_design")
+SIZES = ("tiny", "full")
 
 SAMPLE_RATE = 24000
 SAMPLES_PER_FRAME = 1920  # 12.5 frames a second
@@ -58,6 +76,99 @@ _SPEAKER_IDS = {name: 3000 + i for i, name in enumerate(SPEAKERS)}
 _HIDDEN = 16  # talker hidden size == speaker embedding size (enc_dim)
 _NUM_CODE_GROUPS = 16
 _CODEBOOK_SIZE = 2048
+
+# ---------------------------------------------------------------------------
+# Full size: the architecture of Qwen/Qwen3-TTS-12Hz-1.7B-{CustomVoice,VoiceDesign,Base}.
+#
+# Sources.  Talker / code predictor / speech tokenizer / speaker encoder sizes
+# follow the third-party architecture note ivan-digital/qwen3-asr-swift
+# docs/tts-model.md ("Component A: Talker", 1.7B column; "Component B: Code
+# Predictor"; "Component C: Speech Tokenizer"; "Component D: Speaker
+# Encoder"), checked against qwen_tts 0.1.1's own config classes
+# (core/models/configuration_qwen3_tts.py, core/tokenizer_12hz/
+# configuration_qwen3_tts_tokenizer_v2.py) and against config.json excerpts of
+# the released checkpoints quoted by other ports.  Where they disagree:
+#   * talker intermediate_size: the note says 8192; this uses 6144.  The 12 Hz
+#     talkers are the Qwen3 LLM backbones (0.6B talker == Qwen3-0.6B: 1024
+#     hidden, 28 layers, 16/8 heads, 128 head_dim, 3072 MLP; the 1.7B talker
+#     matches Qwen3-1.7B, whose MLP is 6144); a Rust port's test that parses
+#     the 1.7B-CustomVoice config.json has "intermediate_size": 6144; and the
+#     parameter count fits: with 6144 the talker + code predictor are 1.92 B
+#     (3.8 GB of bf16 safetensors, ~4.2 GiB with the 0.68 GB codec, as the 1.7B
+#     downloads are), with 8192 it would be 2.27 B.  qwen_tts's
+#     Qwen3TTSTalkerConfig defaults (hidden 1024, 20 layers, 2 KV heads, codec
+#     ids 4196...) describe neither released size, so they are not used.
+#   * speech-tokenizer decoder transformer: qwen_tts's decoder-config defaults
+#     say hidden 1024 / MLP 3072, the released speech_tokenizer/config.json
+#     (quoted verbatim by several ports) says hidden 512, MLP 1024, head_dim 64,
+#     codebook_dim 512 (the "1024 -> 512 bottleneck" of the note); the released
+#     values are used.  Its semantic_codebook_size (4096) is not read by
+#     qwen_tts 0.1.1 and is left out.
+#   * code predictor and speaker encoder: qwen_tts's defaults are the note's
+#     figures; the code predictor's rope_theta (1e6) and max_position_embeddings
+#     (65536) are the released config's.  The speaker encoder's enc_dim must be
+#     the talker hidden size (the x-vector fills one codec-embedding slot).
+# Token ids are NOT the real ones: the text tokenizer is the tiny byte-level one
+# (ids < 272 in a 151936-row embedding), the codec special / language / speaker
+# ids are the tiny builder's (all inside the real 3072-entry codec vocabulary).
+_FULL_TALKER: dict[str, Any] = {
+    "hidden_size": 2048,
+    "intermediate_size": 6144,
+    "num_hidden_layers": 28,
+    "num_attention_heads": 16,
+    "num_key_value_heads": 8,
+    "head_dim": 128,
+    "max_position_embeddings": 32768,
+    "rope_theta": 1000000,
+    "rms_norm_eps": 1e-6,
+    "rope_scaling": {"rope_type": "default", "mrope_section": [24, 20, 20], "interleaved": True},
+    "text_hidden_size": 2048,
+    "text_vocab_size": 151936,
+}
+_FULL_CODE_PREDICTOR: dict[str, Any] = {
+    "hidden_size": 1024,
+    "intermediate_size": 3072,
+    "num_hidden_layers": 5,
+    "num_attention_heads": 16,
+    "num_key_value_heads": 8,
+    "head_dim": 128,
+    "max_position_embeddings": 65536,
+    "rope_theta": 1000000,
+    "rms_norm_eps": 1e-6,
+}
+_FULL_SPEAKER_ENCODER: dict[str, Any] = {
+    "enc_dim": _FULL_TALKER["hidden_size"],
+    "enc_channels": [512, 512, 512, 512, 1536],
+    "enc_attention_channels": 128,
+    "enc_res2net_scale": 8,
+    "enc_se_channels": 128,
+}
+_FULL_CODEC_ENCODER: dict[str, Any] = {  # transformers MimiConfig (its defaults, spelled out) at 12.5 Hz
+    "hidden_size": 512,
+    "num_filters": 64,
+    "upsample_groups": 512,
+    "codebook_dim": 256,
+    "vector_quantization_hidden_dimension": 256,
+    "num_quantizers": 32,  # the encoder has 32; encoder_valid_num_quantizers keeps 16
+    "num_hidden_layers": 8,
+    "intermediate_size": 2048,
+    "num_attention_heads": 8,
+    "num_key_value_heads": 8,
+    "head_dim": 64,
+}
+_FULL_CODEC_DECODER: dict[str, Any] = {
+    "codebook_dim": 512,
+    "hidden_size": 512,
+    "latent_dim": 1024,
+    "intermediate_size": 1024,
+    "num_hidden_layers": 8,
+    "num_attention_heads": 16,
+    "num_key_value_heads": 16,
+    "head_dim": 64,
+    "decoder_dim": 1536,
+}
+# Logit std of the full-size talker's codec head (see _prepare_full_model).
+_FULL_LOGIT_STD = 3.0
 
 GENERATION_DEFAULTS: dict[str, Any] = {
     "do_sample": True,
@@ -133,7 +244,7 @@ def _write_text_tokenizer(directory: Path) -> dict[str, int]:
     return ids
 
 
-def _config_dict(kind: str, token_ids: dict[str, int], model_size: str) -> dict[str, Any]:
+def _config_dict(kind: str, token_ids: dict[str, int], model_size: str, size: str = "tiny") -> dict[str, Any]:
     custom = kind == "custom_voice"
     code_predictor = {
         "vocab_size": _CODEBOOK_SIZE,
@@ -179,6 +290,10 @@ def _config_dict(kind: str, token_ids: dict[str, int], model_size: str) -> dict[
         "enc_se_channels": 8,
         "sample_rate": SAMPLE_RATE,
     }
+    if size == "full":
+        code_predictor.update(_FULL_CODE_PREDICTOR)
+        talker.update(_FULL_TALKER)
+        speaker_encoder.update(_FULL_SPEAKER_ENCODER)
     return {
         "architectures": ["Qwen3TTSForConditionalGeneration"],
         "model_type": "qwen3_tts",
@@ -195,7 +310,7 @@ def _config_dict(kind: str, token_ids: dict[str, int], model_size: str) -> dict[
     }
 
 
-def _speech_tokenizer_config_dict() -> dict[str, Any]:
+def _speech_tokenizer_config_dict(size: str = "tiny") -> dict[str, Any]:
     encoder = {  # transformers MimiConfig: 24 kHz in, 12.5 frames a second (960 * 2 = 1920)
         "sampling_rate": SAMPLE_RATE,
         "frame_rate": 12.5,
@@ -234,6 +349,9 @@ def _speech_tokenizer_config_dict() -> dict[str, Any]:
         "upsampling_ratios": [2, 2],
         "decoder_dim": 32,
     }
+    if size == "full":
+        encoder.update(_FULL_CODEC_ENCODER)
+        decoder.update(_FULL_CODEC_DECODER)
     return {
         "architectures": ["Qwen3TTSTokenizerV2Model"],
         "model_type": "qwen3_tts_tokenizer_12hz",
@@ -247,25 +365,62 @@ def _speech_tokenizer_config_dict() -> dict[str, Any]:
     }
 
 
-def _write_speech_tokenizer(directory: Path) -> None:
+def _speech_tokenizer_config(size: str = "tiny") -> Any:
+    _import_qwen_tts()
+    from qwen_tts.core import Qwen3TTSTokenizerV2Config
+
+    config = Qwen3TTSTokenizerV2Config(**{k: v for k, v in _speech_tokenizer_config_dict(size).items()
+                                          if k not in ("architectures", "model_type")})
+    config.architectures = ["Qwen3TTSTokenizerV2Model"]
+    return config
+
+
+def _randomize_codebooks(model: Any) -> None:
+    """Codebooks start at zero: the decoder would output silence and the
+    encoder would map every frame to code 0."""
+    with torch.no_grad():
+        for name, tensor in model.state_dict().items():
+            if name.endswith("_codebook.embedding_sum") or name.endswith("codebook.embed_sum"):
+                tensor.copy_(torch.randn_like(tensor))
+
+
+def _new_speech_tokenizer_model(config: Any, *, device: Any = "cpu", dtype: Any = None) -> Any:
+    """A random 12 Hz speech tokenizer (encoder + decoder) built directly on ``device`` in ``dtype``
+    (None: float32), with random codebooks and an audible decoder."""
+    _import_qwen_tts()
+    from qwen_tts.core import Qwen3TTSTokenizerV2Model
+
+    with torch.device(device):
+        model = Qwen3TTSTokenizerV2Model._from_config(config, dtype=dtype)
+    model.to(device).eval()
+    _randomize_codebooks(model)
+    with torch.no_grad():
+        _rescale_decoder(model.decoder)
+    return model
+
+
+def _write_speech_tokenizer(directory: Path, size: str = "tiny", weights: bool = True) -> None:
     import torch
     from transformers import EncodecFeatureExtractor
 
     _import_qwen_tts()
-    from qwen_tts.core import Qwen3TTSTokenizerV2Config, Qwen3TTSTokenizerV2Model
+    from qwen_tts.core import Qwen3TTSTokenizerV2Model
 
     directory.mkdir(parents=True, exist_ok=True)
-    config = Qwen3TTSTokenizerV2Config(**{k: v for k, v in _speech_tokenizer_config_dict().items()
-                                          if k not in ("architectures", "model_type")})
-    model = Qwen3TTSTokenizerV2Model(config).eval()
-    with torch.no_grad():
-        for name, tensor in model.state_dict().items():
-            # Codebooks start at zero: the decoder would output silence and the
-            # encoder would map every frame to code 0.
-            if name.endswith("_codebook.embedding_sum") or name.endswith("codebook.embed_sum"):
-                tensor.copy_(torch.randn_like(tensor))
-        _rescale_decoder(model.decoder)
-    model.save_pretrained(str(directory), safe_serialization=True)
+    if size == "tiny":
+        config = _speech_tokenizer_config(size)
+        model = Qwen3TTSTokenizerV2Model(config).eval()
+        _randomize_codebooks(model)
+        with torch.no_grad():
+            _rescale_decoder(model.decoder)
+        model.save_pretrained(str(directory), safe_serialization=True)
+    elif weights:
+        # float32 like the released speech_tokenizer/model.safetensors (~0.68 GB)
+        model = _new_speech_tokenizer_model(_speech_tokenizer_config(size))
+        model.save_pretrained(str(directory), safe_serialization=True)
+        del model
+    else:
+        _speech_tokenizer_config(size).save_pretrained(str(directory))
     EncodecFeatureExtractor(feature_size=1, sampling_rate=SAMPLE_RATE, padding_value=0.0).save_pretrained(
         str(directory))
 
@@ -294,9 +449,9 @@ def _rescale_decoder(decoder: Any, target_std: float = 0.15) -> None:
     last = convs[-1]
     captured: list = []
     handle = last.register_forward_hook(lambda _m, _i, out: captured.append(out))
-    decoder(codes)
+    decoder(codes.to(last.weight.device))
     handle.remove()
-    std = float(captured[-1].std())
+    std = float(captured[-1].float().std())
     last.weight.mul_(target_std / max(std, 1e-12))
 
 
@@ -362,8 +517,9 @@ def _reinit_speaker_encoder(model: Any) -> None:
 
 
 def build_tiny_checkpoint(directory: Path, kind: str, *, seed: int = 0, model_size: str = "1b7",
-                          max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS) -> Path:
-    """Write a tiny random Qwen3-TTS checkpoint of ``kind`` into ``directory`` and return it.
+                          max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS, size: str = "tiny",
+                          weights: bool = True) -> Path:
+    """Write a random Qwen3-TTS checkpoint of ``kind`` into ``directory`` and return it.
 
     ``kind``: "custom_voice", "base" or "voice_design" (the config's ``tts_model_type``).
     ``model_size`` is the config's ``tts_model_size``; note qwen_tts drops the
@@ -372,9 +528,22 @@ def build_tiny_checkpoint(directory: Path, kind: str, *, seed: int = 0, model_si
     ``max_new_tokens`` is written into generation_config.json (the default
     qwen_tts uses when a call does not pass one).
     Deterministic for a given seed; the caller's torch RNG state is left untouched.
+
+    ``size``: "tiny" (the default: ~7 MB, ~1.8 M parameters, see the module
+    docstring) or "full" (the Qwen3-TTS-12Hz-1.7B architecture, see
+    ``full_size_model``).  With "full", ``weights=True`` writes a complete
+    checkpoint that ``qwen_tts.Qwen3TTSModel.from_pretrained`` loads: a 3.83 GB
+    bf16 ``model.safetensors`` (built on CPU in bf16: 38 s on 2 cores, peak
+    RSS 4.3 GB) and a 0.68 GB float32 ``speech_tokenizer/model.safetensors``
+    (the released files' sizes); with
+    ``weights=False`` only the config, tokenizer and generation files (~40 kB),
+    which is what ``full_size_model`` builds its model from.  ``weights`` is
+    ignored for "tiny".
     """
     if kind not in KINDS:
         raise ValueError(f"kind must be one of {KINDS}, not {kind!r}")
+    if size not in SIZES:
+        raise ValueError(f"size must be one of {SIZES}, not {size!r}")
     import torch
 
     _import_qwen_tts()
@@ -385,14 +554,24 @@ def build_tiny_checkpoint(directory: Path, kind: str, *, seed: int = 0, model_si
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         token_ids = _write_text_tokenizer(directory)
-        config_dict = _config_dict(kind, token_ids, model_size)
+        config_dict = _config_dict(kind, token_ids, model_size, size)
         config = Qwen3TTSConfig(**{k: v for k, v in config_dict.items() if k not in ("architectures", "model_type")})
         config.architectures = ["Qwen3TTSForConditionalGeneration"]
-        model = Qwen3TTSForConditionalGeneration(config).eval()
-        _reinit_talker(model)
-        _reinit_speaker_encoder(model)
-        model.save_pretrained(str(directory), safe_serialization=True)
-        _write_speech_tokenizer(directory / "speech_tokenizer")
+        if size == "tiny":
+            model = Qwen3TTSForConditionalGeneration(config).eval()
+            _reinit_talker(model)
+            _reinit_speaker_encoder(model)
+            model.save_pretrained(str(directory), safe_serialization=True)
+            _write_speech_tokenizer(directory / "speech_tokenizer")
+        elif weights:
+            model = _new_full_model(config, device="cpu", dtype=torch.bfloat16)
+            model.save_pretrained(str(directory), safe_serialization=True)
+            del model
+            gc.collect()
+            _write_speech_tokenizer(directory / "speech_tokenizer", size)
+        else:
+            config.save_pretrained(str(directory))
+            _write_speech_tokenizer(directory / "speech_tokenizer", size, weights=False)
 
     # Qwen3TTSSpeakerEncoderConfig never calls PretrainedConfig.__init__, so
     # save_pretrained writes a bare-bones dict with "model_type": "" that its
@@ -409,6 +588,228 @@ def build_all(directory: Path, *, seed: int = 0) -> dict[str, Path]:
     """Build all three kinds under directory/{custom_voice,base,voice_design}."""
     directory = Path(directory)
     return {kind: build_tiny_checkpoint(directory / kind, kind, seed=seed) for kind in KINDS}
+
+
+# ---------------------------------------------------------------------------
+# Full size (benchmarks; too slow for CI)
+
+
+def _new_full_model(config: Any, *, device: Any = "cpu", dtype: Any = torch.bfloat16,
+                    attn_implementation: str | None = None) -> Any:
+    """``Qwen3TTSForConditionalGeneration(config)`` with transformers' random init,
+    allocated and initialised directly on ``device`` in ``dtype`` (no CPU copy,
+    no safetensors), in eval mode, then ``_prepare_full_model``."""
+    _import_qwen_tts()
+    from qwen_tts.core.models import Qwen3TTSForConditionalGeneration
+
+    kwargs: dict[str, Any] = {"dtype": dtype}
+    if attn_implementation is not None:
+        kwargs["attn_implementation"] = attn_implementation
+    with torch.device(device):
+        model = Qwen3TTSForConditionalGeneration._from_config(config, **kwargs)
+    model.to(device).eval()
+    _prepare_full_model(model)
+    return model
+
+
+def _prepare_full_model(model: Any) -> None:
+    """Make generation always run to ``max_new_tokens``, as the tiny builder's talker does.
+
+    transformers' init (normal, std 0.02) is kept everywhere, except the talker's
+    codec head: it is scaled so that its logits have std ``_FULL_LOGIT_STD``
+    (the final RMSNorm gives unit-RMS hidden states, so logit std = weight std *
+    sqrt(hidden)), and its codec-EOS row is zeroed.  The EOS logit stays 0
+    while ~2048 competitors have std 3: never in the top-k (k=50) and, without
+    top-k, probability ~1e-5 a step; greedy never picks it either.  With the
+    plain init (logit std 0.9) EOS would be sampled about once every 2000
+    steps, so items would stop at random lengths and batched / serial runs
+    would do different amounts of work.
+    """
+    head = model.talker.codec_head.weight
+    with torch.no_grad():
+        weight_std = float(head.float().std())
+        head.mul_(_FULL_LOGIT_STD / (weight_std * head.shape[1] ** 0.5))
+        head[model.config.talker_config.codec_eos_token_id].zero_()
+
+
+def full_size_config(kind: str) -> Any:
+    """The ``Qwen3TTSConfig`` of the full-size (1.7B) model of ``kind``, without writing anything."""
+    if kind not in KINDS:
+        raise ValueError(f"kind must be one of {KINDS}, not {kind!r}")
+    _import_qwen_tts()
+    from qwen_tts.core.models import Qwen3TTSConfig
+
+    config_dict = _config_dict(kind, _text_token_ids(), "1b7", "full")
+    config = Qwen3TTSConfig(**{k: v for k, v in config_dict.items() if k not in ("architectures", "model_type")})
+    config.architectures = ["Qwen3TTSForConditionalGeneration"]
+    return config
+
+
+def full_size_parameter_counts(kind: str) -> dict[str, int]:
+    """Parameter counts of the full-size model of ``kind``, by component, from a
+    copy built on the ``meta`` device (no memory, ~1 s).
+
+    Keys: ``talker.text_embedding``, ``talker.codec_embedding``, ``talker.layers``
+    (decoder layers + final norm), ``talker.text_projection``,
+    ``talker.codec_head``, ``code_predictor.codec_embedding``,
+    ``code_predictor.layers``, ``code_predictor.lm_head``,
+    ``code_predictor.small_to_mtp_projection``, ``talker`` (all of the above),
+    ``speaker_encoder`` (0 unless "base"), ``model`` (what model.safetensors
+    holds: talker + speaker encoder), ``speech_tokenizer.encoder``,
+    ``speech_tokenizer.decoder``, ``speech_tokenizer`` and ``total``.
+    Parameters only: the Mimi encoder's codebooks are buffers (not counted),
+    the decoder's are parameters (counted).
+    """
+    _import_qwen_tts()
+    from qwen_tts.core import Qwen3TTSTokenizerV2Model
+    from qwen_tts.core.models import Qwen3TTSForConditionalGeneration
+
+    def count(module: Any) -> int:
+        return sum(p.numel() for p in module.parameters()) if module is not None else 0
+
+    with torch.device("meta"):
+        model = Qwen3TTSForConditionalGeneration(full_size_config(kind))
+        codec = Qwen3TTSTokenizerV2Model(_speech_tokenizer_config("full"))
+    talker, predictor = model.talker, model.talker.code_predictor
+    counts = {
+        "talker.text_embedding": count(talker.model.text_embedding),
+        "talker.codec_embedding": count(talker.model.codec_embedding),
+        "talker.layers": count(talker.model.layers) + count(talker.model.norm),
+        "talker.text_projection": count(talker.text_projection),
+        "talker.codec_head": count(talker.codec_head),
+        "code_predictor.codec_embedding": count(predictor.model.codec_embedding),
+        "code_predictor.layers": count(predictor.model.layers) + count(predictor.model.norm),
+        "code_predictor.lm_head": count(predictor.lm_head),
+        "code_predictor.small_to_mtp_projection": count(predictor.small_to_mtp_projection),
+        "talker": count(talker),
+        "speaker_encoder": count(model.speaker_encoder),
+        "model": count(model),
+        "speech_tokenizer.encoder": count(codec.encoder),
+        "speech_tokenizer.decoder": count(codec.decoder),
+        "speech_tokenizer": count(codec),
+    }
+    counts["total"] = counts["model"] + counts["speech_tokenizer"]
+    assert sum(v for k, v in counts.items() if k.startswith(("talker.", "code_predictor."))) == counts["talker"]
+    return counts
+
+
+def full_size_model(kind: str, *, device: Any = "cpu", dtype: Any = torch.bfloat16,
+                    directory: Path | None = None, seed: int = 0, attn_implementation: str | None = None,
+                    max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS) -> Any:
+    """A loaded ``qwen_tts.Qwen3TTSModel`` of ``kind`` at the real 1.7B size, with random weights.
+
+    What it builds: the architecture of ``Qwen/Qwen3-TTS-12Hz-1.7B-{CustomVoice,
+    VoiceDesign,Base}`` (see ``_FULL_TALKER`` ff. for the sizes and their
+    sources) -- talker 2048 hidden x 28 layers, code predictor 1024 x 5 layers
+    with 15 LM heads, 151936 x 2048 text embedding, the 12 Hz speech tokenizer
+    (Mimi encoder, 8-layer decoder transformer + 1536-wide vocoder) and, for
+    "base", the ECAPA-TDNN speaker encoder (enc_dim 2048): 1.917 B parameters
+    in the talker + code predictor, 2.070 B with the speech tokenizer (2.082 B
+    for "base"; ``full_size_parameter_counts``).
+
+    How: ``build_tiny_checkpoint(directory, kind, size="full", weights=False)``
+    writes only the config / tokenizer / generation files; the model and the
+    speech tokenizer are then instantiated from those configs directly on
+    ``device`` in ``dtype`` (transformers' random init, run on the device;
+    nothing is written or read as safetensors), and wrapped the way
+    ``Qwen3TTSModel.from_pretrained(directory, device_map=device, dtype=dtype,
+    attn_implementation=...)`` wraps a real checkpoint: the speech tokenizer
+    also gets ``dtype`` (as from_pretrained passes its dtype on), but not
+    ``attn_implementation`` (from_pretrained drops it for the tokenizer).
+    ``directory`` (None: a temporary one, deleted before returning) keeps those
+    files; ``build_tiny_checkpoint(..., size="full")`` writes a complete
+    checkpoint instead, for timing the real ``from_pretrained`` path.
+
+    Cost, measured on CPU (2 cores, AVX512-bf16, 24 GB): 34-40 s, almost all
+    of it transformers' init (Linear kaiming-uniform, then normal) of 1.9 B
+    values on the CPU; peak RSS 4.9 GB in bf16 (9.3 GB in float32) -- the
+    weights (bf16: 3.83 GB model + 0.34 GB speech tokenizer) and ~0.5 GB of
+    libraries, no staging copy.  On a GPU the same init runs on the device
+    (expect seconds) and the CPU never holds the weights.  For comparison,
+    ``build_tiny_checkpoint(..., size="full")`` took 38 s (peak 4.3 GB) to
+    write 3.83 GB + 0.68 GB, and ``from_pretrained`` of it 1.8 s (mmap) plus
+    page-in; its talker weights equal this function's CPU-bf16 ones for the
+    same seed.
+
+    Differences from the released checkpoints (relevant to benchmarks):
+      * random weights, so output is noise; codebooks are random and the
+        decoder rescaled so the audio is audible (not silent);
+      * generation never stops early (``_prepare_full_model``): every item runs
+        exactly ``max_new_tokens`` talker steps and yields
+        ``samples_for(max_new_tokens)`` samples -- choose ``max_new_tokens``
+        per line to mimic real utterance lengths (~12.5 per second of speech);
+      * the text tokenizer is the tiny byte-level one: a line costs ~1 token a
+        byte instead of ~1 per 3-4 characters, so prompts (and the text fed
+        during generation) are ~3x longer than with the real Qwen2 BPE;
+      * token ids (text special tokens, codec language / speaker ids) are the
+        tiny builder's, not the released ones.
+
+    ``seed`` makes the weights deterministic for a given device / dtype; the
+    caller's RNG state (CPU, and the CUDA device used) is left untouched.
+    ``attn_implementation``: None (transformers' default, "sdpa"), "eager",
+    or "flash_attention_2" (needs flash-attn, and a half dtype).
+    Free it with ``release(tts)``.
+    """
+    if kind not in KINDS:
+        raise ValueError(f"kind must be one of {KINDS}, not {kind!r}")
+    qwen_tts = _import_qwen_tts()
+    from qwen_tts.core import Qwen3TTSTokenizerV2Config
+    from qwen_tts.core.models import Qwen3TTSConfig, Qwen3TTSProcessor
+    from transformers import AutoFeatureExtractor
+
+    if isinstance(dtype, str):
+        dtype = getattr(torch, dtype)
+    device = torch.device(device)
+    with tempfile.TemporaryDirectory(prefix="qwen3tts-full-") as tmp:
+        root = Path(directory) if directory is not None else Path(tmp)
+        build_tiny_checkpoint(root, kind, seed=seed, max_new_tokens=max_new_tokens, size="full", weights=False)
+        config = Qwen3TTSConfig.from_pretrained(str(root))
+        codec_config = Qwen3TTSTokenizerV2Config.from_pretrained(str(root / "speech_tokenizer"))
+        processor = Qwen3TTSProcessor.from_pretrained(str(root), fix_mistral_regex=True)
+        feature_extractor = AutoFeatureExtractor.from_pretrained(str(root / "speech_tokenizer"))
+        generate_config = json.loads((root / "generation_config.json").read_text(encoding="utf-8"))
+
+    rng_devices = []
+    if device.type == "cuda":
+        rng_devices = [device.index if device.index is not None else torch.cuda.current_device()]
+    with torch.random.fork_rng(devices=rng_devices):
+        torch.manual_seed(seed)
+        model = _new_full_model(config, device=device, dtype=dtype, attn_implementation=attn_implementation)
+        codec = _new_speech_tokenizer_model(codec_config, device=device, dtype=dtype)
+
+    speech_tokenizer = qwen_tts.Qwen3TTSTokenizer()
+    speech_tokenizer.model = codec
+    speech_tokenizer.feature_extractor = feature_extractor
+    speech_tokenizer.config = codec.config
+    speech_tokenizer.device = codec.device
+    model.load_speech_tokenizer(speech_tokenizer)
+    model.load_generate_config(generate_config)
+    return qwen_tts.Qwen3TTSModel(model=model, processor=processor, generate_defaults=model.generate_config)
+
+
+def release(tts: Any) -> None:
+    """Free a ``Qwen3TTSModel``'s weights now (CPU RAM or GPU memory), even while
+    references to it remain: its modules are moved to the ``meta`` device, so
+    ``tts`` is unusable afterwards.  Then ``gc.collect()``, with CUDA
+    ``torch.cuda.empty_cache()``, and on glibc ``malloc_trim(0)``: many weight
+    tensors (8-25 MB) end up in malloc's heap rather than in their own mmaps, and
+    without the trim ~3.5 GB of freed CPU memory can stay in the process's RSS
+    (reusable by it, but not by anyone else)."""
+    model = getattr(tts, "model", None)
+    if model is not None:
+        speech_tokenizer = getattr(model, "speech_tokenizer", None)
+        if speech_tokenizer is not None and getattr(speech_tokenizer, "model", None) is not None:
+            speech_tokenizer.model.to("meta")
+        model.to("meta")
+    gc.collect()
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):  # not glibc
+        pass
 
 
 def load(path: Path) -> Any:
@@ -540,5 +941,51 @@ def _self_check() -> None:  # pragma: no cover - run by hand
         print("self-check OK")
 
 
+def _full_check(kind: str = "custom_voice", device: str | None = None) -> None:  # pragma: no cover - by hand
+    """Build the full-size model of ``kind`` on ``device`` (default: cuda if available) in bf16,
+    print its parameter counts, build time and memory, run one short batch of 2, release it."""
+    import resource
+    import time
+
+    import numpy as np
+
+    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    for name, n in full_size_parameter_counts(kind).items():
+        print(f"  {name:40s} {n:>14,d}")
+    cuda = torch.device(device).type == "cuda"
+    if cuda:
+        torch.cuda.reset_peak_memory_stats(device)
+    t0 = time.perf_counter()
+    tts = full_size_model(kind, device=device)
+    if cuda:
+        torch.cuda.synchronize(device)
+    print(f"full_size_model({kind!r}, device={device!r}): {time.perf_counter() - t0:.1f} s")
+    texts, tokens = ["Hello there.", "A second, longer line of text."], 4
+    t0 = time.perf_counter()
+    if kind == "custom_voice":
+        wavs, sr = tts.generate_custom_voice(texts, speaker=["Vivian", "Ryan"], language=["english"] * 2,
+                                             max_new_tokens=tokens)
+    elif kind == "voice_design":
+        wavs, sr = tts.generate_voice_design(texts, instruct=["a calm narrator", "a bright young voice"],
+                                             language=["english"] * 2, max_new_tokens=tokens)
+    else:
+        prompt = tts.create_voice_clone_prompt(ref_audio=(chirp(), SAMPLE_RATE), ref_text="reference words")
+        wavs, sr = tts.generate_voice_clone(texts, language="english", voice_clone_prompt=prompt * 2,
+                                            max_new_tokens=tokens)
+    print(f"batch of 2, max_new_tokens={tokens}: {time.perf_counter() - t0:.1f} s, lengths {[len(w) for w in wavs]}, "
+          f"peaks {[round(float(np.abs(w).max()), 3) for w in wavs]}")
+    assert sr == SAMPLE_RATE and [len(w) for w in wavs] == [samples_for(tokens)] * 2
+    if cuda:
+        print(f"peak GPU memory {torch.cuda.max_memory_allocated(device) / 2**30:.2f} GiB")
+    print(f"peak RSS {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20:.2f} GiB")
+    release(tts)
+    print("full-size check OK")
+
+
 if __name__ == "__main__":  # pragma: no cover
-    _self_check()
+    import sys
+
+    if sys.argv[1:2] == ["--full"]:
+        _full_check(*sys.argv[2:4])
+    else:
+        _self_check()
