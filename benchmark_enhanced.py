@@ -510,9 +510,13 @@ def bench_startup(quick: bool) -> Section:
 
 
 MEMORY_CHILD = """
-import json, resource, sys, time
+import json, sys, time
 sys.path.insert(0, {here!r})
 def rss(): return int(open('/proc/self/statm').read().split()[1]) * 4096
+def high_water():  # VmHWM: this process's own peak (ru_maxrss would carry the parent's peak over the exec)
+    for line in open('/proc/self/status'):
+        if line.startswith('VmHWM:'):
+            return int(line.split()[1]) * 1024
 import benchmark_enhanced as b
 from dialog_tts.audio import tune_allocator, write
 from dialog_tts.mix import MixSettings, mix
@@ -523,7 +527,7 @@ started = time.perf_counter()
 items = b.synthetic_dialog({minutes})
 result = mix(items, MixSettings(lufs=-16.0), consume=True)
 write({out!r}, result.samples, result.sample_rate)
-print(json.dumps({{"before": before, "peak": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
+print(json.dumps({{"before": before, "peak": high_water(),
                    "final": result.samples.nbytes, "seconds": time.perf_counter() - started}}))
 """
 
