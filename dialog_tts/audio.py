@@ -74,13 +74,11 @@ def tune_allocator() -> bool:
     Returns False where it does not apply (not glibc).
     """
     import ctypes
-    import ctypes.util
 
-    name = ctypes.util.find_library("c")
     try:
-        libc = ctypes.CDLL(name or "libc.so.6")
+        libc = ctypes.CDLL(None)          # the C library this process already runs on
         return bool(libc.mallopt(_M_MMAP_THRESHOLD, 128 * 1024))
-    except (OSError, AttributeError):
+    except (OSError, AttributeError):    # not glibc (no mallopt), or no dynamic loading
         return False
 
 

@@ -87,7 +87,6 @@ class AudioCache:
 
         self.directory = Path(directory) if directory is not None else default_dir()
         self.size_limit = size_limit
-        self._records: Any = None
         try:
             self._cache = diskcache.Cache(str(self.directory), size_limit=size_limit,
                                           eviction_policy="least-recently-used")
@@ -128,24 +127,23 @@ class AudioCache:
     def put_blob(self, key: str, data: bytes) -> None:
         self._cache.set("blob:" + key, hashlib.sha256(data).digest() + data)
 
-    def _record_store(self) -> Any:
-        """Small JSON records (what was last written to which file), kept apart from the audio."""
-        if self._records is None:
-            import diskcache
-
-            self._records = diskcache.Cache(str(self.directory / "outputs"), size_limit=64 * 1000 ** 2,
-                                            eviction_policy="least-recently-used")
-        return self._records
+    def _record_path(self, name: str) -> Path:
+        return self.directory / "outputs" / (hashlib.sha256(name.encode("utf-8")).hexdigest()[:32] + ".json")
 
     def get_record(self, name: str) -> dict[str, Any] | None:
-        data = self._record_store().get(name)
+        """A small JSON record kept beside the audio (what was last written to which file)."""
         try:
-            return json.loads(data) if isinstance(data, str) else None
-        except ValueError:
+            record = json.loads(self._record_path(name).read_text(encoding="utf-8"))
+        except (OSError, ValueError):
             return None
+        return record if isinstance(record, dict) and record.get("name") == name else None
 
     def put_record(self, name: str, record: dict[str, Any]) -> None:
-        self._record_store().set(name, json.dumps(record, ensure_ascii=False))
+        path = self._record_path(name)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(f".{os.getpid()}.tmp")
+        tmp.write_text(json.dumps({**record, "name": name}, ensure_ascii=False), encoding="utf-8")
+        os.replace(tmp, path)                   # atomic: another process never reads half a record
 
     def info(self) -> CacheInfo:
         return CacheInfo(self.directory, len(self._cache), int(self._cache.volume()), self.size_limit)
@@ -154,7 +152,9 @@ class AudioCache:
         """Remove every entry; returns (entries, bytes) freed."""
         before = int(self._cache.volume())
         removed = self._cache.clear()
-        self._record_store().clear()
+        import shutil
+
+        shutil.rmtree(self.directory / "outputs", ignore_errors=True)
         try:  # give the database's free pages back to the file system
             import sqlite3
 
@@ -166,8 +166,6 @@ class AudioCache:
 
     def close(self) -> None:
         self._cache.close()
-        if self._records is not None:
-            self._records.close()
 
     def __enter__(self) -> "AudioCache":
         return self
