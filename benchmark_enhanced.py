@@ -124,7 +124,7 @@ def bench_engine(quick: bool) -> Section:
     import subprocess
     import tempfile
 
-    register_fixed_latency()
+    register_fixed_latency(LATENCY / 2 if quick else LATENCY)
     from dialog_tts import synthesize_dialog
 
     repeat = 1 if quick else 2
@@ -163,7 +163,7 @@ def bench_engine(quick: bool) -> Section:
     bare = [sys.executable, "-c", "import numpy, soundfile"]
     subprocess.run(bare, check=True, env=env)
     subprocess.run(cli, check=True, env=env)                     # .pyc files written, as on a user's machine
-    n = 5 if quick else 15
+    n = 3 if quick else 15
     base_runs = timed(lambda: subprocess.run(bare, check=True, env=env), n)
     cached_runs = timed(lambda: subprocess.run(cli, check=True, env=env), n)
     forced_runs = timed(lambda: subprocess.run(cli + ["--force"], check=True, env=env), n)
@@ -175,16 +175,16 @@ def bench_engine(quick: bool) -> Section:
     f.ratio, f.baseline = f.seconds / b.seconds, c.baseline
     rows += [b, c, f]
     return Section("Engine: workers, cache", rows, [
-        f"Fake backend 'fixed': {LATENCY:g} s per line, {LINE_SECONDS:g} s of audio per line, no network. "
+        f"Fake backend 'fixed': {LATENCY / 2 if quick else LATENCY:g} s per line, {LINE_SECONDS:g} s of audio per line, no network. "
         "Renders through synthesize_dialog (parse, cast, synthesize, mix, write WAV) with --no-cache except "
         "where cached. Ratio = 1-worker time / this time; 'ideal' is lines / ceil(lines / workers). "
         "The CLI rows are separate processes (`python -c ...`), bytecode caching on as in a user's shell; "
         "their ratio is this time / the bare interpreter's (lower is better)."])
 
 
-def edge_latency(text: str) -> float:
-    """The latency model of the local Edge server: about 1 s a line plus a little per word."""
-    return 1.0 + 0.02 * len(text.split())
+def edge_latency(text: str, scale: float = 1.0) -> float:
+    """The latency model of the local Edge server: about 1 s a line plus a little per word (times *scale*)."""
+    return scale * (1.0 + 0.02 * len(text.split()))
 
 
 def bench_edge(quick: bool) -> Section:
@@ -211,7 +211,8 @@ def bench_edge(quick: bool) -> Section:
                               for i in range(lines)), encoding="utf-8")
     voices = {"A": "en-US-AriaNeural,pan=-0.3", "B": "en-US-GuyNeural,pan=+0.3"}
     saved = {k: os.environ.pop(k) for k in list(os.environ) if k.lower().endswith("_proxy")}
-    with EdgeServer(latency=edge_latency) as server:
+    scale = 0.25 if quick else 1.0          # --quick: the same shape at a quarter of the latency
+    with EdgeServer(latency=lambda text: edge_latency(text, scale)) as server:
         os.environ["DIALOG_TTS_EDGE_URL"] = server.url
         edge_tts.communicate.WSS_URL = server.url
         backend = backends.get_backend("edge")
@@ -272,7 +273,7 @@ def bench_edge(quick: bool) -> Section:
     os.environ.update(saved)
     return Section("Edge TTS against the local protocol server", rows, [
         f"{lines} lines, two voices; the local server (tests/edge_server.py, real MP3 over the real edge_tts "
-        f"client) answers each request after 1.0 s + 0.02 s per word. {served} requests served. "
+        f"client) answers each request after {scale:g} x (1.0 s + 0.02 s per word). {served} requests served. "
         "Ratio = sequential time / this time; 'ideal' is lines / ceil(lines / concurrent requests)."])
 
 
@@ -288,7 +289,7 @@ def bench_piper(quick: bool) -> Section:
 
     from dialog_tts import synthesize_dialog
 
-    lines = 6 if quick else 12
+    lines = 4 if quick else 12
     repeat = 1 if quick else 3
     tmp = Path(tempfile.mkdtemp(prefix="dialog-tts-piper-bench-"))
     sentences = PROSE.split(". ")
@@ -296,13 +297,15 @@ def bench_piper(quick: bool) -> Section:
     script.write_text("".join(f"{'AB'[i % 2]}: {sentences[i % len(sentences)].rstrip('.')}. "
                               f"{sentences[(i + 1) % len(sentences)].rstrip('.')}.\n" for i in range(lines)),
                       encoding="utf-8")
+    warm = tmp / "warm.txt"
+    warm.write_text("A: Ready.\nB: Ready.\n", encoding="utf-8")
     rows: list[Row] = []
     base = None
     cores = os.cpu_count() or 1
     for workers, threads, label in [(1, 1, "1 worker, 1 thread"), (1, None, f"1 worker, {cores} threads (the default)"),
                                     (2, None, f"2 workers, {max(1, cores // 2)} thread(s) each (the default)")]:
         options = {"workers": workers, "threads": threads, "cache": False}
-        synthesize_dialog(script, None, **options)                 # load the voice with these threads
+        synthesize_dialog(warm, None, **options)                   # load the voices with these threads
         results: list = []
         r = row(f"piper, {lines} lines, {label}",
                 timed(lambda: results.append(synthesize_dialog(script, None, **options)), repeat))
@@ -337,7 +340,7 @@ def bench_qwen(quick: bool) -> Section:
     rows: list[Row] = []
     notes: list[str] = []
     tmp = Path(tempfile.mkdtemp(prefix="dialog-tts-qwen-bench-"))
-    lines = 8 if quick else 16
+    lines = 4 if quick else 16
     repeat = 1 if quick else 2
     script = tmp / "lines.txt"
     words = "a line of a dialog that is about as long as lines usually are"
@@ -348,10 +351,12 @@ def bench_qwen(quick: bool) -> Section:
         backend = QwenBackend()
         backends.register("qwen", lambda: backend)
         try:
-            def run(batch: int) -> object:
-                return synthesize_dialog(script, None, voices={"A": f"Vivian,backend=qwen,model={model}"},
+            def run(batch: int, path: Path = script) -> object:
+                return synthesize_dialog(path, None, voices={"A": f"Vivian,backend=qwen,model={model}"},
                                          cache=False, qwen_batch_size=batch, workers=1)
-            run(batch_sizes[-1])                                  # load the model once, outside the timing
+            warm = tmp / "warm.txt"
+            warm.write_text("A: Ready.\n", encoding="utf-8")
+            run(1, warm)                                          # load the model once, outside the timing
             base = None
             for batch in batch_sizes:
                 if torch.cuda.is_available():
@@ -371,13 +376,13 @@ def bench_qwen(quick: bool) -> Section:
 
     torch.set_num_threads(max(1, os.cpu_count() or 1))
     tiny = qwen_tiny.build_tiny_checkpoint(tmp / "tiny", "custom_voice", max_new_tokens=24)
-    measure(str(tiny), f"tiny random model, CPU, {lines} lines", (1, 8))
+    measure(str(tiny), f"tiny random model, CPU, {lines} lines", (1, min(8, lines)))
     notes.append(f"{lines} lines of 5-12 words; each line is {qwen_tiny.samples_for(24) / 24000:.2f} s of audio "
                  "(the tiny model never stops early). Ratio = serial time / this time.")
     if torch.cuda.is_available() or "--qwen-full" in sys.argv:
         full = qwen_tiny.build_tiny_checkpoint(tmp / "full", "custom_voice", size="full", max_new_tokens=64)
         device = "GPU" if torch.cuda.is_available() else "CPU"
-        measure(str(full), f"full-size random 1.7B, {device}, {lines} lines", (1, 8))
+        measure(str(full), f"full-size random 1.7B, {device}, {lines} lines", (1, min(8, lines)))
     else:
         notes.append("No GPU on this machine: the full-size 1.7B rows were not measured. On a CUDA machine, "
                      "`python benchmark_enhanced.py --only qwen` adds them (batched/serial ratio, real-time "
@@ -538,7 +543,7 @@ def bench_memory(quick: bool) -> Section:
     import subprocess
     import tempfile
 
-    minutes = 20 if quick else 120
+    minutes = 10 if quick else 120
     out = Path(tempfile.mkdtemp(prefix="dialog-tts-mem-bench-")) / "long.wav"
     code = MEMORY_CHILD.format(here=str(HERE), minutes=minutes, out=str(out))
     done = subprocess.run([sys.executable, "-c", code], check=True, env=user_env(), capture_output=True, text=True)
@@ -613,7 +618,9 @@ def main(argv: list[str] | None = None) -> int:
     print(f"# dialog-tts benchmarks ({'quick' if args.quick else 'full'}; {os.cpu_count()} cores, "
           f"Python {sys.version.split()[0]})\n")
     for name in names:
+        section_started = time.perf_counter()
         section = SECTIONS[name](args.quick)
+        section.notes.append(f"(This section took {time.perf_counter() - section_started:.1f} s.)")
         results[name] = asdict(section)
         print(markdown(section), flush=True)
     total = time.perf_counter() - started
