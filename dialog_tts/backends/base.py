@@ -5,10 +5,22 @@ from __future__ import annotations
 import threading
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import ClassVar, Sequence
 
 from ..audio import Clip
 from ..voices import Voice
+
+
+@lru_cache(maxsize=None)
+def package_version(distribution: str) -> str:
+    """The installed version of *distribution* ("?" if it is not installed), for cache fingerprints."""
+    from importlib import metadata
+
+    try:
+        return metadata.version(distribution)
+    except metadata.PackageNotFoundError:
+        return "?"
 
 
 @dataclass(frozen=True)

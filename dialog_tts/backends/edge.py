@@ -26,14 +26,14 @@ import re
 import threading
 from dataclasses import dataclass, replace
 from functools import lru_cache
-from importlib import metadata, resources
+from importlib import resources
 from typing import Any
 
 from ..audio import Clip, decode_mp3
 from ..errors import (BackendUnavailableError, SynthesisError, TransientSynthesisError, UnknownVoiceError,
                       VoiceSpecError)
 from ..voices import Voice, close_matches
-from .base import Backend, VoiceInfo
+from .base import Backend, VoiceInfo, package_version
 
 log = logging.getLogger("dialog_tts")
 
@@ -156,10 +156,7 @@ class EdgeBackend(Backend):
         return [n for n in wanted if n in names]
 
     def fingerprint(self, voice: Voice) -> str:
-        try:
-            version = metadata.version("edge-tts")
-        except metadata.PackageNotFoundError:
-            version = "?"
+        version = package_version("edge-tts")
         return f"edge-tts {version}; {voice.name}"
 
     # ------------------------------------------------------------ synthesis

@@ -12,14 +12,13 @@ from __future__ import annotations
 import ctypes
 import threading
 from dataclasses import replace
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
 from ..audio import Clip, apply_gain_db, from_pcm16
 from ..errors import BackendUnavailableError, SynthesisError, UnknownVoiceError
 from ..voices import Voice, close_matches
-from .base import Backend, VoiceInfo
+from .base import Backend, VoiceInfo, package_version
 
 _AUDIO_OUTPUT_SYNCHRONOUS = 2
 _CHARS_UTF8 = 1
@@ -155,10 +154,7 @@ class EspeakBackend(Backend):
                 "en-gb-x-rp+f2"]
 
     def fingerprint(self, voice: Voice) -> str:
-        try:
-            version = metadata.version("espeakng-loader")
-        except metadata.PackageNotFoundError:
-            version = "?"
+        version = package_version("espeakng-loader")
         return f"espeakng-loader {version}"
 
     # ------------------------------------------------------------ synthesis

@@ -14,14 +14,13 @@ from __future__ import annotations
 import os
 import threading
 from dataclasses import replace
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
 from ..audio import Clip, apply_gain_db, concat
 from ..errors import BackendUnavailableError, SynthesisError, UnknownVoiceError
 from ..voices import Voice, close_matches
-from .base import Backend, VoiceInfo
+from .base import Backend, VoiceInfo, package_version
 
 BUNDLED = "joe"
 #: Automatic-casting voices: joe shifted by these semitones, most distinct first.
@@ -121,10 +120,7 @@ class PiperBackend(Backend):
     def fingerprint(self, voice: Voice) -> str:
         path, _ = self._model_for(voice.name)
         stat = path.stat()
-        try:
-            version = metadata.version("piper-tts")
-        except metadata.PackageNotFoundError:
-            version = "?"
+        version = package_version("piper-tts")
         return f"piper-tts {version}; {path.name} {stat.st_size} {stat.st_mtime_ns}"
 
     # ------------------------------------------------------------ synthesis

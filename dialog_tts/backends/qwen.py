@@ -29,14 +29,13 @@ import os
 import threading
 from collections import OrderedDict
 from dataclasses import replace
-from importlib import metadata
 from pathlib import Path
 from typing import Any, Sequence
 
 from ..audio import Clip, apply_gain_db
 from ..errors import BackendUnavailableError, SynthesisError, UnknownVoiceError, VoiceSpecError
 from ..voices import Voice, close_matches
-from .base import Backend, VoiceInfo
+from .base import Backend, VoiceInfo, package_version
 
 log = logging.getLogger("dialog_tts")
 
@@ -171,10 +170,7 @@ class QwenBackend(Backend):
         return list(PRESET_SPEAKERS)
 
     def fingerprint(self, voice: Voice) -> str:
-        try:
-            version = metadata.version("qwen-tts")
-        except metadata.PackageNotFoundError:
-            version = "?"
+        version = package_version("qwen-tts")
         refs = [_file_identity(r) for r, _text, _w in self._references(voice) if os.path.isfile(r)]
         return json.dumps([f"qwen-tts {version}", _model_identity(self.model_for(voice)), refs])
 
