@@ -83,15 +83,22 @@ class AudioCache:
     """Synthesized clips on disk, keyed by :func:`make_key`."""
 
     def __init__(self, directory: str | os.PathLike[str] | None = None, size_limit: int = DEFAULT_SIZE) -> None:
-        import diskcache
-
         self.directory = Path(directory) if directory is not None else default_dir()
         self.size_limit = size_limit
-        try:
-            self._cache = diskcache.Cache(str(self.directory), size_limit=size_limit,
-                                          eviction_policy="least-recently-used")
-        except OSError as exc:
-            raise InputError(f"cannot open the cache: {exc.strerror or exc}", path=self.directory) from None
+        self._store: Any = None
+
+    @property
+    def _cache(self) -> Any:
+        """The diskcache, opened on first use (a run that finds its output up to date never needs it)."""
+        if self._store is None:
+            import diskcache
+
+            try:
+                self._store = diskcache.Cache(str(self.directory), size_limit=self.size_limit,
+                                              eviction_policy="least-recently-used")
+            except OSError as exc:
+                raise InputError(f"cannot open the cache: {exc.strerror or exc}", path=self.directory) from None
+        return self._store
 
     def get(self, key: str) -> Clip | None:
         """The cached clip, or None; a corrupted entry is evicted with a warning."""
@@ -165,7 +172,9 @@ class AudioCache:
         return removed, max(0, before - int(self._cache.volume()))
 
     def close(self) -> None:
-        self._cache.close()
+        if self._store is not None:
+            self._store.close()
+            self._store = None
 
     def __enter__(self) -> "AudioCache":
         return self
