@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import time
 
 import numpy as np
 import pytest
@@ -145,8 +144,9 @@ def test_clone_prompts_cached_across_lines_runs_and_invalidated_by_edits(checkpo
     script.write_text("Guest: Four, a new line.\n", encoding="utf-8")
     synthesize_dialog(script, None, speaker_map=speaker_map, cache_dir=tmp_path / "c")
     assert qwen[-1].prompt_calls == 0                       # the prompt came from the disk cache
-    time.sleep(0.01)
+    before = os.stat(refs["guest"]).st_mtime_ns
     sf.write(refs["guest"], qwen_tiny.chirp(1.0), 24000)    # the reference recording changed
+    os.utime(refs["guest"], ns=(before + 10**9, before + 10**9))   # a later mtime, without waiting
     script.write_text("Guest: Five, another new line.\n", encoding="utf-8")
     synthesize_dialog(script, None, speaker_map=speaker_map, cache_dir=tmp_path / "c")
     assert qwen[-1].prompt_calls == 1
