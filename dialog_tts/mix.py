@@ -206,13 +206,6 @@ def mix(items: list[Item], settings: MixSettings = MixSettings(), *, consume: bo
 
 # ---------------------------------------------------------------- loudness
 
-def integrated_loudness(samples: np.ndarray, rate: int) -> float:
-    """Integrated loudness in LUFS (ITU-R BS.1770-4 via pyloudnorm)."""
-    import pyloudnorm
-
-    return float(pyloudnorm.Meter(rate).integrated_loudness(samples))
-
-
 def _abs_max_channels(x: np.ndarray) -> np.ndarray:
     """|x| per frame, the larger channel for stereo (element-wise: far faster than max(axis=1))."""
     if x.ndim == 1:
@@ -254,11 +247,6 @@ def true_peak_per_frame(samples: np.ndarray, rate: int, oversampling: int = TRUE
     if filled < frames:  # the resampler's tail: fall back to the sample peaks
         peaks[filled:] = _abs_max_channels(samples[filled:])
     return np.maximum(peaks, _abs_max_channels(samples))
-
-
-def true_peak_db(samples: np.ndarray, rate: int) -> float:
-    peak = float(true_peak_per_frame(samples, rate).max()) if samples.size else 0.0
-    return 20.0 * math.log10(peak) if peak > 0 else -math.inf
 
 
 def limiter_gain(peaks: np.ndarray, ceiling: float, rate: int, attack: float = 0.005,
