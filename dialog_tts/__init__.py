@@ -19,7 +19,7 @@ from .errors import (BackendUnavailableError, DialogTTSError, InputError, Output
 _LAZY = {
     "synthesize_dialog": "api", "DialogResult": "api", "LineRecord": "api", "list_voices": "api",
     "Script": "script", "Line": "script", "Pause": "script",
-    "Voice": "voices", "Clip": "audio", "SynthesisFailed": "engine",
+    "Voice": "voice", "Clip": "audio", "SynthesisFailed": "engine",
 }
 
 __all__ = [*_LAZY, "DialogTTSError", "InputError", "ScriptError", "VoiceSpecError", "UnknownBackendError",

@@ -17,7 +17,8 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Union
 
-from . import audio, backends, engine, mix, script as script_mod, voices as voices_mod
+from . import audio, backends, casting, engine, mix, script as script_mod, speakers
+from .voice import DEFAULT_BACKEND, Voice
 from .errors import DialogTTSError, InputError, OutputError
 from .script import Pause, Script
 
@@ -26,6 +27,31 @@ log = logging.getLogger("dialog_tts")
 PathLike = Union[str, os.PathLike]
 #: ``{"A": "joe,pan=-0.3"}``, ``{"A": {"voice": "joe"}}``, ``["A=joe,pan=-0.3"]`` or parsed ``(name, fields)`` pairs.
 VoicesArg = Union[Mapping[str, Union[str, Mapping[str, Any]]], Iterable[Union[str, tuple]], None]
+BackendOptionsArg = Union[Mapping[str, Mapping[str, Any]], Iterable[str], None]
+
+#: Options kept as aliases of backend settings: option -> (backend, setting) pairs.
+ALIASES: dict[str, list[tuple[str, str]]] = {
+    "timeout": [("edge", "timeout")],
+    "threads": [("piper", "threads")],
+    "qwen_batch_size": [("qwen", "batch_size")],
+    "qwen_models_in_memory": [("qwen", "models_in_memory")],
+}
+
+
+def _backend_options(given: BackendOptionsArg) -> dict[str, dict[str, Any]]:
+    """``{"qwen": {"batch_size": 8}}`` from a mapping or from ``NAME.KEY=VALUE`` strings."""
+    if given is None:
+        return {}
+    if isinstance(given, Mapping):
+        return {str(name): dict(options) for name, options in given.items()}
+    out: dict[str, dict[str, Any]] = {}
+    for item in given:
+        target, sep, value = str(item).partition("=")
+        name, dot, key = target.strip().partition(".")
+        if not sep or not dot or not name or not key:
+            raise InputError(f"--backend-option {item!r}: write NAME.KEY=VALUE, as in qwen.batch_size=8")
+        out.setdefault(name.lower(), {})[key.strip().lower()] = value.strip()
+    return out
 
 
 @dataclass
@@ -34,7 +60,7 @@ class RenderOptions:
 
     voices: VoicesArg = None
     speaker_map: PathLike | None = None
-    backend: str = backends.DEFAULT_BACKEND
+    backend: str = DEFAULT_BACKEND
     sample_rate: int = 24000
     stereo: bool = True
     gap_ms: float = 250.0
@@ -49,17 +75,26 @@ class RenderOptions:
     keep_going: bool = False
     report: PathLike | None = None
     force: bool = False
-    timeout: float | None = None   # seconds per request for online backends (None: scaled to the text)
-    qwen_batch_size: int | None = None        # lines per Qwen batch (default 8)
-    qwen_models_in_memory: int | None = None  # Qwen models kept loaded (default 2)
-    threads: int | None = None     # CPU threads per worker for local models (None: cores / workers)
+    #: Each backend's own run settings: ``{"qwen": {"batch_size": 8}}`` or ``["qwen.batch_size=8"]``.
+    backend_options: BackendOptionsArg = None
+    timeout: float | None = None   # alias of edge.timeout
+    qwen_batch_size: int | None = None        # alias of qwen.batch_size
+    qwen_models_in_memory: int | None = None  # alias of qwen.models_in_memory
+    threads: int | None = None     # alias of piper.threads
 
-    def backend_settings(self) -> dict[str, Any]:
-        """What :meth:`Backend.configure` gets: the settings given (each backend takes its own)."""
-        settings = {"timeout": self.timeout, "qwen_batch_size": self.qwen_batch_size,
-                    "qwen_models_in_memory": self.qwen_models_in_memory, "workers": self.workers,
-                    "threads": self.threads}
-        return {k: v for k, v in settings.items() if v is not None}
+    def backend_settings(self) -> dict[str, dict[str, Any]]:
+        """Per backend, the run settings given (the aliases included), each checked by its backend."""
+        settings: dict[str, dict[str, Any]] = {}
+        for name, options in _backend_options(self.backend_options).items():
+            settings.setdefault(name, {}).update(options)
+        for attr, targets in ALIASES.items():
+            value = getattr(self, attr)
+            if value is not None:
+                for name, key in targets:
+                    settings.setdefault(name, {}).setdefault(key, value)
+        for name, options in settings.items():
+            backends.get_backend(name).parse_settings(options)
+        return settings
 
     def mix_settings(self) -> mix.MixSettings:
         if not 8000 <= self.sample_rate <= 192000:
@@ -160,12 +195,12 @@ def _overrides(voices: VoicesArg) -> list[tuple[str, Mapping[str, Any]]]:
         for name, spec in voices.items():
             if isinstance(spec, Mapping):
                 spec_fields = {str(k).lower(): v for k, v in spec.items()}
-                voices_mod.voice_from_fields(spec_fields, where=f"voices[{name!r}]")
+                speakers.voice_from_fields(spec_fields, where=f"voices[{name!r}]")
                 out.append((str(name), spec_fields))
             else:
-                out.append(voices_mod.parse_assignment(f"{name}={spec}"))
+                out.append(speakers.parse_assignment(f"{name}={spec}"))
         return out
-    return [v if isinstance(v, tuple) else voices_mod.parse_assignment(v) for v in voices]
+    return [v if isinstance(v, tuple) else speakers.parse_assignment(v) for v in voices]
 
 
 class Renderer:
@@ -181,7 +216,7 @@ class Renderer:
         self.options = options or RenderOptions()
         self.settings = self.options.mix_settings()
         self._overrides = _overrides(self.options.voices)
-        self._speaker_map = (voices_mod.load_speaker_map(self.options.speaker_map)
+        self._speaker_map = (speakers.load_speaker_map(self.options.speaker_map)
                              if self.options.speaker_map is not None else None)
         self._cache = None
         if self.options.cache:
@@ -189,7 +224,8 @@ class Renderer:
 
             self._cache = AudioCache(self.options.cache_dir, parse_size(self.options.cache_size))
         self.engine = engine.Engine(self.options.workers, cache=self._cache, retries=self.options.retries,
-                                    sleep=sleep, progress=progress_callback)
+                                    sleep=sleep, progress=progress_callback,
+                                    backend_options=self.options.backend_settings())
 
     def close(self) -> None:
         if self._cache is not None:
@@ -203,14 +239,11 @@ class Renderer:
         self.close()
 
     # ------------------------------------------------------------ steps
-    def _prepare(self, script: PathLike | Script) -> tuple[Script, dict[str, voices_mod.Voice], list[engine.Job]]:
+    def _prepare(self, script: PathLike | Script) -> tuple[Script, dict[str, Voice], list[engine.Job]]:
         parsed = script if isinstance(script, Script) else script_mod.load(
             script, speak_directions=self.options.speak_directions)
-        cast = voices_mod.cast(parsed, speaker_map=self._speaker_map, overrides=self._overrides,
+        cast = casting.cast(parsed, speaker_map=self._speaker_map, overrides=self._overrides,
                                default_backend=self.options.backend)
-        settings = self.options.backend_settings()
-        for name in sorted({v.backend for v in cast.values() if v.backend}):
-            backends.get_backend(name).configure(**settings)
         jobs = [engine.Job(line.text, cast[line.key], parsed.path, line.line_no, line.speaker)
                 for line in parsed.lines]
         return parsed, cast, jobs
@@ -369,7 +402,7 @@ def _stat(path: PathLike) -> list[int] | None:
 
 def _estimated_seconds(job: engine.Job) -> float:
     """How long a line would take to say, for the silence that stands in for it."""
-    backend = backends.get_backend(job.voice.backend or backends.DEFAULT_BACKEND)
+    backend = backends.get_backend(job.voice.backend)
     words = max(1, len(job.text.split()))
     return words * 60.0 / (backend.base_wpm * job.voice.speed(backend.base_wpm))
 
@@ -445,14 +478,14 @@ def preload_voices(speaker_map: PathLike, *, cache_dir: PathLike | None = None,
     """
     from .cache import AudioCache, parse_size
 
-    smap = voices_mod.load_speaker_map(speaker_map)
+    smap = speakers.load_speaker_map(speaker_map)
     names = [entry[0] for entry in smap.entries.values()]
     script = Script([script_mod.Line(n, "-", 0) for n in names], str(speaker_map),
                     {script_mod.speaker_key(n): n for n in names})
-    cast = voices_mod.cast(script, speaker_map=smap)
-    by_backend: dict[str, list[voices_mod.Voice]] = {}
+    cast = casting.cast(script, speaker_map=smap)
+    by_backend: dict[str, list[Voice]] = {}
     for voice in cast.values():
-        by_backend.setdefault(voice.backend or backends.DEFAULT_BACKEND, []).append(voice)
+        by_backend.setdefault(voice.backend, []).append(voice)
     with AudioCache(cache_dir, parse_size(cache_size)) as cache:
         for name, voices in by_backend.items():
             backends.get_backend(name).prepare(voices, cache)

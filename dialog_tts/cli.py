@@ -14,6 +14,7 @@ from typing import Any, Callable
 import click
 
 from .errors import DialogTTSError
+from .voice import DEFAULT_BACKEND
 
 _ASSIGNMENT = re.compile(r"^[^\s=-][^=]*=")
 
@@ -72,7 +73,7 @@ class DialogGroup(click.Group):
 
 
 def _parse_voice(ctx: click.Context, param: click.Parameter, values: tuple[str, ...]) -> list[tuple[str, Any]]:
-    from .voices import parse_assignment
+    from .speakers import parse_assignment
 
     try:
         return [parse_assignment(v) for v in values]
@@ -110,7 +111,7 @@ def render_options(f: Callable[..., Any]) -> Callable[..., Any]:
                           'one --voices may take several NAME=SPEC values.'),
         click.option("--speaker-map", type=click.Path(dir_okay=False), metavar="YAML",
                      help="YAML file mapping speakers to voices (see config/speakers.yaml)."),
-        click.option("--backend", default="piper", show_default=True, metavar="NAME",
+        click.option("--backend", default=DEFAULT_BACKEND, show_default=True, metavar="NAME",
                      help="Backend for speakers whose voice names none; also casts unmapped speakers."),
         click.option("--sample-rate", type=click.IntRange(8000, 192000), default=24000, show_default=True,
                      help="Output sample rate in Hz."),
@@ -126,7 +127,8 @@ def render_options(f: Callable[..., Any]) -> Callable[..., Any]:
         click.option("--workers", type=click.IntRange(1, 64), default=4, show_default=True,
                      help="Lines synthesized at once."),
         click.option("--threads", type=click.IntRange(1, 256), default=None, metavar="N",
-                     help="CPU threads per worker for local models (piper) [default: cores / workers]."),
+                     help="CPU threads per worker for local models: alias of --backend-option "
+                          "piper.threads=N [default: cores / workers]."),
         click.option("--retries", type=click.IntRange(0, 10), default=2, show_default=True,
                      help="Retries of a line after a transient failure (waits 1 s, 2 s, 4 s ... with jitter)."),
         click.option("--keep-going", is_flag=True,
@@ -139,12 +141,15 @@ def render_options(f: Callable[..., Any]) -> Callable[..., Any]:
                      help="Cache size bound; least recently used entries are evicted beyond it."),
         click.option("--progress/--no-progress", default=None,
                      help="Progress bar on stderr [default: when stderr is a terminal]."),
+        click.option("--backend-option", "backend_options", multiple=True, metavar="NAME.KEY=VALUE",
+                     help="A backend's own run setting, e.g. qwen.batch_size=8 or edge.timeout=30. "
+                          "Repeatable; `dialog-tts voices --settings` lists them."),
         click.option("--timeout", type=click.FloatRange(min=0.1), default=None, metavar="SECONDS",
-                     help="Longest wait for one request to an online backend [default: 20 s + 0.1 s a character]."),
+                     help="Alias of --backend-option edge.timeout=SECONDS [default: 20 s + 0.1 s a character]."),
         click.option("--qwen-batch-size", type=click.IntRange(1, 256), default=None, metavar="N",
-                     help="Lines per Qwen batch [default: 8]."),
+                     help="Alias of --backend-option qwen.batch_size=N [default: 8]."),
         click.option("--qwen-models-in-memory", type=click.IntRange(1, 16), default=None, metavar="N",
-                     help="Qwen models kept loaded; the least recently used is unloaded first [default: 2]."),
+                     help="Alias of --backend-option qwen.models_in_memory=N [default: 2]."),
         click.option("--force", is_flag=True,
                      help="Render even when the output already holds this exact render."),
     ]

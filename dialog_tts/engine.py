@@ -23,12 +23,12 @@ import threading
 import time
 from collections import defaultdict
 from dataclasses import dataclass, field, replace
-from typing import Callable, Protocol, Sequence
+from typing import Any, Callable, Mapping, Protocol, Sequence
 
 from . import backends
 from .audio import Clip, pcm24
 from .errors import DialogTTSError, SynthesisError
-from .voices import Voice
+from .voice import Voice
 
 log = logging.getLogger("dialog_tts")
 
@@ -144,7 +144,8 @@ class Engine:
 
     def __init__(self, workers: int = 4, *, cache: AudioCacheLike | None = None, retries: int = 2,
                  backoff: Backoff = Backoff(), sleep: Sleep = time.sleep,
-                 progress: ProgressCallback | None = None) -> None:
+                 progress: ProgressCallback | None = None,
+                 backend_options: Mapping[str, Mapping[str, Any]] | None = None) -> None:
         if workers < 1:
             raise ValueError("workers must be at least 1")
         if retries < 0:
@@ -155,15 +156,26 @@ class Engine:
         self.backoff = backoff
         self.sleep = sleep
         self.progress = progress
+        self.backend_options = dict(backend_options or {})
+        self._backends: dict[str, backends.Backend] = {}
         self._limits: dict[str, threading.BoundedSemaphore] = {}
         self._fingerprints: dict[tuple[str, Voice], str] = {}
         self._lock = threading.Lock()
+
+    def backend(self, name: str) -> backends.Backend:
+        """This engine's view of backend *name*: shared models, this render's settings."""
+        with self._lock:
+            view = self._backends.get(name)
+            if view is None:
+                view = self._backends[name] = backends.get_backend(name).bind(
+                    self.backend_options.get(name, {}), workers=self.workers)
+            return view
 
     # ------------------------------------------------------------ keys and lookups
     def cache_key(self, job: Job) -> str:
         from .cache import make_key
 
-        backend = backends.get_backend(job.voice.backend or backends.DEFAULT_BACKEND)
+        backend = self.backend(job.voice.backend)
         fp_key = (backend.name, job.voice)
         fingerprint = self._fingerprints.get(fp_key)
         if fingerprint is None:
@@ -214,10 +226,10 @@ class Engine:
         singles: dict[str, list[_Unit]] = defaultdict(list)
         batched: dict[str, list[_Unit]] = defaultdict(list)
         for unit in pending:
-            backend = backends.get_backend(unit.job.voice.backend or backends.DEFAULT_BACKEND)
+            backend = self.backend(unit.job.voice.backend)
             (batched if backend.batch_size > 1 else singles)[backend.name].append(unit)
         for name, units in {**singles, **batched}.items():   # per-voice state first (clone prompts)
-            backends.get_backend(name).prepare([u.job.voice for u in units], self.cache)
+            self.backend(name).prepare([u.job.voice for u in units], self.cache)
 
         with ThreadPoolExecutor(max_workers=self.workers, thread_name_prefix="dialog-tts") as pool:
             futures = [pool.submit(self._run_batches, name, units, outcomes, state)
@@ -271,7 +283,7 @@ class Engine:
         return result
 
     def _run_single(self, unit: _Unit, outcomes: list[Outcome], state: "_RunState") -> None:
-        backend = backends.get_backend(unit.job.voice.backend or backends.DEFAULT_BACKEND)
+        backend = self.backend(unit.job.voice.backend)
         tally = _Tally()
         try:
             clip = self._call(backend, unit.job.where(), state, tally,
@@ -286,7 +298,7 @@ class Engine:
 
     def _run_batches(self, name: str, units: list[_Unit], outcomes: list[Outcome], state: "_RunState") -> None:
         """All of one batching backend's lines, on this one worker: grouped, bucketed, batched."""
-        backend = backends.get_backend(name)
+        backend = self.backend(name)
         groups: dict[object, list[_Unit]] = defaultdict(list)
         for unit in units:
             groups[backend.batch_group(unit.job.voice)].append(unit)

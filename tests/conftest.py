@@ -13,13 +13,21 @@ from dialog_tts import backends
 from dialog_tts.audio import Clip
 from dialog_tts.backends.base import Backend, VoiceInfo
 from dialog_tts.errors import UnknownVoiceError
-from dialog_tts.voices import Voice
+from dialog_tts.voice import Voice
 
 FAKE_RATE = 16000
 FAKE_VOICES = {"low": 110.0, "mid": 160.0, "high": 230.0, "alto": 300.0}
 
 
-class ToneBackend(Backend):
+class FakeBackend(Backend):
+    """Base of the test fakes: they count calls in plain attributes, so a render's view is the fake itself."""
+
+    def bind(self, options, *, workers):
+        self.parse_settings(options)
+        return self
+
+
+class ToneBackend(FakeBackend):
     """Speaks every line as a tone: 50 ms per character at the voice's pitch.
 
     Deterministic and instant, so mixing and casting can be tested exactly.
@@ -95,7 +103,7 @@ def private_cache(tmp_path_factory, monkeypatch):
     return path
 
 
-class FlakyBackend(Backend):
+class FlakyBackend(FakeBackend):
     """A fake with a random delay per call (seeded), scripted failures and a concurrency count.
 
     ``failures[text]`` is a list of exceptions raised by the first calls for that
@@ -168,4 +176,3 @@ def edge_server(monkeypatch):
     monkeypatch.setenv("DIALOG_TTS_EDGE_URL", server.url)      # the backend's own way in
     yield server
     server.stop()
-    backends.get_backend("edge").timeout = None

@@ -13,7 +13,7 @@ from click.testing import CliRunner
 from dialog_tts import backends, synthesize_dialog
 from dialog_tts.cli import main
 from dialog_tts.engine import Engine, Job, SynthesisFailed
-from dialog_tts.voices import Voice
+from dialog_tts.voice import Voice
 from edge_server import expected_audio
 
 ARIA = Voice("en-US-AriaNeural", backend="edge")

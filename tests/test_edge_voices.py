@@ -11,7 +11,8 @@ from dialog_tts import backends
 from dialog_tts.backends.edge import EdgeBackend, voice_table
 from dialog_tts.cli import main
 from dialog_tts.errors import UnknownVoiceError, VoiceSpecError
-from dialog_tts.voices import Voice, parse_assignment, parse_rate, voice_from_fields
+from dialog_tts.speakers import parse_assignment, voice_from_fields
+from dialog_tts.voice import Voice, parse_rate
 
 REQUIRED = ["ko-KR", "en-US", "en-GB", "en-AU", "en-IN", "ja-JP", "zh-CN", "de-DE", "fr-FR", "es-ES", "es-MX",
             "it-IT", "pt-BR"]
@@ -127,9 +128,13 @@ def test_voices_command_lists_the_edge_table():
 
 
 def test_concurrency_cap_default_and_override(monkeypatch):
-    assert EdgeBackend().max_concurrency == 6
+    edge = EdgeBackend()
+    assert edge.bind({}, workers=8).max_concurrency == 6
     monkeypatch.setenv("DIALOG_TTS_EDGE_CONCURRENCY", "2")
-    assert EdgeBackend().max_concurrency == 2
-    monkeypatch.setenv("DIALOG_TTS_EDGE_CONCURRENCY", "lots")
-    with pytest.raises(VoiceSpecError):
-        EdgeBackend()
+    assert edge.bind({}, workers=8).max_concurrency == 2
+    assert edge.bind({"concurrency": "3"}, workers=8).max_concurrency == 3   # the option wins
+    assert edge.max_concurrency == 6                                        # the shared instance is untouched
+    for bad in ("lots", "\u00b2", "0"):                                      # ² passes str.isdigit()
+        monkeypatch.setenv("DIALOG_TTS_EDGE_CONCURRENCY", bad)
+        with pytest.raises(VoiceSpecError):
+            edge.bind({}, workers=8)

@@ -24,7 +24,7 @@ from dialog_tts.cache import AudioCache
 from dialog_tts.cli import main
 from dialog_tts.engine import Backoff, Engine, Job, Progress, Stats, SynthesisFailed
 from dialog_tts.errors import DialogTTSError, SynthesisError, TransientSynthesisError, UnknownVoiceError
-from dialog_tts.voices import Rate, Voice
+from dialog_tts.voice import Rate, Voice
 
 from conftest import FlakyBackend
 

@@ -32,13 +32,34 @@ def checkpoints(tmp_path_factory):
             for kind in qwen_tiny.KINDS}
 
 
+class CountingQwen(QwenBackend):
+    """The real qwen backend, counting model loads and prompt computations (shared by its views)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.loads: list[str] = []
+        self.prompts: list[str] = []
+
+    @property
+    def prompt_calls(self) -> int:
+        return len(self.prompts)
+
+    def _load_model(self, model_id):
+        self.loads.append(model_id)
+        return super()._load_model(model_id)
+
+    def _create_prompt(self, model_id, ref, ref_text):
+        self.prompts.append(ref)
+        return super()._create_prompt(model_id, ref, ref_text)
+
+
 @pytest.fixture
 def qwen():
-    """A fresh qwen backend in the registry (no loaded models, no prompts in memory)."""
+    """A fresh counting qwen backend in the registry (no loaded models, no prompts in memory)."""
     made: list[QwenBackend] = []
 
     def factory():
-        made.append(QwenBackend())
+        made.append(CountingQwen())
         return made[-1]
     backends.register("qwen", factory)
     yield made
@@ -102,7 +123,7 @@ def test_all_four_kinds_end_to_end_through_the_cli(checkpoints, refs, qwen, writ
 
 
 def test_preset_batch_matches_single_lines(checkpoints, qwen):
-    from dialog_tts.voices import Voice
+    from dialog_tts.voice import Voice
     backend = backends.get_backend("qwen")
     model = str(checkpoints["custom_voice"])
     voices = [backend.resolve(Voice(n, backend="qwen", options=(("model", model),))) for n in ("vivian", "Ryan")]
@@ -140,7 +161,7 @@ def test_clone_prompts_cached_across_lines_runs_and_invalidated_by_edits(checkpo
     synthesize_dialog(script, None, speaker_map=speaker_map, cache_dir=tmp_path / "c")
     assert qwen[-1].prompt_calls == 1                       # one prompt for three lines
     backends.unregister("qwen")                             # a new process: nothing in memory
-    backends.register("qwen", lambda: qwen.append(QwenBackend()) or qwen[-1])
+    backends.register("qwen", lambda: qwen.append(CountingQwen()) or qwen[-1])
     script.write_text("Guest: Four, a new line.\n", encoding="utf-8")
     synthesize_dialog(script, None, speaker_map=speaker_map, cache_dir=tmp_path / "c")
     assert qwen[-1].prompt_calls == 0                       # the prompt came from the disk cache
@@ -159,7 +180,7 @@ def test_preload_fills_the_prompt_cache(checkpoints, refs, qwen, write_script, t
     assert result.exit_code == 0, result.output
     assert qwen[-1].prompt_calls == 2 and "5 qwen" in result.output
     backends.unregister("qwen")
-    backends.register("qwen", lambda: qwen.append(QwenBackend()) or qwen[-1])
+    backends.register("qwen", lambda: qwen.append(CountingQwen()) or qwen[-1])
     synthesize_dialog(write_script("Duo: Together.\nGuest: Alone.\n"), None, speaker_map=speaker_map,
                       cache_dir=tmp_path / "c")
     assert qwen[-1].prompt_calls == 0
@@ -170,9 +191,9 @@ def test_blend_is_the_weighted_average_of_the_embeddings(checkpoints, refs, qwen
     synthesize_dialog(write_script("Duo: Together.\nGuest: Alone.\nHost2: Me too.\n"), None,
                       speaker_map=speaker_map, cache=False)
     backend = qwen[0]
-    from dialog_tts import voices as voices_mod, script as script_mod
-    smap = voices_mod.load_speaker_map(speaker_map)
-    cast = voices_mod.cast(script_mod.parse_text("Duo: x\nGuest: y\nHost2: z\n"), speaker_map=smap)
+    from dialog_tts import casting, speakers, script as script_mod
+    smap = speakers.load_speaker_map(speaker_map)
+    cast = casting.cast(script_mod.parse_text("Duo: x\nGuest: y\nHost2: z\n"), speaker_map=smap)
     blend = backend._prompt_for(cast["duo"])
     guest = backend._prompt_for(cast["guest"])
     host2 = backend._prompt_for(cast["host2"])
@@ -193,7 +214,7 @@ def test_mix_errors_name_the_map_line(checkpoints, refs, qwen, write_script, tmp
     assert result.exit_code == 2 and "speaker 'Host' is not a cloned voice" in result.output
 
 
-class FailingQwen(QwenBackend):
+class FailingQwen(CountingQwen):
     """The real qwen backend, except that a batch holding a line with FAIL raises (as on CUDA OOM)."""
 
     def __init__(self) -> None:
@@ -227,7 +248,7 @@ def test_without_qwen_tts_the_error_names_the_install(monkeypatch, qwen):
     import sys
     monkeypatch.setitem(sys.modules, "qwen_tts", None)
     from dialog_tts.errors import BackendUnavailableError
-    from dialog_tts.voices import Voice
+    from dialog_tts.voice import Voice
     with pytest.raises(BackendUnavailableError, match=r"pip install 'dialog-tts\[qwen\]'"):
         backends.get_backend("qwen").synthesize("hi", Voice("Vivian", backend="qwen"))
 
@@ -243,11 +264,11 @@ def test_cli_import_does_not_load_torch():
 def test_shipped_qwen_map_casts_all_four_kinds():
     """config/qwen.yaml with samples/interview.txt: casting only (no model is loaded)."""
     from pathlib import Path
-    from dialog_tts import script as script_mod, voices as voices_mod
+    from dialog_tts import casting, speakers, script as script_mod
     from dialog_tts.backends.qwen import voice_kind
     root = Path(__file__).resolve().parents[1]
-    smap = voices_mod.load_speaker_map(root / "config" / "qwen.yaml")
-    cast = voices_mod.cast(script_mod.load(root / "samples" / "interview.txt"), speaker_map=smap)
+    smap = speakers.load_speaker_map(root / "config" / "qwen.yaml")
+    cast = casting.cast(script_mod.load(root / "samples" / "interview.txt"), speaker_map=smap)
     kinds = {key: (voice_kind(v), v.name) for key, v in cast.items()}
     assert kinds == {"narrator": ("voice_design", "design"), "host": ("custom_voice", "Vivian"),
                      "guest": ("base", "clone:guest.flac"), "duo": ("base", "blend")}

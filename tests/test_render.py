@@ -12,7 +12,7 @@ from click.testing import CliRunner
 from dialog_tts import backends, synthesize_dialog
 from dialog_tts.cli import main
 from dialog_tts.engine import Engine, Job
-from dialog_tts.voices import Voice
+from dialog_tts.voice import Voice
 from measure import median_f0, rms_db
 
 pytestmark = pytest.mark.slow
@@ -89,9 +89,9 @@ def test_automatic_casting_gives_six_distinct_pitches(write_script):
     names = ["Ada", "Bo", "Cy", "Di", "Ed", "Flo", "Gus"]
     text = "The quick brown fox jumps over the lazy dog, and we were away a year ago."
     script = write_script("".join(f"{n}: {text}\n" for n in names))
-    from dialog_tts import script as script_mod, voices as voices_mod
+    from dialog_tts import casting, speakers, script as script_mod
     parsed = script_mod.load(script)
-    cast = voices_mod.cast(parsed)
+    cast = casting.cast(parsed)
     distinct = {(v.backend, v.name, v.pitch) for v in cast.values()}
     assert len(distinct) == len(names)
     jobs = [Job(line.text, cast[line.key]) for line in parsed.lines]
@@ -106,7 +106,7 @@ def test_piper_rate_and_pitch_change_the_audio():
     piper = backends.get_backend("piper")
     text = "This sentence is long enough to measure its speaking rate."
     plain = piper.synthesize(text, piper.resolve(Voice("joe")))
-    from dialog_tts.voices import parse_rate
+    from dialog_tts.voice import parse_rate
     fast = piper.synthesize(text, piper.resolve(Voice("joe", rate=parse_rate("1.5x"))))
     up = piper.synthesize(text, piper.resolve(Voice("joe", pitch=4.0)))
     from dialog_tts.mix import trim
@@ -130,7 +130,7 @@ PROSE = ("It was a bright cold day in April, and the clocks were striking thirte
 def test_rate_in_words_per_minute(backend, wpm):
     """rate=WPM gives about WPM words per minute of English prose (within 15 %)."""
     from dialog_tts.mix import trim
-    from dialog_tts.voices import parse_rate
+    from dialog_tts.voice import parse_rate
     inst = backends.get_backend(backend)
     clip = inst.synthesize(PROSE, inst.resolve(Voice("", backend=backend, rate=parse_rate(str(wpm)))))
     seconds = len(trim(clip.samples)) / clip.sample_rate
@@ -148,15 +148,13 @@ def test_every_listed_espeak_voice_and_palette_voice_speaks():
 
 
 def test_threads_per_worker():
-    piper = backends.get_backend("piper")
+    shared = backends.get_backend("piper")
     import os
-    piper.configure(workers=2)
-    assert piper.threads_per_call == max(1, (os.cpu_count() or 1) // 2)
-    piper.configure(workers=1, threads=1)
+    assert shared.bind({}, workers=2).threads_per_call == max(1, (os.cpu_count() or 1) // 2)
+    piper = shared.bind({"threads": "1"}, workers=1)
     assert piper.threads_per_call == 1
     clip = piper.synthesize("Threads set.", piper.resolve(Voice("joe")))
     assert clip.duration > 0.3
-    piper.configure(workers=4)
 
 
 def test_tune_allocator_applies_on_glibc():

@@ -11,16 +11,15 @@ from __future__ import annotations
 import importlib
 import threading
 from dataclasses import replace
-from typing import Callable, Iterator
+from typing import Callable
 
-from ..errors import DialogTTSError, UnknownBackendError, UnknownVoiceError
-from ..voices import Voice
-from .base import Backend, VoiceInfo
+from ..errors import DialogTTSError, UnknownBackendError, UnknownVoiceError, VoiceSpecError
+from ..voice import COMMON_KEYS, DEFAULT_BACKEND, Voice
+from .base import Backend, Setting, VoiceInfo
 
-__all__ = ["Backend", "VoiceInfo", "register", "unregister", "get_backend", "available",
+__all__ = ["Backend", "Setting", "VoiceInfo", "register", "unregister", "get_backend", "available",
            "resolve_voice", "DEFAULT_BACKEND", "close_all"]
 
-DEFAULT_BACKEND = "piper"
 ENTRY_POINT_GROUP = "dialog_tts.backends"
 
 _BUILTINS: dict[str, str] = {
@@ -92,11 +91,6 @@ def get_backend(name: str) -> Backend:
         return inst
 
 
-def instances() -> Iterator[Backend]:
-    with _lock:
-        yield from list(_instances.values())
-
-
 def close_all() -> None:
     """Close and forget every backend instance (their models are released)."""
     with _lock:
@@ -106,41 +100,35 @@ def close_all() -> None:
         inst.close()
 
 
-def resolve_voice(voice: Voice, default_backend: str = DEFAULT_BACKEND, *, where: str = "voice",
-                  path: str | None = None, line: int | None = None) -> Voice:
-    """Settle *voice*'s backend and canonical name.
+def resolve_voice(voice: Voice, default_backend: str = DEFAULT_BACKEND) -> Voice:
+    """Settle *voice*'s backend and canonical name; the result always names its backend.
 
     Without ``backend=``, the default backend is tried first, then every other
     registered backend that knows the voice name (``en-gb-x-rp+f3`` is found in
-    espeak).  Errors name *where* the voice came from.
+    espeak).  Errors carry no location: the caller knows where the voice came from.
     """
+    if voice.backend:
+        backend = get_backend(voice.backend)
+        return _checked(backend, replace(voice, backend=backend.name))
+    backend = get_backend(default_backend)
     try:
-        if voice.backend:
-            backend = get_backend(voice.backend)
-            return _checked(backend, replace(voice, backend=backend.name))
-        backend = get_backend(default_backend)
-        try:
-            return _checked(backend, replace(voice, backend=backend.name))
-        except UnknownVoiceError as first_error:
-            for other in available():
-                if other == default_backend:
-                    continue
-                try:
-                    candidate = get_backend(other)
-                except DialogTTSError:
-                    continue
-                if candidate.knows(voice.name):
-                    return _checked(candidate, replace(voice, backend=candidate.name))
-            raise first_error
-    except DialogTTSError as exc:
-        raise exc.locate(where, path, line)
+        return _checked(backend, replace(voice, backend=backend.name))
+    except UnknownVoiceError as first_error:
+        for other in available():
+            if other == default_backend:
+                continue
+            try:
+                candidate = get_backend(other)
+            except DialogTTSError:
+                continue
+            if candidate.knows(voice.name):
+                return _checked(candidate, replace(voice, backend=candidate.name))
+        raise first_error
 
 
 def _checked(backend: Backend, voice: Voice) -> Voice:
     unknown = sorted({k for k, _ in voice.options} - backend.extra_options)
     if unknown:
-        from ..errors import VoiceSpecError
-
-        known = ", ".join(sorted({"backend", "rate", "pitch", "volume", "pan", "gain"} | backend.extra_options))
+        known = ", ".join(sorted({*COMMON_KEYS, *backend.extra_options}))
         raise VoiceSpecError(f"unknown option {unknown[0]!r} for backend {backend.name!r} (known: {known})")
     return backend.resolve(voice)

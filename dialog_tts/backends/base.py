@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-import threading
+import copy
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import ClassVar, Sequence
+from typing import Any, Callable, ClassVar, Mapping, Sequence
 
 from ..audio import Clip
-from ..voices import Voice
+from ..errors import InputError
+from ..voice import Voice
 
 
 @lru_cache(maxsize=None)
@@ -33,32 +34,92 @@ class VoiceInfo:
     description: str = ""
 
 
+@dataclass(frozen=True)
+class Setting:
+    """A run setting a backend takes (``--backend-option NAME.KEY=VALUE``), stored on attribute *attr*."""
+
+    attr: str
+    parse: Callable[[Any], Any]
+    help: str
+
+
+def int_in(low: int, high: int) -> Callable[[Any], int]:
+    """A parser of whole numbers from *low* to *high* (for :class:`Setting`)."""
+    def parse(value: Any) -> int:
+        text = str(value).strip()
+        if not (text.isascii() and text.lstrip("+").isdigit()) or not low <= int(text) <= high:
+            raise ValueError(f"{value!r} is not a whole number from {low} to {high}")
+        return int(text)
+    return parse
+
+
+def float_in(low: float, high: float) -> Callable[[Any], float]:
+    """A parser of numbers from *low* to *high* (for :class:`Setting`)."""
+    def parse(value: Any) -> float:
+        try:
+            number = float(str(value).strip())
+        except ValueError:
+            raise ValueError(f"{value!r} is not a number") from None
+        if not low <= number <= high:  # also false for nan
+            raise ValueError(f"{value!r} is out of range ({low:g} to {high:g})")
+        return number
+    return parse
+
+
 class Backend(ABC):
     """A text-to-speech engine behind the registry.
 
     Subclasses set the capability attributes and implement :meth:`synthesize`.
-    Heavy imports belong inside methods, never at module level.  Instances are
-    shared by the engine's worker threads: guard any non-thread-safe state.
+    Heavy imports belong inside methods, never at module level.
+
+    The registry holds one shared instance per backend (its loaded models live
+    there); each render works with a view from :meth:`bind`, which shares those
+    models and holds the render's own settings.  Views are used by the engine's
+    worker threads at once: guard any non-thread-safe shared state.
     """
 
     name: ClassVar[str]
-    #: Needs the network (the engine caps its concurrency and retries its hiccups).
+    #: Needs the network (``dialog-tts voices`` and messages say so).
     online: ClassVar[bool] = False
-    #: Runs on a GPU: the engine gives it batches on one worker instead of threads.
+    #: Runs on a GPU (informational; the engine batches on ``batch_size``).
     needs_gpu: ClassVar[bool] = False
-    #: Most calls to run at once (None: as many as there are workers).
-    max_concurrency: ClassVar[int | None] = None
-    #: Lines per :meth:`synthesize_batch` call; 1 means no batching.
-    batch_size: ClassVar[int] = 1
+    #: Most calls to run at once (None: as many as there are workers); a setting may change it.
+    max_concurrency: int | None = None
+    #: Lines per :meth:`synthesize_batch` call; 1 means no batching.  The engine gives
+    #: a batching backend its lines in batches, on one worker.
+    batch_size: int = 1
     #: Spec keys beyond the common ones that this backend accepts.
     extra_options: ClassVar[frozenset[str]] = frozenset()
+    #: Spec keys that name files: in a speaker map they are relative to the map's folder.
+    path_keys: ClassVar[frozenset[str]] = frozenset()
+    #: Run settings this backend takes, by key (``--backend-option NAME.KEY=VALUE``).
+    settings: ClassVar[Mapping[str, Setting]] = {}
     #: Speaking rate of the backend's voices at speed 1.0, for ``rate=WPM``.
     base_wpm: ClassVar[float] = 170.0
-    #: Seconds one request may take (online backends); None: the backend's own default.
-    timeout: float | None = None
+    #: Lines the render synthesizes at once (set on a view by :meth:`bind`).
+    workers: int = 1
 
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
+    def parse_settings(self, options: Mapping[str, Any]) -> dict[str, Any]:
+        """*options* checked against :attr:`settings`: attribute -> parsed value; InputError if bad."""
+        parsed: dict[str, Any] = {}
+        for key, value in options.items():
+            setting = self.settings.get(key)
+            if setting is None:
+                known = ", ".join(sorted(self.settings)) or "none"
+                raise InputError(f"backend option {self.name}.{key}: unknown (known: {known})")
+            try:
+                parsed[setting.attr] = setting.parse(value)
+            except ValueError as exc:
+                raise InputError(f"backend option {self.name}.{key}: {exc}") from None
+        return parsed
+
+    def bind(self, options: Mapping[str, Any], *, workers: int) -> "Backend":
+        """A view of this backend for one render: the models shared, the settings its own."""
+        view = copy.copy(self)
+        view.workers = workers
+        for attr, value in self.parse_settings(options).items():
+            setattr(view, attr, value)
+        return view
 
     @abstractmethod
     def synthesize(self, text: str, voice: Voice) -> Clip:
@@ -68,10 +129,14 @@ class Backend(ABC):
         """Speak several lines at once; backends that batch (GPUs) override this."""
         return [self.synthesize(t, v) for t, v in zip(texts, voices)]
 
-    def configure(self, **settings: object) -> None:
-        """Per-run settings (``timeout``, backend-specific ones); unknown ones are ignored."""
-        if settings.get("timeout") is not None:
-            self.timeout = float(settings["timeout"])  # type: ignore[arg-type]
+    def expand_fields(self, fields: dict[str, Any],
+                      speaker_fields: Callable[[str], dict[str, Any] | None]) -> dict[str, Any]:
+        """A speaker's spec fields with the keys this backend owns settled (before parsing).
+
+        *speaker_fields(name)* gives another speaker's fields (None: no such speaker),
+        for voices defined by others (a blend).  Raise VoiceSpecError for bad fields.
+        """
+        return fields
 
     def names_itself(self, voice: Voice) -> bool:
         """True when *voice*'s options define it without a voice name (a cloned voice, say)."""

@@ -27,13 +27,13 @@ import threading
 from dataclasses import dataclass, replace
 from functools import lru_cache
 from importlib import resources
-from typing import Any
+from typing import Any, Mapping
 
 from ..audio import Clip, decode_mp3
 from ..errors import (BackendUnavailableError, SynthesisError, TransientSynthesisError, UnknownVoiceError,
                       VoiceSpecError)
-from ..voices import Voice, close_matches
-from .base import Backend, VoiceInfo, package_version
+from ..voice import Voice, close_matches
+from .base import Backend, Setting, VoiceInfo, float_in, int_in, package_version
 
 log = logging.getLogger("dialog_tts")
 
@@ -77,17 +77,28 @@ class EdgeBackend(Backend):
     online = True
     max_concurrency = 6          # the service bans bursts (rany2/edge-tts #21, #102)
     base_wpm = 150.0             # typical rate of Edge's neural voices at +0 % (an estimate)
+    settings = {
+        "timeout": Setting("timeout", float_in(0.1, 3600.0),
+                           "seconds one request may take [default: 20 s + 0.1 s a character]"),
+        "concurrency": Setting("max_concurrency", int_in(1, 64),
+                               f"requests at once [default: ${ENV_CONCURRENCY} or 6]"),
+    }
     #: Seconds allowed per request; None scales with the text (see :meth:`timeout_for`).
     timeout: float | None = None
 
     def __init__(self) -> None:
-        super().__init__()
-        env_cap = os.environ.get(ENV_CONCURRENCY)
-        if env_cap:
-            if not env_cap.isdigit() or int(env_cap) < 1:
-                raise VoiceSpecError(f"{ENV_CONCURRENCY}={env_cap!r}: give a whole number of requests, 1 or more")
-            self.max_concurrency = int(env_cap)  # type: ignore[misc]
         self._url_lock = threading.Lock()
+
+    def bind(self, options: Mapping[str, Any], *, workers: int) -> Backend:
+        """A render's view; the concurrency cap defaults to ``$DIALOG_TTS_EDGE_CONCURRENCY``."""
+        env_cap = os.environ.get(ENV_CONCURRENCY)
+        if env_cap and "concurrency" not in options:
+            try:
+                options = {**options, "concurrency": self.settings["concurrency"].parse(env_cap)}
+            except ValueError:
+                raise VoiceSpecError(f"{ENV_CONCURRENCY}={env_cap!r}: give a whole number of requests, "
+                                     f"1 to 64") from None
+        return super().bind(options, workers=workers)
 
     # ------------------------------------------------------------ voices
     def _lookup(self, name: str) -> EdgeVoice | None:

@@ -17,7 +17,7 @@ from typing import Any
 
 from ..audio import Clip, apply_gain_db, from_pcm16
 from ..errors import BackendUnavailableError, SynthesisError, UnknownVoiceError
-from ..voices import Voice, close_matches
+from ..voice import Voice, close_matches
 from .base import Backend, VoiceInfo, package_version
 
 _AUDIO_OUTPUT_SYNCHRONOUS = 2

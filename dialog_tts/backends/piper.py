@@ -19,8 +19,8 @@ from typing import Any
 
 from ..audio import Clip, apply_gain_db, concat
 from ..errors import BackendUnavailableError, SynthesisError, UnknownVoiceError
-from ..voices import Voice, close_matches
-from .base import Backend, VoiceInfo, package_version
+from ..voice import Voice, close_matches
+from .base import Backend, Setting, VoiceInfo, int_in, package_version
 
 BUNDLED = "joe"
 #: Automatic-casting voices: joe shifted by these semitones, most distinct first.
@@ -69,21 +69,18 @@ class PiperBackend(Backend):
     name = "piper"
     extra_options = frozenset({"speaker", "noise_scale", "noise_w_scale"})
     base_wpm = 215.0  # joe's natural rate on English prose, measured (words / trimmed duration)
+    settings = {"threads": Setting("threads", int_in(1, 256),
+                                   "onnxruntime threads per synthesis call [default: cores / workers]")}
+    #: onnxruntime threads per synthesis call (None: the cores shared among the workers)
+    threads: int | None = None
 
     def __init__(self) -> None:
-        super().__init__()
         self._voices: dict[tuple[Path, int], Any] = {}
         self._load_lock = threading.Lock()
-        #: onnxruntime threads per synthesis call: the cores shared among the workers (see configure)
-        self.threads_per_call = os.cpu_count() or 1
 
-    def configure(self, **settings: Any) -> None:
-        """``threads`` per call if given; else with ``workers`` parallel calls, ``cores // workers`` each."""
-        super().configure(**settings)
-        if settings.get("threads"):
-            self.threads_per_call = int(settings["threads"])
-        elif settings.get("workers"):
-            self.threads_per_call = max(1, (os.cpu_count() or 1) // int(settings["workers"]))
+    @property
+    def threads_per_call(self) -> int:
+        return self.threads or max(1, (os.cpu_count() or 1) // self.workers)
 
     # ------------------------------------------------------------ voices
     def _model_for(self, name: str) -> tuple[Path, float]:

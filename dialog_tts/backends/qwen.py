@@ -30,12 +30,12 @@ import threading
 from collections import OrderedDict
 from dataclasses import replace
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 
 from ..audio import Clip, apply_gain_db
 from ..errors import BackendUnavailableError, SynthesisError, UnknownVoiceError, VoiceSpecError
-from ..voices import Voice, close_matches
-from .base import Backend, VoiceInfo, package_version
+from ..voice import Voice, close_matches
+from .base import Backend, Setting, VoiceInfo, int_in, package_version
 
 log = logging.getLogger("dialog_tts")
 
@@ -75,36 +75,57 @@ def _model_identity(model: str) -> str:
     return hashlib.sha256(json.dumps([str(path.resolve()), parts]).encode()).hexdigest()[:16]
 
 
+def _blend_references(mix: Any, speaker_fields: Any) -> dict[str, Any]:
+    """Each speaker of a blend as its clone settings (ref_audio, ref_text) and weight."""
+    if not isinstance(mix, Mapping) or not mix:
+        raise VoiceSpecError("mix: give speakers and weights, e.g. mix: {Guest: 0.6, Host: 0.4}")
+    out: dict[str, Any] = {}
+    for other, weight in mix.items():
+        try:
+            w = float(weight)
+        except (TypeError, ValueError):
+            raise VoiceSpecError(f"mix: weight {weight!r} of {other!r} is not a number") from None
+        if not w > 0:
+            raise VoiceSpecError(f"mix: weight of {other!r} must be positive")
+        fields = speaker_fields(str(other))
+        if fields is None:
+            raise VoiceSpecError(f"mix: no speaker {other!r} in the speaker map or --voices")
+        if not fields.get("ref_audio"):
+            raise VoiceSpecError(f"mix: speaker {other!r} is not a cloned voice (it has no ref_audio)")
+        out[str(other)] = {"ref_audio": fields["ref_audio"], "ref_text": fields.get("ref_text"), "weight": w}
+    return out
+
+
 class QwenBackend(Backend):
     name = "qwen"
     needs_gpu = True
     batch_size = 8
     extra_options = frozenset({"instruct", "ref_audio", "ref_text", "design", "mix", "model", "language"})
+    path_keys = frozenset({"ref_audio"})
     base_wpm = 150.0
+    settings = {
+        "batch_size": Setting("batch_size", int_in(1, 256), "lines per batch [default: 8]"),
+        "models_in_memory": Setting("models_in_memory", int_in(1, 16),
+                                    "models kept loaded, least recently used unloaded first [default: 2]"),
+    }
     #: At most this many models stay loaded; the least recently used is unloaded first.
     models_in_memory = 2
 
     def __init__(self) -> None:
-        super().__init__()
         self._models: OrderedDict[str, Any] = OrderedDict()
         self._model_lock = threading.RLock()
         self._prompts: dict[str, Any] = {}          # prompt key -> VoiceClonePromptItem
         self._prompt_errors: dict[str, Exception] = {}
         self._ref_audio: dict[str, Any] = {}        # file identity -> (samples, rate)
-        self.loads: list[str] = []                  # every model load, in order (tests, logs)
-        self.prompt_calls = 0                       # create_voice_clone_prompt calls
-        self._warned_cpu = False
-
-    def configure(self, **settings: Any) -> None:
-        super().configure(**settings)
-        if settings.get("qwen_batch_size"):
-            self.batch_size = int(settings["qwen_batch_size"])  # type: ignore[misc]
-        if settings.get("qwen_models_in_memory"):
-            self.models_in_memory = int(settings["qwen_models_in_memory"])
-            with self._model_lock:
-                self._evict()
+        self._warned_cpu: list[bool] = []           # shared by every view: warn once
 
     # ------------------------------------------------------------ voices
+    def expand_fields(self, fields: dict[str, Any], speaker_fields: Any) -> dict[str, Any]:
+        """``mix: {Guest: 0.6, Host2: 0.4}`` → each named speaker's clone settings with its weight."""
+        if fields.get("mix") is None:
+            return fields
+        return {**fields, "mix": _blend_references(fields["mix"], speaker_fields)}
+
     def names_itself(self, voice: Voice) -> bool:
         return any(voice.option(k) is not None for k in _KIND_KEYS)
 
@@ -194,25 +215,26 @@ class QwenBackend(Backend):
             if model_id in self._models:
                 self._models.move_to_end(model_id)
                 return self._models[model_id]
-            torch = self._torch()
-            from qwen_tts import Qwen3TTSModel
-
-            if torch.cuda.is_available():
-                device, dtype = "cuda:0", torch.bfloat16
-            else:
-                device, dtype = "cpu", torch.float32
-                if not self._warned_cpu:
-                    log.warning("no CUDA GPU: running Qwen3-TTS on the CPU (slow)")
-                    self._warned_cpu = True
-            log.info("loading qwen model %s on %s", model_id, device)
-            try:
-                loaded = Qwen3TTSModel.from_pretrained(model_id, device_map=device, dtype=dtype)
-            except (OSError, ValueError) as exc:
-                raise SynthesisError(f"cannot load qwen model {model_id!r}: {exc}".splitlines()[0]) from exc
-            self.loads.append(model_id)
-            self._models[model_id] = loaded
+            self._models[model_id] = self._load_model(model_id)
             self._evict()
-            return loaded
+            return self._models[model_id]
+
+    def _load_model(self, model_id: str) -> Any:
+        torch = self._torch()
+        from qwen_tts import Qwen3TTSModel
+
+        if torch.cuda.is_available():
+            device, dtype = "cuda:0", torch.bfloat16
+        else:
+            device, dtype = "cpu", torch.float32
+            if not self._warned_cpu:
+                log.warning("no CUDA GPU: running Qwen3-TTS on the CPU (slow)")
+                self._warned_cpu.append(True)
+        log.info("loading qwen model %s on %s", model_id, device)
+        try:
+            return Qwen3TTSModel.from_pretrained(model_id, device_map=device, dtype=dtype)
+        except (OSError, ValueError) as exc:
+            raise SynthesisError(f"cannot load qwen model {model_id!r}: {exc}".splitlines()[0]) from exc
 
     def _evict(self) -> None:
         while len(self._models) > max(1, self.models_in_memory):
@@ -271,11 +293,7 @@ class QwenBackend(Backend):
                     return VoiceClonePromptItem(**fields)
                 except Exception as exc:  # a damaged entry is recomputed
                     log.warning("cached voice-clone prompt for %s was unreadable (%s); recomputing", ref, exc)
-        model = self.model(model_id)
-        samples = self._reference_audio(ref)
-        self.prompt_calls += 1
-        item = model.create_voice_clone_prompt(ref_audio=samples, ref_text=ref_text,
-                                               x_vector_only_mode=not ref_text)[0]
+        item = self._create_prompt(model_id, ref, ref_text)
         if cache is not None:
             buf = io.BytesIO()
             torch.save({"ref_code": item.ref_code, "ref_spk_embedding": item.ref_spk_embedding,
@@ -283,6 +301,12 @@ class QwenBackend(Backend):
                         "ref_text": item.ref_text}, buf)
             cache.put_blob("qwen-prompt:" + key, buf.getvalue())
         return item
+
+    def _create_prompt(self, model_id: str, ref: str, ref_text: str | None) -> Any:
+        """A voice-clone prompt computed by the model (the expensive step the caches avoid)."""
+        samples = self._reference_audio(ref)
+        return self.model(model_id).create_voice_clone_prompt(ref_audio=samples, ref_text=ref_text,
+                                                              x_vector_only_mode=not ref_text)[0]
 
     def _reference_audio(self, ref: str) -> tuple[Any, int]:
         """A reference file's samples, read once per file (and per version of it)."""
