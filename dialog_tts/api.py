@@ -17,10 +17,14 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Union
 
-from . import audio, backends, casting, engine, mix, script as script_mod, speakers
-from .voice import DEFAULT_BACKEND, Voice
+from . import audio, backends, casting, engine, mix, script as script_mod, speakers, uptodate
+from .audio import Clip
 from .errors import DialogTTSError, InputError, OutputError
-from .script import Pause, Script
+from .results import BatchResult, DialogResult, LineRecord, SpeakerPlan, Totals
+from .script import Script
+from .timeline import LineInput, Timeline
+from .timeline import build as build_timeline
+from .voice import DEFAULT_BACKEND, Voice
 
 log = logging.getLogger("dialog_tts")
 
@@ -111,82 +115,6 @@ class RenderOptions:
                                gap=self.gap_ms / 1000.0, lufs=self.lufs, true_peak=self.true_peak)
 
 
-@dataclass
-class LineRecord:
-    """What happened to one spoken line."""
-
-    line: int
-    speaker: str
-    text: str
-    backend: str
-    voice: str
-    cache_hit: bool = False
-    source: str = ""               # synthesized, cache, repeat or failed
-    attempts: int = 0
-    synthesis_seconds: float = 0.0
-    start: float | None = None     # seconds into the output file
-    end: float | None = None
-    error: str | None = None
-
-
-@dataclass
-class Totals(engine.Stats):
-    """The engine's counters plus what the whole render took."""
-
-    duration: float = 0.0          # seconds of audio written
-    wall_time: float = 0.0
-    real_time_factor: float = 0.0  # wall time / audio duration
-    up_to_date: bool = False       # the output already held this render: nothing was done
-
-
-@dataclass
-class DialogResult:
-    script: str
-    path: Path | None
-    duration: float
-    sample_rate: int
-    channels: int
-    lines: list[LineRecord]
-    voices: dict[str, str]                 # speaker -> voice description
-    totals: Totals
-    loudness: float | None = None
-    true_peak: float | None = None
-    notes: list[str] = field(default_factory=list)
-
-    @property
-    def wall_time(self) -> float:
-        return self.totals.wall_time
-
-    def to_json(self) -> dict[str, Any]:
-        return {"script": self.script, "output": str(self.path) if self.path else None,
-                "duration": self.duration, "sample_rate": self.sample_rate, "channels": self.channels,
-                "loudness": self.loudness, "true_peak": self.true_peak, "voices": self.voices,
-                "notes": self.notes, "totals": asdict(self.totals),
-                "lines": [asdict(r) for r in self.lines]}
-
-    @classmethod
-    def from_json(cls, data: Mapping[str, Any]) -> "DialogResult":
-        return cls(data["script"], Path(data["output"]) if data["output"] else None, data["duration"],
-                   data["sample_rate"], data["channels"], [LineRecord(**r) for r in data["lines"]],
-                   dict(data["voices"]), Totals(**data["totals"]), data["loudness"], data["true_peak"],
-                   list(data["notes"]))
-
-
-@dataclass
-class SpeakerPlan:
-    speaker: str
-    voice: str
-    lines: int
-    cached: int
-    to_synthesize: int   # distinct lines not in the cache
-
-
-@dataclass
-class BatchResult:
-    results: dict[str, DialogResult]
-    failures: dict[str, DialogTTSError]
-
-
 def _overrides(voices: VoicesArg) -> list[tuple[str, Mapping[str, Any]]]:
     if voices is None:
         return []
@@ -206,8 +134,11 @@ def _overrides(voices: VoicesArg) -> list[tuple[str, Mapping[str, Any]]]:
 class Renderer:
     """Renders scripts with one set of options, sharing the cache and loaded backends.
 
-    Use it as a context manager (or call :meth:`close`) to release the cache.
-    *sleep* is what retries wait with (tests pass one that only records).
+    A render is a pipeline of named steps, data flowing one way:
+    parse → cast → jobs (:meth:`_prepare`) → synthesize (the engine) → timeline
+    (:meth:`_timeline`) → mix → write.  Use it as a context manager (or call
+    :meth:`close`) to release the cache.  *sleep* is what retries wait with
+    (tests pass one that only records).
     """
 
     def __init__(self, options: RenderOptions | None = None, *,
@@ -232,7 +163,7 @@ class Renderer:
             self._cache.close()
             self._cache = None
 
-    def __enter__(self) -> "Renderer":
+    def __enter__(self) -> Renderer:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -240,13 +171,33 @@ class Renderer:
 
     # ------------------------------------------------------------ steps
     def _prepare(self, script: PathLike | Script) -> tuple[Script, dict[str, Voice], list[engine.Job]]:
+        """parse → cast → jobs."""
         parsed = script if isinstance(script, Script) else script_mod.load(
             script, speak_directions=self.options.speak_directions)
         cast = casting.cast(parsed, speaker_map=self._speaker_map, overrides=self._overrides,
-                               default_backend=self.options.backend)
+                            default_backend=self.options.backend)
         jobs = [engine.Job(line.text, cast[line.key], parsed.path, line.line_no, line.speaker)
                 for line in parsed.lines]
         return parsed, cast, jobs
+
+    def _timeline(self, parsed: Script, jobs: list[engine.Job], clips: list[Clip | None],
+                  records: list[LineRecord]) -> Timeline:
+        """Each line's length (or, failed, the silence standing for it) placed by the timeline."""
+        inputs = []
+        for line, job, clip, record in zip(parsed.lines, jobs, clips, records):
+            if clip is None:  # --keep-going: silence as long as the line would take
+                log.warning("%s: left silent (%s)", job.where(), record.error)
+                inputs.append(LineInput(line, job.voice, None, self._estimated_seconds(job)))
+            else:
+                inputs.append(LineInput(line, job.voice, mix.placed_frames(clip, self.settings)))
+        return build_timeline(parsed.events, inputs, sample_rate=self.settings.sample_rate,
+                              gap=self.settings.gap)
+
+    def _estimated_seconds(self, job: engine.Job) -> float:
+        """How long a line would take to say, for the silence that stands in for it."""
+        backend = self.engine.backend(job.voice.backend)
+        words = max(1, len(job.text.split()))
+        return words * 60.0 / (backend.base_wpm * job.voice.speed(backend.base_wpm))
 
     def plan(self, script: PathLike | Script) -> list[SpeakerPlan]:
         """Parse, cast and look up the cache: what a render would synthesize (nothing is)."""
@@ -271,99 +222,51 @@ class Renderer:
         if out is not None:
             audio.check_writable(out)
         parsed, cast, jobs = self._prepare(script)
-        render_key = self._render_key(parsed, jobs, out) if out is not None and self._cache is not None else None
-        if render_key is not None and not self.options.force:
-            unchanged = self._unchanged_output(out, render_key, started)  # type: ignore[arg-type]
-            if unchanged is not None:
-                return unchanged
-        result = self.engine.run(jobs)
-
-        records = [LineRecord(job.line_no, job.speaker, job.text, job.voice.backend or "", job.voice.name,
-                              o.source == "cache", o.source, o.attempts, round(o.seconds, 4),
-                              error=str(o.error) if o.error else None)
-                   for job, o in zip(jobs, result.outcomes)]
-        totals = Totals(**asdict(result.stats))
+        key = self._render_key(parsed, jobs, out)
+        if key is not None and out is not None and not self.options.force:
+            kept = self._up_to_date(out, key, started)
+            if kept is not None:
+                return kept
+        run = self.engine.run(jobs)
+        records = _records(jobs, run)
         voice_names = {parsed.speakers[k]: v.describe() for k, v in cast.items()}
-        if result.failures and not self.options.keep_going:
-            totals.wall_time = time.perf_counter() - started
-            self._write_report(DialogResult(parsed.path, None, 0.0, self.settings.sample_rate,
-                                            self.settings.channels, records, voice_names, totals))
-            raise engine.SynthesisFailed(result.failures, len(jobs))
-
-        items: list[mix.Item] = []
-        placed: list[LineRecord] = []
-        outcomes = iter(zip(jobs, result.outcomes, records))
-        for event in parsed.events:
-            if isinstance(event, Pause):
-                items.append(mix.Silence(event.seconds))
-                continue
-            job, outcome, record = next(outcomes)
-            if outcome.clip is None:  # --keep-going: silence as long as the line would take, gaps included
-                items.append(mix.Silence(_estimated_seconds(job) + self.settings.gap))
-                log.warning("%s: left silent (%s)", job.where(), outcome.error)
-                continue
-            voice = job.voice
-            items.append(mix.Placement(outcome.clip, pan=voice.pan or 0.0, gain_db=voice.gain))
-            placed.append(record)
-        result.outcomes.clear()                      # the items hold the clips now; the mix releases them
-        mixed = mix.mix(items, self.settings, consume=True)
+        dialog = DialogResult(parsed.path, None, 0.0, self.settings.sample_rate, self.settings.channels,
+                              records, voice_names, Totals(**asdict(run.stats)))
+        if run.failures and not self.options.keep_going:
+            dialog.totals.wall_time = time.perf_counter() - started
+            self._write_report(dialog)
+            raise engine.SynthesisFailed(run.failures, len(jobs))
+        clips = run.clips
+        run.outcomes.clear()                  # the clips list holds them now; the mix releases them
+        timeline = self._timeline(parsed, jobs, clips, records)
+        mixed = mix.mix_timeline(timeline, clips, self.settings, consume=True)
         for note in mixed.notes:
             log.warning("%s: %s", parsed.path, note)
-        for record, (start, end) in zip(placed, mixed.spans):
-            record.start, record.end = round(start, 4), round(end, 4)
         if out is not None:
             audio.write(out, mixed.samples, mixed.sample_rate)
-
-        totals.duration = mixed.duration
-        totals.wall_time = time.perf_counter() - started
-        totals.real_time_factor = totals.wall_time / mixed.duration if mixed.duration else 0.0
-        dialog = DialogResult(parsed.path, Path(out) if out is not None else None, mixed.duration,
-                              mixed.sample_rate, self.settings.channels, records, voice_names, totals,
-                              mixed.loudness, mixed.true_peak, mixed.notes)
-        if render_key is not None and not result.failures:
-            self._remember_output(out, render_key, dialog)  # type: ignore[arg-type]
+        _finish(dialog, timeline, mixed, out, started)
+        if key is not None and out is not None and not run.failures:
+            uptodate.remember(self._cache, out, key, dialog)
         self._write_report(dialog)
         return dialog
 
-    # ------------------------------------------------------------ up-to-date outputs
-    def _render_key(self, parsed: Script, jobs: list[engine.Job], out: PathLike) -> str:
-        """Everything that decides the bytes of the output file, hashed."""
-        import hashlib
-
-        from . import __version__
-
-        keys = iter([self.engine.cache_key(job) for job in jobs])
-        voices = iter([(job.voice.pan, job.voice.gain) for job in jobs])
-        timeline = [["pause", e.seconds] if isinstance(e, Pause) else [next(keys), *next(voices)]
-                    for e in parsed.events]
-        s = self.settings
-        payload = [__version__, timeline, s.sample_rate, s.channels, s.gap, s.lufs, s.true_peak,
-                   audio.output_format(out)]
-        return hashlib.sha256(json.dumps(payload).encode()).hexdigest()
-
-    def _unchanged_output(self, out: PathLike, render_key: str, started: float) -> DialogResult | None:
-        """The previous result if *out* still holds exactly this render (like make), else None."""
-        assert self._cache is not None
-        record = self._cache.get_record(f"output:{Path(out).resolve()}")
-        if record is None or record.get("key") != render_key or record.get("stat") != _stat(out):
+    # ------------------------------------------------------------ up-to-date outputs and the report
+    def _render_key(self, parsed: Script, jobs: list[engine.Job], out: PathLike | None) -> str | None:
+        if out is None or self._cache is None:
             return None
-        dialog = DialogResult.from_json(record["result"])
-        for line in dialog.lines:
-            line.cache_hit, line.source, line.attempts, line.synthesis_seconds = True, "cache", 0, 0.0
+        return uptodate.render_key(parsed, [self.engine.cache_key(job) for job in jobs],
+                                   [(job.voice.pan, job.voice.gain) for job in jobs], self.settings, out)
+
+    def _up_to_date(self, out: PathLike, key: str, started: float) -> DialogResult | None:
+        dialog = uptodate.unchanged(self._cache, out, key, time.perf_counter() - started)
+        if dialog is None:
+            return None
         count = len(dialog.lines)
-        dialog.totals = Totals(lines=count, cached=count, duration=dialog.duration, up_to_date=True,
-                               wall_time=time.perf_counter() - started)
-        dialog.totals.real_time_factor = dialog.totals.wall_time / dialog.duration if dialog.duration else 0.0
         if self.engine.progress is not None:
             self.engine.progress(count, count, f"{out} is up to date")
         log.info("%s is up to date (nothing changed since it was written; --force renders it again)", out)
         self._write_report(dialog)
         return dialog
-
-    def _remember_output(self, out: PathLike, render_key: str, dialog: DialogResult) -> None:
-        assert self._cache is not None
-        self._cache.put_record(f"output:{Path(out).resolve()}",
-                               {"key": render_key, "stat": _stat(out), "result": dialog.to_json()})
 
     def _write_report(self, dialog: DialogResult) -> None:
         if self.options.report is None:
@@ -391,20 +294,28 @@ class Renderer:
         return BatchResult(results, failures)
 
 
-def _stat(path: PathLike) -> list[int] | None:
-    """Identity of a file's current content, as far as a stat can tell."""
-    try:
-        st = os.stat(path)
-    except OSError:
-        return None
-    return [st.st_size, st.st_mtime_ns, st.st_ino]
+def _records(jobs: list[engine.Job], run: engine.EngineResult) -> list[LineRecord]:
+    """One report record per line, from its job and its synthesis outcome."""
+    return [LineRecord(job.line_no, job.speaker, job.text, job.voice.backend, job.voice.name,
+                       o.source == "cache", o.source, o.attempts, round(o.seconds, 4),
+                       error=str(o.error) if o.error else None)
+            for job, o in zip(jobs, run.outcomes)]
 
 
-def _estimated_seconds(job: engine.Job) -> float:
-    """How long a line would take to say, for the silence that stands in for it."""
-    backend = backends.get_backend(job.voice.backend)
-    words = max(1, len(job.text.split()))
-    return words * 60.0 / (backend.base_wpm * job.voice.speed(backend.base_wpm))
+def _finish(dialog: DialogResult, timeline: Timeline, mixed: mix.MixResult, out: PathLike | None,
+            started: float) -> None:
+    """Fill in *dialog* from the timeline (line positions) and the mix (duration, loudness)."""
+    rate = timeline.sample_rate
+    for entry in timeline.lines:
+        record = dialog.lines[entry.index]
+        record.start, record.end = round(entry.start / rate, 4), round(entry.start / rate + entry.frames / rate, 4)
+    dialog.path = Path(out) if out is not None else None
+    dialog.duration = mixed.duration
+    dialog.loudness, dialog.true_peak, dialog.notes = mixed.loudness, mixed.true_peak, mixed.notes
+    totals = dialog.totals
+    totals.duration = mixed.duration
+    totals.wall_time = time.perf_counter() - started
+    totals.real_time_factor = totals.wall_time / mixed.duration if mixed.duration else 0.0
 
 
 def _options(kwargs: dict[str, Any]) -> RenderOptions:

@@ -17,7 +17,11 @@ from typing import Callable, Sequence, Union
 
 import numpy as np
 
+from . import timeline as timeline_mod
 from .audio import Clip, db_to_gain, resample
+from .script import Line, Pause
+from .timeline import Timeline
+from .voice import Voice
 
 log = logging.getLogger("dialog_tts")
 
@@ -127,73 +131,38 @@ def prepare(clip: Clip, settings: MixSettings) -> np.ndarray:
     return fade_edges(out, round(settings.fade * settings.sample_rate))
 
 
-def layout(items: Sequence[Item], lengths: Sequence[int], settings: MixSettings) -> tuple[list[int], int]:
-    """Start frame of each Placement and the total length, from clip lengths in frames.
+def placed_frames(clip: Clip, settings: MixSettings) -> int:
+    """How many output frames *clip* takes in the mix: trimmed of silence, at the output rate."""
+    start, stop = trim_bounds(clip.mono() if clip.channels > 1 else clip.samples,
+                              settings.trim_db, settings.trim_floor_db)
+    return resampled_length(stop - start, clip.sample_rate, settings.sample_rate)
 
-    Consecutive clips are ``gap`` apart; a Silence adds its length at its place
-    (before the first clip or after the last one too).  A clip with no audio
-    left after trimming takes no place and no gap.
+
+def mix_timeline(timeline: Timeline, clips: list[Clip | None], settings: MixSettings, *,
+                 consume: bool = False) -> MixResult:
+    """Place each line's clip where *timeline* says, then (optionally) normalize loudness.
+
+    ``clips[i]`` is the audio of the script's i-th line (the timeline entries' ``index``).
+    Memory stays near the size of the result: the buffer is allocated once (its
+    pages become resident only as clips land in it) and normalization works in
+    place.  With ``consume=True`` each clip is replaced by None in *clips* as soon
+    as it is placed, so that a caller holding no other reference frees it.
     """
-    rate = settings.sample_rate
-    starts: list[int] = []
-    cursor = 0.0          # in seconds, rounded to frames only at placement
-    placed_any = False
-    clip_index = 0
-    for item in items:
-        if isinstance(item, Silence):
-            cursor += item.seconds
-            continue
-        if lengths[clip_index] == 0:
-            starts.append(round(cursor * rate))
-            clip_index += 1
-            continue
-        if placed_any:
-            cursor += settings.gap
-        start = round(cursor * rate)
-        starts.append(start)
-        cursor = (start + lengths[clip_index]) / rate
-        clip_index += 1
-        placed_any = True
-    return starts, round(cursor * rate)
-
-
-def mix(items: list[Item], settings: MixSettings = MixSettings(), *, consume: bool = False) -> MixResult:
-    """Assemble *items* into one buffer and (optionally) normalize its loudness.
-
-    Memory stays near the size of the result: clip lengths are worked out first,
-    the buffer is allocated once (its pages become resident only as clips land in
-    it) and normalization works in place.  With ``consume=True`` each Placement is
-    replaced by None in *items* as soon as it is placed, so that a caller holding
-    no other reference to the clips frees them as the mix grows.
-    """
-    placements = [i for i, it in enumerate(items) if isinstance(it, Placement)]
-    lengths = []
-    for i in placements:
-        clip = items[i].clip  # type: ignore[union-attr]
-        start, stop = trim_bounds(clip.mono() if clip.channels > 1 else clip.samples,
-                                  settings.trim_db, settings.trim_floor_db)
-        lengths.append(resampled_length(stop - start, clip.sample_rate, settings.sample_rate))
-    starts, total = layout(items, lengths, settings)
-    shape = (total,) if settings.channels == 1 else (total, 2)
-    out = np.zeros(shape, dtype=np.float32)
+    total = timeline.frames
+    out = np.zeros((total,) if settings.channels == 1 else (total, 2), dtype=np.float32)
     spans = []
-    silent = sum(1 for n in lengths if n == 0)
-    for i, start, length in zip(placements, starts, lengths):
-        placement = items[i]
-        assert isinstance(placement, Placement)
+    silent = 0
+    for entry in timeline.lines:
+        clip = clips[entry.index]
+        assert clip is not None and entry.voice is not None
         if consume:
-            items[i] = None  # type: ignore[call-overload]
-        samples = prepare(placement.clip, settings)[:length]
-        end = start + samples.shape[0]
-        gain = db_to_gain(placement.gain_db)
-        if settings.channels == 1:
-            out[start:end] += samples * np.float32(gain)
-        else:
-            left, right = pan_gains(placement.pan)
-            out[start:end, 0] += samples * np.float32(gain * left)
-            out[start:end, 1] += samples * np.float32(gain * right)
-        spans.append((start / settings.sample_rate, start / settings.sample_rate + length / settings.sample_rate))
-        del placement, samples
+            clips[entry.index] = None
+        _place(out, prepare(clip, settings)[:entry.frames], entry.start, entry.voice.pan or 0.0,
+               entry.voice.gain, settings)
+        spans.append((entry.start / settings.sample_rate,
+                      entry.start / settings.sample_rate + entry.frames / settings.sample_rate))
+        silent += entry.frames == 0
+        del clip
     result = MixResult(out, settings.sample_rate, spans)
     if silent:
         result.notes.append(f"{silent} clip(s) had no audible audio and were left out")
@@ -202,6 +171,40 @@ def mix(items: list[Item], settings: MixSettings = MixSettings(), *, consume: bo
     for block in range(0, total, _BLOCK):
         np.clip(out[block:block + _BLOCK], -1.0, 1.0, out=out[block:block + _BLOCK])
     return result
+
+
+def _place(out: np.ndarray, samples: np.ndarray, start: int, pan: float, gain_db: float,
+           settings: MixSettings) -> None:
+    """Add *samples* into *out* at frame *start*, with gain and (in stereo) constant-power pan."""
+    end = start + samples.shape[0]
+    gain = db_to_gain(gain_db)
+    if settings.channels == 1:
+        out[start:end] += samples * np.float32(gain)
+    else:
+        left, right = pan_gains(pan)
+        out[start:end, 0] += samples * np.float32(gain * left)
+        out[start:end, 1] += samples * np.float32(gain * right)
+
+
+def mix(items: list[Item], settings: MixSettings = MixSettings(), *, consume: bool = False) -> MixResult:
+    """Assemble a list of :class:`Placement` and :class:`Silence` items (a convenience over
+    :func:`mix_timeline`: each Placement is a line, each Silence a pause, in order)."""
+    events: list[timeline_mod.Event] = []
+    inputs: list[timeline_mod.LineInput] = []
+    clips: list[Clip | None] = []
+    for i, item in enumerate(items):
+        if isinstance(item, Silence):
+            events.append(Pause(item.seconds, 0))
+            continue
+        if consume:
+            items[i] = None  # type: ignore[call-overload]  # the clips list holds the only reference now
+        line = Line("", "", 0)
+        events.append(line)
+        inputs.append(timeline_mod.LineInput(line, Voice("", pan=item.pan, gain=item.gain_db),
+                                             placed_frames(item.clip, settings)))
+        clips.append(item.clip)
+    timeline = timeline_mod.build(events, inputs, sample_rate=settings.sample_rate, gap=settings.gap)
+    return mix_timeline(timeline, clips, settings, consume=consume)
 
 
 # ---------------------------------------------------------------- loudness
