@@ -193,18 +193,16 @@ def edge_latency(text: str, scale: float = 1.0) -> float:
 def bench_edge(quick: bool) -> Section:
     """The seed's table against a local Edge-protocol server (tests/edge_server.py)."""
     import asyncio
-    import io
     import tempfile
 
     sys.path.insert(0, str(HERE / "tests"))
-    from edge_server import EdgeServer
-
     import edge_tts.communicate
     import numpy as np
     import soundfile as sf
 
     from dialog_tts import backends, synthesize_dialog
     from dialog_tts.audio import decode_mp3
+    from edge_server import EdgeServer
 
     lines = 8 if quick else 16
     repeat = 1 if quick else 2
@@ -334,9 +332,9 @@ def bench_qwen(quick: bool) -> Section:
     import tempfile
 
     sys.path.insert(0, str(HERE / "tests"))
-    import qwen_tiny
     import torch
 
+    import qwen_tiny
     from dialog_tts import backends, synthesize_dialog
     from dialog_tts.backends.qwen import QwenBackend
 

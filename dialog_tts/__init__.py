@@ -12,9 +12,18 @@ from __future__ import annotations
 from importlib import import_module
 from typing import Any
 
-from .errors import (BackendUnavailableError, DialogTTSError, InputError, OutputError, ScriptError,
-                     SynthesisError, TransientSynthesisError, UnknownBackendError, UnknownVoiceError,
-                     VoiceSpecError)
+from .errors import (
+    BackendUnavailableError,
+    DialogTTSError,
+    InputError,
+    OutputError,
+    ScriptError,
+    SynthesisError,
+    TransientSynthesisError,
+    UnknownBackendError,
+    UnknownVoiceError,
+    VoiceSpecError,
+)
 
 _LAZY = {
     "synthesize_dialog": "api", "DialogResult": "api", "LineRecord": "api", "list_voices": "api",
@@ -22,7 +31,8 @@ _LAZY = {
     "Voice": "voice", "Clip": "audio", "SynthesisFailed": "engine",
 }
 
-__all__ = [*_LAZY, "DialogTTSError", "InputError", "ScriptError", "VoiceSpecError", "UnknownBackendError",
+__all__ = [*_LAZY,  # noqa: PLE0604 - the lazy names are strings too
+           "DialogTTSError", "InputError", "ScriptError", "VoiceSpecError", "UnknownBackendError",
            "UnknownVoiceError", "BackendUnavailableError", "SynthesisError", "TransientSynthesisError",
            "OutputError", "__version__"]
 

@@ -13,11 +13,12 @@ import json
 import logging
 import os
 import time
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Union
 
-from . import audio, backends, casting, engine, mix, script as script_mod, speakers, uptodate
+from . import audio, backends, casting, engine, mix, speakers, uptodate
+from . import script as script_mod
 from .audio import Clip
 from .errors import DialogTTSError, InputError, OutputError
 from .results import BatchResult, DialogResult, LineRecord, SpeakerPlan, Totals
@@ -119,7 +120,7 @@ def _overrides(voices: VoicesArg) -> list[tuple[str, Mapping[str, Any]]]:
     if voices is None:
         return []
     if isinstance(voices, Mapping):
-        out = []
+        out: list[tuple[str, Mapping[str, Any]]] = []
         for name, spec in voices.items():
             if isinstance(spec, Mapping):
                 spec_fields = {str(k).lower(): v for k, v in spec.items()}
@@ -201,7 +202,7 @@ class Renderer:
 
     def plan(self, script: PathLike | Script) -> list[SpeakerPlan]:
         """Parse, cast and look up the cache: what a render would synthesize (nothing is)."""
-        parsed, cast, jobs = self._prepare(script)
+        _parsed, cast, jobs = self._prepare(script)
         cached = self.engine.lookup(jobs)
         rows: dict[str, SpeakerPlan] = {}
         seen: set[str] = set()
@@ -409,6 +410,17 @@ def list_voices(backend: str | None = None) -> dict[str, list[backends.VoiceInfo
     return {name: backends.get_backend(name).list_voices() for name in names}
 
 
-__all__ = ["synthesize_dialog", "synthesize_batch", "plan_dialog", "Renderer", "RenderOptions",
-           "DialogResult", "LineRecord", "Totals", "SpeakerPlan", "BatchResult", "list_voices",
-           "expand_scripts"]
+__all__ = [
+    "BatchResult",
+    "DialogResult",
+    "LineRecord",
+    "RenderOptions",
+    "Renderer",
+    "SpeakerPlan",
+    "Totals",
+    "expand_scripts",
+    "list_voices",
+    "plan_dialog",
+    "synthesize_batch",
+    "synthesize_dialog",
+]

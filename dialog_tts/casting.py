@@ -81,8 +81,8 @@ class _Fields:
         if found is not None:
             return found[0]
         smap = self.map
-        return Source(f"speaker {self.script.speakers.get(key, key)!r}", smap and smap.path,
-                      smap and smap.defaults_line)
+        return Source(f"speaker {self.script.speakers.get(key, key)!r}", smap.path if smap else None,
+                      smap.defaults_line if smap else None)
 
     def merged(self, key: str) -> dict[str, Any]:
         """Defaults plus the speaker's own fields, with the backend's file paths settled."""

@@ -19,14 +19,6 @@ from .voice import DEFAULT_BACKEND
 _ASSIGNMENT = re.compile(r"^[^\s=-][^=]*=")
 
 
-class CLIError(click.ClickException):
-    """A DialogTTSError shown as one line, with its own exit code."""
-
-    def __init__(self, error: DialogTTSError) -> None:
-        super().__init__(str(error))
-        self.exit_code = error.exit_code
-
-
 def expand_voices(args: list[str]) -> list[str]:
     """Let one ``--voices`` take several ``NAME=SPEC`` values: ``--voices A=x B=y``.
 
@@ -69,7 +61,8 @@ class DialogGroup(click.Group):
         except DialogTTSError as exc:
             if ctx.params.get("debug"):
                 raise
-            raise CLIError(exc) from exc
+            click.echo(f"Error: {exc}", err=True)   # one line (more for a list of failed lines)
+            ctx.exit(exc.exit_code)
 
 
 def _parse_voice(ctx: click.Context, param: click.Parameter, values: tuple[str, ...]) -> list[tuple[str, Any]]:
@@ -103,9 +96,9 @@ def _setup_logging(quiet: bool, verbose: int) -> None:
                     logging.INFO if verbose else logging.WARNING)
 
 
-def render_options(f: Callable[..., Any]) -> Callable[..., Any]:
-    """The options of a render (shared by the main command and later subcommands)."""
-    options = [
+def _voice_and_mix_options() -> list[Callable[..., Any]]:
+    """Who speaks with which voice, and how the mix sounds."""
+    return [
         click.option("--voices", "voices", multiple=True, callback=_parse_voice, metavar="NAME=SPEC",
                      help='Voice for a speaker, e.g. A="joe,rate=180,pan=-0.3". Repeatable; '
                           'one --voices may take several NAME=SPEC values.'),
@@ -124,6 +117,12 @@ def render_options(f: Callable[..., Any]) -> Callable[..., Any]:
         click.option("--true-peak", type=click.FloatRange(-20, 0), default=-1.0, show_default=True,
                      metavar="DBTP", help="True-peak ceiling with --lufs, in dBTP."),
         click.option("--speak-directions", is_flag=True, help="Speak [stage directions] instead of skipping them."),
+    ]
+
+
+def _run_options() -> list[Callable[..., Any]]:
+    """How the lines are synthesized: parallelism, retries, cache, backend settings."""
+    return [
         click.option("--workers", type=click.IntRange(1, 64), default=4, show_default=True,
                      help="Lines synthesized at once."),
         click.option("--threads", type=click.IntRange(1, 256), default=None, metavar="N",
@@ -136,14 +135,15 @@ def render_options(f: Callable[..., Any]) -> Callable[..., Any]:
         click.option("--cache/--no-cache", "cache", default=True, show_default=True,
                      help="Use the synthesis cache (--no-cache neither reads nor writes it)."),
         click.option("--cache-dir", type=click.Path(file_okay=False), metavar="DIR", envvar="DIALOG_TTS_CACHE_DIR",
-                     show_envvar=True, help="Cache location [default: the user cache dir, ~/.cache/dialog-tts on Linux]."),
+                     show_envvar=True,
+                     help="Cache location [default: the user cache dir, ~/.cache/dialog-tts on Linux]."),
         click.option("--cache-size", default="2GB", show_default=True, metavar="SIZE",
                      help="Cache size bound; least recently used entries are evicted beyond it."),
         click.option("--progress/--no-progress", default=None,
                      help="Progress bar on stderr [default: when stderr is a terminal]."),
         click.option("--backend-option", "backend_options", multiple=True, metavar="NAME.KEY=VALUE",
                      help="A backend's own run setting, e.g. qwen.batch_size=8 or edge.timeout=30. "
-                          "Repeatable; `dialog-tts voices --settings` lists them."),
+                          "Repeatable; `dialog-tts backends` lists them."),
         click.option("--timeout", type=click.FloatRange(min=0.1), default=None, metavar="SECONDS",
                      help="Alias of --backend-option edge.timeout=SECONDS [default: 20 s + 0.1 s a character]."),
         click.option("--qwen-batch-size", type=click.IntRange(1, 256), default=None, metavar="N",
@@ -153,7 +153,11 @@ def render_options(f: Callable[..., Any]) -> Callable[..., Any]:
         click.option("--force", is_flag=True,
                      help="Render even when the output already holds this exact render."),
     ]
-    for option in reversed(options):
+
+
+def render_options(f: Callable[..., Any]) -> Callable[..., Any]:
+    """The options of a render (shared by the main command and the batch command)."""
+    for option in reversed(_voice_and_mix_options() + _run_options()):
         f = option(f)
     return f
 
@@ -203,11 +207,15 @@ def main(ctx: click.Context, script: str | None, out: str | None, report: str | 
         return
     if out is None:
         raise click.UsageError("missing --out FILE (.wav, .flac, .ogg or .mp3)")
+    _render(script, out, report, progress, quiet, render)
+
+
+def _render(script: str, out: str, report: str | None, progress: bool | None, quiet: bool,
+            render: dict[str, Any]) -> None:
     from .api import Renderer, RenderOptions
     from .audio import tune_allocator
 
     tune_allocator()
-
     with _progress_bar(progress, quiet) as callback, \
             Renderer(RenderOptions(report=report, **render), progress_callback=callback) as renderer:
         result = renderer.render(script, out)
@@ -345,10 +353,28 @@ def _language_matches(language: str, wanted: str) -> bool:
     return language == wanted or language.startswith(wanted + "-")
 
 
+@main.command("backends")
+def backends_command() -> None:
+    """List the backends, what they need, and the settings each takes (--backend-option NAME.KEY=VALUE)."""
+    from . import backends as registry
+
+    for name in registry.available():
+        try:
+            inst = registry.get_backend(name)
+        except DialogTTSError as exc:
+            click.echo(f"{name}: unavailable ({exc})")
+            continue
+        needs = ", ".join(n for n, flag in (("network", inst.online), ("a GPU for speed", inst.needs_gpu)) if flag)
+        click.echo(f"{name}" + (f" (needs {needs})" if needs else ""))
+        for key, setting in sorted(inst.settings.items()):
+            click.echo(f"  {name}.{key}: {setting.help}")
+
+
 @main.group("voices", invoke_without_command=True)
 @click.option("--backend", metavar="NAME", help="Only this backend's voices.")
 @click.option("--language", "--locale", "language", metavar="LANG", help="Only voices of language LANG (ko, ko-KR).")
-@click.option("--gender", type=click.Choice(["female", "male"], case_sensitive=False), help="Only female or male voices.")
+@click.option("--gender", type=click.Choice(["female", "male"], case_sensitive=False),
+              help="Only female or male voices.")
 @click.pass_context
 def voices_command(ctx: click.Context, backend: str | None, language: str | None, gender: str | None) -> None:
     """List the voices of every backend (or of one); `voices preload` prepares a speaker map's voices."""
@@ -377,7 +403,8 @@ def voices_command(ctx: click.Context, backend: str | None, language: str | None
         variants = getattr(inst, "variants", None)
         if callable(variants):
             notes.append(f"{name}: add a variant to any voice, as in en-us+f3: {' '.join(variants())}")
-    widths = [max([len(h), *(len(r[i]) for r in rows)]) for i, h in enumerate(("BACKEND", "VOICE", "LANGUAGE", "GENDER"))]
+    columns = ("BACKEND", "VOICE", "LANGUAGE", "GENDER")
+    widths = [max([len(h), *(len(r[i]) for r in rows)]) for i, h in enumerate(columns)]
     header = ("BACKEND", "VOICE", "LANGUAGE", "GENDER", "DESCRIPTION")
     for row in [header, *rows]:
         click.echo("  ".join(c.ljust(w) for c, w in zip(row[:4], widths)) + "  " + row[4])

@@ -24,7 +24,7 @@ class DialogTTSError(Exception):
         self.line = line
 
     def locate(self, where: str | None = None, path: str | os.PathLike[str] | None = None,
-               line: int | None = None) -> "DialogTTSError":
+               line: int | None = None) -> DialogTTSError:
         """Fill in the location where the error does not have one yet; returns self."""
         if self.path is None and path is not None:
             self.path, self.line = os.fspath(path), line

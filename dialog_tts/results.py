@@ -64,7 +64,7 @@ class DialogResult:
                 "lines": [asdict(r) for r in self.lines]}
 
     @classmethod
-    def from_json(cls, data: Mapping[str, Any]) -> "DialogResult":
+    def from_json(cls, data: Mapping[str, Any]) -> DialogResult:
         return cls(data["script"], Path(data["output"]) if data["output"] else None, data["duration"],
                    data["sample_rate"], data["channels"], [LineRecord(**r) for r in data["lines"]],
                    dict(data["voices"]), Totals(**data["totals"]), data["loudness"], data["true_peak"],

@@ -22,7 +22,7 @@ MIX_KEYS = frozenset({"pan", "gain"})
 
 _NUMBER = r"[+-]?(?:\d+(?:\.\d*)?|\.\d+)"
 _RATE_WPM = re.compile(rf"^(?P<v>{_NUMBER})\s*(?:wpm)?$", re.IGNORECASE)
-_RATE_PCT = re.compile(rf"^(?P<v>[+-](?:\d+(?:\.\d*)?|\.\d+))\s*%$")
+_RATE_PCT = re.compile(r"^(?P<v>[+-](?:\d+(?:\.\d*)?|\.\d+))\s*%$")
 _RATE_X = re.compile(rf"^(?P<v>{_NUMBER})\s*x$", re.IGNORECASE)
 _PITCH = re.compile(rf"^(?P<v>{_NUMBER})\s*(?:st)?$", re.IGNORECASE)
 _DB = re.compile(rf"^(?P<v>{_NUMBER})\s*(?:db)?$", re.IGNORECASE)

@@ -33,7 +33,7 @@ import time
 import uuid
 import zlib
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable, Optional, Union
+from typing import Any, Callable, Iterable, Union
 from xml.sax.saxutils import escape, unescape
 
 import numpy as np
@@ -100,7 +100,7 @@ def parse_frame(message: str) -> tuple[dict[str, str], str]:
     return headers, body
 
 
-def parse_ssml(ssml: str) -> dict[str, Optional[str]]:
+def parse_ssml(ssml: str) -> dict[str, str | None]:
     """voice / rate / pitch / volume / text (XML-unescaped) out of the client's SSML."""
     voice = re.search(r"<voice\s+name\s*=\s*(['\"])(.*?)\1", ssml, re.S)
     prosody = re.search(r"<prosody\b([^>]*)>(.*?)</prosody>", ssml, re.S)
@@ -121,30 +121,30 @@ def parse_ssml(ssml: str) -> dict[str, Optional[str]]:
     }
 
 
-def _percent(value: Optional[str]) -> float:
+def _percent(value: str | None) -> float:
     if not value:
         return 0.0
     m = re.fullmatch(r"\s*([+-]?\d+(?:\.\d+)?)\s*%\s*", value)
     return float(m.group(1)) if m else 0.0
 
 
-def rate_factor(rate: Optional[str]) -> float:
+def rate_factor(rate: str | None) -> float:
     """'+20%' -> 1.2 (speech is 1.2x faster, so durations are divided by it)."""
     return max(0.1, 1.0 + _percent(rate) / 100.0)
 
 
-def volume_factor(volume: Optional[str]) -> float:
+def volume_factor(volume: str | None) -> float:
     """'-10%' -> 0.9."""
     return max(0.0, 1.0 + _percent(volume) / 100.0)
 
 
-def tone_frequency(text: str, voice: str, pitch: Optional[str] = "+0Hz") -> float:
+def tone_frequency(text: str, voice: str, pitch: str | None = "+0Hz") -> float:
     """Tone frequency (Hz) of a request: 200..690 Hz from crc32(voice, text), plus the pitch.
 
     ``voice`` may be short ('en-US-AriaNeural') or the long form the client sends.
     Pitch '+5Hz' adds 5 Hz, '+10%' multiplies by 1.1, '+2st' shifts by semitones.
     """
-    key = f"{short_voice_name(voice)}\x00{text}".encode("utf-8")
+    key = f"{short_voice_name(voice)}\x00{text}".encode()
     f = 200.0 + 10.0 * (zlib.crc32(key) % 50)
     p = (pitch or "").strip()
     if m := re.fullmatch(r"([+-]?\d+(?:\.\d+)?)Hz", p):
@@ -267,7 +267,7 @@ def expected_audio(
 # --------------------------------------------------------------------------- MP3
 
 
-def _frame_length(header: bytes) -> Optional[tuple[int, int]]:
+def _frame_length(header: bytes) -> tuple[int, int] | None:
     """(frame bytes, bitrate bps) of the MPEG audio frame starting with ``header``, or None."""
     if len(header) < 4:
         return None
@@ -445,22 +445,22 @@ class EdgeRequest:
     """One connection to the server (a 403'd handshake and its retry are two of these)."""
 
     index: int  # 0-based connection order
-    connection_id: Optional[str]  # ConnectionId query parameter the client sent
+    connection_id: str | None  # ConnectionId query parameter the client sent
     query: dict[str, str]
-    fault: Optional[str] = None  # fault mode applied (None = normal)
-    text: Optional[str] = None  # XML-unescaped text (None if rejected at the handshake)
-    voice: Optional[str] = None  # as sent: 'Microsoft Server Speech Text to Speech Voice (en-US, AriaNeural)'
-    short_voice: Optional[str] = None  # 'en-US-AriaNeural'
-    rate: Optional[str] = None  # exactly as sent, e.g. '+20%'
-    pitch: Optional[str] = None  # e.g. '+5Hz'
-    volume: Optional[str] = None  # e.g. '-10%'
-    request_id: Optional[str] = None  # X-RequestId of the ssml frame (echoed in the answer)
-    boundary: Optional[str] = None  # 'SentenceBoundary' or 'WordBoundary' (from speech.config)
-    output_format: Optional[str] = None
-    ssml: Optional[str] = None
+    fault: str | None = None  # fault mode applied (None = normal)
+    text: str | None = None  # XML-unescaped text (None if rejected at the handshake)
+    voice: str | None = None  # as sent: 'Microsoft Server Speech Text to Speech Voice (en-US, AriaNeural)'
+    short_voice: str | None = None  # 'en-US-AriaNeural'
+    rate: str | None = None  # exactly as sent, e.g. '+20%'
+    pitch: str | None = None  # e.g. '+5Hz'
+    volume: str | None = None  # e.g. '-10%'
+    request_id: str | None = None  # X-RequestId of the ssml frame (echoed in the answer)
+    boundary: str | None = None  # 'SentenceBoundary' or 'WordBoundary' (from speech.config)
+    output_format: str | None = None
+    ssml: str | None = None
     started: float = field(default_factory=time.monotonic)  # handshake arrived
-    answered: Optional[float] = None  # turn.start sent (after the latency)
-    finished: Optional[float] = None  # answer done (turn.end sent, dropped, ...)
+    answered: float | None = None  # turn.start sent (after the latency)
+    finished: float | None = None  # answer done (turn.end sent, dropped, ...)
     audio_bytes: int = 0  # MP3 bytes sent
     completed: bool = False  # turn.end was sent
     # 'pending', 'ok', 'rejected' (HTTP error), 'fault' (ws-level fault done), 'stalled',
@@ -494,31 +494,31 @@ class EdgeServer:
     def __init__(
         self,
         latency: Union[float, Callable[[str], float]] = 0.0,
-        faults: Optional[Iterable[Optional[str]]] = None,
-        fault_for: Optional[Callable[[int, Optional[str]], Optional[str]]] = None,
-        voices: Optional[Iterable[str]] = None,
+        faults: Iterable[str | None] | None = None,
+        fault_for: Callable[[int, str | None], str | None] | None = None,
+        voices: Iterable[str] | None = None,
         host: str = "127.0.0.1",
     ) -> None:
         self.latency = latency
-        self.faults: list[Optional[str]] = list(faults or [])
+        self.faults: list[str | None] = list(faults or [])
         for mode in self.faults:
             _check_mode(mode)
         self.fault_for = fault_for
         self.voices = set(voices) if voices is not None else None
         self.host = host
-        self.port: Optional[int] = None
+        self.port: int | None = None
         self._lock = threading.Lock()
         self._requests: list[EdgeRequest] = []
         self._errors: list[str] = []
         self._active = 0
         self._max_concurrent = 0
-        self._loop: Optional[asyncio.AbstractEventLoop] = None
-        self._thread: Optional[threading.Thread] = None
-        self._runner: Optional[web.AppRunner] = None
-        self._executor: Optional[concurrent.futures.ThreadPoolExecutor] = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+        self._runner: web.AppRunner | None = None
+        self._executor: concurrent.futures.ThreadPoolExecutor | None = None
         self._tasks: set[asyncio.Task] = set()
         self._stopping = False
-        self._startup_error: Optional[BaseException] = None
+        self._startup_error: BaseException | None = None
         self.leftover_tasks = 0  # tasks stop() had to cancel after the web runner's cleanup
 
     # ---------------------------------------------------------------- public state
@@ -566,7 +566,7 @@ class EdgeServer:
 
     # ---------------------------------------------------------------- lifecycle
 
-    def start(self) -> "EdgeServer":
+    def start(self) -> EdgeServer:
         if self._thread is not None:
             raise RuntimeError("EdgeServer already started")
         self._stopping = False
@@ -602,7 +602,7 @@ class EdgeServer:
             self._executor = None
             self.port = None
 
-    def __enter__(self) -> "EdgeServer":
+    def __enter__(self) -> EdgeServer:
         return self.start() if self._thread is None else self
 
     def __exit__(self, *exc: Any) -> None:
@@ -654,11 +654,11 @@ class EdgeServer:
 
     # ---------------------------------------------------------------- handling
 
-    def _error(self, rec: Optional[EdgeRequest], message: str) -> None:
+    def _error(self, rec: EdgeRequest | None, message: str) -> None:
         with self._lock:
             self._errors.append(message if rec is None else f"request {rec.index}: {message}")
 
-    def _ask_fault_for(self, rec: EdgeRequest, text: Optional[str]) -> Optional[str]:
+    def _ask_fault_for(self, rec: EdgeRequest, text: str | None) -> str | None:
         if self.fault_for is None:
             return None
         try:
@@ -721,9 +721,9 @@ class EdgeServer:
                 pass
         return ws
 
-    async def _serve(self, ws: web.WebSocketResponse, rec: EdgeRequest, mode: Optional[str], ask_again: bool) -> None:
+    async def _serve(self, ws: web.WebSocketResponse, rec: EdgeRequest, mode: str | None, ask_again: bool) -> None:
         # 1. speech.config, then ssml
-        ssml_headers: Optional[dict[str, str]] = None
+        ssml_headers: dict[str, str] | None = None
         ssml = ""
         while ssml_headers is None:
             msg = await ws.receive()
@@ -785,7 +785,7 @@ class EdgeServer:
             async for _ in ws:
                 pass
 
-    async def _answer(self, ws: web.WebSocketResponse, rec: EdgeRequest, mode: Optional[str], text: str) -> bool:
+    async def _answer(self, ws: web.WebSocketResponse, rec: EdgeRequest, mode: str | None, text: str) -> bool:
         """Send the answer; True if the connection is left open for the client to close."""
         if mode == "stall":
             rec.status = "stalled"
@@ -856,7 +856,7 @@ class EdgeServer:
         return True
 
 
-def _check_mode(mode: Optional[str]) -> None:
+def _check_mode(mode: str | None) -> None:
     if mode is not None and mode not in FAULT_MODES:
         raise ValueError(f"unknown fault mode {mode!r}; expected one of {sorted(FAULT_MODES)} or None")
 

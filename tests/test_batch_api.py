@@ -6,10 +6,10 @@ import pytest
 import soundfile as sf
 from click.testing import CliRunner
 
+from conftest import ToneBackend
 from dialog_tts import backends, synthesize_dialog
 from dialog_tts.api import plan_dialog, synthesize_batch
 from dialog_tts.cli import main
-from conftest import ToneBackend
 
 
 @pytest.fixture

@@ -154,8 +154,9 @@ class BrokenBackend(backends.Backend):
     def synthesize(self, text, voice):
         if "fail" in text:
             raise SynthesisError("the engine exploded")
-        from dialog_tts.audio import Clip
         import numpy as np
+
+        from dialog_tts.audio import Clip
         return Clip(np.full(1600, 0.1, np.float32), 16000)
 
 

@@ -84,8 +84,9 @@ def test_persistent_faults_fail_with_a_clear_reason(edge_server, fault, reason):
 
 
 def test_rejected_handshake_is_permanent(edge_server):
-    from dialog_tts.backends.edge import _classify
     import aiohttp
+
+    from dialog_tts.backends.edge import _classify
     error = aiohttp.WSServerHandshakeError(None, (), status=400, message="Bad Request")
     assert not _classify(error).transient
     assert _classify(aiohttp.WSServerHandshakeError(None, (), status=429, message="")).transient

@@ -16,7 +16,7 @@ import pytest
 import soundfile as sf
 
 edge_tts = pytest.importorskip("edge_tts")
-import edge_tts.communicate  # noqa: E402
+import edge_tts.communicate  # noqa: E402, F811
 import edge_tts.exceptions  # noqa: E402
 
 from edge_server import (  # noqa: E402

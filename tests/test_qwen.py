@@ -11,12 +11,11 @@ import soundfile as sf
 from click.testing import CliRunner
 
 pytest.importorskip("transformers")
+import qwen_tiny  # noqa: E402
 from dialog_tts import backends, synthesize_dialog  # noqa: E402
 from dialog_tts.backends.qwen import QwenBackend  # noqa: E402
 from dialog_tts.cli import main  # noqa: E402
 from dialog_tts.errors import SynthesisError  # noqa: E402
-
-import qwen_tiny  # noqa: E402
 
 TOKENS = 8
 FRAMES = qwen_tiny.samples_for(TOKENS)   # samples each line comes out as
@@ -191,7 +190,8 @@ def test_blend_is_the_weighted_average_of_the_embeddings(checkpoints, refs, qwen
     synthesize_dialog(write_script("Duo: Together.\nGuest: Alone.\nHost2: Me too.\n"), None,
                       speaker_map=speaker_map, cache=False)
     backend = qwen[0]
-    from dialog_tts import casting, speakers, script as script_mod
+    from dialog_tts import casting, speakers
+    from dialog_tts import script as script_mod
     smap = speakers.load_speaker_map(speaker_map)
     cast = casting.cast(script_mod.parse_text("Duo: x\nGuest: y\nHost2: z\n"), speaker_map=smap)
     blend = backend._prompt_for(cast["duo"])
@@ -264,7 +264,9 @@ def test_cli_import_does_not_load_torch():
 def test_shipped_qwen_map_casts_all_four_kinds():
     """config/qwen.yaml with samples/interview.txt: casting only (no model is loaded)."""
     from pathlib import Path
-    from dialog_tts import casting, speakers, script as script_mod
+
+    from dialog_tts import casting, speakers
+    from dialog_tts import script as script_mod
     from dialog_tts.backends.qwen import voice_kind
     root = Path(__file__).resolve().parents[1]
     smap = speakers.load_speaker_map(root / "config" / "qwen.yaml")

@@ -89,7 +89,8 @@ def test_automatic_casting_gives_six_distinct_pitches(write_script):
     names = ["Ada", "Bo", "Cy", "Di", "Ed", "Flo", "Gus"]
     text = "The quick brown fox jumps over the lazy dog, and we were away a year ago."
     script = write_script("".join(f"{n}: {text}\n" for n in names))
-    from dialog_tts import casting, speakers, script as script_mod
+    from dialog_tts import casting
+    from dialog_tts import script as script_mod
     parsed = script_mod.load(script)
     cast = casting.cast(parsed)
     distinct = {(v.backend, v.name, v.pitch) for v in cast.values()}
@@ -159,5 +160,6 @@ def test_threads_per_worker():
 
 def test_tune_allocator_applies_on_glibc():
     import platform
+
     from dialog_tts.audio import tune_allocator
     assert tune_allocator() is (platform.libc_ver()[0] == "glibc")

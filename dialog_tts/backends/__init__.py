@@ -17,8 +17,18 @@ from ..errors import DialogTTSError, UnknownBackendError, UnknownVoiceError, Voi
 from ..voice import COMMON_KEYS, DEFAULT_BACKEND, Voice
 from .base import Backend, Setting, VoiceInfo
 
-__all__ = ["Backend", "Setting", "VoiceInfo", "register", "unregister", "get_backend", "available",
-           "resolve_voice", "DEFAULT_BACKEND", "close_all"]
+__all__ = [
+    "DEFAULT_BACKEND",
+    "Backend",
+    "Setting",
+    "VoiceInfo",
+    "available",
+    "close_all",
+    "get_backend",
+    "register",
+    "resolve_voice",
+    "unregister",
+]
 
 ENTRY_POINT_GROUP = "dialog_tts.backends"
 

@@ -5,15 +5,15 @@ from __future__ import annotations
 import copy
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cache
 from typing import Any, Callable, ClassVar, Mapping, Sequence
 
 from ..audio import Clip
-from ..errors import InputError
+from ..errors import DialogTTSError, InputError
 from ..voice import Voice
 
 
-@lru_cache(maxsize=None)
+@cache
 def package_version(distribution: str) -> str:
     """The installed version of *distribution* ("?" if it is not installed), for cache fingerprints."""
     from importlib import metadata
@@ -113,7 +113,7 @@ class Backend(ABC):
                 raise InputError(f"backend option {self.name}.{key}: {exc}") from None
         return parsed
 
-    def bind(self, options: Mapping[str, Any], *, workers: int) -> "Backend":
+    def bind(self, options: Mapping[str, Any], *, workers: int) -> Backend:
         """A view of this backend for one render: the models shared, the settings its own."""
         view = copy.copy(self)
         view.workers = workers
@@ -169,7 +169,7 @@ class Backend(ABC):
         """True when *name* is one of this backend's voices (for inferring a backend)."""
         try:
             self.resolve(Voice(name=name, backend=self.name))
-        except Exception:
+        except (DialogTTSError, ValueError, OSError):
             return False
         return True
 

@@ -30,8 +30,7 @@ from importlib import resources
 from typing import Any, Mapping
 
 from ..audio import Clip, decode_mp3
-from ..errors import (BackendUnavailableError, SynthesisError, TransientSynthesisError, UnknownVoiceError,
-                      VoiceSpecError)
+from ..errors import BackendUnavailableError, SynthesisError, TransientSynthesisError, UnknownVoiceError, VoiceSpecError
 from ..voice import Voice, close_matches
 from .base import Backend, Setting, VoiceInfo, float_in, int_in, package_version
 

@@ -11,6 +11,7 @@ Any other Piper voice is used by giving the path of its ``.onnx`` file
 
 from __future__ import annotations
 
+import itertools
 import os
 import threading
 from dataclasses import replace
@@ -50,7 +51,7 @@ def length_scale_for(duration: float) -> float:
     curve = _DURATION_CURVE
     if duration <= curve[0][1]:
         return curve[0][0]
-    for (l0, d0), (l1, d1) in zip(curve, curve[1:]):
+    for (l0, d0), (l1, d1) in itertools.pairwise(curve):
         if duration <= d1:
             return l0 + (l1 - l0) * (duration - d0) / (d1 - d0)
     (l0, d0), (l1, d1) = curve[-2], curve[-1]

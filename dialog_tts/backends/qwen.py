@@ -22,7 +22,6 @@ torch and qwen_tts are imported only when a line is synthesized.
 from __future__ import annotations
 
 import hashlib
-import io
 import json
 import logging
 import os
@@ -30,12 +29,13 @@ import threading
 from collections import OrderedDict
 from dataclasses import replace
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 from ..audio import Clip, apply_gain_db
 from ..errors import BackendUnavailableError, SynthesisError, UnknownVoiceError, VoiceSpecError
 from ..voice import Voice, close_matches
 from .base import Backend, Setting, VoiceInfo, int_in, package_version
+from .qwen_prompts import ClonePrompts, Wanted
 
 log = logging.getLogger("dialog_tts")
 
@@ -96,6 +96,60 @@ def _blend_references(mix: Any, speaker_fields: Any) -> dict[str, Any]:
     return out
 
 
+def import_torch() -> Any:
+    """torch, with qwen_tts importable (the torchaudio stand-in installed where needed)."""
+    from .qwen_compat import ensure_torchaudio
+
+    try:
+        import torch
+
+        ensure_torchaudio()
+        import qwen_tts  # noqa: F401
+    except ImportError as exc:
+        raise BackendUnavailableError(f"the qwen backend needs qwen-tts ({exc.name} is missing): "
+                                      "pip install 'dialog-tts[qwen]' (see the README for CPU-only machines)") from exc
+    return torch
+
+
+class ModelCache:
+    """Loaded models by id, least recently used unloaded first (shared by a backend's views)."""
+
+    def __init__(self, load: Callable[[str], Any]) -> None:
+        self._load = load
+        self._models: OrderedDict[str, Any] = OrderedDict()
+        self._lock = threading.RLock()
+
+    def get(self, model_id: str, keep: int) -> Any:
+        """The model *model_id*, loaded if needed; at most *keep* stay loaded."""
+        with self._lock:
+            if model_id in self._models:
+                self._models.move_to_end(model_id)
+                return self._models[model_id]
+            self._models[model_id] = self._load(model_id)
+            while len(self._models) > max(1, keep):
+                old_id, old = self._models.popitem(last=False)
+                log.info("unloading qwen model %s", old_id)
+                del old
+                self._release()
+            return self._models[model_id]
+
+    def _release(self) -> None:
+        import gc
+
+        gc.collect()
+        torch = import_torch()
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+
+    def loaded(self) -> list[str]:
+        with self._lock:
+            return list(self._models)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._models.clear()
+
+
 class QwenBackend(Backend):
     name = "qwen"
     needs_gpu = True
@@ -112,11 +166,8 @@ class QwenBackend(Backend):
     models_in_memory = 2
 
     def __init__(self) -> None:
-        self._models: OrderedDict[str, Any] = OrderedDict()
-        self._model_lock = threading.RLock()
-        self._prompts: dict[str, Any] = {}          # prompt key -> VoiceClonePromptItem
-        self._prompt_errors: dict[str, Exception] = {}
-        self._ref_audio: dict[str, Any] = {}        # file identity -> (samples, rate)
+        self._models = ModelCache(self._load_model)
+        self._clone = ClonePrompts(self._create_prompt, import_torch)
         self._warned_cpu: list[bool] = []           # shared by every view: warn once
 
     # ------------------------------------------------------------ voices
@@ -156,7 +207,8 @@ class QwenBackend(Backend):
         kind = voice_kind(voice)
         given = [k for k in _KIND_KEYS if voice.option(k) is not None]
         if len(given) > 1:
-            raise VoiceSpecError(f"a qwen voice is one of: ref_audio (clone), design, mix (blend); got {', '.join(given)}")
+            raise VoiceSpecError("a qwen voice is one of: ref_audio (clone), design, mix (blend); "
+                                 f"got {', '.join(given)}")
         model = self.model_for(voice)
         if kind == "custom_voice":
             name = voice.name or PRESET_SPEAKERS[0]
@@ -196,31 +248,13 @@ class QwenBackend(Backend):
         return json.dumps([f"qwen-tts {version}", _model_identity(self.model_for(voice)), refs])
 
     # ------------------------------------------------------------ models
-    def _torch(self) -> Any:
-        from .qwen_compat import ensure_torchaudio
-
-        try:
-            import torch
-
-            ensure_torchaudio()
-            import qwen_tts  # noqa: F401
-        except ImportError as exc:
-            raise BackendUnavailableError(f"the qwen backend needs qwen-tts ({exc.name} is missing): "
-                                          "pip install 'dialog-tts[qwen]' (see the README for CPU-only machines)") from exc
-        return torch
 
     def model(self, model_id: str) -> Any:
         """The loaded model for *model_id*, loading it (and unloading the least recently used) if needed."""
-        with self._model_lock:
-            if model_id in self._models:
-                self._models.move_to_end(model_id)
-                return self._models[model_id]
-            self._models[model_id] = self._load_model(model_id)
-            self._evict()
-            return self._models[model_id]
+        return self._models.get(model_id, self.models_in_memory)
 
     def _load_model(self, model_id: str) -> Any:
-        torch = self._torch()
+        torch = import_torch()
         from qwen_tts import Qwen3TTSModel
 
         if torch.cuda.is_available():
@@ -236,21 +270,8 @@ class QwenBackend(Backend):
         except (OSError, ValueError) as exc:
             raise SynthesisError(f"cannot load qwen model {model_id!r}: {exc}".splitlines()[0]) from exc
 
-    def _evict(self) -> None:
-        while len(self._models) > max(1, self.models_in_memory):
-            old_id, old = self._models.popitem(last=False)
-            log.info("unloading qwen model %s", old_id)
-            del old
-            import gc
-
-            gc.collect()
-            torch = self._torch()
-            if torch.cuda.is_available():
-                torch.cuda.empty_cache()
-
     def loaded_models(self) -> list[str]:
-        with self._model_lock:
-            return list(self._models)
+        return self._models.loaded()
 
     # ------------------------------------------------------------ clone prompts
     def _references(self, voice: Voice) -> list[tuple[str, str | None, float]]:
@@ -263,90 +284,30 @@ class QwenBackend(Backend):
             refs.append((str(spec.get("ref_audio")), spec.get("ref_text"), float(spec.get("weight", 1.0))))
         return refs
 
-    def _prompt_key(self, model_id: str, ref: str, ref_text: str | None) -> str:
-        payload = ["qwen-prompt", _model_identity(model_id), _file_identity(ref), ref_text]
-        return hashlib.sha256(json.dumps(payload).encode()).hexdigest()
+    def _wanted(self, voice: Voice) -> list[tuple[Wanted, float]]:
+        """Each prompt *voice* needs, with its weight in a blend."""
+        model_id = self.model_for(voice)
+        identity = _model_identity(model_id)
+        out = []
+        for ref, ref_text, weight in self._references(voice):
+            key = hashlib.sha256(json.dumps(["qwen-prompt", identity, _file_identity(ref), ref_text]).encode())
+            out.append(((key.hexdigest(), model_id, ref, ref_text), weight))
+        return out
 
     def prepare(self, voices: Sequence[Voice], cache: Any = None) -> None:
         """Compute the voice-clone prompt of every clone and blend voice (before any synthesis)."""
-        for voice in dict.fromkeys(v for v in voices if voice_kind(v) == "base"):
-            model_id = self.model_for(voice)
-            for ref, ref_text, _w in self._references(voice):
-                key = self._prompt_key(model_id, ref, ref_text)
-                if key in self._prompts or key in self._prompt_errors:
-                    continue
-                try:
-                    self._prompts[key] = self._load_or_create_prompt(model_id, ref, ref_text, key, cache)
-                except Exception as exc:  # noqa: BLE001 - kept and raised for the lines of that voice
-                    log.warning("voice-clone prompt for %s failed: %s", ref, exc)
-                    self._prompt_errors[key] = exc
-
-    def _load_or_create_prompt(self, model_id: str, ref: str, ref_text: str | None, key: str, cache: Any) -> Any:
-        torch = self._torch()
-        from qwen_tts.inference.qwen3_tts_model import VoiceClonePromptItem
-
-        if cache is not None:
-            data = cache.get_blob("qwen-prompt:" + key)
-            if data is not None:
-                try:
-                    fields = torch.load(io.BytesIO(data), weights_only=True)
-                    return VoiceClonePromptItem(**fields)
-                except Exception as exc:  # a damaged entry is recomputed
-                    log.warning("cached voice-clone prompt for %s was unreadable (%s); recomputing", ref, exc)
-        item = self._create_prompt(model_id, ref, ref_text)
-        if cache is not None:
-            buf = io.BytesIO()
-            torch.save({"ref_code": item.ref_code, "ref_spk_embedding": item.ref_spk_embedding,
-                        "x_vector_only_mode": item.x_vector_only_mode, "icl_mode": item.icl_mode,
-                        "ref_text": item.ref_text}, buf)
-            cache.put_blob("qwen-prompt:" + key, buf.getvalue())
-        return item
+        clones = dict.fromkeys(v for v in voices if voice_kind(v) == "base")
+        self._clone.prepare([wanted for voice in clones for wanted, _w in self._wanted(voice)], cache)
 
     def _create_prompt(self, model_id: str, ref: str, ref_text: str | None) -> Any:
         """A voice-clone prompt computed by the model (the expensive step the caches avoid)."""
-        samples = self._reference_audio(ref)
+        samples = self._clone.reference_audio(ref, _file_identity(ref))
         return self.model(model_id).create_voice_clone_prompt(ref_audio=samples, ref_text=ref_text,
                                                               x_vector_only_mode=not ref_text)[0]
 
-    def _reference_audio(self, ref: str) -> tuple[Any, int]:
-        """A reference file's samples, read once per file (and per version of it)."""
-        ident = json.dumps(_file_identity(ref))
-        cached = self._ref_audio.get(ident)
-        if cached is None:
-            from ..audio import decode
-
-            try:
-                clip = decode(Path(ref).read_bytes())
-            except Exception as exc:
-                raise SynthesisError(f"cannot read ref_audio {ref!r}: {exc}") from exc
-            cached = self._ref_audio[ident] = (clip.mono(), clip.sample_rate)
-        return cached
-
     def _prompt_for(self, voice: Voice) -> Any:
-        model_id = self.model_for(voice)
-        parts = []
-        for ref, ref_text, weight in self._references(voice):
-            key = self._prompt_key(model_id, ref, ref_text)
-            if key in self._prompt_errors:
-                raise SynthesisError(f"voice-clone prompt for {ref} failed: {self._prompt_errors[key]}")
-            if key not in self._prompts:
-                self.prepare([voice])
-                if key in self._prompt_errors:
-                    raise SynthesisError(f"voice-clone prompt for {ref} failed: {self._prompt_errors[key]}")
-            parts.append((key, self._prompts[key], weight))
-        if voice.option("mix") is None:
-            return parts[0][1]
-        # a blend: the weighted average of the speaker embeddings, cached under the sorted spec
-        blend_key = "blend:" + json.dumps(sorted([key, weight] for key, _item, weight in parts))
-        blend = self._prompts.get(blend_key)
-        if blend is None:
-            from qwen_tts.inference.qwen3_tts_model import VoiceClonePromptItem
-
-            total = sum(w for _k, _i, w in parts)
-            embedding = sum(item.ref_spk_embedding * (w / total) for _k, item, w in parts)
-            blend = self._prompts[blend_key] = VoiceClonePromptItem(
-                ref_code=None, ref_spk_embedding=embedding, x_vector_only_mode=True, icl_mode=False, ref_text=None)
-        return blend
+        parts = [(wanted[0], self._clone.get(wanted), weight) for wanted, weight in self._wanted(voice)]
+        return parts[0][1] if voice.option("mix") is None else self._clone.blend(parts)
 
     # ------------------------------------------------------------ synthesis
     def synthesize(self, text: str, voice: Voice) -> Clip:
@@ -361,7 +322,7 @@ class QwenBackend(Backend):
         if len(kinds) != 1:
             raise SynthesisError(f"a qwen batch must use one kind of voice, got {sorted(kinds)}")
         kind = kinds.pop()
-        torch = self._torch()
+        torch = import_torch()
         model = self.model(model_id)
         languages = [v.option("language") or "auto" for v in voices]
         torch.manual_seed(int(hashlib.sha256("\n".join(texts).encode()).hexdigest()[:8], 16))
@@ -371,7 +332,8 @@ class QwenBackend(Backend):
                                                          language=languages,
                                                          instruct=[v.option("instruct") or "" for v in voices])
             elif kind == "voice_design":
-                wavs, rate = model.generate_voice_design(list(texts), instruct=[str(v.option("design")) for v in voices],
+                designs = [str(v.option("design")) for v in voices]
+                wavs, rate = model.generate_voice_design(list(texts), instruct=designs,
                                                          language=languages)
             else:
                 prompts = [self._prompt_for(v) for v in voices]
@@ -383,5 +345,4 @@ class QwenBackend(Backend):
         return [apply_gain_db(Clip(w, int(rate)), v.volume) for w, v in zip(wavs, voices)]
 
     def close(self) -> None:
-        with self._model_lock:
-            self._models.clear()
+        self._models.clear()

@@ -38,15 +38,15 @@ def ensure_torchaudio() -> bool:
     try:
         import torchaudio  # noqa: F401
         return False
-    except Exception:  # ImportError, or OSError from a CUDA build's missing libraries
+    except Exception:  # noqa: BLE001 - ImportError, or OSError from a CUDA build's missing libraries
         for name in _NAMES:
             sys.modules.pop(name, None)
     for name in _NAMES:
         module = types.ModuleType(name)
         module.__spec__ = importlib.machinery.ModuleSpec(name, loader=None, is_package=name != _NAMES[-1])
         module.__version__ = STUB_VERSION  # type: ignore[attr-defined]
-        module.__path__ = []  # type: ignore[attr-defined]
-        module.__getattr__ = _stub_attribute  # type: ignore[attr-defined]
+        module.__path__ = []
+        setattr(module, "__getattr__", _stub_attribute)  # noqa: B010 - a module-level __getattr__ (PEP 562)
         sys.modules[name] = module
     sys.modules["torchaudio"].compliance = sys.modules["torchaudio.compliance"]  # type: ignore[attr-defined]
     sys.modules["torchaudio.compliance"].kaldi = sys.modules["torchaudio.compliance.kaldi"]  # type: ignore[attr-defined]
