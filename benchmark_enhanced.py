@@ -531,7 +531,7 @@ def high_water():  # VmHWM: this process's own peak (ru_maxrss would carry the p
 import benchmark_enhanced as b
 from dialog_tts.audio import tune_allocator, write
 from dialog_tts.mix import MixSettings, mix
-import numpy, pyloudnorm, scipy.signal, soxr, soundfile
+import numpy, scipy.signal, soxr, soundfile
 tune_allocator()                      # as the command line does
 before = rss()
 started = time.perf_counter()

@@ -1,4 +1,4 @@
-"""Tests of the mixer (dialog_tts.mix) and of writing audio (dialog_tts.audio.write).
+"""Tests of the mixer (dialog_tts.mix, with dialog_tts.loudness) and of writing audio (dialog_tts.audio.write).
 
 Every expectation is computed from first principles or measured independently
 of the code under test: pan gains from cos/sin of (p+1)π/4, positions in time
@@ -22,17 +22,16 @@ from scipy.signal import resample_poly
 from dialog_tts import audio
 from dialog_tts.audio import Clip
 from dialog_tts.errors import InputError, OutputError
+from dialog_tts.loudness import limiter_gain, true_peak_per_frame
 from dialog_tts.mix import (
     MixResult,
     MixSettings,
     Placement,
     Silence,
     fade_edges,
-    limiter_gain,
     mix,
     pan_gains,
     trim,
-    true_peak_per_frame,
 )
 
 from conftest import tone_clip
@@ -896,7 +895,7 @@ def test_fade_edges_works_on_stereo():
 @pytest.mark.parametrize("channels", [1, 2])
 def test_blockwise_loudness_equals_pyloudnorm(rate, channels):
     """The mixer's streaming BS.1770 measurement agrees with pyloudnorm's (which copies the signal)."""
-    from dialog_tts.mix import _Loudness
+    from dialog_tts.loudness import _Loudness
     rng = np.random.default_rng(rate + channels)
     n = int(rate * 7.3)
     x = rng.standard_normal((n, channels) if channels == 2 else n).astype(np.float32) * 0.1
