@@ -19,6 +19,7 @@ import pytest
 import soundfile as sf
 from scipy.signal import resample_poly
 
+from conftest import tone_clip
 from dialog_tts import audio
 from dialog_tts.audio import Clip
 from dialog_tts.errors import InputError, OutputError
@@ -33,8 +34,6 @@ from dialog_tts.mix import (
     pan_gains,
     trim,
 )
-
-from conftest import tone_clip
 
 IN_RATE = 16000
 OUT_RATE = 24000
