@@ -2,16 +2,24 @@
 
 Rules (README, "Script format"):
 
-* ``Name: text`` starts a turn.  A name is 1-40 characters of letters (any
-  script), digits, spaces and ``. ' - _``; names match case- and
-  space-insensitively (``Lady Bracknell`` = ``lady  bracknell``).
+* ``Label: text`` starts a turn.  A label is a name, then optionally a
+  ``(direction)`` and a ``{voice override}``, then a colon (not one between two
+  digits, as in 10:30).  A name is 1-40 characters of letters (any script),
+  digits, spaces and ``. , ' ’ - _ &``; names match case- and space-insensitively
+  (``Lady Bracknell`` = ``lady  bracknell``).
+* An unindented line whose first colon ends a label-like prefix within the
+  first :data:`MAX_LABEL_LENGTH` characters is a label and must be a valid one
+  (else an error naming the line): labels are never spoken.  Indent a
+  continuation line that holds such a colon.
 * An indented line continues the previous turn; so does a non-indented line
-  without a name once a turn has started.  Before the first turn such a line is
+  without a label once a turn has started.  Before the first turn such a line is
   an error.  Blank lines end nothing; ``#`` at the start of a line is a comment.
-* ``[pause 800ms]`` / ``[pause 1.5s]`` inserts silence, on its own line or inside
-  a turn.  Any other ``[...]`` is a stage direction: not spoken unless
-  ``speak_directions`` is set.
-* UTF-8 with or without BOM, LF or CRLF line ends.
+* ``[pause 800ms]`` / ``[pause 1.5s]`` inserts silence (at most
+  :data:`MAX_PAUSE_SECONDS`), on its own line or inside a turn.  Any other
+  ``[...]`` is a direction: not spoken unless ``speak_directions`` is set.  The
+  directions of a turn (its label's parenthetical included) so far travel with
+  each :class:`Line` it yields; the jobs step turns the known ones into delivery.
+* UTF-8 with or without BOM, LF or CRLF line ends; at most 50 MB, from a regular file.
 """
 
 from __future__ import annotations
@@ -20,17 +28,25 @@ import os
 import re
 import unicodedata
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Union
 
 from .errors import ScriptError
+from .inputs import read_bytes
 
 MAX_NAME_LENGTH = 40
-_NAME_PUNCTUATION = frozenset(" .'-_")
-_TURN = re.compile(r"^(?P<name>[^\s:#\[][^:]*?)\s*:(?P<text>.*)$")
+#: A colon within this many characters of an unindented line's start may end a label.
+MAX_LABEL_LENGTH = 100
+#: The longest ``[pause ...]`` (seconds).
+MAX_PAUSE_SECONDS = 60.0
+_NAME_PUNCTUATION = frozenset(" .,'’-_&")
+# A label: name, optional (direction), optional {override}, colon.  The name's class excludes
+# every character that may follow it, so the match cannot backtrack; it only ever sees the
+# first MAX_LABEL_LENGTH + 1 characters of a line (see _label).
+_LABEL = re.compile(r"(?P<name>[^:(){}\[\]]*)(?:\((?P<direction>[^():{}]*)\)[ \t]*)?"
+                    r"(?:\{(?P<override>[^{}:]*)\}[ \t]*)?:")
 _BRACKET = re.compile(r"\[([^\[\]]*)\]")
 _PAUSE = re.compile(r"^\s*pause\b(?P<arg>.*)$", re.IGNORECASE)
-_PAUSE_VALUE = re.compile(r"^\s*(?P<num>\d+(?:\.\d+)?|\.\d+)\s*(?P<unit>ms|s)\s*$", re.IGNORECASE)
+_PAUSE_VALUE = re.compile(r"^\s*(?P<num>\d{1,9}(?:\.\d{1,9})?|\.\d{1,9})\s*(?P<unit>ms|s)\s*$", re.IGNORECASE)
 _SPACE = re.compile(r"\s+")
 
 
@@ -43,6 +59,8 @@ def is_valid_name(name: str) -> bool:
     """True when *name* may name a speaker (see the module docstring)."""
     if not name or len(name) > MAX_NAME_LENGTH or name != name.strip():
         return False
+    if not (name[0].isalnum() or unicodedata.category(name[0]).startswith("M")):
+        return False
     for ch in name:
         if ch.isalnum() or ch in _NAME_PUNCTUATION:
             continue
@@ -52,13 +70,25 @@ def is_valid_name(name: str) -> bool:
     return True
 
 
+def split_directions(text: str) -> list[str]:
+    """``"aside, whispering"`` → ``["aside", "whispering"]`` (the directions one bracket holds)."""
+    return [part.strip() for part in text.split(",") if part.strip()]
+
+
 @dataclass(frozen=True)
 class Line:
-    """One utterance: what *speaker* says, from line *line_no* of the script."""
+    """One utterance: what *speaker* says, from line *line_no* of the script.
+
+    *directions* are the turn's directions up to the end of this line (its label's
+    parenthetical first), as written; *override* is the label's ``{...}`` voice
+    override (a voice spec, unparsed), or "".
+    """
 
     speaker: str
     text: str
     line_no: int
+    directions: tuple[str, ...] = ()
+    override: str = ""
 
     @property
     def key(self) -> str:
@@ -95,10 +125,65 @@ class Script:
 def parse_pause(arg: str, *, path: str, line_no: int) -> float:
     m = _PAUSE_VALUE.match(arg)
     if not m:
-        raise ScriptError(f"bad pause '[pause{arg}]': write it as [pause 800ms] or [pause 1.5s]",
+        raise ScriptError(f"bad pause '[pause{arg[:40]}]': write it as [pause 800ms] or [pause 1.5s]",
                           path=path, line=line_no)
     value = float(m.group("num"))
-    return value / 1000.0 if m.group("unit").lower() == "ms" else value
+    seconds = value / 1000.0 if m.group("unit").lower() == "ms" else value
+    if seconds > MAX_PAUSE_SECONDS:
+        raise ScriptError(f"pause of {seconds:g} s is longer than the most allowed, {MAX_PAUSE_SECONDS:g} s",
+                          path=path, line=line_no)
+    return seconds
+
+
+@dataclass(frozen=True)
+class Label:
+    """A turn's label: the speaker's name, its (direction) and its {voice override}."""
+
+    name: str
+    directions: tuple[str, ...]
+    override: str
+    text: str                      # the rest of the line, after the colon
+
+
+def _label(raw: str, *, path: str, line_no: int) -> Label | None:
+    """The label an unindented line starts with; None if it has none; ScriptError if it is a bad one.
+
+    Linear in the line's length: only the first MAX_LABEL_LENGTH + 1 characters are matched.
+    """
+    if raw[:1] in ("#", "[") or raw[:1].isspace():
+        return None
+    m = _LABEL.match(raw, 0, min(len(raw), MAX_LABEL_LENGTH + 1))
+    if m is None:
+        return None
+    end = m.end()
+    if raw[end - 2:end - 1].isdigit() and raw[end:end + 1].isdigit():   # 10:30, 3:1: not a label
+        return None
+    name = m.group("name").strip()
+    if not is_valid_name(name):
+        raise ScriptError(f"invalid speaker name {_shown(name)!r}: {_name_problem(name)}; a name is up to "
+                          f"{MAX_NAME_LENGTH} letters, digits, spaces and . , ' - _ & (indent the line if it "
+                          f"continues the previous turn)", path=path, line=line_no)
+    direction = m.group("direction")
+    if direction is not None and not direction.strip():
+        raise ScriptError(f"empty direction '()' after speaker {name!r}", path=path, line=line_no)
+    override = m.group("override")
+    if override is not None and not override.strip():
+        raise ScriptError(f"empty voice override '{{}}' after speaker {name!r}", path=path, line=line_no)
+    return Label(name, tuple(split_directions(direction or "")), (override or "").strip(), raw[end:])
+
+
+def _shown(text: str, width: int = 50) -> str:
+    return text if len(text) <= width else text[:width - 1] + "…"
+
+
+def _name_problem(name: str) -> str:
+    if not name:
+        return "the name is empty"
+    if len(name) > MAX_NAME_LENGTH:
+        return f"{len(name)} characters"
+    bad = next((c for c in name if not (c.isalnum() or c in _NAME_PUNCTUATION
+                                        or unicodedata.category(c).startswith("M"))), None)
+    return f"{bad!r} is not allowed in a name" if bad else "a name starts with a letter or digit"
 
 
 class _Builder:
@@ -110,13 +195,17 @@ class _Builder:
         self.events: list[Event] = []
         self.speakers: dict[str, str] = {}
         self.speaker: str | None = None
+        self.directions: list[str] = []
+        self.override = ""
         self.parts: list[str] = []
         self.start_line = 0
 
-    def start_turn(self, name: str, line_no: int) -> None:
+    def start_turn(self, label: Label, line_no: int) -> None:
         self.flush()
-        key = speaker_key(name)
-        self.speaker = self.speakers.setdefault(key, name)
+        key = speaker_key(label.name)
+        self.speaker = self.speakers.setdefault(key, label.name)
+        self.directions = list(label.directions)
+        self.override = label.override
         self.start_line = line_no
 
     def add_text(self, text: str, line_no: int) -> None:
@@ -130,15 +219,19 @@ class _Builder:
                 seconds = parse_pause(pause.group("arg"), path=self.path, line_no=line_no)
                 self.flush()
                 self.events.append(Pause(seconds, line_no))
-            elif self.speak_directions:
-                self._add_words(inner, line_no)
+            else:
+                if self.speaker is not None:
+                    self.directions.extend(split_directions(inner))
+                if self.speak_directions:
+                    self._add_words(inner, line_no)
             pos = m.end()
         self._add_words(self._checked(text[pos:], line_no), line_no)
 
     def _checked(self, words: str, line_no: int) -> str:
         """*words* (text between directions), which must hold no stray bracket."""
         if "[" in words or "]" in words:
-            raise ScriptError(f"unbalanced bracket in {words.strip()!r}", path=self.path, line=line_no)
+            shown = words.strip() if len(words.strip()) <= 60 else words.strip()[:59] + "…"
+            raise ScriptError(f"unbalanced bracket in {shown!r}", path=self.path, line=line_no)
         return words
 
     def _add_words(self, words: str, line_no: int) -> None:
@@ -154,7 +247,8 @@ class _Builder:
 
     def flush(self) -> None:
         if self.parts and self.speaker is not None:
-            self.events.append(Line(self.speaker, " ".join(self.parts), self.start_line))
+            self.events.append(Line(self.speaker, " ".join(self.parts), self.start_line,
+                                    tuple(self.directions), self.override))
         self.parts = []
 
 
@@ -166,19 +260,15 @@ def parse_text(text: str, *, path: str = "<script>", speak_directions: bool = Fa
         stripped = raw.strip()
         if not stripped or raw.startswith("#"):
             continue
-        indented = raw[0].isspace()
-        m = None if indented else _TURN.match(raw)
-        if m and is_valid_name(m.group("name")):
-            builder.start_turn(m.group("name"), line_no)
-            builder.add_text(m.group("text"), line_no)
+        label = _label(raw, path=path, line_no=line_no)
+        if label is not None:
+            builder.start_turn(label, line_no)
+            builder.add_text(label.text, line_no)
             continue
         if builder.speaker is None and not _is_directions_only(stripped):
-            if m:
-                raise ScriptError(f"invalid speaker name {m.group('name')!r}: use up to "
-                                  f"{MAX_NAME_LENGTH} letters, digits, spaces and . ' - _",
-                                  path=path, line=line_no)
+            shown = stripped[:30]
             raise ScriptError(f"text before any turn; start the line with a speaker "
-                              f"name, as in 'A: {stripped[:30]}'", path=path, line=line_no)
+                              f"name, as in 'A: {shown}'", path=path, line=line_no)
         builder.add_text(stripped, line_no)
     builder.flush()
     if not any(isinstance(e, Line) for e in builder.events):
@@ -205,12 +295,7 @@ def decode(data: bytes, *, path: str = "<script>") -> str:
 
 
 def load(path: str | os.PathLike[str], *, speak_directions: bool = False) -> Script:
-    """Read and parse the script at *path*."""
+    """Read (a regular file, at most 50 MB) and parse the script at *path*."""
     shown = os.fspath(path)
-    try:
-        data = Path(path).read_bytes()
-    except IsADirectoryError:
-        raise ScriptError("is a directory, not a script file", path=shown) from None
-    except OSError as exc:
-        raise ScriptError(f"cannot read script: {exc.strerror or exc}", path=shown) from None
+    data = read_bytes(path, what="script", error=ScriptError)
     return parse_text(decode(data, path=shown), path=shown, speak_directions=speak_directions)

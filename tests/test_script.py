@@ -7,7 +7,8 @@ from pathlib import Path
 import pytest
 
 from dialog_tts.errors import InputError, ScriptError
-from dialog_tts.script import MAX_NAME_LENGTH, Line, Pause, Script, decode, is_valid_name, load, parse_text, speaker_key
+from dialog_tts.script import (MAX_LABEL_LENGTH, MAX_NAME_LENGTH, MAX_PAUSE_SECONDS, Line, Pause, Script, decode,
+                               is_valid_name, load, parse_text, speaker_key)
 
 SAMPLE = Path(__file__).resolve().parent.parent / "samples" / "dialog.txt"
 
@@ -58,11 +59,10 @@ def test_41_char_name_before_any_turn_is_an_error():
     assert "40" in err.message
 
 
-def test_41_char_name_after_a_turn_is_continuation_text():
+def test_41_char_name_after_a_turn_is_an_error_not_spoken():
     long = "B" * 41
-    script = parse_text(f"A: first\n{long}: second")
-    assert lines(script) == [("A", f"first {long}: second", 1)]
-    assert list(script.speakers) == ["a"]
+    err = raises_at(f"A: first\n{long}: second", 2, match="invalid speaker name")
+    assert "41 characters" in err.message and "indent" in err.message
 
 
 def test_name_before_colon_may_have_trailing_spaces():
@@ -271,7 +271,7 @@ def test_bom_and_line_ends_give_identical_events(write_script, data):
     script = load(path)
     assert script.path == str(path)
     assert script.events == [Line("A", "Héllo, 철수. more", 2), Pause(1.0, 3), Line("A", "after", 3),
-                             Line("B", "Bye.", 5)]
+                             Line("B", "Bye.", 5, ("laughs",))]
     assert script.speaker_names() == ["A", "B"]   # no BOM glued to the first name
 
 
@@ -359,11 +359,11 @@ def test_sample_dialog_parses():
     script = load(SAMPLE)
     assert script.speaker_names() == ["Narrator", "Lady Bracknell", "Dr. Who"]
     assert script.events == [
-        Line("Narrator", "A small radio studio, late at night.", 4),
+        Line("Narrator", "A small radio studio, late at night.", 4, ("quietly",)),
         Pause(0.6, 5),
         Line("Lady Bracknell",
              "Good evening. You are listening to the night shift. An indented line continues the same turn.", 7),
-        Line("Dr. Who", "Thank you for having me. It is good to be here.", 9),
+        Line("Dr. Who", "Thank you for having me. It is good to be here.", 9, ("laughs",)),
         Line("Lady Bracknell", "Names match without regard to case or spaces, so this is still Lady Bracknell.",
              11),
         Line("Dr. Who", "Let me think.", 12),
@@ -385,3 +385,92 @@ def test_sample_dialog_exercises_every_rule():
     with_directions = " ".join(l.text for l in load(SAMPLE, speak_directions=True).lines)
     assert "quietly" in with_directions and "laughs" in with_directions
 
+
+
+# ---------------------------------------------------------------- labels: directions, punctuation, overrides
+
+def test_parenthetical_after_a_name_is_a_direction_of_that_turn():
+    script = parse_text("Tom (aside): How very dull.\nTom: Back again.")
+    assert script.events == [Line("Tom", "How very dull.", 1, ("aside",)), Line("Tom", "Back again.", 2)]
+    assert script.speaker_names() == ["Tom"]
+
+
+def test_parenthetical_is_never_spoken_even_with_speak_directions():
+    script = parse_text("Tom (aside, whispering): Psst.", speak_directions=True)
+    assert script.events == [Line("Tom", "Psst.", 1, ("aside", "whispering"))]
+
+
+@pytest.mark.parametrize("name", ["Dr. Smith, D.D.", "Smith & Jones", "O’Brien", "Mary-Kate", "Agent 7"])
+def test_punctuation_common_in_names_is_accepted(name):
+    script = parse_text(f"A: Hello.\n{name}: Indeed.")
+    assert lines(script) == [("A", "Hello.", 1), (name, "Indeed.", 2)]
+
+
+def test_brace_override_is_kept_unparsed_for_that_turn_only():
+    script = parse_text("A {en-us+f3,rate=1.2x}: One. [pause 1s] Two.\nA: Three.")
+    assert script.events == [Line("A", "One.", 1, (), "en-us+f3,rate=1.2x"), Pause(1.0, 1),
+                             Line("A", "Two.", 1, (), "en-us+f3,rate=1.2x"), Line("A", "Three.", 2)]
+
+
+def test_direction_and_override_together():
+    script = parse_text("B (sadly) {rate=0.9x}: Oh.")
+    assert script.events == [Line("B", "Oh.", 1, ("sadly",), "rate=0.9x")]
+
+
+def test_directions_accumulate_over_the_turn_and_reset_at_the_next():
+    script = parse_text("A: [softly] One. [pause 1s] [slowly] Two.\nB: Three.")
+    assert [(l.text, l.directions) for l in script.lines] == [
+        ("One.", ("softly",)), ("Two.", ("softly", "slowly")), ("Three.", ())]
+
+
+@pytest.mark.parametrize("text, line, match", [
+    ("A: hi\nBob!: hello", 2, "'!' is not allowed"),
+    ("A: hi\nThe rain, which had fallen all night long: stopped", 2, "41 characters"),
+    ("A: hi\n (aside): hm", None, None),                       # indented: continuation, not a label
+    ("A: hi\n(aside): hm", 2, "the name is empty"),
+    ("A: hi\nTom (): hm", 2, "empty direction"),
+    ("A: hi\nTom {}: hm", 2, "empty voice override"),
+])
+def test_a_label_that_is_not_valid_is_an_error_naming_the_line(text, line, match):
+    if line is None:
+        assert lines(parse_text(text)) == [("A", "hi (aside): hm", 1)]
+        return
+    raises_at(text, line, match=match)
+
+
+def test_prose_with_a_colon_continues_when_indented_and_is_a_turn_when_not():
+    script = parse_text("A: Remember this.\n   Note: the keys are under the mat.\nNote: a new speaker.")
+    assert lines(script) == [("A", "Remember this. Note: the keys are under the mat.", 1),
+                             ("Note", "a new speaker.", 3)]
+
+
+def test_times_and_ratios_are_not_labels():
+    script = parse_text("A: We meet at\n10:30 sharp, 3:1 odds.")
+    assert lines(script) == [("A", "We meet at 10:30 sharp, 3:1 odds.", 1)]
+
+
+def test_a_colon_beyond_the_label_window_is_text():
+    prose = "x" * (MAX_LABEL_LENGTH + 1) + ": still text"   # the label before a colon is at most 100
+    assert lines(parse_text(f"A: hi\n{prose}")) == [("A", f"hi {prose}", 1)]
+
+
+def test_label_search_is_linear_on_a_1mb_line():
+    # The old label regex backtracked quadratically (29 s for 160 kB); now only the first
+    # MAX_LABEL_LENGTH + 1 characters are ever matched, so 1 MB is as quick as 1 kB.
+    text = "A: hi\nB" + " " * 1_000_000 + "x\n"
+    script = parse_text(text)
+    assert [(l.speaker, l.text[:4], len(l.text)) for l in script.lines] == [("A", "hi B", 1_000_005)]
+
+
+@pytest.mark.parametrize("directive, match", [
+    ("[pause 99999999999s]", "bad pause"),
+    ("[pause " + "9" * 300 + "ms]", "bad pause"),
+    ("[pause 3600s]", "longer than the most allowed"),
+    ("[pause 60001ms]", "longer than the most allowed"),
+])
+def test_absurd_pauses_are_errors(directive, match):
+    raises_at(f"A: hi {directive} there", 1, match=match)
+
+
+def test_the_longest_pause_is_allowed():
+    assert parse_text(f"A: hi [pause {MAX_PAUSE_SECONDS:g}s] there").events[1] == Pause(MAX_PAUSE_SECONDS, 1)
