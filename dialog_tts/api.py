@@ -18,6 +18,8 @@ from pathlib import Path
 from typing import Any, Iterable, Mapping, Union
 
 from . import audio, backends, casting, engine, mix, speakers, uptodate
+from . import jobs as jobs_mod
+from . import lexicon as lexicon_mod
 from . import script as script_mod
 from .audio import Clip
 from .errors import DialogTTSError, InputError, OutputError
@@ -59,12 +61,31 @@ def _backend_options(given: BackendOptionsArg) -> dict[str, dict[str, Any]]:
     return out
 
 
+#: Limits of the render options (README, "Limits").
+MAX_GAP_MS = 60_000.0
+MAX_WORKERS = 64
+MAX_RETRIES = 10
+
+
+def _check_number(value: Any, name: str, low: float, high: float, unit: str, *, whole: bool = False) -> None:
+    """InputError unless *value* is a finite number (a whole one if *whole*) from *low* to *high*."""
+    import numbers
+
+    kind = numbers.Integral if whole else numbers.Real
+    if isinstance(value, bool) or not isinstance(value, kind):
+        raise InputError(f"{name} {value!r} is not a {'whole ' if whole else ''}number")
+    if not low <= value <= high:  # also false for nan
+        raise InputError(f"{name} {value!r} is out of range ({low:g} to {high:g}{' ' + unit if unit else ''})")
+
+
 @dataclass
 class RenderOptions:
     """Every option of a render; the keyword arguments of :func:`synthesize_dialog`."""
 
     voices: VoicesArg = None
     speaker_map: PathLike | None = None
+    #: A pronunciation lexicon (YAML); its entries win over the speaker map's ``lexicon:``.
+    lexicon: PathLike | None = None
     backend: str = DEFAULT_BACKEND
     sample_rate: int = 24000
     stereo: bool = True
@@ -102,16 +123,14 @@ class RenderOptions:
         return settings
 
     def mix_settings(self) -> mix.MixSettings:
-        if not 8000 <= self.sample_rate <= 192000:
-            raise InputError(f"sample rate {self.sample_rate} is out of range (8000-192000 Hz)")
-        if self.gap_ms < 0:
-            raise InputError(f"gap {self.gap_ms:g} ms must not be negative")
-        if self.lufs is not None and not -70.0 <= self.lufs <= 0.0:
-            raise InputError(f"loudness target {self.lufs:g} LUFS is out of range (-70 to 0)")
-        if not -20.0 <= self.true_peak <= 0.0:
-            raise InputError(f"true-peak ceiling {self.true_peak:g} dBTP is out of range (-20 to 0)")
-        if self.workers < 1 or self.retries < 0:
-            raise InputError("workers must be at least 1 and retries at least 0")
+        """The mix's settings; every numeric option checked against its documented range first."""
+        _check_number(self.sample_rate, "sample rate", 8000, 192000, "Hz", whole=True)
+        _check_number(self.gap_ms, "gap", 0.0, MAX_GAP_MS, "ms")
+        if self.lufs is not None:
+            _check_number(self.lufs, "loudness target", -70.0, 0.0, "LUFS")
+        _check_number(self.true_peak, "true-peak ceiling", -20.0, 0.0, "dBTP")
+        _check_number(self.workers, "workers", 1, MAX_WORKERS, "", whole=True)
+        _check_number(self.retries, "retries", 0, MAX_RETRIES, "", whole=True)
         return mix.MixSettings(sample_rate=self.sample_rate, channels=2 if self.stereo else 1,
                                gap=self.gap_ms / 1000.0, lufs=self.lufs, true_peak=self.true_peak)
 
@@ -150,6 +169,10 @@ class Renderer:
         self._overrides = _overrides(self.options.voices)
         self._speaker_map = (speakers.load_speaker_map(self.options.speaker_map)
                              if self.options.speaker_map is not None else None)
+        self._lexicon = self._speaker_map.lexicon if self._speaker_map is not None else None
+        if self.options.lexicon is not None:
+            given = lexicon_mod.load(self.options.lexicon)
+            self._lexicon = self._lexicon.merged(given) if self._lexicon else given
         self._cache = None
         if self.options.cache:
             from .cache import AudioCache, parse_size
@@ -177,9 +200,7 @@ class Renderer:
             script, speak_directions=self.options.speak_directions)
         cast = casting.cast(parsed, speaker_map=self._speaker_map, overrides=self._overrides,
                             default_backend=self.options.backend)
-        jobs = [engine.Job(line.text, cast[line.key], parsed.path, line.line_no, line.speaker)
-                for line in parsed.lines]
-        return parsed, cast, jobs
+        return parsed, cast, jobs_mod.build(parsed, cast, self._lexicon)
 
     def _timeline(self, parsed: Script, jobs: list[engine.Job], clips: list[Clip | None],
                   records: list[LineRecord]) -> Timeline:

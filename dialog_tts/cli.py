@@ -104,6 +104,8 @@ def _voice_and_mix_options() -> list[Callable[..., Any]]:
                           'one --voices may take several NAME=SPEC values.'),
         click.option("--speaker-map", type=click.Path(dir_okay=False), metavar="YAML",
                      help="YAML file mapping speakers to voices (see config/speakers.yaml)."),
+        click.option("--lexicon", type=click.Path(dir_okay=False), metavar="YAML",
+                     help="Pronunciation lexicon: words to respellings or phonemes (see config/lexicon.yaml)."),
         click.option("--backend", default=DEFAULT_BACKEND, show_default=True, metavar="NAME",
                      help="Backend for speakers whose voice names none; also casts unmapped speakers."),
         click.option("--sample-rate", type=click.IntRange(8000, 192000), default=24000, show_default=True,

@@ -11,10 +11,12 @@ from __future__ import annotations
 import os
 import re
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Mapping
 
+from . import lexicon
 from .errors import VoiceSpecError
+from .inputs import compose_yaml, read_text, yaml_error
+from .lexicon import Lexicon
 from .script import speaker_key
 from .voice import Voice, parse_db, parse_pan, parse_pitch, parse_rate
 
@@ -112,22 +114,17 @@ class SpeakerMap:
     defaults: dict[str, Any] = field(default_factory=dict)
     defaults_line: int | None = None
     entries: dict[str, tuple[str, dict[str, Any], int]] = field(default_factory=dict)  # key -> name, fields, line
+    lexicon: Lexicon | None = None     # the map's ``lexicon:``, inline or from the file it names
 
 
 def load_speaker_map(path: str | os.PathLike[str]) -> SpeakerMap:
-    """Safe-load the speaker map at *path*; every error names the file and line."""
+    """Safe-load the speaker map at *path* (at most 50 MB); every error names the file and line."""
     import yaml  # only needed when a map is given
 
     shown = os.fspath(path)
+    text = read_text(path, what="speaker map", error=VoiceSpecError)
+    loader, root = compose_yaml(text, path=shown, error=VoiceSpecError)
     try:
-        text = Path(path).read_text(encoding="utf-8-sig")
-    except UnicodeDecodeError:
-        raise VoiceSpecError("speaker map is not valid UTF-8", path=shown) from None
-    except OSError as exc:
-        raise VoiceSpecError(f"cannot read speaker map: {exc.strerror or exc}", path=shown) from None
-    loader = yaml.SafeLoader(text)
-    try:
-        root = loader.get_single_node()
         if root is None:
             return SpeakerMap(shown)
         if not isinstance(root, yaml.MappingNode):
@@ -139,6 +136,9 @@ def load_speaker_map(path: str | os.PathLike[str]) -> SpeakerMap:
             if not isinstance(key_node, yaml.ScalarNode):
                 raise VoiceSpecError("speaker names must be plain text", path=shown, line=line)
             name = key_node.value.strip()  # as written: YAML 1.1 would read `No:` as False, `007:` as 7
+            if name.lower() == "lexicon":
+                result.lexicon = _map_lexicon(loader, value_node, shown)
+                continue
             fields = _entry_fields(loader, value_node, name, shown)
             if name.lower() == "defaults":
                 result.defaults, result.defaults_line = fields, line
@@ -148,14 +148,19 @@ def load_speaker_map(path: str | os.PathLike[str]) -> SpeakerMap:
                 raise VoiceSpecError(f"speaker {name!r} is mapped twice", path=shown, line=line)
             result.entries[key] = (name, fields, line)
         return result
-    except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
-        raise VoiceSpecError(f"invalid YAML: {exc.problem or exc.context}", path=shown,
-                             line=mark.line + 1 if mark else None) from None
     except yaml.YAMLError as exc:
-        raise VoiceSpecError(f"invalid YAML: {exc}", path=shown) from None
+        raise yaml_error(exc, text, path=shown, error=VoiceSpecError) from None
     finally:
         loader.dispose()
+
+
+def _map_lexicon(loader: Any, node: Any, path: str) -> Lexicon:
+    """A speaker map's ``lexicon:``: a mapping of words, or a lexicon file relative to the map."""
+    import yaml
+
+    if isinstance(node, yaml.ScalarNode):
+        return lexicon.load(os.path.join(os.path.dirname(path) or ".", os.path.expanduser(node.value)))
+    return lexicon.from_node(loader, node, path=path)
 
 
 def _entry_fields(loader: Any, node: Any, name: str, path: str) -> dict[str, Any]:

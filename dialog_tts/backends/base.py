@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import copy
 from abc import ABC, abstractmethod
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import cache
 from typing import Any, Callable, ClassVar, Mapping, Sequence
 
 from ..audio import Clip
+from ..delivery import Delivery
 from ..errors import DialogTTSError, InputError
-from ..voice import Voice
+from ..lexicon import Entry
+from ..voice import MAX_FACTOR, MAX_PITCH_ST, MAX_WPM, MIN_FACTOR, MIN_WPM, Rate, Voice
 
 
 @cache
@@ -64,6 +66,18 @@ def float_in(low: float, high: float) -> Callable[[Any], float]:
             raise ValueError(f"{value!r} is out of range ({low:g} to {high:g})")
         return number
     return parse
+
+
+def shaped(voice: Voice, delivery: Delivery, *, pitch: bool = True) -> Voice:
+    """*voice* with *delivery*'s rate factor, volume (and pitch, unless not *pitch*), kept in range."""
+    rate = voice.rate or Rate(factor=1.0)
+    if rate.wpm is not None:
+        rate = Rate(wpm=min(MAX_WPM, max(MIN_WPM, rate.wpm * delivery.rate)))
+    else:
+        rate = Rate(factor=min(MAX_FACTOR, max(MIN_FACTOR, (rate.factor or 1.0) * delivery.rate)))
+    new_pitch = min(MAX_PITCH_ST, max(-MAX_PITCH_ST, voice.pitch + delivery.pitch)) if pitch else voice.pitch
+    return replace(voice, rate=rate if rate != Rate(factor=1.0) else voice.rate, pitch=new_pitch,
+                   volume=min(24.0, max(-60.0, voice.volume + delivery.volume)))
 
 
 class Backend(ABC):
@@ -184,6 +198,22 @@ class Backend(ABC):
     def fingerprint(self, voice: Voice) -> str:
         """Identity of the code and model behind *voice*, for the cache key."""
         return self.name
+
+    def apply_delivery(self, voice: Voice, delivery: Delivery) -> Voice:
+        """*voice* changed to speak one line with *delivery* (a ``[whispering]`` tag, say).
+
+        The default scales the rate and adds the volume and pitch, within the
+        voice's ranges.  A backend overrides it to use what it has (an
+        instruction, its own limits).
+        """
+        return shaped(voice, delivery)
+
+    def pronounce(self, word: str, entry: Entry) -> str:
+        """What to put in the text for *word* (as written) of a lexicon *entry*.
+
+        The default is the respelling, or the word itself when the entry has none.
+        """
+        return entry.say or word
 
     def close(self) -> None:
         """Release models and connections."""

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 import re
 import threading
@@ -30,9 +31,10 @@ from importlib import resources
 from typing import Any, Mapping
 
 from ..audio import Clip, decode_mp3
+from ..delivery import Delivery
 from ..errors import BackendUnavailableError, SynthesisError, TransientSynthesisError, UnknownVoiceError, VoiceSpecError
-from ..voice import Voice, close_matches
-from .base import Backend, Setting, VoiceInfo, float_in, int_in, package_version
+from ..voice import Rate, Voice, close_matches
+from .base import Backend, Setting, VoiceInfo, float_in, int_in, package_version, shaped
 
 log = logging.getLogger("dialog_tts")
 
@@ -153,6 +155,17 @@ class EdgeBackend(Backend):
             raise VoiceSpecError(f"volume {voice.volume:+g}dB is {percent(volume)} for Edge, which accepts "
                                  f"{VOLUME_RANGE[0]:+d}% to {VOLUME_RANGE[1]:+d}% (up to +6 dB)")
         return {"rate": percent(rate), "pitch": f"{round(hz):+d}Hz", "volume": percent(volume)}
+
+    def apply_delivery(self, voice: Voice, delivery: Delivery) -> Voice:
+        """Rate, volume and pitch as Edge prosody, kept within what Edge accepts."""
+        shaped_voice = shaped(voice, delivery)
+        speed = shaped_voice.speed(self.base_wpm)
+        low, high = 1 + RATE_RANGE[0] / 100 + 0.005, 1 + RATE_RANGE[1] / 100 - 0.005
+        if not low <= speed <= high:
+            shaped_voice = replace(shaped_voice, rate=Rate(factor=round(min(high, max(low, speed)), 3)))
+        max_up = 12.0 * math.log2(1.0 + PITCH_RANGE) - 0.05
+        max_db = 20.0 * math.log10(1.0 + VOLUME_RANGE[1] / 100) - 0.05
+        return replace(shaped_voice, pitch=min(max_up, shaped_voice.pitch), volume=min(max_db, shaped_voice.volume))
 
     def list_voices(self) -> list[VoiceInfo]:
         _, table = voice_table()

@@ -18,11 +18,14 @@ from typing import Any
 from ..audio import Clip, apply_gain_db, from_pcm16
 from ..errors import BackendUnavailableError, SynthesisError, UnknownVoiceError
 from ..voice import Voice, close_matches
-from .base import Backend, VoiceInfo, package_version
+from ..delivery import Delivery
+from ..lexicon import Entry
+from .base import Backend, VoiceInfo, package_version, shaped
 
 _AUDIO_OUTPUT_SYNCHRONOUS = 2
 _CHARS_UTF8 = 1
 _ENDPAUSE = 0x1000
+_PHONEMES = 0x100  # espeakPHONEMES: read [[ ]] as phoneme mnemonics
 _RATE = 1
 _DEFAULT_RATE = 175  # espeak's own rate setting at speed 1.0
 _MIN_RATE, _MAX_RATE = 80, 450
@@ -157,6 +160,14 @@ class EspeakBackend(Backend):
         version = package_version("espeakng-loader")
         return f"espeakng-loader {version}"
 
+    def apply_delivery(self, voice: Voice, delivery: Delivery) -> Voice:
+        """Speed and volume (pitch shifts here are resampling: they change the timbre too)."""
+        return shaped(voice, delivery, pitch=False)
+
+    def pronounce(self, word: str, entry: Entry) -> str:
+        """espeak's own phoneme mnemonics as ``[[ ... ]]``, else the respelling (espeak reads no IPA)."""
+        return f"[[{entry.espeak}]]" if entry.espeak else entry.say or word
+
     # ------------------------------------------------------------ synthesis
     def synthesize(self, text: str, voice: Voice) -> Clip:
         pitch_factor = 2.0 ** (voice.pitch / 12.0)
@@ -168,7 +179,8 @@ class EspeakBackend(Backend):
                 raise SynthesisError(f"espeak-ng could not select voice {voice.name!r}")
             lib.espeak_SetParameter(_RATE, max(_MIN_RATE, min(_MAX_RATE, setting)), 0)
             _chunks.clear()
-            status = lib.espeak_Synth(data, len(data) + 1, 0, 0, 0, _CHARS_UTF8 | _ENDPAUSE, None, None)
+            flags = _CHARS_UTF8 | _ENDPAUSE | (_PHONEMES if "[[" in text else 0)
+            status = lib.espeak_Synth(data, len(data) + 1, 0, 0, 0, flags, None, None)
             lib.espeak_Synchronize()
             pcm = b"".join(_chunks)
             _chunks.clear()

@@ -21,7 +21,9 @@ from typing import Any
 from ..audio import Clip, apply_gain_db, concat
 from ..errors import BackendUnavailableError, SynthesisError, UnknownVoiceError
 from ..voice import Voice, close_matches
-from .base import Backend, Setting, VoiceInfo, int_in, package_version
+from ..delivery import Delivery
+from ..lexicon import Entry
+from .base import Backend, Setting, VoiceInfo, int_in, package_version, shaped
 
 BUNDLED = "joe"
 #: Automatic-casting voices: joe shifted by these semitones, most distinct first.
@@ -120,6 +122,14 @@ class PiperBackend(Backend):
         stat = path.stat()
         version = package_version("piper-tts")
         return f"piper-tts {version}; {path.name} {stat.st_size} {stat.st_mtime_ns}"
+
+    def apply_delivery(self, voice: Voice, delivery: Delivery) -> Voice:
+        """Speed and volume (a pitch shift here also changes the timbre)."""
+        return shaped(voice, delivery, pitch=False)
+
+    def pronounce(self, word: str, entry: Entry) -> str:
+        """IPA phonemes as piper's raw phoneme block ``[[ ... ]]``, else the respelling."""
+        return f"[[ {entry.phonemes} ]]" if entry.phonemes else entry.say or word
 
     # ------------------------------------------------------------ synthesis
     def _load(self, model: Path) -> Any:
