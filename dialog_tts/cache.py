@@ -27,6 +27,8 @@ log = logging.getLogger("dialog_tts")
 
 ENV_DIR = "DIALOG_TTS_CACHE_DIR"
 DEFAULT_SIZE = 2 * 1000 ** 3
+#: The largest cache bound accepted (1 PB; sqlite stores sizes as 64-bit integers).
+MAX_SIZE = 1000 ** 5
 _KEY_VERSION = 1
 _DIGEST = 32
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]?i?b?)?\s*$", re.IGNORECASE)
@@ -46,13 +48,18 @@ def default_dir() -> Path:
 
 def parse_size(text: str | int) -> int:
     """``2GB``, ``500MB``, ``1.5GiB``, ``1000000`` → bytes."""
-    if isinstance(text, int):
-        return text
-    m = _SIZE.match(str(text))
-    if not m:
-        raise InputError(f"cache size {text!r} is not a size like 2GB, 500MB or 1.5GiB")
-    unit = (m.group(2) or "").lower().rstrip("b")
-    return int(float(m.group(1)) * _UNITS[unit])
+    if isinstance(text, int) and not isinstance(text, bool):
+        size = text
+    else:
+        m = _SIZE.match(str(text))
+        if not m:
+            raise InputError(f"cache size {str(text)[:40]!r} is not a size like 2GB, 500MB or 1.5GiB")
+        unit = (m.group(2) or "").lower().rstrip("b")
+        value = float(m.group(1)) * _UNITS[unit]
+        size = int(value) if value <= MAX_SIZE else MAX_SIZE + 1   # inf too: int(inf) raises
+    if not 0 <= size <= MAX_SIZE:
+        raise InputError(f"cache size {str(text)[:40]!r} is out of range (0 to 1 PB)")
+    return size
 
 
 def format_size(size: float) -> str:

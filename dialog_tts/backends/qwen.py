@@ -34,6 +34,8 @@ from typing import Any, Callable, Mapping, Sequence
 from ..audio import Clip, apply_gain_db
 from ..errors import BackendUnavailableError, SynthesisError, UnknownVoiceError, VoiceSpecError
 from ..voice import Voice, close_matches
+from ..delivery import Delivery
+from ..inputs import read_text
 from .base import Backend, Setting, VoiceInfo, int_in, package_version
 from .qwen_prompts import ClonePrompts, Wanted
 
@@ -62,17 +64,51 @@ def _file_identity(path: str) -> list[Any]:
     return [os.path.abspath(path), st.st_size, st.st_mtime_ns]
 
 
+#: The folders of a local model whose files qwen-tts loads: the model's own and its speech tokenizer's.
+_MODEL_FOLDERS = (".", "speech_tokenizer")
+_MODEL_SUFFIXES = (".json", ".safetensors", ".bin")
+
+
 def _model_identity(model: str) -> str:
-    """A model id as given, or a local directory by its config and weight files' identity."""
+    """A model id as given, or a local directory by its config and weight files' identity.
+
+    Only the files qwen-tts loads count: those of the folder itself and of its
+    ``speech_tokenizer`` folder, never a walk of the tree (``model: /`` is quick).
+    """
     path = Path(model).expanduser()
     if not path.is_dir():
         return model
     parts = []
-    for f in sorted(path.rglob("*")):
-        if f.is_file() and f.suffix in (".json", ".safetensors", ".bin"):
-            st = f.stat()
-            parts.append([str(f.relative_to(path)), st.st_size, st.st_mtime_ns])
+    for folder in _MODEL_FOLDERS:
+        try:
+            with os.scandir(path / folder) as entries:
+                found = sorted((e.name, e) for e in entries if e.name.endswith(_MODEL_SUFFIXES))
+            for name, entry in found:
+                if entry.is_file():
+                    st = entry.stat()
+                    parts.append([f"{folder}/{name}", st.st_size, st.st_mtime_ns])
+        except OSError:  # missing or unreadable: loading the model will say so
+            continue
     return hashlib.sha256(json.dumps([str(path.resolve()), parts]).encode()).hexdigest()[:16]
+
+
+def _model_config(model: str) -> dict[str, Any] | None:
+    """A local model folder's config.json (None for a model id); VoiceSpecError if it is unusable."""
+    folder = Path(model).expanduser()
+    if not folder.is_dir():
+        return None
+    config = folder / "config.json"
+    if not config.is_file():
+        raise VoiceSpecError(f"model {model!r} is a folder without config.json: give a Qwen3-TTS model "
+                             f"folder or a model id such as {DEFAULT_MODELS['custom_voice']}")
+    text = read_text(config, what="model config", error=VoiceSpecError)
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise VoiceSpecError(f"model config is not valid JSON ({exc.msg})", path=config, line=exc.lineno) from None
+    if not isinstance(data, dict):
+        raise VoiceSpecError(f"model config is a JSON {type(data).__name__}, not an object", path=config)
+    return data
 
 
 def _blend_references(mix: Any, speaker_fields: Any) -> dict[str, Any]:
@@ -190,15 +226,15 @@ class QwenBackend(Backend):
         """Preset speakers of a model without loading it (None: cannot tell)."""
         if model == DEFAULT_MODELS["custom_voice"] or model.endswith("-CustomVoice"):
             return PRESET_SPEAKERS
-        config = Path(model).expanduser() / "config.json"
-        if config.is_file():
-            data = json.loads(config.read_text(encoding="utf-8"))
-            spk = (data.get("talker_config") or {}).get("spk_id") or data.get("spk_id")
-            if not isinstance(spk, dict):
-                return None
-            known = {s.lower(): s for s in PRESET_SPEAKERS}   # keep the documented spelling
-            return [known.get(str(k).lower(), str(k)) for k in spk]
-        return None
+        data = _model_config(model)
+        if data is None:
+            return None
+        talker = data.get("talker_config")
+        spk = (talker.get("spk_id") if isinstance(talker, dict) else None) or data.get("spk_id")
+        if not isinstance(spk, dict):
+            return None
+        known = {s.lower(): s for s in PRESET_SPEAKERS}   # keep the documented spelling
+        return [known.get(str(k).lower(), str(k)) for k in spk]
 
     def resolve(self, voice: Voice) -> Voice:
         if voice.rate is not None or voice.pitch:
@@ -210,6 +246,8 @@ class QwenBackend(Backend):
             raise VoiceSpecError("a qwen voice is one of: ref_audio (clone), design, mix (blend); "
                                  f"got {', '.join(given)}")
         model = self.model_for(voice)
+        if kind != "custom_voice":
+            _model_config(model)   # a local folder must hold a readable config, for every kind
         if kind == "custom_voice":
             name = voice.name or PRESET_SPEAKERS[0]
             speakers = self._speakers_of(model)
@@ -235,6 +273,19 @@ class QwenBackend(Backend):
         if not blend or not all(isinstance(p, tuple) and len(p) == 2 for p in blend):
             raise VoiceSpecError("mix: give speakers and weights, e.g. mix: {Guest: 0.6, Host: 0.4}")
         return replace(voice, name=voice.name or "blend")
+
+    def apply_delivery(self, voice: Voice, delivery: Delivery) -> Voice:
+        """The delivery in words: added to a preset's ``instruct`` or a designed voice's description.
+
+        A cloned voice takes no instruction: only the volume changes.
+        """
+        options = dict(voice.options)
+        kind = voice_kind(voice)
+        key = "instruct" if kind == "custom_voice" else "design" if kind == "voice_design" else None
+        if key is not None and delivery.instruct:
+            options[key] = "; ".join(str(p) for p in (options.get(key), delivery.instruct) if p)
+        volume = min(24.0, max(-60.0, voice.volume + delivery.volume))
+        return replace(voice, volume=volume, options=tuple(sorted(options.items())))
 
     def list_voices(self) -> list[VoiceInfo]:
         return [VoiceInfo(s, "multilingual", "", "Qwen3-TTS CustomVoice preset") for s in PRESET_SPEAKERS]
