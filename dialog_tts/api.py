@@ -73,9 +73,10 @@ def _check_number(value: Any, name: str, low: float, high: float, unit: str, *, 
 
     kind = numbers.Integral if whole else numbers.Real
     if isinstance(value, bool) or not isinstance(value, kind):
-        raise InputError(f"{name} {value!r} is not a {'whole ' if whole else ''}number")
-    if not low <= value <= high:  # also false for nan
-        raise InputError(f"{name} {value!r} is out of range ({low:g} to {high:g}{' ' + unit if unit else ''})")
+        raise InputError(f"{name} {repr(value)[:40]} is not a {'whole ' if whole else ''}number")
+    number = int(value) if whole else float(value)   # type: ignore[call-overload]
+    if not low <= number <= high:  # also false for nan
+        raise InputError(f"{name} {repr(value)[:40]} is out of range ({low:g} to {high:g}{' ' + unit if unit else ''})")
 
 
 @dataclass

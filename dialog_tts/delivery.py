@@ -23,7 +23,7 @@ class Delivery:
     pitch: float = 0.0         # semitones
     instruct: str = ""         # in words, for backends that take an instruction (Qwen)
 
-    def __add__(self, other: "Delivery") -> "Delivery":
+    def __add__(self, other: Delivery) -> Delivery:
         instruct = "; ".join(i for i in (self.instruct, other.instruct) if i)
         return Delivery(self.rate * other.rate, self.volume + other.volume, self.pitch + other.pitch, instruct)
 

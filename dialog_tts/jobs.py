@@ -13,7 +13,8 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Any, Mapping
 
-from . import backends, delivery as delivery_mod
+from . import backends
+from . import delivery as delivery_mod
 from .engine import Job
 from .errors import DialogTTSError
 from .lexicon import Lexicon

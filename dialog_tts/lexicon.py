@@ -53,7 +53,7 @@ class Lexicon:
     def __len__(self) -> int:
         return len(self.entries)
 
-    def merged(self, other: "Lexicon") -> "Lexicon":
+    def merged(self, other: Lexicon) -> Lexicon:
         """This lexicon with *other*'s entries added (they win on the same word)."""
         return Lexicon({**self.entries, **other.entries})
 

@@ -12,7 +12,8 @@ from dialog_tts.cli import main
 from dialog_tts.delivery import TAGS, Delivery, for_directions, tag_of
 from dialog_tts.errors import InputError, VoiceSpecError
 from dialog_tts.jobs import build, override_voice
-from dialog_tts.lexicon import Entry, Lexicon, load as load_lexicon
+from dialog_tts.lexicon import Entry, Lexicon
+from dialog_tts.lexicon import load as load_lexicon
 from dialog_tts.script import parse_text
 from dialog_tts.voice import Rate, Voice
 from measure import rms_db

@@ -7,8 +7,19 @@ from pathlib import Path
 import pytest
 
 from dialog_tts.errors import InputError, ScriptError
-from dialog_tts.script import (MAX_LABEL_LENGTH, MAX_NAME_LENGTH, MAX_PAUSE_SECONDS, Line, Pause, Script, decode,
-                               is_valid_name, load, parse_text, speaker_key)
+from dialog_tts.script import (
+    MAX_LABEL_LENGTH,
+    MAX_NAME_LENGTH,
+    MAX_PAUSE_SECONDS,
+    Line,
+    Pause,
+    Script,
+    decode,
+    is_valid_name,
+    load,
+    parse_text,
+    speaker_key,
+)
 
 SAMPLE = Path(__file__).resolve().parent.parent / "samples" / "dialog.txt"
 

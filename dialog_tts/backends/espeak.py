@@ -16,10 +16,10 @@ from pathlib import Path
 from typing import Any
 
 from ..audio import Clip, apply_gain_db, from_pcm16
-from ..errors import BackendUnavailableError, SynthesisError, UnknownVoiceError
-from ..voice import Voice, close_matches
 from ..delivery import Delivery
+from ..errors import BackendUnavailableError, SynthesisError, UnknownVoiceError
 from ..lexicon import Entry
+from ..voice import Voice, close_matches
 from .base import Backend, VoiceInfo, package_version, shaped
 
 _AUDIO_OUTPUT_SYNCHRONOUS = 2

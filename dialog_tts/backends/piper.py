@@ -19,10 +19,10 @@ from pathlib import Path
 from typing import Any
 
 from ..audio import Clip, apply_gain_db, concat
-from ..errors import BackendUnavailableError, SynthesisError, UnknownVoiceError
-from ..voice import Voice, close_matches
 from ..delivery import Delivery
+from ..errors import BackendUnavailableError, SynthesisError, UnknownVoiceError
 from ..lexicon import Entry
+from ..voice import Voice, close_matches
 from .base import Backend, Setting, VoiceInfo, int_in, package_version, shaped
 
 BUNDLED = "joe"

@@ -32,10 +32,10 @@ from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
 from ..audio import Clip, apply_gain_db
-from ..errors import BackendUnavailableError, SynthesisError, UnknownVoiceError, VoiceSpecError
-from ..voice import Voice, close_matches
 from ..delivery import Delivery
+from ..errors import BackendUnavailableError, SynthesisError, UnknownVoiceError, VoiceSpecError
 from ..inputs import read_text
+from ..voice import Voice, close_matches
 from .base import Backend, Setting, VoiceInfo, int_in, package_version
 from .qwen_prompts import ClonePrompts, Wanted
 
@@ -109,6 +109,35 @@ def _model_config(model: str) -> dict[str, Any] | None:
     if not isinstance(data, dict):
         raise VoiceSpecError(f"model config is a JSON {type(data).__name__}, not an object", path=config)
     return data
+
+
+def speakers_of(model: str) -> list[str] | None:
+    """Preset speakers of a model without loading it (None: cannot tell)."""
+    if model == DEFAULT_MODELS["custom_voice"] or model.endswith("-CustomVoice"):
+        return PRESET_SPEAKERS
+    data = _model_config(model)
+    if data is None:
+        return None
+    talker = data.get("talker_config")
+    spk = (talker.get("spk_id") if isinstance(talker, dict) else None) or data.get("spk_id")
+    if not isinstance(spk, dict):
+        return None
+    known = {s.lower(): s for s in PRESET_SPEAKERS}   # keep the documented spelling
+    return [known.get(str(k).lower(), str(k)) for k in spk]
+
+
+def delivered(voice: Voice, delivery: Delivery) -> Voice:
+    """The delivery in words: added to a preset's ``instruct`` or a designed voice's description.
+
+    A cloned voice takes no instruction: only the volume changes.
+    """
+    options = dict(voice.options)
+    kind = voice_kind(voice)
+    key = "instruct" if kind == "custom_voice" else "design" if kind == "voice_design" else None
+    if key is not None and delivery.instruct:
+        options[key] = "; ".join(str(p) for p in (options.get(key), delivery.instruct) if p)
+    volume = min(24.0, max(-60.0, voice.volume + delivery.volume))
+    return replace(voice, volume=volume, options=tuple(sorted(options.items())))
 
 
 def _blend_references(mix: Any, speaker_fields: Any) -> dict[str, Any]:
@@ -222,20 +251,6 @@ class QwenBackend(Backend):
     def batch_group(self, voice: Voice) -> object:
         return self.model_for(voice)
 
-    def _speakers_of(self, model: str) -> list[str] | None:
-        """Preset speakers of a model without loading it (None: cannot tell)."""
-        if model == DEFAULT_MODELS["custom_voice"] or model.endswith("-CustomVoice"):
-            return PRESET_SPEAKERS
-        data = _model_config(model)
-        if data is None:
-            return None
-        talker = data.get("talker_config")
-        spk = (talker.get("spk_id") if isinstance(talker, dict) else None) or data.get("spk_id")
-        if not isinstance(spk, dict):
-            return None
-        known = {s.lower(): s for s in PRESET_SPEAKERS}   # keep the documented spelling
-        return [known.get(str(k).lower(), str(k)) for k in spk]
-
     def resolve(self, voice: Voice) -> Voice:
         if voice.rate is not None or voice.pitch:
             raise VoiceSpecError("qwen voices take no rate or pitch; describe the delivery with instruct "
@@ -250,7 +265,7 @@ class QwenBackend(Backend):
             _model_config(model)   # a local folder must hold a readable config, for every kind
         if kind == "custom_voice":
             name = voice.name or PRESET_SPEAKERS[0]
-            speakers = self._speakers_of(model)
+            speakers = speakers_of(model)
             if speakers is not None:
                 match = {s.lower(): s for s in speakers}.get(name.lower())
                 if match is None:
@@ -275,17 +290,7 @@ class QwenBackend(Backend):
         return replace(voice, name=voice.name or "blend")
 
     def apply_delivery(self, voice: Voice, delivery: Delivery) -> Voice:
-        """The delivery in words: added to a preset's ``instruct`` or a designed voice's description.
-
-        A cloned voice takes no instruction: only the volume changes.
-        """
-        options = dict(voice.options)
-        kind = voice_kind(voice)
-        key = "instruct" if kind == "custom_voice" else "design" if kind == "voice_design" else None
-        if key is not None and delivery.instruct:
-            options[key] = "; ".join(str(p) for p in (options.get(key), delivery.instruct) if p)
-        volume = min(24.0, max(-60.0, voice.volume + delivery.volume))
-        return replace(voice, volume=volume, options=tuple(sorted(options.items())))
+        return delivered(voice, delivery)
 
     def list_voices(self) -> list[VoiceInfo]:
         return [VoiceInfo(s, "multilingual", "", "Qwen3-TTS CustomVoice preset") for s in PRESET_SPEAKERS]
