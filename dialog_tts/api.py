@@ -251,7 +251,7 @@ class Renderer:
             if kept is not None:
                 return kept
         run = self.engine.run(jobs)
-        records = _records(jobs, run)
+        records = _records(parsed, jobs, run)
         voice_names = {parsed.speakers[k]: v.describe() for k, v in cast.items()}
         dialog = DialogResult(parsed.path, None, 0.0, self.settings.sample_rate, self.settings.channels,
                               records, voice_names, Totals(**asdict(run.stats)))
@@ -317,12 +317,12 @@ class Renderer:
         return BatchResult(results, failures)
 
 
-def _records(jobs: list[engine.Job], run: engine.EngineResult) -> list[LineRecord]:
-    """One report record per line, from its job and its synthesis outcome."""
-    return [LineRecord(job.line_no, job.speaker, job.text, job.voice.backend, job.voice.name,
+def _records(parsed: Script, jobs: list[engine.Job], run: engine.EngineResult) -> list[LineRecord]:
+    """One report record per line: the line as written, its voice and its synthesis outcome."""
+    return [LineRecord(line.line_no, line.speaker, line.text, job.voice.backend, job.voice.name,
                        o.source == "cache", o.source, o.attempts, round(o.seconds, 4),
                        error=str(o.error) if o.error else None)
-            for job, o in zip(jobs, run.outcomes)]
+            for line, job, o in zip(parsed.lines, jobs, run.outcomes)]
 
 
 def _finish(dialog: DialogResult, timeline: Timeline, mixed: mix.MixResult, out: PathLike | None,

@@ -194,8 +194,12 @@ def test_speaker_map_lexicon_inline_or_as_a_file_and_the_option_wins(tone_backen
     by_file = tmp_path / "byfile.yaml"
     by_file.write_text("lexicon: names.yaml\n", encoding="utf-8")
     script = write_script(NAMES)
-    texts = lambda **kw: [r.text for r in Renderer(RenderOptions(backend="tone", cache=False, **kw))  # noqa: E731
-                          .render(script, None).lines]
+    def texts(**kw):
+        """What the backend was asked to say; the report keeps the lines as written."""
+        tone_backend.calls.clear()
+        result = Renderer(RenderOptions(backend="tone", cache=False, **kw)).render(script, None)
+        assert [r.text for r in result.lines][:2] == ["Siobhan is here.", "Niamh is here."]
+        return [t for t, _ in tone_backend.calls]
     assert texts(speaker_map=inline)[:2] == ["Shiv-awn is here.", "Nee-av is here."]
     assert texts(speaker_map=by_file)[:2] == ["Siobhan is here.", "Neev is here."]
     assert texts(speaker_map=inline, lexicon=tmp_path / "names.yaml")[:2] == ["Shiv-awn is here.", "Neev is here."]
