@@ -17,7 +17,7 @@ from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Union
 
-from . import audio, backends, casting, engine, mix, speakers, uptodate
+from . import audio, backends, casting, engine, mix, produce, speakers, uptodate
 from . import jobs as jobs_mod
 from . import lexicon as lexicon_mod
 from . import script as script_mod
@@ -108,6 +108,41 @@ class RenderOptions:
     qwen_batch_size: int | None = None        # alias of qwen.batch_size
     qwen_models_in_memory: int | None = None  # alias of qwen.models_in_memory
     threads: int | None = None     # alias of piper.threads
+    # production (dialog_tts.produce): music, bookends, extra outputs, tags
+    music: PathLike | None = None
+    music_level: float = -12.0     # dB gain of the bed while nobody speaks
+    duck: float = 12.0             # dB lower while anyone speaks
+    duck_attack: float = 0.3       # seconds
+    duck_release: float = 0.8      # seconds
+    music_lead: float = 1.0        # seconds of music alone before the first and after the last line
+    intro: PathLike | None = None
+    outro: PathLike | None = None
+    subtitles: PathLike | None = None
+    stems: PathLike | None = None
+    review: PathLike | None = None
+    chapters: bool = True
+    bitrate: str | int | None = None
+    stream_format: str | None = None  # the format written to stdout (out "-")
+    title: str | None = None
+    artist: str | None = None
+    album: str | None = None
+    year: str | None = None
+    comment: str | None = None
+    cover: PathLike | None = None
+
+    def production(self) -> produce.Production:
+        """The production options, checked (missing files and bad values are usage errors)."""
+        def text(value: Any) -> str | None:
+            return None if value is None else os.fspath(value)
+
+        prod = produce.Production(
+            text(self.music), self.music_level, self.duck, self.duck_attack, self.duck_release,
+            self.music_lead, intro=text(self.intro), outro=text(self.outro), subtitles=text(self.subtitles),
+            stems=text(self.stems), review=text(self.review), chapters=self.chapters, bitrate=self.bitrate,
+            fmt=self.stream_format,
+            tags={k: text(getattr(self, k)) for k in ("title", "artist", "album", "year", "comment", "cover")})
+        prod.check()
+        return prod
 
     def backend_settings(self) -> dict[str, dict[str, Any]]:
         """Per backend, the run settings given (the aliases included), each checked by its backend."""
@@ -244,10 +279,12 @@ class Renderer:
         started = time.perf_counter()
         if out is not None:
             audio.check_writable(out)
+        prod = self.options.production()
         parsed, cast, jobs = self._prepare(script)
-        key = self._render_key(parsed, jobs, out)
+        key = self._render_key(parsed, jobs, out, prod)
+        extras = produce.extra_outputs(prod, parsed, out)
         if key is not None and out is not None and not self.options.force:
-            kept = self._up_to_date(out, key, started)
+            kept = self._up_to_date(out, key, started, extras)
             if kept is not None:
                 return kept
         run = self.engine.run(jobs)
@@ -261,27 +298,33 @@ class Renderer:
             raise engine.SynthesisFailed(run.failures, len(jobs))
         clips = run.clips
         run.outcomes.clear()                  # the clips list holds them now; the mix releases them
-        timeline = self._timeline(parsed, jobs, clips, records)
-        mixed = mix.mix_timeline(timeline, clips, self.settings, consume=True)
+        timeline, music = produce.arrange(self._timeline(parsed, jobs, clips, records), prod, self.settings)
+        mixed = mix.mix_timeline(timeline, clips, self.settings, consume=not prod.stems, music=music)
         for note in mixed.notes:
             log.warning("%s: %s", parsed.path, note)
-        if out is not None:
-            audio.write(out, mixed.samples, mixed.sample_rate)
+        written = produce.write_outputs(out, mixed, timeline, clips, parsed, records, prod, self.settings, music)
         _finish(dialog, timeline, mixed, out, started)
+        dialog.chapters = [{"title": c.title, "start": round(c.start / timeline.sample_rate, 4),
+                            "end": round(c.end / timeline.sample_rate, 4), "line": c.source_line}
+                           for c in written.chapters]
+        if written.true_peak is not None:   # measured again after a lossy encoder
+            dialog.true_peak = written.true_peak
         if key is not None and out is not None and not run.failures:
-            uptodate.remember(self._cache, out, key, dialog)
+            uptodate.remember(self._cache, out, key, dialog, extras)
         self._write_report(dialog)
         return dialog
 
     # ------------------------------------------------------------ up-to-date outputs and the report
-    def _render_key(self, parsed: Script, jobs: list[engine.Job], out: PathLike | None) -> str | None:
-        if out is None or self._cache is None:
+    def _render_key(self, parsed: Script, jobs: list[engine.Job], out: PathLike | None,
+                    prod: produce.Production) -> str | None:
+        if out is None or self._cache is None or os.fspath(out) == produce.STDOUT:
             return None
         return uptodate.render_key(parsed, [self.engine.cache_key(job) for job in jobs],
-                                   [(job.voice.pan, job.voice.gain) for job in jobs], self.settings, out)
+                                   [(job.voice.pan, job.voice.gain) for job in jobs], self.settings, out,
+                                   produce.identity(prod, parsed))
 
-    def _up_to_date(self, out: PathLike, key: str, started: float) -> DialogResult | None:
-        dialog = uptodate.unchanged(self._cache, out, key, time.perf_counter() - started)
+    def _up_to_date(self, out: PathLike, key: str, started: float, extras: list[str]) -> DialogResult | None:
+        dialog = uptodate.unchanged(self._cache, out, key, time.perf_counter() - started, extras)
         if dialog is None:
             return None
         count = len(dialog.lines)

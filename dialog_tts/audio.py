@@ -25,6 +25,8 @@ FORMATS: dict[str, tuple[str, str | None]] = {
     ".ogg": ("OGG", "VORBIS"),
     ".mp3": ("MP3", "MPEG_LAYER_III"),
 }
+#: AAC in MP4, written by dialog_tts.mp4 (PyAV), not soundfile.
+MP4_FORMATS: dict[str, tuple[str, str | None]] = {".m4a": ("MP4", "AAC"), ".m4b": ("MP4", "AAC")}
 WRITE_BLOCK = 1 << 20  # frames per block when writing
 _INT_SUBTYPES = {"PCM_16": (np.int16, 32767.0)}  # converted in NumPy: 3x faster than in libsndfile
 
@@ -164,14 +166,18 @@ def decode_mp3(data: bytes) -> Clip:
 def output_format(path: str | os.PathLike[str]) -> tuple[str, str | None]:
     """The soundfile format for *path*'s extension; a usage error for any other."""
     ext = Path(path).suffix.lower()
+    if ext in MP4_FORMATS:
+        return MP4_FORMATS[ext]
     if ext not in FORMATS:
         raise InputError(f"cannot write {ext or 'files without an extension'}: use one of "
-                         f"{', '.join(FORMATS)}", path=os.fspath(path))
+                         f"{', '.join([*FORMATS, *MP4_FORMATS])}", path=os.fspath(path))
     return FORMATS[ext]
 
 
 def check_writable(path: str | os.PathLike[str]) -> None:
-    """Fail early (before any synthesis) when *path* cannot be written."""
+    """Fail early (before any synthesis) when *path* cannot be written (``-``: stdout, always)."""
+    if os.fspath(path) == "-":
+        return
     output_format(path)
     parent = Path(path).resolve().parent
     if not parent.is_dir():

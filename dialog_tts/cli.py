@@ -157,6 +157,49 @@ def _run_options() -> list[Callable[..., Any]]:
     ]
 
 
+def _production_options() -> list[Callable[..., Any]]:
+    """Music, tags and the outputs besides the mix (the main command only)."""
+    path = click.Path(dir_okay=False)
+    return [
+        click.option("--music", type=path, metavar="FILE",
+                     help="Music bed under the dialog (any format soundfile reads): looped or trimmed, faded, ducked."),
+        click.option("--music-level", type=click.FloatRange(-60, 12), default=-12.0, show_default=True, metavar="DB",
+                     help="Gain of the music bed while nobody speaks, in dB."),
+        click.option("--duck", type=click.FloatRange(0, 60), default=12.0, show_default=True, metavar="DB",
+                     help="How many dB the bed goes down while anyone speaks."),
+        click.option("--duck-attack", type=click.FloatRange(0, 5), default=0.3, show_default=True, metavar="SECONDS",
+                     help="The duck fades in over this long before a line."),
+        click.option("--duck-release", type=click.FloatRange(0, 10), default=0.8, show_default=True,
+                     metavar="SECONDS", help="... and lifts over this long after it."),
+        click.option("--music-lead", type=click.FloatRange(0, 60), default=1.0, show_default=True, metavar="SECONDS",
+                     help="Music alone before the first line and after the last."),
+        click.option("--intro", type=path, metavar="FILE", help="Clip played before the dialog."),
+        click.option("--outro", type=path, metavar="FILE", help="Clip played after the dialog."),
+        click.option("--subtitles", type=path, metavar="FILE", help="Write subtitles: .srt or .vtt."),
+        click.option("--stems", type=click.Path(file_okay=False), metavar="DIR",
+                     help="Write one file per speaker (and music) into DIR, same length and timeline as the mix."),
+        click.option("--review", type=path, metavar="FILE.html",
+                     help="Write a review page: player, transcript, chapters."),
+        click.option("--chapters/--no-chapters", default=True, show_default=True,
+                     help="Write the script's '## Title' chapters into the output (MP3, M4A/M4B, FLAC, Ogg)."),
+        click.option("--bitrate", metavar="RATE", help="AAC bitrate for .m4a/.m4b, e.g. 96k [default: 128k]."),
+        click.option("--format", "stream_format", type=click.Choice(["wav", "flac", "ogg", "mp3", "m4a"]),
+                     default=None, help="Format written to stdout with --out - [default: wav]."),
+        click.option("--title", metavar="TEXT", help="Title tag (overrides the script's front matter)."),
+        click.option("--artist", metavar="TEXT", help="Artist tag."),
+        click.option("--album", metavar="TEXT", help="Album tag."),
+        click.option("--year", metavar="YEAR", help="Year tag."),
+        click.option("--comment", metavar="TEXT", help="Comment tag."),
+        click.option("--cover", type=path, metavar="IMAGE", help="Cover image (JPEG or PNG)."),
+    ]
+
+
+def production_options(f: Callable[..., Any]) -> Callable[..., Any]:
+    for option in reversed(_production_options()):
+        f = option(f)
+    return f
+
+
 def render_options(f: Callable[..., Any]) -> Callable[..., Any]:
     """The options of a render (shared by the main command and the batch command)."""
     for option in reversed(_voice_and_mix_options() + _run_options()):
@@ -166,10 +209,12 @@ def render_options(f: Callable[..., Any]) -> Callable[..., Any]:
 
 @click.group(cls=DialogGroup, invoke_without_command=True,
              context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
-@click.option("-s", "--script", type=click.Path(), metavar="FILE", help="Dialog script to render.")
+@click.option("-s", "--script", type=click.Path(), metavar="FILE", help="Dialog script to render ('-': stdin).")
 @click.option("-o", "--out", type=click.Path(), metavar="FILE",
-              help="Output file: .wav, .flac, .ogg or .mp3 (format from the extension).")
+              help="Output file: .wav, .flac, .ogg, .mp3, .m4a or .m4b (format from the extension); "
+                   "'-' writes to stdout (--format).")
 @render_options
+@production_options
 @click.option("--report", type=click.Path(dir_okay=False), metavar="JSON",
               help="Write a JSON report: one record per line plus the totals.")
 @click.option("--dry-run", is_flag=True, help="Parse, cast and look up the cache; synthesize nothing.")
@@ -320,7 +365,8 @@ def cache_clear(ctx: click.Context, cache_dir: str | None) -> None:
 @click.argument("scripts", nargs=-1, required=True, type=click.Path(), metavar="SCRIPT_OR_DIR...")
 @click.option("--out-dir", type=click.Path(file_okay=False), required=True, metavar="DIR",
               help="Folder for the outputs (created if missing): one file per script, named after it.")
-@click.option("--format", "fmt", type=click.Choice(["wav", "flac", "ogg", "mp3"]), default="wav", show_default=True,
+@click.option("--format", "fmt", type=click.Choice(["wav", "flac", "ogg", "mp3", "m4a", "m4b"]), default="wav",
+              show_default=True,
               help="Output format.")
 @render_options
 @click.pass_context

@@ -387,6 +387,7 @@ class Normalization:
     loudness: float | None = None
     true_peak: float | None = None
     notes: tuple[str, ...] = ()
+    gain_db: float = 0.0          # the plain gain applied, before the limiter's
 
 
 def normalize_loudness(x: np.ndarray, rate: int, target: float, ceiling_db: float = -1.0,
@@ -415,4 +416,4 @@ def normalize_loudness(x: np.ndarray, rate: int, target: float, ceiling_db: floa
     if abs(got - target) > 0.1:   # got was measured on exactly this curve in the last round
         notes = (f"loudness reached {got:.1f} LUFS, not {target:g}: holding the true peak under "
                  f"{ceiling_db:g} dBTP would take more than {max_push_db:g} dB of limiting",)
-    return Normalization(got, true_peak, notes)
+    return Normalization(got, true_peak, notes, gain)

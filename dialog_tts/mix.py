@@ -13,11 +13,12 @@ from __future__ import annotations
 import logging
 import math
 from dataclasses import dataclass, field
-from typing import Union
+from typing import Iterator, Sequence, Union
 
 import numpy as np
 
 from . import loudness
+from . import music as music_mod
 from . import timeline as timeline_mod
 from .audio import Clip, db_to_gain, resample
 from .loudness import abs_max_channels
@@ -76,6 +77,7 @@ class MixResult:
     spans: list[tuple[float, float]]    # (start, end) seconds of each Placement, in order
     loudness: float | None = None       # integrated LUFS after normalization, when asked
     true_peak: float | None = None      # dBTP after normalization, when asked
+    gain_db: float = 0.0                # the loudness gain applied (before the limiter)
     notes: list[str] = field(default_factory=list)
 
     @property
@@ -140,7 +142,7 @@ def placed_frames(clip: Clip, settings: MixSettings) -> int:
 
 
 def mix_timeline(timeline: Timeline, clips: list[Clip | None], settings: MixSettings, *,
-                 consume: bool = False) -> MixResult:
+                 consume: bool = False, music: music_mod.Music | None = None) -> MixResult:
     """Place each line's clip where *timeline* says, then (optionally) normalize loudness.
 
     ``clips[i]`` is the audio of the script's i-th line (the timeline entries' ``index``).
@@ -148,12 +150,32 @@ def mix_timeline(timeline: Timeline, clips: list[Clip | None], settings: MixSett
     pages become resident only as clips land in it) and normalization works in
     place.  With ``consume=True`` each clip is replaced by None in *clips* as soon
     as it is placed, so that a caller holding no other reference frees it.
+    *music* (bed, intro, outro) is added where the timeline's bookends say, before
+    the loudness is measured.
     """
     total = timeline.frames
     out = np.zeros((total,) if settings.channels == 1 else (total, 2), dtype=np.float32)
+    spans, silent = _place_lines(out, timeline, clips, settings, consume=consume)
+    if music is not None:
+        music_mod.add(out, timeline, music)
+    result = MixResult(out, settings.sample_rate, spans)
+    if silent:
+        result.notes.append(f"{silent} clip(s) had no audible audio and were left out")
+    if settings.lufs is not None:
+        _normalize(result, settings.lufs, settings.true_peak)
+    for block in range(0, total, _BLOCK):
+        np.clip(out[block:block + _BLOCK], -1.0, 1.0, out=out[block:block + _BLOCK])
+    return result
+
+
+def _place_lines(out: np.ndarray, timeline: Timeline, clips: list[Clip | None], settings: MixSettings, *,
+                 consume: bool = False, speaker: str | None = None) -> tuple[list[tuple[float, float]], int]:
+    """Place each line's clip (only *speaker*'s, when given) into *out*; (spans in seconds, silent clips)."""
     spans = []
     silent = 0
     for entry in timeline.lines:
+        if speaker is not None and entry.speaker != speaker:
+            continue
         clip = clips[entry.index]
         assert clip is not None and entry.voice is not None
         if consume:
@@ -164,14 +186,34 @@ def mix_timeline(timeline: Timeline, clips: list[Clip | None], settings: MixSett
                       entry.start / settings.sample_rate + entry.frames / settings.sample_rate))
         silent += entry.frames == 0
         del clip
-    result = MixResult(out, settings.sample_rate, spans)
-    if silent:
-        result.notes.append(f"{silent} clip(s) had no audible audio and were left out")
-    if settings.lufs is not None:
-        _normalize(result, settings.lufs, settings.true_peak)
-    for block in range(0, total, _BLOCK):
-        np.clip(out[block:block + _BLOCK], -1.0, 1.0, out=out[block:block + _BLOCK])
-    return result
+    return spans, silent
+
+
+def mix_stems(timeline: Timeline, clips: list[Clip | None], settings: MixSettings, *, gain_db: float = 0.0,
+              music: music_mod.Music | None = None,
+              speakers: Sequence[str] | None = None) -> Iterator[tuple[str, np.ndarray]]:
+    """One stem per speaker (*speakers*, or those with lines in order of first line), then ``"music"``
+    (with *music*): (name, samples).
+
+    Each stem is the mix with only that speaker's lines (or only the music), placed
+    by the same code and timeline, times the loudness gain the mix got (*gain_db*,
+    its :attr:`MixResult.gain_db`): the stems sum to the mix before its limiter.
+    One stem is in memory at a time.
+    """
+    total = timeline.frames
+    shape = (total,) if settings.channels == 1 else (total, 2)
+    gain = np.float32(db_to_gain(gain_db))
+    for speaker in speakers if speakers is not None else dict.fromkeys(e.speaker for e in timeline.lines):
+        out = np.zeros(shape, dtype=np.float32)
+        _place_lines(out, timeline, clips, settings, speaker=speaker)
+        out *= gain
+        yield speaker, out
+        del out
+    if music is not None:
+        out = np.zeros(shape, dtype=np.float32)
+        music_mod.add(out, timeline, music)
+        out *= gain
+        yield "music", out
 
 
 def _place(out: np.ndarray, samples: np.ndarray, start: int, pan: float, gain_db: float,
@@ -212,4 +254,5 @@ def _normalize(result: MixResult, target: float, ceiling_db: float) -> None:
     """Normalize *result*'s samples to *target* LUFS under *ceiling_db* dBTP in place, and record what it reached."""
     reached = loudness.normalize_loudness(result.samples, result.sample_rate, target, ceiling_db)
     result.loudness, result.true_peak = reached.loudness, reached.true_peak
+    result.gain_db = reached.gain_db
     result.notes.extend(reached.notes)

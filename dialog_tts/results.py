@@ -51,6 +51,7 @@ class DialogResult:
     loudness: float | None = None
     true_peak: float | None = None
     notes: list[str] = field(default_factory=list)
+    chapters: list[dict[str, Any]] = field(default_factory=list)   # title, start, end (s), line
 
     @property
     def wall_time(self) -> float:
@@ -60,7 +61,7 @@ class DialogResult:
         return {"script": self.script, "output": str(self.path) if self.path else None,
                 "duration": self.duration, "sample_rate": self.sample_rate, "channels": self.channels,
                 "loudness": self.loudness, "true_peak": self.true_peak, "voices": self.voices,
-                "notes": self.notes, "totals": asdict(self.totals),
+                "notes": self.notes, "chapters": self.chapters, "totals": asdict(self.totals),
                 "lines": [asdict(r) for r in self.lines]}
 
     @classmethod
@@ -68,7 +69,7 @@ class DialogResult:
         return cls(data["script"], Path(data["output"]) if data["output"] else None, data["duration"],
                    data["sample_rate"], data["channels"], [LineRecord(**r) for r in data["lines"]],
                    dict(data["voices"]), Totals(**data["totals"]), data["loudness"], data["true_peak"],
-                   list(data["notes"]))
+                   list(data["notes"]), list(data.get("chapters", [])))
 
 
 @dataclass

@@ -13,7 +13,10 @@ Rules (README, "Script format"):
   continuation line that holds such a colon.
 * An indented line continues the previous turn; so does a non-indented line
   without a label once a turn has started.  Before the first turn such a line is
-  an error.  Blank lines end nothing; ``#`` at the start of a line is a comment.
+  an error.  Blank lines end nothing; ``#`` at the start of a line is a comment,
+  except ``## Title``, which starts a chapter.
+* A front-matter block may open the file (dialog_tts.frontmatter): ``---``,
+  ``key: value`` lines (title, artist, album, year, comment, cover), ``---``.
 * ``[pause 800ms]`` / ``[pause 1.5s]`` inserts silence (at most
   :data:`MAX_PAUSE_SECONDS`), on its own line or inside a turn.  Any other
   ``[...]`` is a direction: not spoken unless ``speak_directions`` is set.  The
@@ -26,12 +29,14 @@ from __future__ import annotations
 
 import os
 import re
+import sys
 import unicodedata
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Union
 
 from .errors import ScriptError
-from .inputs import read_bytes
+from .inputs import MAX_INPUT_BYTES, read_bytes
 
 MAX_NAME_LENGTH = 40
 #: A colon within this many characters of an unindented line's start may end a label.
@@ -103,16 +108,25 @@ class Pause:
     line_no: int
 
 
-Event = Union[Line, Pause]
+@dataclass(frozen=True)
+class Chapter:
+    """A chapter mark (``## Title``): a new chapter starts with what follows."""
+
+    title: str
+    line_no: int
+
+
+Event = Union[Line, Pause, Chapter]
 
 
 @dataclass
 class Script:
-    """A parsed script: utterances and pauses in the order they are heard."""
+    """A parsed script: utterances, pauses and chapter marks in the order they are heard."""
 
     events: list[Event]
     path: str = "<script>"
     speakers: dict[str, str] = field(default_factory=dict)  # key -> name as first written
+    meta: dict[str, str] = field(default_factory=dict)      # front matter: title, artist, ... (frontmatter.py)
 
     @property
     def lines(self) -> list[Line]:
@@ -258,6 +272,10 @@ def parse_text(text: str, *, path: str = "<script>", speak_directions: bool = Fa
     for line_no, raw in enumerate(text.split("\n"), start=1):
         raw = raw.rstrip("\r")
         stripped = raw.strip()
+        if raw.startswith("## ") and stripped[3:].strip():
+            builder.flush()
+            builder.events.append(Chapter(stripped[3:].strip(), line_no))
+            continue
         if not stripped or raw.startswith("#"):
             continue
         label = _label(raw, path=path, line_no=line_no)
@@ -295,7 +313,22 @@ def decode(data: bytes, *, path: str = "<script>") -> str:
 
 
 def load(path: str | os.PathLike[str], *, speak_directions: bool = False) -> Script:
-    """Read (a regular file, at most 50 MB) and parse the script at *path*."""
-    shown = os.fspath(path)
-    data = read_bytes(path, what="script", error=ScriptError)
-    return parse_text(decode(data, path=shown), path=shown, speak_directions=speak_directions)
+    """Read (a regular file, at most 50 MB; ``-``: stdin) and parse the script at *path*."""
+    from . import frontmatter
+
+    stdin = os.fspath(path) == "-"
+    shown = "<stdin>" if stdin else os.fspath(path)
+    data = read_stdin(shown) if stdin else read_bytes(path, what="script", error=ScriptError)
+    meta, body = frontmatter.split(decode(data, path=shown), path=shown, base=Path(path).parent)
+    script = parse_text(body, path=shown, speak_directions=speak_directions)
+    script.meta = meta
+    return script
+
+
+def read_stdin(shown: str) -> bytes:
+    """The script on stdin, at most as large as a script file may be."""
+    data = sys.stdin.buffer.read(MAX_INPUT_BYTES + 1)
+    if len(data) > MAX_INPUT_BYTES:
+        raise ScriptError(f"script is larger than {MAX_INPUT_BYTES // 1000 ** 2} MB (the most dialog-tts reads)",
+                          path=shown)
+    return data

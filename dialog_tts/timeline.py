@@ -17,11 +17,11 @@ line is placed, so that rounding never accumulates.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from enum import Enum
 from typing import Sequence, Union
 
-from .script import Line, Pause
+from .script import Chapter, Line, Pause
 from .voice import Voice
 
 
@@ -31,6 +31,10 @@ class Kind(str, Enum):
     LINE = "line"          # a spoken line, placed
     MISSING = "missing"    # a line whose synthesis failed, kept as silence (--keep-going)
     PAUSE = "pause"        # a [pause] from the script
+    CHAPTER = "chapter"    # a chapter mark (no length; text is its title)
+    INTRO = "intro"        # the intro clip, before the dialog (bookend)
+    OUTRO = "outro"        # the outro clip, after the dialog (bookend)
+    MUSIC = "music"        # the span the music bed plays under (bookend)
 
 
 @dataclass(frozen=True)
@@ -82,7 +86,7 @@ class Timeline:
         return frames / self.sample_rate
 
 
-Event = Union[Line, Pause]
+Event = Union[Line, Pause, Chapter]
 
 
 def build(events: Sequence[Event], lines: Sequence[LineInput], *, sample_rate: int, gap: float) -> Timeline:
@@ -93,6 +97,9 @@ def build(events: Sequence[Event], lines: Sequence[LineInput], *, sample_rate: i
     inputs = iter(enumerate(lines))
     for event in events:
         start = round(cursor * sample_rate)
+        if isinstance(event, Chapter):
+            timeline.entries.append(Entry(Kind.CHAPTER, start, 0, event.line_no, text=event.title))
+            continue
         if isinstance(event, Pause):
             timeline.entries.append(Entry(Kind.PAUSE, start, round(event.seconds * sample_rate), event.line_no))
             cursor += event.seconds
@@ -117,3 +124,55 @@ def build(events: Sequence[Event], lines: Sequence[LineInput], *, sample_rate: i
 def _entry(kind: Kind, start: int, frames: int, index: int, item: LineInput) -> Entry:
     line = item.line
     return Entry(kind, start, frames, line.line_no, index, line.speaker, line.text, item.voice)
+
+
+def bookend(timeline: Timeline, *, intro: int = 0, outro: int = 0, lead: int = 0, music: bool = False) -> Timeline:
+    """*timeline* with an intro clip of *intro* frames before it and an outro after it.
+
+    The dialog starts *lead* frames after the intro ends, and the outro *lead*
+    frames after the dialog.  With *music*, a MUSIC entry marks the bed's span:
+    from *lead* frames before the intro's end (overlapping its tail) to *lead*
+    frames into the outro (or the end).
+    """
+    if not (intro or outro or music):
+        return timeline
+    offset = intro + lead
+    out = Timeline(timeline.sample_rate)
+    if intro:
+        out.entries.append(Entry(Kind.INTRO, 0, intro, 0))
+    out.entries.extend(replace(e, start=e.start + offset) for e in timeline.entries)
+    dialog_end = offset + timeline.frames
+    outro_start = dialog_end + lead
+    out.frames = outro_start + outro
+    if outro:
+        out.entries.append(Entry(Kind.OUTRO, outro_start, outro, 0))
+    if music:
+        start = max(0, intro - lead)
+        out.entries.append(Entry(Kind.MUSIC, start, min(out.frames, outro_start + lead) - start, 0))
+    return out
+
+
+@dataclass(frozen=True)
+class ChapterMark:
+    """A chapter: its title and where it starts and ends, in output frames."""
+
+    title: str
+    start: int
+    end: int
+    source_line: int
+
+
+def chapters(timeline: Timeline) -> list[ChapterMark]:
+    """The chapter marks, each starting with the first thing placed after it (the first one at 0)."""
+    entries = timeline.entries
+    starts: list[tuple[str, int, int]] = []
+    heard = False
+    for i, entry in enumerate(entries):
+        if entry.kind is Kind.CHAPTER:
+            nxt = next((e for e in entries[i + 1:] if e.kind in (Kind.LINE, Kind.MISSING, Kind.PAUSE)), None)
+            start = 0 if not heard else (nxt.start if nxt is not None else entry.start)
+            starts.append((entry.text, start, entry.source_line))
+        elif entry.kind in (Kind.LINE, Kind.MISSING, Kind.PAUSE) and entry.frames:
+            heard = True
+    return [ChapterMark(title, start, starts[i + 1][1] if i + 1 < len(starts) else timeline.frames, line)
+            for i, (title, start, line) in enumerate(starts)]

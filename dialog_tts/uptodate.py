@@ -17,20 +17,26 @@ from typing import Any, Sequence
 
 from . import audio
 from .results import DialogResult, Totals
-from .script import Pause, Script
+from .script import Chapter, Pause, Script
 
 
 def render_key(parsed: Script, line_keys: Sequence[str], mix_fields: Sequence[tuple[Any, Any]],
-               settings: Any, out: str | os.PathLike[str]) -> str:
-    """Everything that decides the bytes of *out*, hashed (*line_keys*: each line's cache key)."""
+               settings: Any, out: str | os.PathLike[str], production: Any = None) -> str:
+    """Everything that decides the bytes of *out* (and of the extra outputs), hashed.
+
+    *line_keys*: each line's cache key; *production*: the music, tags and extra
+    outputs (dialog_tts.produce.identity), left out of the hash when None.
+    """
     from . import __version__
 
     keys, voices = iter(line_keys), iter(mix_fields)
-    timeline = [["pause", e.seconds] if isinstance(e, Pause) else [next(keys), *next(voices)]
-                for e in parsed.events]
+    timeline = [["pause", e.seconds] if isinstance(e, Pause) else ["chapter", e.title]
+                if isinstance(e, Chapter) else [next(keys), *next(voices)] for e in parsed.events]
     s = settings
     payload = [__version__, timeline, s.sample_rate, s.channels, s.gap, s.lufs, s.true_peak,
                audio.output_format(out)]
+    if production is not None:
+        payload.append(production)
     return hashlib.sha256(json.dumps(payload).encode()).hexdigest()
 
 
@@ -47,10 +53,14 @@ def _record_name(out: str | os.PathLike[str]) -> str:
     return f"output:{Path(out).resolve()}"
 
 
-def unchanged(cache: Any, out: str | os.PathLike[str], key: str, wall_time: float) -> DialogResult | None:
-    """The kept result if *out* still holds exactly the render *key*, marked as all cached; else None."""
+def unchanged(cache: Any, out: str | os.PathLike[str], key: str, wall_time: float,
+              extras: Sequence[str] = ()) -> DialogResult | None:
+    """The kept result if *out* (and each of the *extras*) still holds exactly the render *key*,
+    marked as all cached; else None."""
     record = cache.get_record(_record_name(out))
     if record is None or record.get("key") != key or record.get("stat") != _stat(out):
+        return None
+    if record.get("extras", {}) != _extra_stats(extras):
         return None
     dialog = DialogResult.from_json(record["result"])
     for line in dialog.lines:
@@ -62,6 +72,12 @@ def unchanged(cache: Any, out: str | os.PathLike[str], key: str, wall_time: floa
     return dialog
 
 
-def remember(cache: Any, out: str | os.PathLike[str], key: str, dialog: DialogResult) -> None:
-    """Keep the render *key* and its result for *out*, as written just now."""
-    cache.put_record(_record_name(out), {"key": key, "stat": _stat(out), "result": dialog.to_json()})
+def remember(cache: Any, out: str | os.PathLike[str], key: str, dialog: DialogResult,
+             extras: Sequence[str] = ()) -> None:
+    """Keep the render *key* and its result for *out* (and the *extras* written with it), as written just now."""
+    cache.put_record(_record_name(out), {"key": key, "stat": _stat(out), "extras": _extra_stats(extras),
+                                         "result": dialog.to_json()})
+
+
+def _extra_stats(extras: Sequence[str]) -> dict[str, list[int] | None]:
+    return {str(Path(p).resolve()): _stat(p) for p in extras}

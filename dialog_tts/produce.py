@@ -1,0 +1,201 @@
+"""Producing an episode from a render: the music, and every output besides the mix.
+
+The renderer calls three hooks: :func:`arrange` (before the mix: reads the
+intro and outro, opens the bed as a block reader, and adds the bookends to the
+timeline), :func:`identity` (what of these decides the outputs' bytes, for the
+up-to-date check) and :func:`write_outputs` (after the mix: the audio with its
+tags and chapters, stems, subtitles and the review page).  Every output is
+built from the same timeline.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import sys
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+from . import audio, mix, mp4, music, review, sources, subtitles, tags
+from .errors import InputError
+from .script import Script
+from .timeline import ChapterMark, Timeline, bookend, chapters
+
+STDOUT = "-"
+AUDIO_FORMATS = (".wav", ".flac", ".ogg", ".mp3", ".m4a", ".m4b")
+
+
+@dataclass(frozen=True)
+class Production:
+    """The production options of a render (from :class:`dialog_tts.api.RenderOptions`)."""
+
+    music: str | None = None
+    music_level: float = -12.0
+    duck: float = 12.0
+    duck_attack: float = 0.3
+    duck_release: float = 0.8
+    music_lead: float = 1.0
+    music_fade_in: float = 1.0
+    music_fade_out: float = 2.0
+    intro: str | None = None
+    outro: str | None = None
+    subtitles: str | None = None
+    stems: str | None = None
+    review: str | None = None
+    chapters: bool = True
+    bitrate: str | int | None = None
+    fmt: str | None = None                    # output format for --out - (stdout)
+    tags: dict[str, Any] = field(default_factory=dict)
+
+    def check(self) -> None:
+        """Usage errors before any synthesis: missing files, unknown extensions, bad values."""
+        for what, path in (("music", self.music), ("intro", self.intro), ("outro", self.outro),
+                           ("cover", self.tags.get("cover"))):
+            if path and not Path(path).is_file():
+                raise InputError(f"{what} file not found", path=str(path))
+        if self.subtitles and Path(self.subtitles).suffix.lower() not in subtitles.FORMATS:
+            raise InputError("subtitles must be .srt or .vtt", path=str(self.subtitles))
+        if self.review and Path(self.review).suffix.lower() not in (".html", ".htm"):
+            raise InputError("the review page must be an .html file", path=str(self.review))
+        if self.duck < 0 or min(self.duck_attack, self.duck_release, self.music_lead) < 0:
+            raise InputError("--duck, its attack and release, and --music-lead must not be negative")
+        if self.fmt is not None and f".{self.fmt.lstrip('.')}" not in AUDIO_FORMATS:
+            raise InputError(f"unknown format {self.fmt!r} (use one of {', '.join(AUDIO_FORMATS)})")
+        mp4.parse_bitrate(self.bitrate)
+
+    def stream_suffix(self) -> str:
+        return f".{(self.fmt or 'wav').lstrip('.')}"
+
+
+def arrange(timeline: Timeline, prod: Production, settings: mix.MixSettings) -> tuple[Timeline, music.Music | None]:
+    """The timeline with intro, outro and the bed's span; the music to mix (None without any)."""
+    if not (prod.music or prod.intro or prod.outro):
+        return timeline, None
+    rate = settings.sample_rate
+    intro = sources.read_clip(prod.intro, "intro") if prod.intro else None
+    outro = sources.read_clip(prod.outro, "outro") if prod.outro else None
+    bed = None
+    if prod.music:
+        reader = sources.BlockReader(prod.music, rate, settings.channels)
+        bed = music.Bed(reader, reader.frames, level_db=prod.music_level, duck_db=prod.duck,
+                        attack=prod.duck_attack, release=prod.duck_release,
+                        fade_in=prod.music_fade_in, fade_out=prod.music_fade_out)
+    lead = round((prod.music_lead if prod.music else settings.gap) * rate)
+    framed = bookend(timeline, intro=_frames(intro, rate), outro=_frames(outro, rate), lead=lead,
+                     music=bed is not None)
+    return framed, music.Music(bed, intro, outro)
+
+
+def _frames(clip: audio.Clip | None, rate: int) -> int:
+    return 0 if clip is None else mix.resampled_length(clip.frames, clip.sample_rate, rate)
+
+
+def identity(prod: Production, parsed: Script) -> list[Any]:
+    """Everything of the production that decides the outputs' bytes (files by their content)."""
+    files = {what: sources.file_digest(path) if path else None
+             for what, path in (("music", prod.music), ("intro", prod.intro), ("outro", prod.outro))}
+    tag_values = tags.Tags.merged(parsed.meta, prod.tags)
+    cover = sources.file_digest(tag_values.cover) if tag_values.cover else None
+    settings = [prod.music_level, prod.duck, prod.duck_attack, prod.duck_release, prod.music_lead,
+                prod.music_fade_in, prod.music_fade_out, prod.chapters, prod.bitrate, prod.fmt]
+    outputs = [_resolved(p) for p in (prod.subtitles, prod.stems, prod.review)]
+    return [files, settings, {**tag_values.__dict__, "cover": cover}, outputs]
+
+
+def _resolved(path: str | None) -> str | None:
+    return str(Path(path).resolve()) if path else None
+
+
+def extra_outputs(prod: Production, parsed: Script, out: str | os.PathLike[str] | None) -> list[str]:
+    """The files a render writes besides *out* (the up-to-date check looks at them too)."""
+    paths = [str(p) for p in (prod.subtitles, prod.review) if p]
+    if prod.stems:
+        names = list(parsed.speakers.values()) + (["music"] if (prod.music or prod.intro or prod.outro) else [])
+        paths += [str(stem_path(prod.stems, name, _stem_suffix(prod, out))) for name in names]
+    return paths
+
+
+def stem_path(folder: str | os.PathLike[str], name: str, suffix: str) -> Path:
+    safe = re.sub(r"[^\w.-]+", "_", name, flags=re.UNICODE).strip("._") or "speaker"
+    return Path(folder) / f"{safe}{suffix}"
+
+
+def _stem_suffix(prod: Production, out: str | os.PathLike[str] | None) -> str:
+    suffix = prod.stream_suffix() if out is None or os.fspath(out) == STDOUT else Path(out).suffix.lower()
+    return suffix if suffix in audio.FORMATS else ".wav"
+
+
+@dataclass
+class Written:
+    """What :func:`write_outputs` reports back: the true peak of a re-measured lossy file, the chapters."""
+
+    true_peak: float | None = None
+    chapters: list[ChapterMark] = field(default_factory=list)
+
+
+def write_outputs(out: str | os.PathLike[str] | None, mixed: mix.MixResult, timeline: Timeline,
+                  clips: list[audio.Clip | None], parsed: Script, records: Sequence[Any], prod: Production,
+                  settings: mix.MixSettings, bed: music.Music | None) -> Written:
+    """Write the audio (with tags and chapters), then the stems, subtitles and review page asked for."""
+    marks = chapters(timeline) if prod.chapters else []
+    written = Written(chapters=marks)
+    page_audio: bytes | None = None
+    if out is not None and os.fspath(out) == STDOUT:
+        page_audio = _to_stdout(mixed, prod, settings, parsed, marks)
+    elif out is not None:
+        with audio.atomic_path(out) as tmp:
+            written.true_peak = _encode(tmp, Path(out).suffix.lower(), mixed, prod, settings, parsed, marks)
+    if prod.stems:
+        write_stems(prod, parsed, timeline, clips, settings, mixed.gain_db, bed, out)
+    if prod.subtitles:
+        review.write_text(prod.subtitles, subtitles.render(prod.subtitles, timeline, marks))
+    if prod.review:
+        src = review.audio_source(prod.review, out, page_audio, prod.stream_suffix())
+        title = tags.Tags.merged(parsed.meta, prod.tags).title or Path(parsed.path).stem
+        text = review.page(title, src, review.line_items(timeline, records), marks, timeline.sample_rate)
+        review.write_text(prod.review, text)
+    return written
+
+
+def _encode(path: str, suffix: str, mixed: mix.MixResult, prod: Production, settings: mix.MixSettings,
+            parsed: Script, marks: list[ChapterMark]) -> float | None:
+    """Write the mix to *path* in the format of *suffix*, then its tags; the re-measured true peak (AAC)."""
+    peak = None
+    if suffix in mp4.FORMATS:
+        ceiling = settings.true_peak if settings.lufs is not None else None
+        peak = mp4.write(path, mixed.samples, mixed.sample_rate, bitrate=mp4.parse_bitrate(prod.bitrate),
+                         chapters=marks, ceiling_db=ceiling)
+    else:
+        audio.write(path, mixed.samples, mixed.sample_rate)
+    tag_values = tags.Tags.merged(parsed.meta, prod.tags)
+    if tag_values or marks:
+        tags.write(path, tag_values, marks, mixed.sample_rate, fmt=suffix)
+    return peak
+
+
+def _to_stdout(mixed: mix.MixResult, prod: Production, settings: mix.MixSettings, parsed: Script,
+               marks: list[ChapterMark]) -> bytes | None:
+    """Encode to a temporary file, then copy it to stdout (a pipe cannot be sought back to fix a header)."""
+    suffix = prod.stream_suffix()
+    with tempfile.TemporaryDirectory(prefix="dialog-tts-") as folder:
+        path = os.path.join(folder, f"out{suffix}")
+        _encode(path, suffix, mixed, prod, settings, parsed, marks)
+        with open(path, "rb") as f:
+            shutil.copyfileobj(f, sys.stdout.buffer, 1 << 20)
+        sys.stdout.buffer.flush()
+        return Path(path).read_bytes() if prod.review else None
+
+
+def write_stems(prod: Production, parsed: Script, timeline: Timeline, clips: list[audio.Clip | None],
+                settings: mix.MixSettings, gain_db: float, bed: music.Music | None,
+                out: str | os.PathLike[str] | None) -> None:
+    """One file per speaker (and ``music``), each as long as the mix, with the mix's loudness gain."""
+    folder = Path(prod.stems or ".")
+    folder.mkdir(parents=True, exist_ok=True)
+    suffix = _stem_suffix(prod, out)
+    speakers = list(parsed.speakers.values())
+    for name, samples in mix.mix_stems(timeline, clips, settings, gain_db=gain_db, music=bed, speakers=speakers):
+        audio.write(stem_path(folder, name, suffix), samples, settings.sample_rate)
