@@ -132,14 +132,15 @@ def _mp4(path: str | os.PathLike[str], tags: Tags) -> None:
     audio = MP4(os.fspath(path))
     if audio.tags is None:
         audio.add_tags()
-    atoms = {"title": "\xa9nam", "artist": "\xa9ART", "album": "\xa9alb", "year": "\xa9day", "comment": "\xa9cmt"}
-    for key, atom in atoms.items():
+    atoms: Any = audio.tags
+    names = {"title": "\xa9nam", "artist": "\xa9ART", "album": "\xa9alb", "year": "\xa9day", "comment": "\xa9cmt"}
+    for key, atom in names.items():
         if getattr(tags, key):
-            audio.tags[atom] = [getattr(tags, key)]
+            atoms[atom] = [getattr(tags, key)]
     cover = tags.cover_data()
     if cover:
         kind = MP4Cover.FORMAT_PNG if cover[1] == "image/png" else MP4Cover.FORMAT_JPEG
-        audio.tags["covr"] = [MP4Cover(cover[0], imageformat=kind)]
+        atoms["covr"] = [MP4Cover(cover[0], imageformat=kind)]
     audio.save()
 
 

@@ -8,13 +8,12 @@ import numpy as np
 import pytest
 import soundfile as sf
 
+from conftest import tone_clip
 from dialog_tts import mix, music, sources
 from dialog_tts import timeline as tl
 from dialog_tts.audio import Clip
 from dialog_tts.script import Line, Pause
 from dialog_tts.voice import Voice
-
-from conftest import tone_clip
 from measure import rms_db
 
 RATE = 16000

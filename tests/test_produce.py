@@ -14,12 +14,11 @@ import soundfile as sf
 from click.testing import CliRunner
 
 from dialog_tts import mix, music, synthesize_dialog
-from dialog_tts.api import Renderer, RenderOptions
 from dialog_tts import script as script_mod
 from dialog_tts import timeline as tl
+from dialog_tts.api import Renderer, RenderOptions
 from dialog_tts.cli import main
 from dialog_tts.errors import ScriptError
-
 from measure import loud_regions
 from test_music import dialog_timeline, sine_source
 
