@@ -194,12 +194,14 @@ class Renderer:
     parse → cast → jobs (:meth:`_prepare`) → synthesize (the engine) → timeline
     (:meth:`_timeline`) → mix → write.  Use it as a context manager (or call
     :meth:`close`) to release the cache.  *sleep* is what retries wait with
-    (tests pass one that only records).
+    (tests pass one that only records).  *progress_callback(done, total, message)*
+    is called as lines finish; *on_progress* gets the same as an
+    :class:`~dialog_tts.engine.ProgressEvent`, with the counters.
     """
 
     def __init__(self, options: RenderOptions | None = None, *,
                  progress_callback: engine.ProgressCallback | None = None,
-                 sleep: engine.Sleep = time.sleep) -> None:
+                 sleep: engine.Sleep = time.sleep, on_progress: engine.ProgressListener | None = None) -> None:
         self.options = options or RenderOptions()
         self.settings = self.options.mix_settings()
         self._overrides = _overrides(self.options.voices)
@@ -215,7 +217,7 @@ class Renderer:
 
             self._cache = AudioCache(self.options.cache_dir, parse_size(self.options.cache_size))
         self.engine = engine.Engine(self.options.workers, cache=self._cache, retries=self.options.retries,
-                                    sleep=sleep, progress=progress_callback,
+                                    sleep=sleep, progress=progress_callback, listener=on_progress,
                                     backend_options=self.options.backend_settings())
 
     def close(self) -> None:
@@ -328,8 +330,7 @@ class Renderer:
         if dialog is None:
             return None
         count = len(dialog.lines)
-        if self.engine.progress is not None:
-            self.engine.progress(count, count, f"{out} is up to date")
+        self.engine.emit(engine.ProgressEvent(count, count, f"{out} is up to date", engine.Stats(count, cached=count)))
         log.info("%s is up to date (nothing changed since it was written; --force renders it again)", out)
         self._write_report(dialog)
         return dialog
@@ -410,13 +411,14 @@ def synthesize_dialog(script: PathLike | Script, out: PathLike | None = None, *,
 
 
 def synthesize_batch(scripts: Iterable[PathLike], out_dir: PathLike, *, fmt: str = "wav",
-                     progress_callback: engine.ProgressCallback | None = None, **options: Any) -> BatchResult:
+                     progress_callback: engine.ProgressCallback | None = None,
+                     on_progress: engine.ProgressListener | None = None, **options: Any) -> BatchResult:
     """Render many scripts in one process (one cache, backends loaded once)."""
     paths = expand_scripts(scripts)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     audio.output_format(f"x.{fmt.lstrip('.')}")
-    with Renderer(_options(options), progress_callback=progress_callback) as renderer:
+    with Renderer(_options(options), progress_callback=progress_callback, on_progress=on_progress) as renderer:
         return renderer.render_many(paths, out_dir, fmt)
 
 

@@ -9,12 +9,19 @@ from __future__ import annotations
 import logging
 import re
 import sys
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from .errors import DialogTTSError
 from .voice import DEFAULT_BACKEND
+
+if TYPE_CHECKING:
+    from .engine import ProgressEvent
+
+#: The exit code of a run stopped by Ctrl-C (128 + SIGINT, as shells report it).
+EXIT_INTERRUPTED = 130
 
 _ASSIGNMENT = re.compile(r"^[^\s=-][^=]*=")
 
@@ -63,6 +70,13 @@ class DialogGroup(click.Group):
                 raise
             click.echo(f"Error: {exc}", err=True)   # one line (more for a list of failed lines)
             ctx.exit(exc.exit_code)
+        except KeyboardInterrupt:
+            # Ctrl-C: the engine has cancelled the queued lines (the finished ones are cached) and
+            # no output or temp file is left; one line and exit 130 instead of Click's "Aborted!".
+            if ctx.params.get("debug"):
+                raise
+            click.echo("\nInterrupted", err=True)
+            ctx.exit(EXIT_INTERRUPTED)
 
 
 def _parse_voice(ctx: click.Context, param: click.Parameter, values: tuple[str, ...]) -> list[tuple[str, Any]]:
@@ -263,8 +277,8 @@ def _render(script: str, out: str, report: str | None, progress: bool | None, qu
     from .audio import tune_allocator
 
     tune_allocator()
-    with _progress_bar(progress, quiet) as callback, \
-            Renderer(RenderOptions(report=report, **render), progress_callback=callback) as renderer:
+    with _progress_bar(progress, quiet) as listener, \
+            Renderer(RenderOptions(report=report, **render), on_progress=listener) as renderer:
         result = renderer.render(script, out)
     log = logging.getLogger("dialog_tts")
     for speaker, voice in result.voices.items():
@@ -288,26 +302,25 @@ def _summary(result: Any) -> str:
 
 
 class _progress_bar:
-    """A tqdm bar on stderr (when asked for, or when stderr is a terminal) as a progress callback."""
+    """A tqdm bar on stderr (when asked for, or when stderr is a terminal) as a progress listener."""
 
     def __init__(self, wanted: bool | None, quiet: bool) -> None:
         self.enabled = not quiet and (wanted if wanted is not None else sys.stderr.isatty())
         self.bar: Any = None
 
-    def __enter__(self) -> Callable[[int, int, str], None] | None:
+    def __enter__(self) -> Callable[[ProgressEvent], None] | None:
         if not self.enabled:
             return None
 
-        def update(done: int, total: int, message: str) -> None:
+        def update(event: ProgressEvent) -> None:
             if self.bar is None:
                 from tqdm import tqdm
 
-                self.bar = tqdm(total=total, unit="line", file=sys.stderr, leave=False, dynamic_ncols=True)
+                self.bar = tqdm(total=event.total, unit="line", file=sys.stderr, leave=False, dynamic_ncols=True)
                 _EchoHandler.writer = self.bar.write
-            self.bar.update(done - self.bar.n)
-            stats = getattr(message, "stats", None)
-            if stats is not None:
-                self.bar.set_postfix(cached=stats.cached, retries=stats.retries, failed=stats.failed, refresh=False)
+            self.bar.update(event.done - self.bar.n)
+            stats = event.stats
+            self.bar.set_postfix(cached=stats.cached, retries=stats.retries, failed=stats.failed, refresh=False)
         return update
 
     def __exit__(self, *exc: object) -> None:
@@ -382,8 +395,8 @@ def batch_command(ctx: click.Context, scripts: tuple[str, ...], out_dir: str, fm
     tune_allocator()
     quiet = ctx.find_root().params.get("quiet", False)
     progress = render.pop("progress")
-    with _progress_bar(progress, quiet) as callback:
-        batch = synthesize_batch(scripts, out_dir, fmt=fmt, progress_callback=callback, **render)
+    with _progress_bar(progress, quiet) as listener:
+        batch = synthesize_batch(scripts, out_dir, fmt=fmt, on_progress=listener, **render)
     if not quiet:
         for result in batch.results.values():
             click.echo(_summary(result), err=True)

@@ -21,14 +21,21 @@ import json
 import logging
 import threading
 import time
-from collections import defaultdict
+from collections import defaultdict, deque
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
-from typing import Any, Callable, Mapping, Protocol, Sequence
+from enum import Enum
+from functools import partial
+from typing import TYPE_CHECKING, Any, Protocol
 
 from . import backends
 from .audio import Clip, pcm24
 from .errors import DialogTTSError, SynthesisError
 from .voice import Voice
+
+if TYPE_CHECKING:
+    from tenacity import RetryCallState, Retrying
 
 log = logging.getLogger("dialog_tts")
 
@@ -72,15 +79,33 @@ class Backoff:
     jitter: float = 0.5
 
 
+class Source(str, Enum):
+    """Where a job's audio came from; the strings are the report's ``source`` values."""
+
+    PENDING = "pending"
+    SYNTHESIZED = "synthesized"
+    CACHE = "cache"
+    REPEAT = "repeat"          # the same audio as an earlier job of this run
+    FAILED = "failed"
+
+    def __str__(self) -> str:
+        return self.value
+
+
 @dataclass
 class Outcome:
     """What happened to one job."""
 
     clip: Clip | None = None
-    source: str = "pending"      # "synthesized", "cache", "repeat" (same as an earlier job) or "failed"
+    source: Source = Source.PENDING
     attempts: int = 0            # backend calls made for it (0 when cached)
     seconds: float = 0.0         # time spent in the backend, retries included
     error: BaseException | None = None
+
+
+#: The counter of :class:`Stats` that each kind of outcome adds to.
+_COUNTERS = {Source.SYNTHESIZED: "synthesized", Source.CACHE: "cached", Source.REPEAT: "repeated",
+             Source.FAILED: "failed"}
 
 
 @dataclass
@@ -92,11 +117,23 @@ class Stats:
     retries: int = 0
     failed: int = 0
 
+    def count(self, source: Source) -> None:
+        """Count one finished job of kind *source*."""
+        name = _COUNTERS[source]
+        setattr(self, name, getattr(self, name) + 1)
 
-class Progress(str):
-    """The message given to progress callbacks: a str, with the run's counters as ``.stats``."""
 
+@dataclass(frozen=True)
+class ProgressEvent:
+    """One distinct line finished: *done* of *total* jobs, which line (*message*), the counters so far."""
+
+    done: int
+    total: int
+    message: str
     stats: Stats
+
+
+ProgressListener = Callable[[ProgressEvent], None]
 
 
 @dataclass
@@ -136,15 +173,43 @@ class _Unit:
     job: Job
     indices: list[int]
     key: str | None = None
-    outcome: Outcome = field(default_factory=Outcome)
+
+
+@dataclass
+class _Done:
+    """What one piece of work hands back to the run loop: outcomes, and the retries it took."""
+
+    results: list[tuple[_Unit, Outcome]]
+    retries: int = 0
+
+
+@dataclass
+class _Lane:
+    """One backend's queued work and how much of it may run at once (batches: one at a time, in order)."""
+
+    tasks: deque[Callable[[], _Done]]
+    limit: int
+    running: int = 0
+
+    def ready(self) -> bool:
+        return bool(self.tasks) and self.running < self.limit
+
+
+class _Stopped(SynthesisError):
+    """The run was interrupted: no new backend call starts."""
 
 
 class Engine:
-    """Synthesizes jobs over a thread pool, with a cache, retries and per-backend limits."""
+    """Synthesizes jobs over a thread pool, with a cache, retries and per-backend limits.
+
+    Only the thread that calls :meth:`run` touches the run's outcomes and counters and
+    reports progress; the pool's workers return their results to it.  *progress* gets
+    ``(done, total, message)``, *listener* a :class:`ProgressEvent` with the counters.
+    """
 
     def __init__(self, workers: int = 4, *, cache: AudioCacheLike | None = None, retries: int = 2,
                  backoff: Backoff = Backoff(), sleep: Sleep = time.sleep,
-                 progress: ProgressCallback | None = None,
+                 progress: ProgressCallback | None = None, listener: ProgressListener | None = None,
                  backend_options: Mapping[str, Mapping[str, Any]] | None = None) -> None:
         if workers < 1:
             raise ValueError("workers must be at least 1")
@@ -156,6 +221,7 @@ class Engine:
         self.backoff = backoff
         self.sleep = sleep
         self.progress = progress
+        self.listener = listener
         self.backend_options = dict(backend_options or {})
         self._backends: dict[str, backends.Backend] = {}
         self._limits: dict[str, threading.BoundedSemaphore] = {}
@@ -170,6 +236,13 @@ class Engine:
                 view = self._backends[name] = backends.get_backend(name).bind(
                     self.backend_options.get(name, {}), workers=self.workers)
             return view
+
+    def emit(self, event: ProgressEvent) -> None:
+        """Tell the progress callback and the listener (on the thread that runs the engine)."""
+        if self.progress is not None:
+            self.progress(event.done, event.total, event.message)
+        if self.listener is not None:
+            self.listener(event)
 
     # ------------------------------------------------------------ keys and lookups
     def cache_key(self, job: Job) -> str:
@@ -190,39 +263,45 @@ class Engine:
 
     # ------------------------------------------------------------ the run
     def run(self, jobs: Sequence[Job]) -> EngineResult:
-        """Synthesize every job; failures are collected in the result, not raised."""
-        stats = Stats(lines=len(jobs))
-        outcomes = [Outcome() for _ in jobs]
-        units: dict[str, _Unit] = {}
-        for i, job in enumerate(jobs):
-            unit = units.get(job.identity())
-            if unit is None:
-                units[job.identity()] = _Unit(job, [i])
-            else:
-                unit.indices.append(i)
-        state = _RunState(len(jobs), stats, self.progress)
+        """Synthesize every job; failures are collected in the result, not raised.
 
+        An interrupt (KeyboardInterrupt) cancels the lines not yet started, lets the
+        ones in flight finish (and be cached), and propagates.
+        """
+        run = _Run(jobs, self.emit)
         pending: list[_Unit] = []
-        for unit in units.values():
-            clip = None
-            if self.cache is not None:
-                unit.key = self.cache_key(unit.job)
-                clip = self.cache.get(unit.key)
-            if clip is not None:
-                unit.outcome = Outcome(clip, "cache")
-                self._finish(unit, outcomes, state)
-            else:
+        for unit in _units(jobs):
+            outcome = self._cached(unit)
+            if outcome is None:
                 pending.append(unit)
-
+            else:
+                run.finish(unit, outcome)
         if pending:
-            self._synthesize(pending, outcomes, state)
-        failures = [Failure(jobs[i], o.error) for i, o in enumerate(outcomes) if o.error is not None]
-        failures.sort(key=lambda f: (f.job.path, f.job.line_no))
-        return EngineResult(outcomes, failures, stats)
+            self._synthesize(pending, run)
+        return run.result()
 
-    def _synthesize(self, pending: list[_Unit], outcomes: list[Outcome], state: "_RunState") -> None:
-        from concurrent.futures import ThreadPoolExecutor
+    def _cached(self, unit: _Unit) -> Outcome | None:
+        if self.cache is None:
+            return None
+        unit.key = self.cache_key(unit.job)
+        clip = self.cache.get(unit.key)
+        return Outcome(clip, Source.CACHE) if clip is not None else None
 
+    def _synthesize(self, pending: list[_Unit], run: _Run) -> None:
+        lanes = self._lanes(pending, run.stop)
+        pool = ThreadPoolExecutor(max_workers=self.workers, thread_name_prefix="dialog-tts")
+        try:
+            _drive(pool, lanes, run, self.workers)
+        except BaseException:
+            # Ctrl-C (or a progress callback that raised): nothing new starts, the lines in
+            # flight finish and are cached by their workers, and the interrupt goes on up.
+            run.stop.set()
+            pool.shutdown(wait=True, cancel_futures=True)
+            raise
+        pool.shutdown(wait=True)
+
+    def _lanes(self, pending: list[_Unit], stop: threading.Event) -> deque[_Lane]:
+        """Per backend, its work: batches (one at a time) for batching backends, else single lines."""
         singles: dict[str, list[_Unit]] = defaultdict(list)
         batched: dict[str, list[_Unit]] = defaultdict(list)
         for unit in pending:
@@ -230,18 +309,16 @@ class Engine:
             (batched if backend.batch_size > 1 else singles)[backend.name].append(unit)
         for name, units in {**singles, **batched}.items():   # per-voice state first (clone prompts)
             self.backend(name).prepare([u.job.voice for u in units], self.cache)
-
-        with ThreadPoolExecutor(max_workers=self.workers, thread_name_prefix="dialog-tts") as pool:
-            futures = [pool.submit(self._run_batches, name, units, outcomes, state)
-                       for name, units in batched.items()]
-            # interleave backends so that one capped backend does not hold up the others
-            queues = list(singles.values())
-            while any(queues):
-                for queue in queues:
-                    if queue:
-                        futures.append(pool.submit(self._run_single, queue.pop(0), outcomes, state))
-            for future in futures:
-                future.result()
+        lanes: deque[_Lane] = deque()
+        for name, units in batched.items():
+            backend = self.backend(name)
+            tasks = [partial(self._run_batch, backend, batch, stop) for batch in _batches(backend, units)]
+            lanes.append(_Lane(deque(tasks), limit=1))
+        for name, units in singles.items():
+            backend = self.backend(name)
+            tasks = [partial(self._run_single, unit, stop) for unit in units]
+            lanes.append(_Lane(deque(tasks), limit=min(backend.max_concurrency or self.workers, self.workers)))
+        return lanes
 
     def _limit(self, backend: backends.Backend) -> threading.BoundedSemaphore:
         with self._lock:
@@ -251,28 +328,14 @@ class Engine:
                 sem = self._limits[backend.name] = threading.BoundedSemaphore(cap)
             return sem
 
-    def _retrying(self, backend: backends.Backend, state: "_RunState", where: str):  # type: ignore[no-untyped-def]
-        from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_exponential_jitter
-
-        def before_sleep(retry_state) -> None:  # type: ignore[no-untyped-def]
-            state.add_retry()
-            error = retry_state.outcome.exception()
-            log.info("%s: %s; retrying in %.1f s", where, error, retry_state.next_action.sleep)
-
-        return Retrying(
-            stop=stop_after_attempt(self.retries + 1),
-            wait=wait_exponential_jitter(multiplier=self.backoff.initial, max=self.backoff.maximum,
-                                         jitter=self.backoff.jitter),
-            retry=retry_if_exception(backend.is_transient),
-            sleep=self.sleep, reraise=True, before_sleep=before_sleep,
-        )
-
-    def _call(self, backend: backends.Backend, where: str, state: "_RunState", tally: "_Tally",
+    def _call(self, backend: backends.Backend, where: str, tally: _Tally, stop: threading.Event,
               fn: Callable[[], object]) -> object:
         """Run *fn* within the backend's limit, retrying transient errors; counts into *tally*."""
         result: object = None
-        for attempt in self._retrying(backend, state, where):
+        for attempt in _retrying(self, backend, tally, where, stop):
             with attempt:
+                if stop.is_set():
+                    raise _Stopped("interrupted")
                 tally.attempts += 1
                 with self._limit(backend):
                     started = time.perf_counter()
@@ -282,78 +345,132 @@ class Engine:
                         tally.seconds += time.perf_counter() - started
         return result
 
-    def _run_single(self, unit: _Unit, outcomes: list[Outcome], state: "_RunState") -> None:
+    def _run_single(self, unit: _Unit, stop: threading.Event) -> _Done:
         backend = self.backend(unit.job.voice.backend)
         tally = _Tally()
         try:
-            clip = self._call(backend, unit.job.where(), state, tally,
+            clip = self._call(backend, unit.job.where(), tally, stop,
                               lambda: backend.synthesize(unit.job.text, unit.job.voice))
             if not isinstance(clip, Clip):
                 raise SynthesisError(f"backend {backend.name!r} returned {type(clip).__name__}, not a Clip")
-            unit.outcome = Outcome(pcm24(clip), "synthesized", tally.attempts, tally.seconds)
+            outcome = Outcome(pcm24(clip), Source.SYNTHESIZED, tally.attempts, tally.seconds)
         except Exception as exc:  # noqa: BLE001 - one line must never take the others down
-            unit.outcome = Outcome(None, "failed", tally.attempts, tally.seconds, _as_error(exc))
-        self._store(unit)
-        self._finish(unit, outcomes, state)
+            outcome = Outcome(None, Source.FAILED, tally.attempts, tally.seconds, _as_error(exc))
+        self._store(unit, outcome)
+        return _Done([(unit, outcome)], tally.retries)
 
-    def _run_batches(self, name: str, units: list[_Unit], outcomes: list[Outcome], state: "_RunState") -> None:
-        """All of one batching backend's lines, on this one worker: grouped, bucketed, batched."""
-        backend = self.backend(name)
-        groups: dict[object, list[_Unit]] = defaultdict(list)
-        for unit in units:
-            groups[backend.batch_group(unit.job.voice)].append(unit)
-        for group in groups.values():
-            group.sort(key=lambda u: len(u.job.text))  # similar lengths pad least
-            for start in range(0, len(group), backend.batch_size):
-                self._run_batch(backend, group[start:start + backend.batch_size], outcomes, state)
-
-    def _run_batch(self, backend: backends.Backend, batch: list[_Unit], outcomes: list[Outcome],
-                   state: "_RunState") -> None:
+    def _run_batch(self, backend: backends.Backend, batch: list[_Unit], stop: threading.Event) -> _Done:
+        """One batch; a failing batch is split in halves down to single lines."""
         where = batch[0].job.where() if len(batch) == 1 else f"batch of {len(batch)} lines"
         tally = _Tally()
         try:
             clips = self._call(
-                backend, where, state, tally,
+                backend, where, tally, stop,
                 lambda: backend.synthesize_batch([u.job.text for u in batch], [u.job.voice for u in batch]))
             if not isinstance(clips, list) or len(clips) != len(batch):
                 raise SynthesisError(f"backend {backend.name!r} returned the wrong number of clips")
+            results = [(unit, Outcome(pcm24(clip), Source.SYNTHESIZED, tally.attempts, tally.seconds / len(batch)))
+                       for unit, clip in zip(batch, clips)]
         except Exception as exc:  # noqa: BLE001
-            if len(batch) > 1:
+            if len(batch) > 1 and not isinstance(exc, _Stopped):
                 log.info("%s failed (%s); splitting it in halves", where, exc)
                 half = len(batch) // 2
-                self._run_batch(backend, batch[:half], outcomes, state)
-                self._run_batch(backend, batch[half:], outcomes, state)
-                return
-            unit = batch[0]
-            unit.outcome = Outcome(None, "failed", tally.attempts, tally.seconds, _as_error(exc))
-            self._store(unit)
-            self._finish(unit, outcomes, state)
-            return
-        for unit, clip in zip(batch, clips):
-            unit.outcome = Outcome(pcm24(clip), "synthesized", tally.attempts, tally.seconds / len(batch))
-            self._store(unit)
-            self._finish(unit, outcomes, state)
+                first, second = (self._run_batch(backend, part, stop) for part in (batch[:half], batch[half:]))
+                return _Done(first.results + second.results, tally.retries + first.retries + second.retries)
+            results = [(unit, Outcome(None, Source.FAILED, tally.attempts, tally.seconds, _as_error(exc)))
+                       for unit in batch]
+        for unit, outcome in results:
+            self._store(unit, outcome)
+        return _Done(results, tally.retries)
 
-    def _store(self, unit: _Unit) -> None:
-        if self.cache is not None and unit.outcome.clip is not None:
+    def _store(self, unit: _Unit, outcome: Outcome) -> None:
+        if self.cache is not None and outcome.clip is not None:
             try:
-                self.cache.put(unit.key or self.cache_key(unit.job), unit.outcome.clip)
-            except Exception as exc:  # a full disk must not lose the line: it is still in this run
+                self.cache.put(unit.key or self.cache_key(unit.job), outcome.clip)
+            except Exception as exc:  # noqa: BLE001 - a failed write must not lose the line: it is in this run
                 log.warning("could not cache %s: %s", unit.job.where(), exc)
 
-    def _finish(self, unit: _Unit, outcomes: list[Outcome], state: "_RunState") -> None:
-        first, *repeats = unit.indices
-        outcomes[first] = unit.outcome
-        for i in repeats:
-            outcomes[i] = replace(unit.outcome, source="repeat" if unit.outcome.clip is not None else "failed",
-                                  attempts=0, seconds=0.0)
-        state.done(unit, outcomes)
+
+def _drive(pool: ThreadPoolExecutor, lanes: deque[_Lane], run: _Run, workers: int) -> None:
+    """Keep at most ``workers`` tasks in the pool (so an interrupt has nothing queued to wait for),
+    taking them from the lanes in turn so that no backend waits behind another's lines."""
+    from concurrent.futures import FIRST_COMPLETED, wait
+
+    running: dict[Future[_Done], _Lane] = {}
+    while True:
+        idle = 0
+        while len(running) < workers and idle < len(lanes):
+            lane = lanes[0]
+            lanes.rotate(-1)
+            if lane.ready():
+                running[pool.submit(lane.tasks.popleft())] = lane
+                lane.running += 1
+                idle = 0
+            else:
+                idle += 1
+        if not running:
+            return
+        finished, _ = wait(running, return_when=FIRST_COMPLETED)
+        for future in finished:
+            running.pop(future).running -= 1
+            run.collect(future.result())
+
+
+def _retrying(engine: Engine, backend: backends.Backend, tally: _Tally, where: str,
+              stop: threading.Event) -> Retrying:
+    """Tenacity's loop for one call: transient errors retried with backoff, none after an interrupt."""
+    from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_exponential_jitter
+
+    def before_sleep(retry_state: RetryCallState) -> None:
+        tally.retries += 1
+        error = retry_state.outcome.exception() if retry_state.outcome is not None else None
+        wait = retry_state.next_action.sleep if retry_state.next_action is not None else 0.0
+        log.info("%s: %s; retrying in %.1f s", where, error, wait)
+
+    def pause(seconds: float) -> None:
+        if engine.sleep is time.sleep:
+            stop.wait(seconds)           # an interrupt ends the wait at once
+        else:
+            engine.sleep(seconds)
+
+    return Retrying(
+        stop=stop_after_attempt(engine.retries + 1),
+        wait=wait_exponential_jitter(multiplier=engine.backoff.initial, max=engine.backoff.maximum,
+                                     jitter=engine.backoff.jitter),
+        retry=retry_if_exception(backend.is_transient),
+        sleep=pause, reraise=True, before_sleep=before_sleep,
+    )
+
+
+def _units(jobs: Sequence[Job]) -> list[_Unit]:
+    """The distinct syntheses among *jobs*, in order of first appearance."""
+    units: dict[str, _Unit] = {}
+    for i, job in enumerate(jobs):
+        unit = units.get(job.identity())
+        if unit is None:
+            units[job.identity()] = _Unit(job, [i])
+        else:
+            unit.indices.append(i)
+    return list(units.values())
+
+
+def _batches(backend: backends.Backend, units: list[_Unit]) -> list[list[_Unit]]:
+    """A batching backend's lines: grouped (``batch_group``), sorted by length, cut into batches."""
+    groups: dict[object, list[_Unit]] = defaultdict(list)
+    for unit in units:
+        groups[backend.batch_group(unit.job.voice)].append(unit)
+    batches = []
+    for group in groups.values():
+        group.sort(key=lambda u: len(u.job.text))  # similar lengths pad least
+        batches += [group[start:start + backend.batch_size] for start in range(0, len(group), backend.batch_size)]
+    return batches
 
 
 @dataclass
 class _Tally:
     attempts: int = 0
     seconds: float = 0.0
+    retries: int = 0
 
 
 def _as_error(exc: BaseException) -> BaseException:
@@ -363,38 +480,42 @@ def _as_error(exc: BaseException) -> BaseException:
     return SynthesisError(f"{type(exc).__name__}: {exc}")
 
 
-class _RunState:
-    """Counters and progress reporting, shared by the worker threads."""
+class _Run:
+    """One run's outcomes, counters and progress: used only by the thread that called :meth:`Engine.run`."""
 
-    def __init__(self, total: int, stats: Stats, progress: ProgressCallback | None) -> None:
-        self.total = total
-        self.stats = stats
-        self.progress = progress
-        self.count = 0
-        self.lock = threading.Lock()
+    def __init__(self, jobs: Sequence[Job], emit: Callable[[ProgressEvent], None]) -> None:
+        self.jobs = jobs
+        self.emit = emit
+        self.outcomes = [Outcome() for _ in jobs]
+        self.stats = Stats(lines=len(jobs))
+        self.done = 0
+        self.stop = threading.Event()    # set on an interrupt: workers start no new backend call
 
-    def add_retry(self) -> None:
-        with self.lock:
-            self.stats.retries += 1
+    def collect(self, done: _Done) -> None:
+        self.stats.retries += done.retries
+        for unit, outcome in done.results:
+            self.finish(unit, outcome)
 
-    def done(self, unit: _Unit, outcomes: list[Outcome]) -> None:
-        with self.lock:
-            for i in unit.indices:
-                source = outcomes[i].source
-                if source == "failed":
-                    self.stats.failed += 1
-                elif source == "cache":
-                    self.stats.cached += 1
-                elif source == "repeat":
-                    self.stats.repeated += 1
-                else:
-                    self.stats.synthesized += 1
-            self.count += len(unit.indices)
-            o = unit.outcome
-            detail = {"cache": "cached", "failed": f"failed: {o.error}"}.get(
-                o.source, f"synthesized in {o.seconds:.2f} s" + (f" ({o.attempts} attempts)" if o.attempts > 1 else ""))
-            log.info("%s: %s", unit.job.where(), detail)
-            if self.progress is not None:
-                message = Progress(unit.job.where())
-                message.stats = replace(self.stats)
-                self.progress(self.count, self.total, message)
+    def finish(self, unit: _Unit, outcome: Outcome) -> None:
+        first, *repeats = unit.indices
+        self.outcomes[first] = outcome
+        for i in repeats:
+            self.outcomes[i] = replace(outcome, source=Source.REPEAT if outcome.clip is not None else Source.FAILED,
+                                       attempts=0, seconds=0.0)
+        for i in unit.indices:
+            self.stats.count(self.outcomes[i].source)
+        self.done += len(unit.indices)
+        if outcome.source is Source.CACHE:
+            detail = "cached"
+        elif outcome.source is Source.FAILED:
+            detail = f"failed: {outcome.error}"
+        else:
+            detail = f"synthesized in {outcome.seconds:.2f} s" + (
+                f" ({outcome.attempts} attempts)" if outcome.attempts > 1 else "")
+        log.info("%s: %s", unit.job.where(), detail)
+        self.emit(ProgressEvent(self.done, len(self.jobs), unit.job.where(), replace(self.stats)))
+
+    def result(self) -> EngineResult:
+        failures = [Failure(self.jobs[i], o.error) for i, o in enumerate(self.outcomes) if o.error is not None]
+        failures.sort(key=lambda f: (f.job.path, f.job.line_no))
+        return EngineResult(self.outcomes, failures, self.stats)

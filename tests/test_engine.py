@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import re
+import threading
 from collections import Counter
 from dataclasses import replace
 from pathlib import Path
@@ -20,9 +21,10 @@ import soundfile as sf
 from click.testing import CliRunner
 
 from dialog_tts import backends, synthesize_dialog
+from dialog_tts.api import Renderer, RenderOptions
 from dialog_tts.cache import AudioCache
 from dialog_tts.cli import main
-from dialog_tts.engine import Backoff, Engine, Job, Progress, Stats, SynthesisFailed
+from dialog_tts.engine import Backoff, Engine, Job, ProgressEvent, Source, Stats, SynthesisFailed
 from dialog_tts.errors import DialogTTSError, SynthesisError, TransientSynthesisError, UnknownVoiceError
 from dialog_tts.voice import Rate, Voice
 
@@ -547,8 +549,11 @@ def test_progress_callback(flaky, write_script, tmp_path):
     flaky.failures["Needs a retry."] = [TransientSynthesisError("busy")]
     flaky.failures["This one fails."] = [SynthesisError("nope")]
     calls: list[tuple[int, int, str]] = []
-    result = synthesize_dialog(script, None, backend="flaky", keep_going=True, sleep=Sleeps(), workers=3,
-                               progress_callback=lambda done, total, msg: calls.append((done, total, msg)))
+    events: list[ProgressEvent] = []
+    with Renderer(RenderOptions(backend="flaky", keep_going=True, workers=3), sleep=Sleeps(),
+                  progress_callback=lambda done, total, msg: calls.append((done, total, msg)),
+                  on_progress=events.append) as renderer:
+        result = renderer.render(script, None)
     spoken = len(result.lines)
     assert spoken == 8
     assert {total for _, total, _ in calls} == {spoken}
@@ -557,12 +562,13 @@ def test_progress_callback(flaky, write_script, tmp_path):
     line_numbers = {r.line for r in result.lines}
     seen = []
     previous = Stats()
-    for done, _, message in calls:
-        assert isinstance(message, str) and isinstance(message, Progress)
+    assert [(e.done, e.total, e.message) for e in events] == calls    # the same, plus the counters
+    for (done, _, message), event in zip(calls, events):
+        assert type(message) is str
         m = re.match(rf"{re.escape(str(script))}:(\d+) [AB] \"", message)
         assert m and int(m[1]) in line_numbers, message
         seen.append(int(m[1]))
-        stats = message.stats
+        stats = event.stats
         assert isinstance(stats, Stats)
         assert stats.synthesized + stats.cached + stats.repeated + stats.failed == done
         for key in ("synthesized", "cached", "repeated", "retries", "failed"):
@@ -573,6 +579,36 @@ def test_progress_callback(flaky, write_script, tmp_path):
     t = result.totals
     assert (previous.cached, previous.repeated, previous.retries, previous.failed) == (t.cached, t.repeated, t.retries, t.failed)
     assert (t.cached, t.repeated, t.retries, t.failed) == (2, 3, 1, 1)
+
+
+def test_progress_is_reported_on_the_thread_that_runs_the_engine(flaky, extra_backends):
+    """Workers hand their results back; only the run loop fills outcomes, counts and reports."""
+    flaky.max_delay = 0.002
+    batching = extra_backends("batchy", BatchingBackend())
+    jobs = [Job(f"Line {i}.", flaky_voice(), "s.txt", i + 1, "A") for i in range(12)]
+    jobs += [Job(f"Batched {i}.", Voice("v1", backend="batchy"), "s.txt", 20 + i, "B") for i in range(9)]
+    threads: set[str] = set()
+    events: list[ProgressEvent] = []
+
+    def listen(event):
+        threads.add(threading.current_thread().name)
+        events.append(event)
+    result = Engine(4, listener=listen).run(jobs)
+    assert threads == {threading.current_thread().name}
+    assert [e.done for e in events] == list(range(1, 22))
+    assert events[-1].stats == result.stats == Stats(lines=21, synthesized=21)
+    assert all(isinstance(o.source, Source) and o.source is Source.SYNTHESIZED for o in result.outcomes)
+    assert len(batching.batches) == 3 and sorted(map(len, batching.batches)) == [1, 4, 4]
+
+
+def test_outcome_kinds_are_an_enum_with_the_report_strings():
+    assert [s.value for s in Source] == ["pending", "synthesized", "cache", "repeat", "failed"]
+    assert str(Source.CACHE) == "cache" and f"{Source.REPEAT}" == "repeat"
+    assert json.dumps([Source.FAILED]) == '["failed"]' and Source("synthesized") is Source.SYNTHESIZED
+    stats = Stats()
+    for source in (Source.SYNTHESIZED, Source.CACHE, Source.CACHE, Source.REPEAT, Source.FAILED):
+        stats.count(source)
+    assert stats == Stats(synthesized=1, cached=2, repeated=1, failed=1)
 
 
 # ------------------------------------------------------------------ packaging
