@@ -611,6 +611,101 @@ def test_outcome_kinds_are_an_enum_with_the_report_strings():
     assert stats == Stats(synthesized=1, cached=2, repeated=1, failed=1)
 
 
+# ------------------------------------------------------------------ 6. interrupts (issue 11, item 1)
+
+LONG = "".join(f"{'AB'[i % 2]}: Line number {i} of a long script.\n" for i in range(200))
+
+
+class InterruptingBackend(FlakyBackend):
+    """Presses Ctrl-C (as the terminal would: KeyboardInterrupt in the main thread) at its Nth call."""
+
+    name = "interrupting"
+
+    def __init__(self, after: int) -> None:
+        super().__init__(max_delay=0.002)
+        self.after = after
+        self.finished = 0
+
+    def synthesize(self, text, voice):
+        clip = super().synthesize(text, voice)
+        with self._count:
+            self.finished += 1
+            press = self.finished == self.after
+        if press:
+            import _thread
+
+            _thread.interrupt_main()
+        return clip
+
+
+def leftovers(folder: Path) -> list[str]:
+    return sorted(p.name for p in folder.iterdir() if p.name != "script.txt")
+
+
+def test_interrupt_cancels_the_queued_lines_and_keeps_the_finished_ones(flaky, write_script, tmp_path, private_cache):
+    script = write_script(LONG)
+
+    def progress(done, total, message):
+        if done == 5:
+            raise KeyboardInterrupt
+    with pytest.raises(KeyboardInterrupt):
+        synthesize_dialog(script, tmp_path / "o.wav", backend="flaky", workers=3, progress_callback=progress)
+    started = len(flaky.calls)
+    assert 5 <= started <= 5 + 3                  # the lines done, plus at most one in flight per worker
+    assert leftovers(tmp_path) == []              # no output, no temp file
+    with AudioCache(private_cache) as cache:      # every line that was synthesized is cached
+        assert cache.info().entries == started
+    result = synthesize_dialog(script, tmp_path / "o.wav", backend="flaky", workers=3)
+    assert result.totals.cached == started and result.totals.synthesized == 200 - started
+    assert sorted(flaky.calls) == sorted(f"Line number {i} of a long script." for i in range(200))
+
+
+class GatedBackend(FlakyBackend):
+    """Line 0 finishes only once line 1 has failed and waits to be retried."""
+
+    name = "gated"
+
+    def __init__(self) -> None:
+        super().__init__(max_delay=0.0)
+        self.retrying = threading.Event()
+
+    def synthesize(self, text, voice):
+        if text == "Line 0.":
+            assert self.retrying.wait(10)
+        return super().synthesize(text, voice)
+
+
+def test_no_backend_call_starts_after_an_interrupt(extra_backends):
+    """A line in flight that is waiting to retry gives up instead of calling the backend again."""
+    gated = extra_backends("gated", GatedBackend())
+    gated.failures["Line 1."] = [TransientSynthesisError("busy")] * 5
+    jobs = [Job(f"Line {i}.", Voice("v1", backend="gated"), "s.txt", i + 1, "A") for i in range(50)]
+    interrupted = threading.Event()
+
+    def sleep(seconds):                           # line 1 waits to retry until Ctrl-C has been pressed
+        gated.retrying.set()
+        assert interrupted.wait(10)
+
+    def progress(done, total, message):           # line 0 finished: Ctrl-C
+        interrupted.set()
+        raise KeyboardInterrupt
+    with pytest.raises(KeyboardInterrupt):
+        Engine(2, retries=5, sleep=sleep, progress=progress).run(jobs)
+    assert sorted(gated.calls) == ["Line 0.", "Line 1."]   # no retry, no new line after the interrupt
+
+
+def test_cli_ctrl_c_exits_130_with_one_line(cli, write_script, tmp_path, extra_backends, private_cache):
+    backend = extra_backends("interrupting", InterruptingBackend(after=4))
+    write_script(LONG)
+    result = cli("-s", "script.txt", "--backend", "interrupting", "--workers", "2", "-o", "o.wav")
+    assert result.exit_code == 130, result.output
+    assert [ln for ln in result.output.splitlines() if ln.strip()] == ["Interrupted"]
+    assert 4 <= len(backend.calls) <= 4 + 2 + 2   # far fewer than 200: the queued lines were cancelled
+    assert leftovers(tmp_path) == []
+    with AudioCache(private_cache) as cache:
+        assert cache.info().entries == len(backend.calls)
+
+
 # ------------------------------------------------------------------ packaging
 
 def test_every_third_party_import_is_a_declared_dependency():
