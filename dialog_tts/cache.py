@@ -3,25 +3,40 @@
 Key: sha256 over canonical JSON of the backend name, the backend's fingerprint
 (package version and model file identity), the voice settings that change
 synthesis (never pan, gain or anything else that only changes the mix) and
-the text.  Value: a sha256 digest followed by the clip as FLAC; both are checked
-on read, and an entry that fails either is evicted and reported as missing.
+the text.  Value: a sha256 digest over the key and the data, followed by the clip
+as FLAC; both are checked on read, and an entry that fails either (damaged, or
+another entry's value copied over it) is evicted and reported as missing.
 The cache is bounded (least-recently-used eviction) and safe to share between
 threads and processes.
+
+The cache never stops a render:
+
+* a damaged database (``file is not a database``, ``database disk image is
+  malformed``) is moved aside into ``damaged-<time>/`` with a warning, and a
+  fresh cache starts;
+* a cache that cannot be written (read-only, ``/proc``, a full disk) gives one
+  warning; the run then reads what it can and writes nothing to it.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
 import os
 import re
+import shutil
+import sqlite3
+import threading
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from .audio import Clip, decode, encode_flac
-from .errors import InputError
+from .errors import InputError, OutputError
 
 log = logging.getLogger("dialog_tts")
 
@@ -29,8 +44,10 @@ ENV_DIR = "DIALOG_TTS_CACHE_DIR"
 DEFAULT_SIZE = 2 * 1000 ** 3
 #: The largest cache bound accepted (1 PB; sqlite stores sizes as 64-bit integers).
 MAX_SIZE = 1000 ** 5
-_KEY_VERSION = 1
+_KEY_VERSION = 2   # 2: the stored digest covers the key
 _DIGEST = 32
+_DAMAGED = "damaged-"          # prefix of the folders a damaged cache is moved into
+T = TypeVar("T")
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]?i?b?)?\s*$", re.IGNORECASE)
 _UNITS = {"": 1, "b": 1, "k": 1000, "m": 1000 ** 2, "g": 1000 ** 3, "t": 1000 ** 4,
           "ki": 1024, "mi": 1024 ** 2, "gi": 1024 ** 3, "ti": 1024 ** 4}
@@ -86,6 +103,99 @@ class CacheInfo:
     limit: int
 
 
+def _seal(key: str, data: bytes) -> bytes:
+    """*data* behind a digest that covers *key*: an entry copied over another's is caught on read."""
+    return hashlib.sha256(key.encode("utf-8") + b"\0" + data).digest() + data
+
+
+def _unseal(key: str, stored: object) -> bytes:
+    if not isinstance(stored, bytes) or _seal(key, stored[_DIGEST:])[:_DIGEST] != stored[:_DIGEST]:
+        raise ValueError("checksum mismatch")
+    return stored[_DIGEST:]
+
+
+def _damaged(exc: sqlite3.DatabaseError) -> bool:
+    """Whether sqlite says the database file itself is damaged (not merely busy, read-only or full)."""
+    name = getattr(exc, "sqlite_errorname", "")   # Python 3.11+
+    if name:
+        return str(name).startswith(("SQLITE_CORRUPT", "SQLITE_NOTADB"))
+    return not isinstance(exc, sqlite3.OperationalError) and ("malformed" in str(exc) or "not a database" in str(exc))
+
+
+def _reason(exc: BaseException) -> str:
+    return (exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)) or type(exc).__name__
+
+
+def _move_aside(directory: Path, exc: BaseException) -> None:
+    """Move the damaged cache into ``damaged-<time>/`` (kept for inspection; ``cache clear`` removes it)."""
+    aside = directory / f"{_DAMAGED}{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}"
+    aside.mkdir(exist_ok=True)
+    for item in list(directory.iterdir()):
+        if not item.name.startswith(_DAMAGED):
+            try:
+                os.replace(item, aside / item.name)
+            except FileNotFoundError:       # another process moved it first
+                pass
+    log.warning("the cache at %s was damaged (%s); it was moved to %s and a fresh cache starts "
+                "(delete that folder to free its space)", directory, _reason(exc), aside)
+
+
+class _Reader:
+    """Read-only access to a diskcache that cannot be opened for writing.
+
+    diskcache has no read-only mode: its constructor writes the Settings table and
+    a least-recently-used get() writes access times, so on a read-only mount it
+    fails with "unable to open database file" and on a full disk with "database or
+    disk is full".  This reads diskcache's documented Cache table directly (values
+    inline as ``mode`` 1, or in a file as ``mode`` 2) with sqlite's own read-only
+    or immutable open, so that a run still gets every line that is there.
+    """
+
+    def __init__(self, directory: Path, db: sqlite3.Connection) -> None:
+        self.directory = directory
+        self.db = db
+        self.lock = threading.Lock()
+
+    @classmethod
+    def open(cls, directory: Path) -> _Reader | None:
+        path = directory / "cache.db"
+        if not path.is_file():
+            return None
+        for mode in ("mode=ro", "immutable=1"):      # immutable: a read-only folder (no -shm file)
+            try:
+                db = sqlite3.connect(f"{path.resolve().as_uri()}?{mode}", uri=True, check_same_thread=False)
+                db.execute("SELECT COUNT(*) FROM Cache").fetchone()
+                return cls(directory, db)
+            except sqlite3.Error:
+                continue
+        return None
+
+    def get(self, key: str) -> bytes | None:
+        try:
+            with self.lock:
+                row = self.db.execute("SELECT mode, filename, value FROM Cache WHERE key = ? AND raw = 1",
+                                      (key,)).fetchone()
+            if row is None:
+                return None
+            mode, filename, value = row
+            if mode == 1:
+                return bytes(value)
+            return (self.directory / filename).read_bytes() if mode == 2 and filename else None
+        except (sqlite3.Error, OSError):
+            return None
+
+    def info(self) -> tuple[int, int]:
+        try:
+            with self.lock:
+                count, size = self.db.execute("SELECT COUNT(*), COALESCE(SUM(size), 0) FROM Cache").fetchone()
+            return int(count), int(size) + (self.directory / "cache.db").stat().st_size
+        except (sqlite3.Error, OSError):
+            return 0, 0
+
+    def close(self) -> None:
+        self.db.close()
+
+
 class AudioCache:
     """Synthesized clips on disk, keyed by :func:`make_key`."""
 
@@ -93,54 +203,129 @@ class AudioCache:
         self.directory = Path(directory) if directory is not None else default_dir()
         self.size_limit = size_limit
         self._store: Any = None
+        self._reader: _Reader | None = None
+        self.read_only: str | None = None   # why this cache writes nothing (None: it is writable)
+        self._lock = threading.RLock()
 
+    # ------------------------------------------------------------ opening, healing, stepping aside
     @property
     def _cache(self) -> Any:
-        """The diskcache, opened on first use (a run that finds its output up to date never needs it)."""
-        if self._store is None:
-            import diskcache
+        """The diskcache, opened on first use (a run that finds its output up to date never needs it);
+        None once the cache cannot be written."""
+        with self._lock:
+            if self._store is None and self.read_only is None:
+                try:
+                    self._store = self._open()
+                except (sqlite3.Error, OSError) as exc:
+                    self._step_aside(exc)
+            return self._store
 
+    def _open(self) -> Any:
+        import diskcache
+
+        def connect() -> Any:
+            return diskcache.Cache(str(self.directory), size_limit=self.size_limit,
+                                   eviction_policy="least-recently-used")
+        try:
+            return connect()
+        except sqlite3.DatabaseError as exc:
+            if not _damaged(exc):
+                raise
+            _move_aside(self.directory, exc)
+            return connect()
+
+    def _heal(self, exc: sqlite3.DatabaseError, store: Any) -> None:
+        with self._lock:
+            if self._store is not store:        # another thread did it already
+                return
+            self._close_store()
             try:
-                self._store = diskcache.Cache(str(self.directory), size_limit=self.size_limit,
-                                              eviction_policy="least-recently-used")
-            except OSError as exc:
-                raise InputError(f"cannot open the cache: {exc.strerror or exc}", path=self.directory) from None
-        return self._store
+                _move_aside(self.directory, exc)
+            except OSError as error:
+                self._step_aside(error)
 
+    def _step_aside(self, exc: BaseException) -> None:
+        """From now on write nothing, and read what can be read (one warning per cache)."""
+        with self._lock:
+            if self.read_only is not None:
+                return
+            writable = not self.directory.is_dir() or os.access(self.directory, os.W_OK)
+            self.read_only = _reason(exc) if writable else "the folder is read-only"
+            self._close_store()
+            self._reader = _Reader.open(self.directory)
+            log.warning("cannot write the cache at %s (%s); this run %s and writes nothing to it",
+                        self.directory, self.read_only,
+                        "reads what it can from it" if self._reader is not None else "does without it")
+
+    def _close_store(self) -> None:
+        if self._store is not None:
+            try:
+                self._store.close()
+            except sqlite3.Error:
+                pass
+            self._store = None
+
+    def _use(self, op: Callable[[Any], T], fallback: Callable[[], T]) -> T:
+        """``op(diskcache)``; a damaged database is moved aside and *op* runs on a fresh one;
+        a cache that cannot be written steps aside and *fallback()* answers instead."""
+        for _ in range(2):
+            store = self._cache
+            if store is None:
+                break
+            try:
+                return op(store)
+            except sqlite3.DatabaseError as exc:
+                if not _damaged(exc):
+                    self._step_aside(exc)
+                    break
+                self._heal(exc, store)
+            except OSError as exc:
+                self._step_aside(exc)
+                break
+        return fallback()
+
+    def _read(self, key: str) -> bytes | None:
+        return self._reader.get(key) if self._reader is not None else None
+
+    # ------------------------------------------------------------ entries
     def get(self, key: str) -> Clip | None:
         """The cached clip, or None; a corrupted entry is evicted with a warning."""
-        data = self._cache.get(key)
+        data = self._use(lambda store: store.get(key), lambda: self._read(key))
         if data is None:
             return None
         try:
-            if not isinstance(data, bytes) or hashlib.sha256(data[_DIGEST:]).digest() != data[:_DIGEST]:
-                raise ValueError("checksum mismatch")
-            return decode(data[_DIGEST:])
-        except Exception as exc:  # any decoding failure means the entry is unusable
+            return decode(_unseal(key, data))
+        except Exception as exc:  # noqa: BLE001 - any decoding failure means the entry is unusable
             log.warning("cache entry %s… was corrupted (%s); it was removed and will be synthesized again",
                         key[:12], exc)
-            self._cache.delete(key)
+            self._use(lambda store: store.delete(key), lambda: None)
             return None
 
     def __contains__(self, key: str) -> bool:
-        return key in self._cache
+        return self._use(lambda store: key in store, lambda: self._read(key) is not None)
 
     def put(self, key: str, clip: Clip) -> None:
-        flac = encode_flac(clip)
-        self._cache.set(key, hashlib.sha256(flac).digest() + flac)
+        data = _seal(key, encode_flac(clip))
+        self._use(lambda store: store.set(key, data), lambda: None)
 
     def get_blob(self, key: str) -> bytes | None:
         """Bytes a backend stored with :meth:`put_blob` (e.g. a voice-clone prompt), checksum verified."""
-        data = self._cache.get("blob:" + key)
-        if not isinstance(data, bytes) or hashlib.sha256(data[_DIGEST:]).digest() != data[:_DIGEST]:
-            if data is not None:
-                self._cache.delete("blob:" + key)
+        name = "blob:" + key
+        data = self._use(lambda store: store.get(name), lambda: self._read(name))
+        if data is None:
             return None
-        return data[_DIGEST:]
+        try:
+            return _unseal(name, data)
+        except ValueError:
+            self._use(lambda store: store.delete(name), lambda: None)
+            return None
 
     def put_blob(self, key: str, data: bytes) -> None:
-        self._cache.set("blob:" + key, hashlib.sha256(data).digest() + data)
+        name = "blob:" + key
+        sealed = _seal(name, data)
+        self._use(lambda store: store.set(name, sealed), lambda: None)
 
+    # ------------------------------------------------------------ output records
     def _record_path(self, name: str) -> Path:
         return self.directory / "outputs" / (hashlib.sha256(name.encode("utf-8")).hexdigest()[:32] + ".json")
 
@@ -153,37 +338,56 @@ class AudioCache:
         return record if isinstance(record, dict) and record.get("name") == name else None
 
     def put_record(self, name: str, record: dict[str, Any]) -> None:
+        if self.read_only is not None:
+            return
         path = self._record_path(name)
-        path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_suffix(f".{os.getpid()}.tmp")
-        tmp.write_text(json.dumps({**record, "name": name}, ensure_ascii=False), encoding="utf-8")
-        os.replace(tmp, path)                   # atomic: another process never reads half a record
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp.write_text(json.dumps({**record, "name": name}, ensure_ascii=False), encoding="utf-8")
+            os.replace(tmp, path)               # atomic: another process never reads half a record
+        except OSError as exc:
+            tmp.unlink(missing_ok=True)
+            self._step_aside(exc)
 
+    # ------------------------------------------------------------ the whole cache
     def info(self) -> CacheInfo:
-        return CacheInfo(self.directory, len(self._cache), int(self._cache.volume()), self.size_limit)
+        def from_reader() -> CacheInfo:
+            entries, size = self._reader.info() if self._reader is not None else (0, 0)
+            return CacheInfo(self.directory, entries, size, self.size_limit)
+        return self._use(lambda store: CacheInfo(self.directory, len(store), int(store.volume()), self.size_limit),
+                         from_reader)
 
     def clear(self) -> tuple[int, int]:
-        """Remove every entry; returns (entries, bytes) freed."""
-        before = int(self._cache.volume())
-        removed = self._cache.clear()
-        import shutil
+        """Remove every entry (and any damaged cache moved aside); returns (entries, bytes) freed."""
+        def clear(store: Any) -> tuple[int, int]:
+            before = int(store.volume())
+            return store.clear(), before
 
+        def cannot() -> tuple[int, int]:
+            raise OutputError(f"cannot clear the cache: {self.read_only}", path=self.directory)
+        removed, before = self._use(clear, cannot)
+        freed = 0
+        for folder in self.directory.glob(_DAMAGED + "*"):
+            freed += sum(f.stat().st_size for f in folder.rglob("*") if f.is_file())
+            shutil.rmtree(folder, ignore_errors=True)
         shutil.rmtree(self.directory / "outputs", ignore_errors=True)
         try:  # give the database's free pages back to the file system
-            import sqlite3
-
-            with sqlite3.connect(self.directory / "cache.db", timeout=1) as db:
+            with contextlib.closing(sqlite3.connect(self.directory / "cache.db", timeout=1)) as db:
                 db.execute("VACUUM")
-        except Exception as exc:  # another process holds it: the space is reused later anyway
+        except sqlite3.Error as exc:  # another process holds it: the space is reused later anyway
             log.debug("cache VACUUM skipped: %s", exc)
-        return removed, max(0, before - int(self._cache.volume()))
+        after = self._use(lambda store: int(store.volume()), lambda: before)
+        return removed, max(0, before - after) + freed
 
     def close(self) -> None:
-        if self._store is not None:
-            self._store.close()
-            self._store = None
+        with self._lock:
+            self._close_store()
+            if self._reader is not None:
+                self._reader.close()
+                self._reader = None
 
-    def __enter__(self) -> "AudioCache":
+    def __enter__(self) -> AudioCache:
         return self
 
     def __exit__(self, *exc: object) -> None:

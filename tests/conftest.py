@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import threading
+from pathlib import Path
 from dataclasses import replace
 
 import numpy as np
@@ -176,3 +177,50 @@ def edge_server(monkeypatch):
     monkeypatch.setenv("DIALOG_TTS_EDGE_URL", server.url)      # the backend's own way in
     yield server
     server.stop()
+
+
+@pytest.fixture
+def mounts(tmp_path):
+    """Small file systems for disk-full and read-only tests (root only; skipped elsewhere).
+
+    ``mounts.tmpfs(size)`` mounts a tmpfs of that size; ``mounts.read_only(path)`` makes *path*
+    read-only (a read-only bind mount as root, file modes otherwise).  All undone afterwards.
+    """
+    import os
+    import stat
+    import subprocess
+
+    done: list[tuple[str, Path]] = []
+
+    def run(*args: str) -> None:
+        result = subprocess.run(args, capture_output=True, text=True)
+        if result.returncode != 0:
+            pytest.skip(f"`{' '.join(args)}` is not permitted here ({result.stderr.strip()}): needs root")
+
+    class Mounts:
+        def tmpfs(self, size: str, name: str = "tmpfs") -> Path:
+            path = tmp_path / name
+            path.mkdir()
+            run("mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(path))
+            done.append(("umount", path))
+            return path
+
+        def read_only(self, path: Path) -> None:
+            if os.geteuid() == 0:   # root writes through file modes: only a read-only mount stops it
+                run("mount", "--bind", str(path), str(path))
+                done.append(("umount", path))
+                run("mount", "-o", "remount,ro,bind", str(path))
+            else:
+                for item in [path, *path.rglob("*")]:
+                    item.chmod(item.stat().st_mode & ~(stat.S_IWUSR | stat.S_IWGRP | stat.S_IWOTH))
+                done.append(("chmod", path))
+    yield Mounts()
+    import gc
+
+    gc.collect()    # sqlite connections of a failed open hold the mount busy until collected
+    for action, path in reversed(done):
+        if action == "umount":
+            subprocess.run(["umount", "-l", str(path)], capture_output=True)
+        else:
+            for item in [path, *path.rglob("*")]:
+                item.chmod(item.stat().st_mode | stat.S_IWUSR)

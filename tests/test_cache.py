@@ -4,6 +4,7 @@ edits re-synthesize exactly what changed, corrupted entries are redone, the size
 from __future__ import annotations
 
 import multiprocessing
+import re
 from pathlib import Path
 
 import diskcache
@@ -241,3 +242,157 @@ def test_up_to_date_through_the_cli(write_script, tone_backend, tmp_path):
     assert result.exit_code == 0 and "o.wav is up to date: 1 lines, all cached" in result.output
     result = CliRunner().invoke(main, args + ["--force"])
     assert "Wrote" in result.output and "1 cached" in result.output
+
+
+# ------------------------------------------------------------------ the cache heals or steps aside (issue 11)
+
+THREE = "A: Hello there, this is the first line.\nB: And this one is the second line.\nA: A third line to finish.\n"
+
+
+def warnings_about(result, text):
+    return [ln for ln in result.output.splitlines() if ln.startswith("Warning:") and text in ln]
+
+
+def cli_render(script, out, *extra):
+    return CliRunner().invoke(main, ["-s", str(script), "--backend", "tone", "-o", str(out), *extra])
+
+
+def damage(db: Path, how: str, start: int = 0) -> None:
+    import gc
+
+    gc.collect()   # the connections a render leaves behind close: the database file holds every page
+    size = db.stat().st_size
+    with open(db, "r+b") as f:
+        if how == "random bytes":
+            f.seek(start)
+            f.write(np.random.default_rng(0).bytes(size - start))
+        else:
+            f.truncate(size // 2)
+
+
+def fill_cache(directory: Path, count: int = 300) -> list[str]:
+    """A cache whose database is large (small values live inside it); returns the keys."""
+    keys = [make_key("tone", "f", {}, str(i)) for i in range(count)]
+    with AudioCache(directory) as cache:
+        for i, key in enumerate(keys):
+            cache.put(key, clip(0.05, i))
+    return keys
+
+
+@pytest.mark.parametrize("how", ["random bytes", "truncated"])
+def test_a_damaged_database_is_moved_aside_and_a_fresh_cache_starts(write_script, tone_backend, tmp_path,
+                                                                     private_cache, how):
+    script = write_script(THREE)
+    fill_cache(private_cache)
+    assert cli_render(script, tmp_path / "1.wav").exit_code == 0     # its rows are the last ones written
+    damage(private_cache / "cache.db", how)
+    result = cli_render(script, tmp_path / "2.wav")
+    assert result.exit_code == 0, result.output
+    assert len(warnings_about(result, "was damaged")) == 1
+    assert len(tone_backend.calls) == 6                    # the lines were synthesized again
+    assert (tmp_path / "1.wav").read_bytes() == (tmp_path / "2.wav").read_bytes()
+    aside = list(private_cache.glob("damaged-*"))
+    assert len(aside) == 1 and (aside[0] / "cache.db").is_file()
+    result = cli_render(script, tmp_path / "3.wav", "--force")
+    assert result.exit_code == 0 and "3 cached" in result.output and len(tone_backend.calls) == 6
+
+
+@pytest.mark.parametrize("command", [["cache", "clear"], ["--clear-cache"], ["cache", "info"]])
+def test_cache_commands_heal_a_damaged_database(tmp_path, private_cache, command):
+    fill_cache(private_cache)
+    damage(private_cache / "cache.db", "random bytes")
+    result = CliRunner().invoke(main, command)
+    assert result.exit_code == 0, result.output
+    assert len(warnings_about(result, "was damaged")) == 1
+    if command[-1] == "info":
+        assert "entries:  0" in result.output
+    else:
+        assert "0 entries" in result.output and not list(private_cache.glob("damaged-*"))  # clear frees it too
+
+
+def test_a_database_damaged_while_in_use_is_healed(tmp_path, caplog):
+    keys = fill_cache(tmp_path / "c")
+    with AudioCache(tmp_path / "c") as cache, caplog.at_level("WARNING", logger="dialog_tts"):
+        assert cache.get(keys[0]) is not None              # opened and working
+        damage(tmp_path / "c" / "cache.db", "random bytes", start=4096)   # all but the first page
+        found = [cache.get(key) is not None for key in keys]
+        cache.put(keys[0], clip(0.05, 0))
+        assert cache.get(keys[0]) is not None               # the fresh cache works
+    assert sum(found) < len(keys)
+    assert sum("was damaged" in r.getMessage() for r in caplog.records) == 1
+
+
+def test_a_read_only_cache_is_read_and_never_written(write_script, tone_backend, tmp_path, private_cache, mounts):
+    script = write_script(THREE)
+    assert cli_render(script, tmp_path / "1.wav", "--no-cache").exit_code == 0
+    two = write_script("".join(THREE.splitlines(keepends=True)[:2]), name="two.txt")
+    assert cli_render(two, tmp_path / "two.wav").exit_code == 0
+    calls = len(tone_backend.calls)
+    mounts.read_only(private_cache)
+    result = cli_render(script, tmp_path / "2.wav")
+    assert result.exit_code == 0, result.output
+    assert len(warnings_about(result, "cannot write the cache")) == 1
+    assert len(warnings_about(result, "the folder is read-only")) == 1
+    assert "1 synthesized, 2 cached" in result.output       # read what it could, synthesized the rest
+    assert len(tone_backend.calls) == calls + 1
+    assert (tmp_path / "1.wav").read_bytes() == (tmp_path / "2.wav").read_bytes()
+
+
+@pytest.mark.skipif(not Path("/proc/self").is_dir(), reason="needs Linux's /proc")
+def test_a_cache_dir_that_cannot_be_created_is_done_without(write_script, tone_backend, tmp_path):
+    script = write_script(THREE)
+    result = cli_render(script, tmp_path / "o.wav", "--cache-dir", "/proc/dialog-tts-cache")
+    assert result.exit_code == 0, result.output
+    assert len(warnings_about(result, "cannot write the cache at /proc/dialog-tts-cache")) == 1
+    assert "3 synthesized" in result.output and (tmp_path / "o.wav").is_file()
+
+
+def test_a_full_disk_stops_the_cache_not_the_render(write_script, tone_backend, tmp_path, mounts):
+    disk = mounts.tmpfs("512k")
+    script = write_script(HUNDRED)
+    assert cli_render(script, tmp_path / "ref.wav", "--no-cache").exit_code == 0
+    result = cli_render(script, tmp_path / "1.wav", "--cache-dir", str(disk / "c"))
+    assert result.exit_code == 0, result.output
+    warned = warnings_about(result, "cannot write the cache")
+    assert len(warned) == 1 and ("No space left on device" in warned[0] or "disk is full" in warned[0])
+    assert (tmp_path / "ref.wav").read_bytes() == (tmp_path / "1.wav").read_bytes()
+    with open(disk / "filler", "wb", buffering=0) as f:     # now not one byte is left
+        for size in (65536, 4096, 1):
+            try:
+                while True:
+                    f.write(b"\0" * size)
+            except OSError:
+                pass
+    result = cli_render(script, tmp_path / "2.wav", "--cache-dir", str(disk / "c"))
+    assert result.exit_code == 0, result.output
+    assert len(warnings_about(result, "cannot write the cache")) == 1
+    cached = int(re.search(r"(\d+) cached", result.output)[1])
+    assert 0 < cached < 100                                 # what was stored is read back
+    assert (tmp_path / "ref.wav").read_bytes() == (tmp_path / "2.wav").read_bytes()
+
+
+def test_an_entry_copied_over_another_is_a_miss(write_script, tone_backend, tmp_path, private_cache, caplog):
+    with AudioCache(tmp_path / "c") as cache:
+        a, b = make_key("tone", "f", {}, "a"), make_key("tone", "f", {}, "b")
+        cache.put(a, clip(0.5, 1))
+        cache.put(b, clip(0.5, 2))
+    with diskcache.Cache(str(tmp_path / "c")) as raw:
+        raw[b] = raw[a]                                      # a valid entry, under the wrong key
+    with AudioCache(tmp_path / "c") as cache, caplog.at_level("WARNING", logger="dialog_tts"):
+        assert cache.get(a) is not None
+        assert cache.get(b) is None and b not in cache       # detected, evicted
+    assert sum("was corrupted" in r.getMessage() for r in caplog.records) == 1
+
+
+def test_a_value_file_copied_over_another_is_synthesized_again(write_script, tone_backend, tmp_path, private_cache):
+    long = "A: " + "This line is long enough for its own value file. " * 4 + "\nB: " + "And so is this one. " * 9 + "\n"
+    script = write_script(long)
+    assert cli_render(script, tmp_path / "1.wav").exit_code == 0
+    files = sorted(private_cache.rglob("*.val"))
+    assert len(files) == 2
+    files[1].write_bytes(files[0].read_bytes())
+    result = cli_render(script, tmp_path / "2.wav", "--force")
+    assert result.exit_code == 0, result.output
+    assert len(warnings_about(result, "was corrupted")) == 1
+    assert "1 synthesized, 1 cached" in result.output and len(tone_backend.calls) == 3
+    assert (tmp_path / "1.wav").read_bytes() == (tmp_path / "2.wav").read_bytes()
