@@ -7,8 +7,10 @@ write; nothing here knows about speakers or scripts.
 from __future__ import annotations
 
 import contextlib
+import errno
 import io
 import os
+import shutil
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,6 +30,7 @@ FORMATS: dict[str, tuple[str, str | None]] = {
 #: AAC in MP4, written by dialog_tts.mp4 (PyAV), not soundfile.
 MP4_FORMATS: dict[str, tuple[str, str | None]] = {".m4a": ("MP4", "AAC"), ".m4b": ("MP4", "AAC")}
 WRITE_BLOCK = 1 << 20  # frames per block when writing
+_NEARLY_FULL = 1 << 20  # bytes: a write that failed with less free than this failed for want of space
 _INT_SUBTYPES = {"PCM_16": (np.int16, 32767.0)}  # converted in NumPy: 3x faster than in libsndfile
 
 
@@ -223,14 +226,34 @@ def write(path: str | os.PathLike[str], samples: np.ndarray, sample_rate: int) -
     channels = 1 if samples.ndim == 1 else samples.shape[1]
     try:
         with atomic_path(path) as tmp:
-            with sf.SoundFile(tmp, "w", samplerate=sample_rate, channels=channels, format=fmt,
-                              subtype=subtype) as f:
-                as_int = _INT_SUBTYPES.get(subtype or "")
-                for start in range(0, samples.shape[0], WRITE_BLOCK):
-                    block = samples[start:start + WRITE_BLOCK]
-                    if as_int is not None:
-                        dtype, scale = as_int
-                        block = np.rint(np.clip(block, -1.0, 1.0) * np.float32(scale)).astype(dtype)
-                    f.write(block)
-    except (OSError, sf.LibsndfileError) as exc:
-        raise OutputError(f"cannot write audio: {exc}", path=os.fspath(path)) from exc
+            try:
+                with sf.SoundFile(tmp, "w", samplerate=sample_rate, channels=channels, format=fmt,
+                                  subtype=subtype) as f:
+                    as_int = _INT_SUBTYPES.get(subtype or "")
+                    for start in range(0, samples.shape[0], WRITE_BLOCK):
+                        block = samples[start:start + WRITE_BLOCK]
+                        if as_int is not None:
+                            dtype, scale = as_int
+                            block = np.rint(np.clip(block, -1.0, 1.0) * np.float32(scale)).astype(dtype)
+                        f.write(block)
+            except (OSError, sf.LibsndfileError) as exc:   # named while the partial file still takes its space
+                raise OutputError(f"cannot write audio: {_write_failure(exc, tmp)}", path=os.fspath(path)) from exc
+    except OSError as exc:                                  # the temporary file, or the rename over *path*
+        raise OutputError(f"cannot write audio: {_write_failure(exc, path)}", path=os.fspath(path)) from exc
+
+
+def _write_failure(exc: Exception, path: str | os.PathLike[str]) -> str:
+    """Why writing *path* failed, in words.
+
+    libsndfile reports a full disk as "System error." and nothing more (measured on a
+    64 kB tmpfs: ``LibsndfileError(2)``), so a write that fails with the file system
+    (nearly) full is named for what it is.
+    """
+    if isinstance(exc, OSError) and exc.strerror:
+        return exc.strerror
+    try:
+        if shutil.disk_usage(Path(path).resolve().parent).free < _NEARLY_FULL:
+            return os.strerror(errno.ENOSPC)
+    except OSError:
+        pass
+    return str(exc)

@@ -861,6 +861,30 @@ def test_write_over_a_directory_is_output_error_and_cleans_up(tmp_path):
     assert os.listdir(target) == ["keep"]
 
 
+@pytest.mark.parametrize("ext", [".wav", ".flac", ".mp3"])
+def test_a_full_disk_is_named_as_the_cause(mounts, ext):
+    disk = mounts.tmpfs("64k")
+    with pytest.raises(OutputError) as info:
+        audio.write(disk / f"out{ext}", _signal(2, 120 * OUT_RATE), OUT_RATE)
+    assert "no space left on device" in str(info.value).lower() and "System error" not in str(info.value)
+    assert info.value.exit_code == 1
+    assert os.listdir(disk) == []                       # no partial output, no temp file
+
+
+def test_a_full_disk_through_the_command_line(mounts, tmp_path, tone_backend):
+    from click.testing import CliRunner
+
+    from dialog_tts.cli import main
+
+    disk = mounts.tmpfs("64k")
+    script = tmp_path / "s.txt"
+    script.write_text("A: A line long enough to need more than sixty-four kilobytes of audio.\n", encoding="utf-8")
+    result = CliRunner().invoke(main, ["-s", str(script), "--backend", "tone", "-o", str(disk / "o.wav")])
+    assert result.exit_code == 1
+    assert result.output.strip().splitlines()[-1] == f"Error: {disk / 'o.wav'}: cannot write audio: No space left on device"
+    assert os.listdir(disk) == []
+
+
 def test_successful_write_replaces_existing_file(tmp_path):
     path = tmp_path / "out.flac"
     path.write_bytes(b"old")
