@@ -20,6 +20,7 @@ import pytest
 import soundfile as sf
 from click.testing import CliRunner
 
+from conftest import FlakyBackend
 from dialog_tts import backends, synthesize_dialog
 from dialog_tts.api import Renderer, RenderOptions
 from dialog_tts.cache import AudioCache
@@ -27,8 +28,6 @@ from dialog_tts.cli import main
 from dialog_tts.engine import Backoff, Engine, Job, ProgressEvent, Source, Stats, SynthesisFailed
 from dialog_tts.errors import DialogTTSError, SynthesisError, TransientSynthesisError, UnknownVoiceError
 from dialog_tts.voice import Rate, Voice
-
-from conftest import FlakyBackend
 
 GAP = 0.25          # the default --gap-ms, in seconds
 FRAME = 1 / 24000   # one frame at the default output rate
@@ -613,7 +612,7 @@ def test_outcome_kinds_are_an_enum_with_the_report_strings():
 
 # ------------------------------------------------------------------ 6. interrupts (issue 11, item 1)
 
-LONG = "".join(f"{'AB'[i % 2]}: Line number {i} of a long script.\n" for i in range(200))
+TWO_HUNDRED = "".join(f"{'AB'[i % 2]}: Line number {i} of a long script.\n" for i in range(200))
 
 
 class InterruptingBackend(FlakyBackend):
@@ -643,7 +642,7 @@ def leftovers(folder: Path) -> list[str]:
 
 
 def test_interrupt_cancels_the_queued_lines_and_keeps_the_finished_ones(flaky, write_script, tmp_path, private_cache):
-    script = write_script(LONG)
+    script = write_script(TWO_HUNDRED)
 
     def progress(done, total, message):
         if done == 5:
@@ -696,7 +695,7 @@ def test_no_backend_call_starts_after_an_interrupt(extra_backends):
 
 def test_cli_ctrl_c_exits_130_with_one_line(cli, write_script, tmp_path, extra_backends, private_cache):
     backend = extra_backends("interrupting", InterruptingBackend(after=4))
-    write_script(LONG)
+    write_script(TWO_HUNDRED)
     result = cli("-s", "script.txt", "--backend", "interrupting", "--workers", "2", "-o", "o.wav")
     assert result.exit_code == 130, result.output
     assert [ln for ln in result.output.splitlines() if ln.strip()] == ["Interrupted"]
