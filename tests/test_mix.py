@@ -881,7 +881,8 @@ def test_a_full_disk_through_the_command_line(mounts, tmp_path, tone_backend):
     script.write_text("A: A line long enough to need more than sixty-four kilobytes of audio.\n", encoding="utf-8")
     result = CliRunner().invoke(main, ["-s", str(script), "--backend", "tone", "-o", str(disk / "o.wav")])
     assert result.exit_code == 1
-    assert result.output.strip().splitlines()[-1] == f"Error: {disk / 'o.wav'}: cannot write audio: No space left on device"
+    last = result.output.strip().splitlines()[-1]
+    assert last.startswith(f"Error: {disk}/") and last.endswith(": cannot write audio: No space left on device")
     assert os.listdir(disk) == []
 
 
