@@ -19,6 +19,7 @@ from .errors import (
     OutputError,
     ScriptError,
     SynthesisError,
+    SynthesisFailed,
     TransientSynthesisError,
     UnknownBackendError,
     UnknownVoiceError,
@@ -28,12 +29,13 @@ from .errors import (
 _LAZY = {
     "synthesize_dialog": "api", "DialogResult": "api", "LineRecord": "api", "list_voices": "api",
     "Script": "script", "Line": "script", "Pause": "script",
-    "Voice": "voice", "Clip": "audio", "SynthesisFailed": "engine",
+    "Voice": "voice", "Clip": "audio",
 }
 
 __all__ = [*_LAZY,  # noqa: PLE0604 - the lazy names are strings too
            "DialogTTSError", "InputError", "ScriptError", "VoiceSpecError", "UnknownBackendError",
-           "UnknownVoiceError", "BackendUnavailableError", "SynthesisError", "TransientSynthesisError",
+           "UnknownVoiceError", "BackendUnavailableError", "SynthesisError", "SynthesisFailed",
+           "TransientSynthesisError",
            "OutputError", "__version__"]
 
 

@@ -22,7 +22,7 @@ from . import jobs as jobs_mod
 from . import lexicon as lexicon_mod
 from . import script as script_mod
 from .audio import Clip
-from .errors import DialogTTSError, InputError, OutputError
+from .errors import DialogTTSError, InputError, OutputError, SynthesisFailed
 from .results import BatchResult, DialogResult, LineRecord, SpeakerPlan, Totals
 from .script import Script
 from .timeline import LineInput, Timeline
@@ -297,7 +297,7 @@ class Renderer:
         if run.failures and not self.options.keep_going:
             dialog.totals.wall_time = time.perf_counter() - started
             self._write_report(dialog)
-            raise engine.SynthesisFailed(run.failures, len(jobs))
+            raise SynthesisFailed(run.failures, len(jobs))
         clips = run.clips
         run.outcomes.clear()                  # the clips list holds them now; the mix releases them
         timeline, music = produce.arrange(self._timeline(parsed, jobs, clips, records), prod, self.settings)
@@ -404,7 +404,7 @@ def synthesize_dialog(script: PathLike | Script, out: PathLike | None = None, *,
     ``retries``, ``keep_going``, ``report``).  *progress_callback(done, total,
     message)* is called as lines finish.  Raises
     :class:`~dialog_tts.errors.DialogTTSError` subclasses: ``exit_code`` 2 for bad
-    input, 1 (:class:`~dialog_tts.engine.SynthesisFailed`) when lines fail.
+    input, 1 (:class:`~dialog_tts.errors.SynthesisFailed`) when lines fail.
     """
     with Renderer(_options(options), progress_callback=progress_callback, sleep=sleep) as renderer:
         return renderer.render(script, out)

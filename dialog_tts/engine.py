@@ -145,16 +145,6 @@ class Failure:
         return f"{self.job.where()}: {self.error}"
 
 
-class SynthesisFailed(DialogTTSError):
-    """Some lines could not be synthesized; the others were (and are cached)."""
-
-    def __init__(self, failures: list[Failure], total: int) -> None:
-        self.failures = failures
-        lines = "\n".join(f"  {f}" for f in failures)
-        super().__init__(f"{len(failures)} of {total} lines failed (the others are cached; "
-                         f"run again to retry only these):\n{lines}")
-
-
 @dataclass
 class EngineResult:
     outcomes: list[Outcome]

@@ -9,6 +9,7 @@ run that failed.
 from __future__ import annotations
 
 import os
+from typing import Sequence
 
 
 class DialogTTSError(Exception):
@@ -76,6 +77,17 @@ class TransientSynthesisError(SynthesisError):
     """A synthesis failure that may succeed if tried again."""
 
     transient = True
+
+
+class SynthesisFailed(DialogTTSError):
+    """Some lines could not be synthesized; the others were (and are cached)."""
+
+    def __init__(self, failures: Sequence[object], total: int) -> None:
+        self.failures = list(failures)
+        lines = "\n".join(f"  {f}" for f in self.failures)
+        plural = "line" if total == 1 else "lines"
+        super().__init__(f"{len(self.failures)} of {total} {plural} failed (the others are cached; "
+                         f"run again to retry only these):\n{lines}")
 
 
 class OutputError(DialogTTSError):

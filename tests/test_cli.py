@@ -182,7 +182,7 @@ def test_debug_shows_the_traceback(write_script, broken, tmp_path):
     result = CliRunner().invoke(main, ["--script", str(script), "--backend", "broken",
                                        "--out", str(tmp_path / "o.wav"), "--debug"])
     assert result.exit_code == 1
-    from dialog_tts.engine import SynthesisFailed
+    from dialog_tts.errors import SynthesisFailed
     assert isinstance(result.exception, SynthesisFailed)
 
 

@@ -25,8 +25,14 @@ from dialog_tts import backends, synthesize_dialog
 from dialog_tts.api import Renderer, RenderOptions
 from dialog_tts.cache import AudioCache
 from dialog_tts.cli import main
-from dialog_tts.engine import Backoff, Engine, Job, ProgressEvent, Source, Stats, SynthesisFailed
-from dialog_tts.errors import DialogTTSError, SynthesisError, TransientSynthesisError, UnknownVoiceError
+from dialog_tts.engine import Backoff, Engine, Job, ProgressEvent, Source, Stats
+from dialog_tts.errors import (
+    DialogTTSError,
+    SynthesisError,
+    SynthesisFailed,
+    TransientSynthesisError,
+    UnknownVoiceError,
+)
 from dialog_tts.voice import Rate, Voice
 
 GAP = 0.25          # the default --gap-ms, in seconds
