@@ -27,7 +27,7 @@ from .results import BatchResult, DialogResult, LineRecord, SpeakerPlan, Totals
 from .script import Script
 from .timeline import LineInput, Timeline
 from .timeline import build as build_timeline
-from .voice import DEFAULT_BACKEND, Voice
+from .voice import Voice
 
 log = logging.getLogger("dialog_tts")
 
@@ -39,7 +39,7 @@ BackendOptionsArg = Union[Mapping[str, Mapping[str, Any]], Iterable[str], None]
 #: Options kept as aliases of backend settings: option -> (backend, setting) pairs.
 ALIASES: dict[str, list[tuple[str, str]]] = {
     "timeout": [("edge", "timeout")],
-    "threads": [("piper", "threads")],
+    "threads": [("piper", "threads"), ("hibari", "threads")],
     "qwen_batch_size": [("qwen", "batch_size")],
     "qwen_models_in_memory": [("qwen", "models_in_memory")],
 }
@@ -87,7 +87,9 @@ class RenderOptions:
     speaker_map: PathLike | None = None
     #: A pronunciation lexicon (YAML); its entries win over the speaker map's ``lexicon:``.
     lexicon: PathLike | None = None
-    backend: str = DEFAULT_BACKEND
+    #: Backend of voices that name none, and the palette of unmapped speakers; None: names are
+    #: looked up in every backend (piper first) and the automatic cast spans backends.
+    backend: str | None = None
     sample_rate: int = 24000
     stereo: bool = True
     gap_ms: float = 250.0
@@ -107,7 +109,7 @@ class RenderOptions:
     timeout: float | None = None   # alias of edge.timeout
     qwen_batch_size: int | None = None        # alias of qwen.batch_size
     qwen_models_in_memory: int | None = None  # alias of qwen.models_in_memory
-    threads: int | None = None     # alias of piper.threads
+    threads: int | None = None     # alias of piper.threads and hibari.threads
     # production (dialog_tts.produce): music, bookends, extra outputs, tags
     music: PathLike | None = None
     music_level: float = -12.0     # dB gain of the bed while nobody speaks
@@ -232,12 +234,14 @@ class Renderer:
         self.close()
 
     # ------------------------------------------------------------ steps
-    def _prepare(self, script: PathLike | Script) -> tuple[Script, dict[str, Voice], list[engine.Job]]:
+    def _prepare(self, script: PathLike | Script) -> tuple[Script, casting.Cast, list[engine.Job]]:
         """parse → cast → jobs."""
         parsed = script if isinstance(script, Script) else script_mod.load(
             script, speak_directions=self.options.speak_directions)
         cast = casting.cast(parsed, speaker_map=self._speaker_map, overrides=self._overrides,
                             default_backend=self.options.backend)
+        for key, voice in cast.items():
+            log.info("%s: %s (%s)", parsed.speakers[key], voice.describe(), cast.why.get(key, ""))
         return parsed, cast, jobs_mod.build(parsed, cast, self._lexicon)
 
     def _timeline(self, parsed: Script, jobs: list[engine.Job], clips: list[Clip | None],
@@ -267,7 +271,8 @@ class Renderer:
         seen: set[str] = set()
         for job, hit in zip(jobs, cached):
             key = script_mod.speaker_key(job.speaker)
-            row = rows.setdefault(key, SpeakerPlan(job.speaker, cast[key].describe(), 0, 0, 0))
+            row = rows.setdefault(key, SpeakerPlan(job.speaker, cast[key].describe(), 0, 0, 0,
+                                                   cast.why.get(key, "")))
             row.lines += 1
             if hit:
                 row.cached += 1

@@ -6,12 +6,20 @@ owns (:attr:`Backend.path_keys` are relative to the map's folder;
 :meth:`Backend.expand_fields` may refer to other speakers, as a Qwen blend
 does).  Speakers left without a voice name get their backend's palette in order
 of first appearance; speakers without a pan are spread across the stereo field.
+
+Automatic casting knows sex: a speaker's ``gender`` (spec or map), else a title in
+its name (``Lady``, ``Mr``: :data:`FEMALE_WORDS`, :data:`MALE_WORDS`), picks the
+first unused voice of that sex; a speaker of unknown sex gets the first unused
+voice of the other sex than the speaker before it, so consecutive speakers
+differ.  Without a chosen backend the palette is :data:`DEFAULT_CAST`, which
+spans backends.  Every speaker's voice comes with the reason it was chosen.
 """
 
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, replace
+import re
+from dataclasses import dataclass, field, replace
 from typing import Any, Iterable, Mapping
 
 from . import backends
@@ -19,6 +27,41 @@ from .errors import DialogTTSError, InputError, UnknownVoiceError
 from .script import Script, speaker_key
 from .speakers import SpeakerMap, voice_from_fields
 from .voice import DEFAULT_BACKEND, Voice
+
+#: Words in a speaker's name that hint at a woman (whole words, any case, a trailing dot ignored).
+FEMALE_WORDS = frozenset("""mrs miss ms lady madam madame mme mlle mademoiselle dame queen princess duchess
+    countess baroness empress marchioness aunt auntie grandma granny grandmother mother mum mom sister nun
+    abbess mistress wife woman girl maid""".split())
+#: Words in a speaker's name that hint at a man.
+MALE_WORDS = frozenset("""mr mister sir lord king prince duke earl count baron emperor marquis marquess uncle
+    grandpa grandfather father dad brother monk abbot husband man boy lad monsieur""".split())
+
+#: The automatic cast when no backend is chosen: (backend, voice), the natural voices first.  Entries
+#: a backend does not offer now (a hibari voice not downloaded, a backend not installed) are skipped.
+DEFAULT_CAST: tuple[tuple[str, str], ...] = (
+    ("hibari", "heart"), ("piper", "joe-light"),
+    ("hibari", "kore"), ("hibari", "fenrir"), ("hibari", "emma"), ("hibari", "fable"),
+    ("hibari", "heart-low"), ("piper", "joe-tenor"),
+)
+
+
+def gender_hint(name: str) -> tuple[str, str] | None:
+    """(gender, word) from the first title or role word in a speaker's name, or None."""
+    for word in re.findall(r"[^\W\d_]+", name):
+        lowered = word.lower()
+        if lowered in FEMALE_WORDS:
+            return "female", word
+        if lowered in MALE_WORDS:
+            return "male", word
+    return None
+
+
+class Cast(dict[str, Voice]):
+    """Speaker key -> resolved voice, with :attr:`why`: speaker key -> why that voice was chosen."""
+
+    def __init__(self, voices: Mapping[str, Voice] = (), why: Mapping[str, str] = ()) -> None:  # type: ignore[assignment]
+        super().__init__(voices)
+        self.why: dict[str, str] = dict(why)
 
 
 @dataclass(frozen=True)
@@ -28,6 +71,7 @@ class Source:
     where: str
     path: str | None = None
     line: int | None = None
+    label: str = ""     # for the cast's reasons: "--voices", "speaker map line 4"
 
     def locate(self, exc: DialogTTSError) -> DialogTTSError:
         return exc.locate(self.where, self.path, self.line)
@@ -57,7 +101,7 @@ class _Fields:
     """Each speaker's merged fields: map defaults, then the map entry or the ``--voices`` spec."""
 
     def __init__(self, script: Script, speaker_map: SpeakerMap | None,
-                 overrides: Iterable[tuple[str, Mapping[str, Any]]], default_backend: str) -> None:
+                 overrides: Iterable[tuple[str, Mapping[str, Any]]], default_backend: str | None) -> None:
         self.script, self.map, self.default_backend = script, speaker_map, default_backend
         self.inline: dict[str, tuple[str, Mapping[str, Any]]] = {}
         for name, fields in overrides:
@@ -70,10 +114,10 @@ class _Fields:
     def own(self, key: str) -> tuple[Source, Mapping[str, Any], str | None] | None:
         """A speaker's own fields (before defaults), where they came from, and the map they are relative to."""
         if key in self.inline:
-            return Source(f"--voices {self.inline[key][0]}"), self.inline[key][1], None
+            return Source(f"--voices {self.inline[key][0]}", label="--voices"), self.inline[key][1], None
         if self.map is not None and key in self.map.entries:
             mapped, entry, line = self.map.entries[key]
-            return Source(f"speaker {mapped!r}", self.map.path, line), entry, self.map.path
+            return Source(f"speaker {mapped!r}", self.map.path, line, f"speaker map line {line}"), entry, self.map.path
         return None
 
     def source(self, key: str) -> Source:
@@ -81,15 +125,16 @@ class _Fields:
         if found is not None:
             return found[0]
         smap = self.map
+        label = f"speaker map defaults, line {smap.defaults_line}" if smap is not None and smap.defaults else ""
         return Source(f"speaker {self.script.speakers.get(key, key)!r}", smap.path if smap else None,
-                      smap.defaults_line if smap else None)
+                      smap.defaults_line if smap else None, label)
 
     def merged(self, key: str) -> dict[str, Any]:
         """Defaults plus the speaker's own fields, with the backend's file paths settled."""
         found = self.own(key)
         defaults = self.map.defaults if self.map is not None else {}
         own = found[1] if found is not None else {}
-        name = own.get("backend") or defaults.get("backend") or self.default_backend
+        name = own.get("backend") or defaults.get("backend") or self.default_backend or DEFAULT_BACKEND
         keys = backends.get_backend(str(name).strip().lower()).path_keys
         map_path = self.map.path if self.map is not None else None
         merged = {**_with_paths(defaults, map_path, keys),
@@ -104,51 +149,125 @@ class _Fields:
     def expanded(self, key: str) -> dict[str, Any]:
         """The speaker's fields after its backend's :meth:`Backend.expand_fields` hook."""
         fields = self.merged(key)
-        name = str(fields.get("backend") or self.default_backend).strip().lower()
+        name = str(fields.get("backend") or self.default_backend or DEFAULT_BACKEND).strip().lower()
         return backends.get_backend(name).expand_fields(fields, self.other)
+
+
 
 
 def cast(script: Script, *, speaker_map: SpeakerMap | None = None,
          overrides: Iterable[tuple[str, Mapping[str, Any]]] = (),
-         default_backend: str = DEFAULT_BACKEND) -> dict[str, Voice]:
-    """Give every speaker of *script* a resolved voice; returns speaker key -> Voice."""
+         default_backend: str | None = None) -> Cast:
+    """Give every speaker of *script* a resolved voice; returns speaker key -> Voice, with the reasons.
+
+    *default_backend* is the backend of voices that name none, and the palette of speakers
+    that name no voice; None (no backend chosen) resolves names with :data:`DEFAULT_BACKEND`
+    first and casts from :data:`DEFAULT_CAST`.
+    """
     fields = _Fields(script, speaker_map, overrides, default_backend)
-    voices: dict[str, Voice] = {}
+    voices = Cast()
     pending: list[tuple[str, Voice, Source]] = []
     for key in script.speakers:
         src = fields.source(key)
         try:
             voice = voice_from_fields(fields.expanded(key), where=src.where, path=src.path, line=src.line)
-            backend = voice.backend or default_backend     # the one place an unnamed backend is settled
-            if voice.name or backends.get_backend(backend).names_itself(voice):
-                voices[key] = backends.resolve_voice(voice, default_backend)
+            backend = voice.backend or default_backend    # the one place an unnamed backend is settled
+            if voice.name or backends.get_backend(backend or DEFAULT_BACKEND).names_itself(voice):
+                resolved = backends.resolve_voice(voice, backend or DEFAULT_BACKEND)
+                gender = backends.get_backend(resolved.backend).voice_gender(resolved.name) or voice.gender
+                voices[key] = replace(resolved, gender=gender)
+                voices.why[key] = src.label or "named"
             else:
-                pending.append((key, replace(voice, backend=backend), src))
+                pending.append((key, replace(voice, backend=backend or ""), src))
         except DialogTTSError as exc:
             raise src.locate(exc) from None
-    _cast_automatic(pending, voices, script)
-    ordered = {key: voices[key] for key in script.speakers}
+    _Automatic(script, voices).cast_all(pending)
+    ordered = Cast({key: voices[key] for key in script.speakers}, voices.why)
     unpanned = [k for k, v in ordered.items() if v.pan is None]
     for key, pan in zip(unpanned, auto_pans(len(unpanned))):
         ordered[key] = replace(ordered[key], pan=pan)
     return ordered
 
 
-def _cast_automatic(pending: list[tuple[str, Voice, Source]], voices: dict[str, Voice], script: Script) -> None:
-    """Voices from each backend's palette for the speakers that name none, in order of appearance."""
-    used = {(v.backend, v.name) for v in voices.values()}
-    palettes: dict[str, list[str]] = {}
-    for key, partial, src in pending:
-        try:
-            if partial.backend not in palettes:
-                palette = backends.get_backend(partial.backend).palette()
-                palettes[partial.backend] = [n for n in palette if (partial.backend, n) not in used] or list(palette)
-            queue = palettes[partial.backend]
-            if not queue:
-                raise UnknownVoiceError(f"backend {partial.backend!r} has no automatic voices; "
-                                        f"name one, as in --voices {script.speakers[key]}=VOICE")
-            chosen = queue.pop(0)
-            queue.append(chosen)  # more speakers than palette voices: reuse in turn
-            voices[key] = backends.resolve_voice(replace(partial, name=chosen), partial.backend)
-        except DialogTTSError as exc:
-            raise src.locate(exc) from None
+@dataclass
+class _Entry:
+    backend: str
+    name: str
+    gender: str
+    order: int
+    uses: int = 0
+
+
+@dataclass
+class _Automatic:
+    """Voices from a palette for the speakers that name none, in order of appearance."""
+
+    script: Script
+    voices: Cast
+    palettes: dict[str, list[_Entry]] = field(default_factory=dict)
+
+    def palette(self, backend: str) -> list[_Entry]:
+        """The entries of *backend*'s palette ("" = :data:`DEFAULT_CAST`), with voices named already counted."""
+        if backend not in self.palettes:
+            pairs = _default_cast() if not backend else [(backend, n) for n in backends.get_backend(backend).palette()]
+            entries = [_Entry(b, n, backends.get_backend(b).voice_gender(n), i) for i, (b, n) in enumerate(pairs)]
+            named = [(v.backend, v.name) for v in self.voices.values()]
+            for entry in entries:
+                entry.uses = named.count((entry.backend, entry.name))
+            self.palettes[backend] = entries
+        return self.palettes[backend]
+
+    def previous_gender(self, key: str) -> str:
+        keys = list(self.script.speakers)
+        before = keys[keys.index(key) - 1] if keys.index(key) else None
+        return self.voices[before].gender if before in self.voices else ""
+
+    def cast_all(self, pending: list[tuple[str, Voice, Source]]) -> None:
+        for key, partial, src in pending:
+            try:
+                entry, why = self.pick(key, partial, src)
+                voice = backends.resolve_voice(replace(partial, backend=entry.backend, name=entry.name), entry.backend)
+                self.voices[key] = replace(voice, gender=entry.gender)
+                self.voices.why[key] = why
+            except DialogTTSError as exc:
+                raise src.locate(exc) from None
+
+    def pick(self, key: str, partial: Voice, src: Source) -> tuple[_Entry, str]:
+        """The palette entry for one speaker, and why."""
+        entries = self.palette(partial.backend)
+        where = f"{partial.backend}'s palette" if partial.backend else "default cast"
+        if not entries:
+            raise UnknownVoiceError(f"backend {partial.backend!r} has no automatic voices; "
+                                    f"name one, as in --voices {self.script.speakers[key]}=VOICE")
+        wanted, because = partial.gender, src.label
+        if not wanted and (hint := gender_hint(self.script.speakers[key])) is not None:
+            wanted, because = hint[0], f"title {hint[1]!r}"
+        if wanted:
+            matching = [e for e in entries if e.gender == wanted]
+            chosen = min(matching or entries, key=lambda e: (e.uses, e.order))
+            note = (f"no {wanted} voice there" if not matching else
+                    f"first unused {wanted} voice" if not chosen.uses else f"every {wanted} voice taken: reused")
+            why = f"{wanted} ({because}); {where}, {note}"
+        else:
+            previous = self.previous_gender(key)
+            other = {"female": "male", "male": "female"}.get(previous, "")
+            chosen = min(entries, key=lambda e: (e.uses, bool(other) and e.gender != other, e.order))
+            first = next(iter(self.script.speakers)) == key
+            why = f"{where}, " + ("first voice" if first else "next distinct voice") + (
+                f" after a {previous} one" if other else "")
+            if chosen.uses:
+                why += " (every voice taken: reused)"
+        chosen.uses += 1
+        return chosen, why
+
+
+def _default_cast() -> list[tuple[str, str]]:
+    """:data:`DEFAULT_CAST` less what is not available now."""
+    offered: dict[str, list[str]] = {}
+    for backend, _ in DEFAULT_CAST:
+        if backend not in offered:
+            try:
+                offered[backend] = backends.get_backend(backend).palette()
+            except DialogTTSError:
+                offered[backend] = []
+    return [(b, n) for b, n in DEFAULT_CAST if n in offered[b]]

@@ -120,8 +120,10 @@ def _voice_and_mix_options() -> list[Callable[..., Any]]:
                      help="YAML file mapping speakers to voices (see config/speakers.yaml)."),
         click.option("--lexicon", type=click.Path(dir_okay=False), metavar="YAML",
                      help="Pronunciation lexicon: words to respellings or phonemes (see config/lexicon.yaml)."),
-        click.option("--backend", default=DEFAULT_BACKEND, show_default=True, metavar="NAME",
-                     help="Backend for speakers whose voice names none; also casts unmapped speakers."),
+        click.option("--backend", default=None, metavar="NAME",
+                     help="Backend for voices that name none, and cast unmapped speakers from its palette "
+                          f"[default: names looked up in every backend, {DEFAULT_BACKEND} first; the automatic "
+                          "cast mixes hibari and piper voices]."),
         click.option("--sample-rate", type=click.IntRange(8000, 192000), default=24000, show_default=True,
                      help="Output sample rate in Hz."),
         click.option("--stereo/--mono", default=True, show_default=True,
@@ -143,7 +145,7 @@ def _run_options() -> list[Callable[..., Any]]:
                      help="Lines synthesized at once."),
         click.option("--threads", type=click.IntRange(1, 256), default=None, metavar="N",
                      help="CPU threads per worker for local models: alias of --backend-option "
-                          "piper.threads=N [default: cores / workers]."),
+                          "piper.threads=N and hibari.threads=N [default: piper cores / workers, hibari 1]."),
         click.option("--retries", type=click.IntRange(0, 10), default=2, show_default=True,
                      help="Retries of a line after a transient failure (waits 1 s, 2 s, 4 s ... with jitter)."),
         click.option("--keep-going", is_flag=True,
@@ -280,9 +282,6 @@ def _render(script: str, out: str, report: str | None, progress: bool | None, qu
     with _progress_bar(progress, quiet) as listener, \
             Renderer(RenderOptions(report=report, **render), on_progress=listener) as renderer:
         result = renderer.render(script, out)
-    log = logging.getLogger("dialog_tts")
-    for speaker, voice in result.voices.items():
-        log.info("%s: %s", speaker, voice)
     if not quiet:
         click.echo(_summary(result), err=True)
 
@@ -330,8 +329,9 @@ class _progress_bar:
 
 
 def _print_plan(rows: list[Any]) -> None:
-    header = ("SPEAKER", "VOICE", "LINES", "CACHED", "TO SYNTHESIZE")
-    table = [header] + [(r.speaker, r.voice, str(r.lines), str(r.cached), str(r.to_synthesize)) for r in rows]
+    header = ("SPEAKER", "VOICE", "LINES", "CACHED", "TO SYNTHESIZE", "WHY")
+    table = [header] + [(r.speaker, r.voice, str(r.lines), str(r.cached), str(r.to_synthesize), r.why)
+                        for r in rows]
     widths = [max(len(row[i]) for row in table) for i in range(len(header))]
     for row in table:
         click.echo("  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip())

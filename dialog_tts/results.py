@@ -79,6 +79,7 @@ class SpeakerPlan:
     lines: int
     cached: int
     to_synthesize: int   # distinct lines not in the cache
+    why: str = ""        # why the speaker got this voice
 
 
 @dataclass

@@ -1,7 +1,8 @@
 """Voice specs and the YAML speaker map: text in, spec fields out, every error located.
 
-A voice spec is ``voice[,key=value...]`` with the keys ``backend``, ``rate``,
-``pitch``, ``volume``, ``pan``, ``gain`` and any option a backend declares.
+A voice spec is ``voice[,key=value...]`` with the keys ``backend``, ``gender``,
+``rate``, ``pitch``, ``volume``, ``pan``, ``gain`` and any option a backend declares.
+A bare ``female`` or ``male`` in the voice position means any voice of that sex.
 The speaker map is YAML: one entry per speaker (a mapping with the same keys
 plus ``voice``, or a spec string) and an optional ``defaults:`` mapping.
 """
@@ -18,7 +19,7 @@ from .errors import VoiceSpecError
 from .inputs import compose_yaml, read_text, yaml_error
 from .lexicon import Lexicon
 from .script import speaker_key
-from .voice import Voice, parse_db, parse_pan, parse_pitch, parse_rate
+from .voice import GENDERS, Voice, parse_db, parse_gender, parse_pan, parse_pitch, parse_rate
 
 
 def voice_from_fields(fields: Mapping[str, Any], *, where: str, path: str | None = None,
@@ -30,6 +31,11 @@ def voice_from_fields(fields: Mapping[str, Any], *, where: str, path: str | None
     kwargs: dict[str, Any] = {}
     options: dict[str, Any] = {}
     name = fields.get("voice")
+    if name is not None and str(name).strip().lower() in GENDERS:  # "female,pan=-0.3": any woman's voice
+        if fields.get("gender") is not None and str(fields["gender"]).strip().lower() != str(name).strip().lower():
+            raise fail(f"voice {str(name).strip()!r} contradicts gender {fields['gender']!r}")
+        fields = {**fields, "gender": str(name).strip().lower()}
+        name = None
     for key, value in fields.items():
         if value is None or key == "voice":
             continue
@@ -44,6 +50,8 @@ def voice_from_fields(fields: Mapping[str, Any], *, where: str, path: str | None
                 kwargs[key] = parse_db(value, key)
             elif key == "pan":
                 kwargs["pan"] = parse_pan(value)
+            elif key == "gender":
+                kwargs["gender"] = parse_gender(value)
             elif isinstance(value, (str, int, float, bool)):
                 options[key] = value
             else:

@@ -16,7 +16,9 @@ from typing import Any, Iterable
 DEFAULT_BACKEND = "piper"
 
 #: Keys every backend understands; backends may accept more (``Backend.extra_options``).
-COMMON_KEYS = ("voice", "backend", "rate", "pitch", "volume", "pan", "gain")
+COMMON_KEYS = ("voice", "backend", "gender", "rate", "pitch", "volume", "pan", "gain")
+#: The values of ``gender`` (also accepted in a spec's voice position: ``A="female,pan=-0.3"``).
+GENDERS = ("female", "male")
 #: Keys that only change the mix; they never change what a backend synthesizes.
 MIX_KEYS = frozenset({"pan", "gain"})
 
@@ -59,6 +61,7 @@ class Voice:
     pan: float | None = None    # -1 (left) .. +1 (right); None = automatic
     gain: float = 0.0           # dB, applied in the mix
     options: tuple[tuple[str, Any], ...] = ()  # backend-specific keys, sorted
+    gender: str = ""            # "female", "male" or "" (unknown): asked for, then the cast voice's; never synthesized
 
     def option(self, key: str, default: Any = None) -> Any:
         return dict(self.options).get(key, default)
@@ -132,6 +135,13 @@ def parse_db(value: Any, key: str) -> float:
     if not -60.0 <= v <= 24.0:
         raise ValueError(f"{key} {str(value)!r} is out of range (-60dB to +24dB)")
     return v
+
+
+def parse_gender(value: Any) -> str:
+    text = str(value).strip().lower()
+    if text not in GENDERS:
+        raise ValueError(f"gender {str(value)!r} is not one of {', '.join(GENDERS)}")
+    return text
 
 
 def parse_pan(value: Any) -> float:

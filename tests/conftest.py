@@ -104,6 +104,14 @@ def private_cache(tmp_path_factory, monkeypatch):
     return path
 
 
+@pytest.fixture(autouse=True)
+def no_hibari_downloads(tmp_path_factory, monkeypatch):
+    """hibari looks for downloaded voices in an empty folder: the offline default cast, whatever the machine has."""
+    path = tmp_path_factory.mktemp("hibari")
+    monkeypatch.setenv("HIBARI_HOME", str(path))
+    return path
+
+
 class FlakyBackend(FakeBackend):
     """A fake with a random delay per call (seeded), scripted failures and a concurrency count.
 

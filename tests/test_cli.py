@@ -78,7 +78,7 @@ def test_bad_option_values_exit_2(run, write_script, args, message):
 
 
 @pytest.mark.parametrize("args, message", [
-    (["--backend", "nope"], "unknown backend 'nope' (available: piper, espeak"),
+    (["--backend", "nope"], "unknown backend 'nope' (available: piper, hibari, espeak"),
     (["--voices", "A=nosuchvoice"], "--voices A: unknown piper voice 'nosuchvoice'"),
     (["--voices", "A=joe,backend=nope"], "unknown backend 'nope'"),
     (["--voices", "A=en-us+nosuch,backend=espeak"], "unknown espeak variant 'nosuch'"),

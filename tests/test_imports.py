@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-HEAVY = ["torch", "edge_tts", "qwen_tts", "onnxruntime", "piper", "ray"]
+HEAVY = ["torch", "edge_tts", "qwen_tts", "onnxruntime", "piper", "hibari", "ray"]
 
 PROBE = """
 import json, sys
@@ -20,7 +20,8 @@ print(json.dumps(sorted(m for m in sys.modules if m.split('.')[0] in {heavy!r}))
 """
 
 
-@pytest.mark.parametrize("args", [["--help"], ["voices"], ["voices", "--backend", "piper"]])
+@pytest.mark.parametrize("args", [["--help"], ["voices"], ["voices", "--backend", "piper"],
+                                  ["voices", "--backend", "hibari"]])
 def test_no_heavy_imports(args):
     code = PROBE.format(args=args, heavy=HEAVY)
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

@@ -195,6 +195,14 @@ class Backend(ABC):
         """Voices for automatic casting, most distinct first."""
         return []
 
+    def voice_gender(self, name: str) -> str:
+        """``"female"``, ``"male"`` or ``""`` (unknown) for voice *name*, for casting by gender."""
+        wanted = name.strip().lower()
+        for info in self.list_voices():
+            if info.name.lower() == wanted:
+                return info.gender.lower() if info.gender.lower() in ("female", "male") else ""
+        return ""
+
     def fingerprint(self, voice: Voice) -> str:
         """Identity of the code and model behind *voice*, for the cache key."""
         return self.name

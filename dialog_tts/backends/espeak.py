@@ -149,6 +149,12 @@ class EspeakBackend(Backend):
     def list_voices(self) -> list[VoiceInfo]:
         return sorted(self._tables()[0].values(), key=lambda v: v.name)
 
+    def voice_gender(self, name: str) -> str:
+        variant = name.partition("+")[2].strip().lower()
+        if len(variant) == 2 and variant[0] in "fm" and variant[1].isdigit():
+            return "female" if variant[0] == "f" else "male"
+        return super().voice_gender(name) if not variant else ""
+
     def variants(self) -> list[str]:
         return sorted(self._tables()[2].values(), key=str.lower)
 

@@ -47,6 +47,9 @@ DEFAULT_MODELS = {
     "voice_design": "Qwen/Qwen3-TTS-12Hz-1.7B-VoiceDesign",
 }
 PRESET_SPEAKERS = ["Vivian", "Serena", "Uncle_Fu", "Dylan", "Eric", "Ryan", "Aiden", "Ono_Anna", "Sohee"]
+#: The presets' sexes, as Qwen3-TTS's model card describes them (for casting by gender).
+PRESET_GENDERS = {"Vivian": "female", "Serena": "female", "Uncle_Fu": "male", "Dylan": "male", "Eric": "male",
+                  "Ryan": "male", "Aiden": "male", "Ono_Anna": "female", "Sohee": "female"}
 _KIND_KEYS = ("ref_audio", "design", "mix")
 
 
@@ -293,7 +296,8 @@ class QwenBackend(Backend):
         return delivered(voice, delivery)
 
     def list_voices(self) -> list[VoiceInfo]:
-        return [VoiceInfo(s, "multilingual", "", "Qwen3-TTS CustomVoice preset") for s in PRESET_SPEAKERS]
+        return [VoiceInfo(s, "multilingual", PRESET_GENDERS[s], "Qwen3-TTS CustomVoice preset")
+                for s in PRESET_SPEAKERS]
 
     def palette(self) -> list[str]:
         return list(PRESET_SPEAKERS)
