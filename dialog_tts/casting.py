@@ -219,8 +219,8 @@ class _Automatic:
 
     def previous_gender(self, key: str) -> str:
         keys = list(self.script.speakers)
-        before = keys[keys.index(key) - 1] if keys.index(key) else None
-        return self.voices[before].gender if before in self.voices else ""
+        index = keys.index(key)
+        return self.voices[keys[index - 1]].gender if index and keys[index - 1] in self.voices else ""
 
     def cast_all(self, pending: list[tuple[str, Voice, Source]]) -> None:
         for key, partial, src in pending:

@@ -43,3 +43,34 @@ def loud_regions(x: np.ndarray, rate: int, threshold: float = 1e-3) -> list[tupl
     starts = np.concatenate([[idx[0]], idx[breaks + 1]])
     ends = np.concatenate([idx[breaks], [idx[-1]]]) + 1
     return [(s / rate, e / rate) for s, e in zip(starts, ends)]
+
+
+class Recognizer:
+    """pocketsphinx with its bundled en-US model, at 16 kHz: text from speech, for word error rates.
+
+    One decoder per instance (loading the model takes about a second); utterances are
+    decoded whole (``full_utt``), so each is independent of the ones before it.
+    """
+
+    def __init__(self) -> None:
+        from pocketsphinx import Decoder
+
+        self.decoder = Decoder(samprate=16000, loglevel="FATAL")
+
+    def __call__(self, samples: np.ndarray, rate: int) -> str:
+        import soxr
+
+        x = soxr.resample(np.asarray(samples, dtype=np.float32), rate, 16000)
+        pcm = (np.clip(x, -1.0, 1.0) * 32767).astype("<i2").tobytes()
+        self.decoder.start_utt()
+        self.decoder.process_raw(pcm, full_utt=True)
+        self.decoder.end_utt()
+        hyp = self.decoder.hyp()
+        return hyp.hypstr if hyp is not None else ""
+
+
+def words(text: str) -> str:
+    """Lower-case words without punctuation, for comparing a transcript with its text."""
+    import re
+
+    return " ".join(re.sub(r"[^\w' ]", " ", text.lower()).split())

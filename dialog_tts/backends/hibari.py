@@ -20,11 +20,12 @@ from __future__ import annotations
 import hashlib
 import importlib.util
 import threading
+from collections.abc import Mapping
 from dataclasses import replace
 from functools import lru_cache
 from pathlib import Path
 from types import ModuleType
-from typing import Any
+from typing import Any, ClassVar
 
 from ..audio import Clip, apply_gain_db
 from ..errors import BackendUnavailableError, SynthesisError, UnknownVoiceError
@@ -72,7 +73,7 @@ def _sha256(path: str, size: int, mtime_ns: int) -> str:
 class HibariBackend(Backend):
     name = "hibari"
     base_wpm = 212.0  # heart's natural rate on English prose, measured (words / trimmed duration)
-    settings = {"threads": Setting("threads", int_in(1, 256),
+    settings: ClassVar[Mapping[str, Setting]] = {"threads": Setting("threads", int_in(1, 256),
                                    "onnxruntime threads per synthesis call (part of the cache key) [default: 1]")}
     #: onnxruntime threads per synthesis call; 1 (hibari's own default) runs far faster than real time
     threads: int = 1
