@@ -112,9 +112,10 @@ def test_dry_run_synthesizes_nothing_and_counts_the_cache(write_script, tone_bac
     assert result.exit_code == 0, result.output
     assert tone_backend.calls == []
     rows = [line.split() for line in result.stdout.splitlines()]
-    assert rows[0] == ["SPEAKER", "VOICE", "LINES", "CACHED", "TO", "SYNTHESIZE"]
-    assert rows[1] == ["A", "tone:low,pan=-0.30", "3", "0", "2"]   # a repeated line is synthesized once
-    assert rows[2] == ["B", "tone:mid,pan=+0.30", "1", "0", "1"]
+    assert rows[0] == ["SPEAKER", "VOICE", "LINES", "CACHED", "TO", "SYNTHESIZE", "WHY"]
+    assert rows[1][:5] == ["A", "tone:low,pan=-0.30", "3", "0", "2"]   # a repeated line is synthesized once
+    assert rows[2][:5] == ["B", "tone:mid,pan=+0.30", "1", "0", "1"]
+    assert " ".join(rows[2][5:]) == "tone's palette, next distinct voice"
     assert "4 lines, 0 cached, 3 to synthesize" in result.stdout
     synthesize_dialog(script, tmp_path / "o.wav", backend="tone")
     plan = plan_dialog(script, backend="tone")
