@@ -162,7 +162,8 @@ def test_each_backend_says_an_entry_its_own_way():
     full = Entry(say="Shiv-awn", phonemes="ʃɪˈvɔːn", espeak="S@v'O:n")
     only_ipa = Entry(phonemes="ʃɪˈvɔːn")
     expected = {"piper": ("[[ ʃɪˈvɔːn ]]", "[[ ʃɪˈvɔːn ]]"), "espeak": ("[[S@v'O:n]]", "Siobhan"),
-                "edge": ("Shiv-awn", "Siobhan"), "qwen": ("Shiv-awn", "Siobhan")}
+                "edge": ("Shiv-awn", "Siobhan"), "qwen": ("Shiv-awn", "Siobhan"),
+                "hibari": ("[Siobhan](/ʃɪˈvɔːn/)", "[Siobhan](/ʃɪˈvɔːn/)")}
     for name, (with_all, with_ipa) in expected.items():
         backend = backends.get_backend(name)
         assert (backend.pronounce("Siobhan", full), backend.pronounce("Siobhan", only_ipa)) == (with_all, with_ipa)
@@ -233,3 +234,14 @@ def test_piper_speaks_raw_phonemes_and_espeak_its_mnemonics():
     samples = espeak.synthesize("Say [[S@v'O:n]] now.", en).samples
     literal = espeak.synthesize("Say S at v apostrophe O colon n now.", en).samples
     assert len(samples) < 0.7 * len(literal) and np.abs(samples).max() > 0.05
+
+
+def test_hibari_speaks_lexicon_phonemes_inline():
+    """The inline phonemes reach hibari: the same line sounds different with and without the entry."""
+    hibari = backends.get_backend("hibari")
+    voice = hibari.resolve(Voice("heart", backend="hibari"))
+    plain = hibari.synthesize("Say Siobhan now.", voice)
+    spoken = hibari.synthesize(hibari.pronounce("Siobhan", Entry(phonemes="ʃɪˈvɔːn")).join(["Say ", " now."]), voice)
+    assert plain.frames != spoken.frames
+    whisper = hibari.apply_delivery(voice, Delivery(rate=0.9, volume=-10.0, pitch=3.0))
+    assert whisper.pitch == 0.0 and whisper.volume == -10.0          # speed and volume only

@@ -28,9 +28,11 @@ from types import ModuleType
 from typing import Any, ClassVar
 
 from ..audio import Clip, apply_gain_db
+from ..delivery import Delivery
 from ..errors import BackendUnavailableError, SynthesisError, UnknownVoiceError
+from ..lexicon import Entry
 from ..voice import Voice, close_matches
-from .base import Backend, Setting, VoiceInfo, int_in, package_version
+from .base import Backend, Setting, VoiceInfo, int_in, package_version, shaped
 
 BUNDLED = "heart"
 #: Voices derived from a hibari voice: name -> (source voice, semitones).  Only those that
@@ -174,6 +176,14 @@ class HibariBackend(Backend):
                 f"threads {self.threads}; seed {SEED}")
 
     # ------------------------------------------------------------ synthesis
+    def apply_delivery(self, voice: Voice, delivery: Delivery) -> Voice:
+        """Speed and volume (hibari's pitch moves with a rate relabelling, which also changes the timbre)."""
+        return shaped(voice, delivery, pitch=False)
+
+    def pronounce(self, word: str, entry: Entry) -> str:
+        """IPA phonemes inline, hibari's way (``[word](/phonemes/)``), else the respelling."""
+        return f"[{word}](/{entry.phonemes}/)" if entry.phonemes else entry.say or word
+
     def _load(self, source: str) -> Any:
         key = (source, self.threads)
         with self._load_lock:
