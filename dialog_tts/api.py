@@ -104,6 +104,10 @@ class RenderOptions:
     keep_going: bool = False
     report: PathLike | None = None
     force: bool = False
+    #: Where the backend calls run: ``thread`` (this process) or ``ray`` (a Ray cluster).
+    executor: str = "thread"
+    #: The Ray cluster to use with ``executor="ray"`` (None: ``$RAY_ADDRESS``, else a new local one).
+    ray_address: str | None = None
     #: Each backend's own run settings: ``{"qwen": {"batch_size": 8}}`` or ``["qwen.batch_size=8"]``.
     backend_options: BackendOptionsArg = None
     timeout: float | None = None   # alias of edge.timeout
@@ -218,11 +222,16 @@ class Renderer:
             from .cache import AudioCache, parse_size
 
             self._cache = AudioCache(self.options.cache_dir, parse_size(self.options.cache_size))
+        from .executors import make_executor
+
         self.engine = engine.Engine(self.options.workers, cache=self._cache, retries=self.options.retries,
                                     sleep=sleep, progress=progress_callback, listener=on_progress,
-                                    backend_options=self.options.backend_settings())
+                                    backend_options=self.options.backend_settings(),
+                                    executor=make_executor(self.options.executor, address=self.options.ray_address))
+        self._ready: tuple[list[engine.Job], engine.EngineResult] | None = None
 
     def close(self) -> None:
+        self.engine.executor.close()
         if self._cache is not None:
             self._cache.close()
             self._cache = None
@@ -294,7 +303,7 @@ class Renderer:
             kept = self._up_to_date(out, key, started, extras)
             if kept is not None:
                 return kept
-        run = self.engine.run(jobs)
+        run = self._synthesized(jobs)
         records = _records(parsed, jobs, run)
         voice_names = {parsed.speakers[k]: v.describe() for k, v in cast.items()}
         dialog = DialogResult(parsed.path, None, 0.0, self.settings.sample_rate, self.settings.channels,
@@ -351,8 +360,21 @@ class Renderer:
         except OSError as exc:
             raise OutputError(f"cannot write the report: {exc.strerror or exc}", path=path) from None
 
+    def _synthesized(self, jobs: list[engine.Job]) -> engine.EngineResult:
+        """The engine's result for *jobs*: run now, or already run with a batch's other scripts."""
+        ready, self._ready = self._ready, None
+        if ready is not None and ready[0] == jobs:
+            return ready[1]
+        return self.engine.run(jobs)
+
     def render_many(self, scripts: Iterable[PathLike], out_dir: PathLike, fmt: str = "wav") -> BatchResult:
-        """Render each script to ``out_dir/<name>.<fmt>``; one failure does not stop the rest."""
+        """Render each script to ``out_dir/<name>.<fmt>``; one failure does not stop the rest.
+
+        With the Ray executor the lines of all the scripts are scheduled together
+        (:func:`_render_together`); locally, script after script.
+        """
+        if self.engine.executor.name == "ray":
+            return _render_together(self, list(scripts), Path(out_dir), fmt)
         out_dir = Path(out_dir)
         results: dict[str, DialogResult] = {}
         failures: dict[str, DialogTTSError] = {}
@@ -364,6 +386,34 @@ class Renderer:
                 failures[str(script)] = exc
                 log.error("%s", exc)
         return BatchResult(results, failures)
+
+def _render_together(renderer: Renderer, scripts: list[PathLike], out_dir: Path, fmt: str) -> BatchResult:
+    """All the scripts' lines in one engine run, so that many short scripts keep every node
+    busy; each script is mixed and written as soon as its own lines are done."""
+    planned: list[tuple[PathLike, list[engine.Job]]] = []
+    failures: dict[str, DialogTTSError] = {}
+    for script in scripts:
+        try:
+            planned.append((script, renderer._prepare(script)[2]))
+        except DialogTTSError as exc:
+            failures[str(script)] = exc
+            log.error("%s", exc)
+    results: dict[str, DialogResult] = {}
+
+    def write(index: int, run: engine.EngineResult) -> None:
+        script, jobs = planned[index]
+        renderer._ready = (jobs, run)       # render() takes these results instead of running the engine
+        try:
+            results[str(script)] = renderer.render(script, out_dir / f"{Path(script).stem}.{fmt.lstrip('.')}")
+        except DialogTTSError as exc:
+            failures[str(script)] = exc
+            log.error("%s", exc)
+        finally:
+            renderer._ready = None
+    renderer.engine.run_groups([jobs for _script, jobs in planned], write)
+    order = [str(s) for s in scripts]
+    return BatchResult({k: results[k] for k in order if k in results},
+                       {k: failures[k] for k in order if k in failures})
 
 
 def _records(parsed: Script, jobs: list[engine.Job], run: engine.EngineResult) -> list[LineRecord]:

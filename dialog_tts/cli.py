@@ -170,6 +170,11 @@ def _run_options() -> list[Callable[..., Any]]:
                      help="Alias of --backend-option qwen.models_in_memory=N [default: 2]."),
         click.option("--force", is_flag=True,
                      help="Render even when the output already holds this exact render."),
+        click.option("--executor", type=click.Choice(["thread", "ray"]), default="thread", show_default=True,
+                     help="Where lines are synthesized: threads of this process, or a Ray cluster "
+                          "(pip install 'dialog-tts[ray]')."),
+        click.option("--ray-address", metavar="ADDRESS", envvar="RAY_ADDRESS", show_envvar=True,
+                     help="Ray cluster to use with --executor ray [default: a new local cluster]."),
     ]
 
 

@@ -13,6 +13,10 @@ For a list of jobs (text + resolved voice + where it came from) the engine
    with jitter; the sleep is injectable), and fails permanent ones at once;
 5. never lets one line's failure stop the others: results and failures come
    back per job, in job order, and every success is cached as it arrives.
+
+Each backend call is made through an executor (dialog_tts/executors.py): in the
+worker thread itself by default, or on a Ray cluster (``--executor ray``); all of
+the above stays here, on the driver, whichever runs the calls.
 """
 
 from __future__ import annotations
@@ -32,6 +36,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from . import backends
 from .audio import Clip, pcm24
 from .errors import DialogTTSError, SynthesisError
+from .executors import Executor, ThreadExecutor
 from .voice import Voice
 
 if TYPE_CHECKING:
@@ -200,7 +205,8 @@ class Engine:
     def __init__(self, workers: int = 4, *, cache: AudioCacheLike | None = None, retries: int = 2,
                  backoff: Backoff = Backoff(), sleep: Sleep = time.sleep,
                  progress: ProgressCallback | None = None, listener: ProgressListener | None = None,
-                 backend_options: Mapping[str, Mapping[str, Any]] | None = None) -> None:
+                 backend_options: Mapping[str, Mapping[str, Any]] | None = None,
+                 executor: Executor | None = None) -> None:
         if workers < 1:
             raise ValueError("workers must be at least 1")
         if retries < 0:
@@ -213,6 +219,8 @@ class Engine:
         self.progress = progress
         self.listener = listener
         self.backend_options = dict(backend_options or {})
+        self.executor: Executor = executor or ThreadExecutor()
+        self._slots = 0     # backend calls in flight at once: the executor's capacity, settled at the first run
         self._backends: dict[str, backends.Backend] = {}
         self._limits: dict[str, threading.BoundedSemaphore] = {}
         self._fingerprints: dict[tuple[str, Voice], str] = {}
@@ -258,9 +266,15 @@ class Engine:
         An interrupt (KeyboardInterrupt) cancels the lines not yet started, lets the
         ones in flight finish (and be cached), and propagates.
         """
-        run = _Run(jobs, self.emit)
+        return self._execute(_Run(jobs, self.emit))
+
+    def run_groups(self, groups: Sequence[Sequence[Job]], on_group: Callable[[int, EngineResult], None]) -> None:
+        """Several scripts' jobs run as one; *on_group(i, result)* when ``groups[i]`` is done (:class:`_Groups`)."""
+        self._execute(_Run([job for group in groups for job in group], self.emit, _Groups(groups, on_group)))
+
+    def _execute(self, run: _Run) -> EngineResult:
         pending: list[_Unit] = []
-        for unit in _units(jobs):
+        for unit in _units(run.jobs):
             outcome = self._cached(unit)
             if outcome is None:
                 pending.append(unit)
@@ -278,10 +292,11 @@ class Engine:
         return Outcome(clip, Source.CACHE) if clip is not None else None
 
     def _synthesize(self, pending: list[_Unit], run: _Run) -> None:
+        self._slots = self._slots or self.executor.capacity(self.workers)
         lanes = self._lanes(pending, run.stop)
-        pool = ThreadPoolExecutor(max_workers=self.workers, thread_name_prefix="dialog-tts")
+        pool = ThreadPoolExecutor(max_workers=self._slots, thread_name_prefix="dialog-tts")
         try:
-            _drive(pool, lanes, run, self.workers)
+            _drive(pool, lanes, run, self._slots)
         except BaseException:
             # Ctrl-C (or a progress callback that raised): nothing new starts, the lines in
             # flight finish and are cached by their workers, and the interrupt goes on up.
@@ -291,30 +306,30 @@ class Engine:
         pool.shutdown(wait=True)
 
     def _lanes(self, pending: list[_Unit], stop: threading.Event) -> deque[_Lane]:
-        """Per backend, its work: batches (one at a time) for batching backends, else single lines."""
+        """Per backend, its work: batches (as many at once as the executor has lanes), else single lines."""
         singles: dict[str, list[_Unit]] = defaultdict(list)
         batched: dict[str, list[_Unit]] = defaultdict(list)
         for unit in pending:
             backend = self.backend(unit.job.voice.backend)
             (batched if backend.batch_size > 1 else singles)[backend.name].append(unit)
         for name, units in {**singles, **batched}.items():   # per-voice state first (clone prompts)
-            self.backend(name).prepare([u.job.voice for u in units], self.cache)
+            self.executor.prepare(self.backend(name), [u.job.voice for u in units], self.cache)
         lanes: deque[_Lane] = deque()
         for name, units in batched.items():
             backend = self.backend(name)
             tasks = [partial(self._run_batch, backend, batch, stop) for batch in _batches(backend, units)]
-            lanes.append(_Lane(deque(tasks), limit=1))
+            lanes.append(_Lane(deque(tasks), limit=self.executor.lanes(backend)))
         for name, units in singles.items():
             backend = self.backend(name)
             tasks = [partial(self._run_single, unit, stop) for unit in units]
-            lanes.append(_Lane(deque(tasks), limit=min(backend.max_concurrency or self.workers, self.workers)))
+            lanes.append(_Lane(deque(tasks), limit=min(backend.max_concurrency or self._slots, self._slots)))
         return lanes
 
     def _limit(self, backend: backends.Backend) -> threading.BoundedSemaphore:
         with self._lock:
             sem = self._limits.get(backend.name)
             if sem is None:
-                cap = min(backend.max_concurrency or self.workers, self.workers)
+                cap = min(backend.max_concurrency or self._slots, self._slots)
                 sem = self._limits[backend.name] = threading.BoundedSemaphore(cap)
             return sem
 
@@ -340,7 +355,7 @@ class Engine:
         tally = _Tally()
         try:
             clip = self._call(backend, unit.job.where(), tally, stop,
-                              lambda: backend.synthesize(unit.job.text, unit.job.voice))
+                              lambda: self.executor.call(backend, [unit.job.text], [unit.job.voice], batch=False)[0])
             if not isinstance(clip, Clip):
                 raise SynthesisError(f"backend {backend.name!r} returned {type(clip).__name__}, not a Clip")
             outcome = Outcome(pcm24(clip), Source.SYNTHESIZED, tally.attempts, tally.seconds)
@@ -354,9 +369,8 @@ class Engine:
         where = batch[0].job.where() if len(batch) == 1 else f"batch of {len(batch)} lines"
         tally = _Tally()
         try:
-            clips = self._call(
-                backend, where, tally, stop,
-                lambda: backend.synthesize_batch([u.job.text for u in batch], [u.job.voice for u in batch]))
+            clips = self._call(backend, where, tally, stop, lambda: self.executor.call(
+                backend, [u.job.text for u in batch], [u.job.voice for u in batch], batch=True))
             if not isinstance(clips, list) or len(clips) != len(batch):
                 raise SynthesisError(f"backend {backend.name!r} returned the wrong number of clips")
             results = [(unit, Outcome(pcm24(clip), Source.SYNTHESIZED, tally.attempts, tally.seconds / len(batch)))
@@ -473,9 +487,11 @@ def _as_error(exc: BaseException) -> BaseException:
 class _Run:
     """One run's outcomes, counters and progress: used only by the thread that called :meth:`Engine.run`."""
 
-    def __init__(self, jobs: Sequence[Job], emit: Callable[[ProgressEvent], None]) -> None:
+    def __init__(self, jobs: Sequence[Job], emit: Callable[[ProgressEvent], None],
+                 groups: _Groups | None = None) -> None:
         self.jobs = jobs
         self.emit = emit
+        self.groups = groups
         self.outcomes = [Outcome() for _ in jobs]
         self.stats = Stats(lines=len(jobs))
         self.done = 0
@@ -504,8 +520,50 @@ class _Run:
                 f" ({outcome.attempts} attempts)" if outcome.attempts > 1 else "")
         log.info("%s: %s", unit.job.where(), detail)
         self.emit(ProgressEvent(self.done, len(self.jobs), unit.job.where(), replace(self.stats)))
+        if self.groups is not None:
+            self.groups.finished(unit.indices, self)
 
     def result(self) -> EngineResult:
         failures = [Failure(self.jobs[i], o.error) for i, o in enumerate(self.outcomes) if o.error is not None]
         failures.sort(key=lambda f: (f.job.path, f.job.line_no))
         return EngineResult(self.outcomes, failures, self.stats)
+
+
+class _Groups:
+    """Which scripts of a :meth:`Engine.run_groups` run are done: each one's result, once, when it is.
+
+    Their jobs run as one (one schedule, one deduplication); *on_group(i, result)* is called on
+    the run loop's thread as soon as every job of ``groups[i]`` is done (an empty group at once).
+    *on_group* should catch its own errors: one it raises stops the run, as an interrupt does.
+    """
+
+    def __init__(self, groups: Sequence[Sequence[Job]], on_group: Callable[[int, EngineResult], None]) -> None:
+        self.on_group = on_group
+        for i, group in enumerate(groups):
+            if not group:
+                on_group(i, EngineResult([]))
+        self.starts: list[int] = []
+        self.sizes = [len(group) for group in groups]
+        self.left: list[int] = []
+        self.owner: list[int] = []          # job index -> group index
+        for i, group in enumerate(groups):
+            self.starts.append(len(self.owner))
+            self.left.append(len(group))
+            self.owner += [i] * len(group)
+
+    def finished(self, indices: list[int], run: _Run) -> None:
+        done = []
+        for index in indices:
+            group = self.owner[index]
+            self.left[group] -= 1
+            if self.left[group] == 0:
+                done.append(group)
+        for group in done:
+            start = self.starts[group]
+            outcomes = run.outcomes[start:start + self.sizes[group]]
+            stats = Stats(lines=len(outcomes))
+            for outcome in outcomes:
+                stats.count(outcome.source)
+                stats.retries += max(0, outcome.attempts - 1)
+            failures = [Failure(run.jobs[start + i], o.error) for i, o in enumerate(outcomes) if o.error is not None]
+            self.on_group(group, EngineResult(outcomes, failures, stats))

@@ -26,6 +26,7 @@ __all__ = [
     "close_all",
     "get_backend",
     "register",
+    "registered_factory",
     "resolve_voice",
     "unregister",
 ]
@@ -52,6 +53,12 @@ def register(name: str, factory: Callable[[], Backend]) -> None:
         old = _instances.pop(name, None)
     if old is not None:
         old.close()
+
+
+def registered_factory(name: str) -> Callable[[], Backend] | None:
+    """The factory :func:`register` was given for *name* (None for built-ins and plugins)."""
+    with _lock:
+        return _factories.get(name)
 
 
 def unregister(name: str) -> None:

@@ -135,6 +135,17 @@ class Backend(ABC):
             setattr(view, attr, value)
         return view
 
+    @property
+    def cpus_per_call(self) -> int:
+        """CPU cores one synthesis call keeps busy (what a Ray task of it asks for)."""
+        return 1
+
+    def portable_settings(self) -> dict[str, Any]:
+        """This view's settings as ``--backend-option`` values, to build the same view in another
+        process (a Ray worker): ``get_backend(name).bind(portable_settings(), workers=...)``."""
+        values = {key: getattr(self, setting.attr, None) for key, setting in self.settings.items()}
+        return {key: value for key, value in values.items() if value is not None}
+
     @abstractmethod
     def synthesize(self, text: str, voice: Voice) -> Clip:
         """Speak *text* with *voice* (already resolved by :meth:`resolve`)."""

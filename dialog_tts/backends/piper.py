@@ -88,6 +88,14 @@ class PiperBackend(Backend):
     def threads_per_call(self) -> int:
         return self.threads or max(1, (os.cpu_count() or 1) // self.workers)
 
+    @property
+    def cpus_per_call(self) -> int:
+        return self.threads_per_call
+
+    def portable_settings(self) -> dict[str, Any]:
+        """The threads settled here: a Ray task asks for that many CPUs and uses that many."""
+        return {**super().portable_settings(), "threads": self.threads_per_call}
+
     # ------------------------------------------------------------ voices
     def _model_for(self, name: str) -> tuple[Path, float]:
         """(model path, pitch offset in semitones) for a voice name; no loading."""
