@@ -39,6 +39,17 @@ def node_id() -> str:
     return "local"
 
 
+def cpus() -> float:
+    """The CPUs Ray gave this task (0 outside Ray)."""
+    ray = sys.modules.get("ray")
+    if ray is not None and ray.is_initialized():
+        try:
+            return ray.get_runtime_context().get_assigned_resources().get("CPU", 0.0)
+        except AssertionError:         # the driver (a thread-pool render in a test connected to Ray)
+            pass
+    return 0.0
+
+
 def text_clip(text: str, voice: Voice) -> Clip:
     """The fake's audio: a tone whose pitch and length follow the text and voice (same in every process)."""
     freq = VOICES[voice.name] * (1 + (zlib.crc32(text.encode()) % 200) / 400)
@@ -66,6 +77,7 @@ class DetBackend(Backend):
         "exclusive": Setting("exclusive", str, "a file held during each call; a call finding it held logs 'overlap'"),
         "latency": Setting("latency", float_in(0, 10), "seconds each call waits on an event (no CPU, no GIL)"),
         "concurrency": Setting("max_concurrency", int_in(1, 64), "calls at once"),
+        "threads": Setting("threads", int_in(1, 64), "CPU cores a call uses (what a Ray task asks for)"),
     }
     log: str | None = None
     kill: str | None = None
@@ -73,6 +85,11 @@ class DetBackend(Backend):
     fail_once: str | None = None
     exclusive: str | None = None
     latency: float = 0.0
+    threads: int = 1
+
+    @property
+    def cpus_per_call(self) -> int:
+        return self.threads
 
     def resolve(self, voice: Voice) -> Voice:
         name = voice.name or "mid"
@@ -88,7 +105,7 @@ class DetBackend(Backend):
 
     def synthesize(self, text: str, voice: Voice) -> Clip:
         self._misbehave(text)
-        append(self.log, "call", text, node_id(), os.getpid())
+        append(self.log, "call", text, node_id(), os.getpid(), cpus())
         return text_clip(text, voice)
 
     def _misbehave(self, text: str) -> None:

@@ -109,11 +109,13 @@ def test_cli_executor_ray_with_an_address(cluster, det, write_script, tmp_path, 
 def test_cache_stays_on_the_driver_and_hits_never_reach_the_cluster(cluster, det, write_script, tmp_path):
     script = write_script(script_text(9) + script_text(3))     # three lines twice
     log = tmp_path / "calls.log"
-    options = {"cache": True, "backend_options": [f"det.log={log}", f"batchdet.log={log}"]}
+    options = {"cache": True, "backend_options": [f"det.log={log}", f"batchdet.log={log}", "det.threads=2"]}
     first = render(script, tmp_path / "a.wav", "ray", **options)
     assert Counter(r.source for r in first.lines) == {"synthesized": 9, "repeat": 3}
     before = read_log(log)
-    assert len([c for c in before if c[0] == "call"]) == 6   # A and B lines once each
+    calls = [c for c in before if c[0] == "call"]
+    assert len(calls) == 6                                     # A and B lines once each
+    assert {c[4] for c in calls} == {"2.0"}                    # each task got the 2 CPUs the call uses
     second = render(script, tmp_path / "b.wav", "ray", **options)
     assert Counter(r.source for r in second.lines) == {"cache": 9, "repeat": 3}
     assert read_log(log) == before                             # nothing reached the cluster
@@ -250,3 +252,32 @@ def test_batch_writes_each_script_as_soon_as_its_lines_are_done(cluster, det, tm
     assert sorted(p.name for p in out.iterdir()) == ["a_short.wav", "b_long.wav"] and not result.failures
     assert {total for _d, total, _e in seen} == {27}           # one schedule for both scripts
     assert any(exists for done, total, exists in seen if done < total)   # the short one was written first
+
+
+# ------------------------------------------------------------------ a GPU (run where one is lent)
+
+@pytest.mark.cuda
+def test_qwen_batches_run_on_one_actor_per_gpu(cluster, tmp_path):
+    """Qwen (a tiny checkpoint) on the cluster's GPUs: one actor per GPU, reused by both scripts."""
+    torch = pytest.importorskip("torch")
+    if not torch.cuda.is_available() or ray.cluster_resources().get("GPU", 0) < 1:
+        pytest.skip("needs an NVIDIA GPU in the cluster")
+    import qwen_tiny
+    from dialog_tts.ray_executor import RayExecutor
+
+    model = qwen_tiny.build_tiny_checkpoint(tmp_path / "cv", "custom_voice", max_new_tokens=8)
+    folder = tmp_path / "scripts"
+    folder.mkdir()
+    for n in range(2):
+        (folder / f"ep{n}.txt").write_text("".join(f"{'AB'[i % 2]}: Episode {n}, line {i}.\n" for i in range(6)),
+                                           encoding="utf-8")
+    voices = {"A": f"Vivian,backend=qwen,model={model}", "B": f"Ryan,backend=qwen,model={model}"}
+    local = synthesize_batch([folder], tmp_path / "thread", voices=voices, cache=False)
+    remote = synthesize_batch([folder], tmp_path / "ray", voices=voices, cache=False, executor="ray")
+    assert not local.failures and not remote.failures
+    for n in range(2):
+        a, b = (sf.read(tmp_path / d / f"ep{n}.wav")[0] for d in ("thread", "ray"))
+        assert a.shape == b.shape and abs(b).max() > 0
+    executor = RayExecutor()
+    assert executor._actor_plan() == (int(ray.cluster_resources()["GPU"]), 1)   # one actor per GPU, 1 GPU each
+    executor.close()
