@@ -568,6 +568,83 @@ def bench_memory(quick: bool) -> Section:
         "clips are made inside the measured span. The median column is the render's wall time."])
 
 
+def _det_engine(executor: object, workers: int, latency: float = 0.0) -> Callable[[int], object]:
+    """A function running *n* distinct lines of the deterministic fake (tests/ray_fakes.py) through an engine."""
+    sys.path.insert(0, str(HERE / "tests"))
+    from dialog_tts import backends
+    from dialog_tts.engine import Engine, Job
+    from dialog_tts.voice import Voice
+    from ray_fakes import DetBackend
+
+    backends.register("det", DetBackend)
+    engine = Engine(workers, executor=executor, backend_options={"det": {"latency": latency}})  # type: ignore[arg-type]
+
+    def run(n: int) -> object:
+        tag = time.perf_counter_ns()          # new texts each run: nothing repeats
+        result = engine.run([Job(f"Line {i} of run {tag}.", Voice("low", "det"), "bench", i + 1, "A")
+                             for i in range(n)])
+        assert result.stats.synthesized == n
+        return result
+    return run
+
+
+def bench_ray(quick: bool) -> Section:
+    """The Ray executor: its overhead per line against the thread pool, and scaling over two nodes."""
+    try:
+        import ray
+        from ray.cluster_utils import Cluster
+    except ImportError:
+        return Section("Ray executor", [], ["Skipped: ray is not installed (pip install 'dialog-tts[ray]')."])
+    from dialog_tts.executors import ThreadExecutor
+    from dialog_tts.ray_executor import RayExecutor
+
+    env = {"env_vars": {"PYTHONPATH": os.pathsep.join([str(HERE), str(HERE / "tests")])}}
+    lines, repeat = (100, 2) if quick else (400, 3)
+    rows: list[Row] = []
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, logging_level="WARNING", runtime_env=env)
+    try:
+        local, remote = _det_engine(ThreadExecutor(), 2), _det_engine(RayExecutor(), 2)
+        remote(20)                                                  # workers started, fake imported
+        t = row(f"{lines} lines, zero latency, thread pool (2 workers)", timed(lambda: local(lines), repeat))
+        r = row(f"{lines} lines, zero latency, Ray (local cluster, 2 CPUs)", timed(lambda: remote(lines), repeat))
+        r.ratio, r.baseline = t.seconds / r.seconds, "thread pool"
+        r.extra["overhead_ms_per_line"] = round((r.seconds - t.seconds) / lines * 1000, 2)
+        rows += [t, r]
+    finally:
+        ray.shutdown()
+    rows += _ray_scaling(Cluster, ray, env, quick)
+    return Section("Ray executor", rows, [
+        "Fake backend 'det' (tests/ray_fakes.py) through Engine.run, no cache, distinct lines. Zero latency: "
+        "the cost of sending each line to a worker and back ('overhead' = (Ray - threads) / lines). Latency-bound: "
+        "each call waits on an event (no CPU, no GIL), one CPU asked per call, nodes of 4 logical CPUs simulated "
+        "on this machine (ray.cluster_utils.Cluster)."])
+
+
+def _ray_scaling(cluster_cls: type, ray: object, env: dict, quick: bool) -> list[Row]:
+    """One simulated node, then two: the same latency-bound lines."""
+    from dialog_tts.ray_executor import RayExecutor
+
+    latency, lines, cpus = 0.5, 64, 4
+    cluster = cluster_cls(initialize_head=True, head_node_args={"num_cpus": cpus, "include_dashboard": False})
+    try:
+        ray.init(address=cluster.address, log_to_driver=False, logging_level="WARNING", runtime_env=env)  # type: ignore[attr-defined]
+        one_node = _det_engine(RayExecutor(), cpus, latency)
+        one_node(cpus)                                               # warm: a worker per CPU
+        one = row(f"{lines} lines, {latency:g} s each, 1 node x {cpus} CPUs", timed(lambda: one_node(lines), 1 if quick else 2))
+        cluster.add_node(num_cpus=cpus, resources={"node_b": 1})
+        cluster.wait_for_nodes()
+        two_nodes = _det_engine(RayExecutor(), cpus, latency)
+        two_nodes(2 * cpus)
+        two = row(f"{lines} lines, {latency:g} s each, 2 nodes x {cpus} CPUs", timed(lambda: two_nodes(lines), 1 if quick else 2))
+        two.ratio, two.baseline = one.seconds / two.seconds, "1 node"
+        two.extra["ideal"] = 2.0
+        two.goal, two.met = ">= 1.8x one node", two.ratio >= 1.8
+        return [one, two]
+    finally:
+        ray.shutdown()  # type: ignore[attr-defined]
+        cluster.shutdown()
+
+
 SECTIONS: dict[str, Callable[[bool], Section]] = {
     "engine": bench_engine,
     "edge": bench_edge,
@@ -576,6 +653,7 @@ SECTIONS: dict[str, Callable[[bool], Section]] = {
     "mix": bench_mix,
     "startup": bench_startup,
     "memory": bench_memory,
+    "ray": bench_ray,
 }
 
 
@@ -588,6 +666,7 @@ def markdown(section: Section) -> str:
         if "ideal" in r.extra:
             ratio += f" (ideal {r.extra['ideal']:g}×)"
         for key, label in (("lines_per_s", "lines/s"), ("rtf", "RTF"), ("peak_gpu_gib", "peak GPU GiB"),
+                           ("overhead_ms_per_line", "overhead ms/line"),
                            ("vs_usual", "vs the usual pydub script:")):
             if key in r.extra:
                 ratio += f"; {label} {r.extra[key]:g}" + ("×" if key == "vs_usual" else "")
