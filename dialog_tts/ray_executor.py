@@ -143,6 +143,7 @@ class RayExecutor:
         """The call's result; a backend's error as itself, a lost worker or node as a transient error."""
         from ray import exceptions
 
+        started = time.monotonic()
         try:
             return ray.get(pending)
         except exceptions.RayTaskError as exc:
@@ -153,8 +154,8 @@ class RayExecutor:
         except exceptions.RayError as exc:
             first = (str(exc).strip().splitlines() or [""])[0]
             raise TransientSynthesisError(f"ray: {type(exc).__name__}: {first}") from None
-        finally:
-            self._check_nodes(ray)
+        finally:        # a slow call may have been run again after its node left: look at once
+            self._check_nodes(ray, force=time.monotonic() - started >= NODE_CHECK_INTERVAL)
 
     # ------------------------------------------------------------ actors (batching backends)
     def _take_actor(self, group: object) -> int:
@@ -178,11 +179,11 @@ class RayExecutor:
         log.info("ray: %d batch worker(s), %g GPU each", count, per_actor)
 
     # ------------------------------------------------------------ nodes
-    def _check_nodes(self, ray: Any) -> None:
+    def _check_nodes(self, ray: Any, *, force: bool = False) -> None:
         """Warn once for each node that left the cluster since the last look (its lines run elsewhere)."""
         now = time.monotonic()
         with self._lock:
-            if now - self._checked < NODE_CHECK_INTERVAL:
+            if now - self._checked < NODE_CHECK_INTERVAL and not force:
                 return
             self._checked = now
             before = self._nodes
@@ -204,6 +205,7 @@ class RayExecutor:
             self._refs.clear()
         if ray is None:
             return
+        self._check_nodes(ray, force=True)
         for actor in actors:
             try:
                 ray.kill(actor)

@@ -27,8 +27,8 @@ SETTINGS = {
 def test_every_builtin_view_travels_as_name_and_settings(name):
     """Views hold locks and models (not picklable): a ViewRef is, and rebuilds the same settings."""
     view = backends.get_backend(name).bind(SETTINGS[name], workers=2)
-    if name != "espeak":          # espeak's lock is its module's; the others' views hold theirs
-        with pytest.raises(TypeError, match="(?i)lock"):
+    if name != "espeak":          # espeak's lock is its module's; the others' views hold locks (and models)
+        with pytest.raises(TypeError, match="cannot pickle"):
             pickle.dumps(view)
     ref = pickle.loads(pickle.dumps(ViewRef.of(view)))
     assert ref.backend == name and ref.workers == 2 and ref.factory is None

@@ -177,40 +177,6 @@ def test_a_killed_worker_loses_no_line(cluster, det, write_script, tmp_path):
     assert_same_file(tmp_path / "thread.wav", tmp_path / "ray.wav")
 
 
-def test_a_node_that_leaves_is_reported_and_its_lines_run_elsewhere(cluster, det, write_script, tmp_path, caplog):
-    node_c = cluster.cluster.add_node(num_cpus=1, resources={"node_c": 1})
-    cluster.cluster.wait_for_nodes()
-    script = write_script("".join(f"{'AB'[i % 2]}: Spread line {i}.\n" for i in range(9)))
-    log = tmp_path / "calls.log"
-    render(script, tmp_path / "thread.wav", "thread", voices=AB)
-    done = threading.Event()
-    outcome: list = []
-
-    def run():
-        try:
-            outcome.append(render(script, tmp_path / "ray.wav", "ray", workers=3, voices=AB,
-                                  backend_options=[f"det.log={log}", f"det.hold={node_c.node_id}"]))
-        finally:
-            done.set()
-    caplog.set_level(logging.WARNING, logger="dialog_tts")
-    worker = threading.Thread(target=run)
-    worker.start()
-    held = threading.Event()
-    for _ in range(600):                                        # until a line is stuck on node_c (at most 60 s)
-        if any(c[0] == "held" for c in read_log(log)) or done.is_set():
-            held.set()
-            break
-        done.wait(0.1)
-    assert held.is_set() and not done.is_set()
-    cluster.cluster.remove_node(node_c)
-    worker.join(120)
-    assert done.is_set() and outcome, "the render did not finish"
-    assert_same_file(tmp_path / "thread.wav", tmp_path / "ray.wav")
-    assert any("left the cluster" in r.getMessage() and node_c.node_id[:12] in r.getMessage() for r in caplog.records)
-    finished = {text: node for kind, text, node, *_ in read_log(log) if kind == "call"}
-    assert len(finished) == 9 and node_c.node_id not in finished.values()
-
-
 # ------------------------------------------------------------------ batching backends: actors
 
 def test_batches_go_to_an_actor_that_keeps_its_models_across_the_scripts(cluster, det, tmp_path):
@@ -281,3 +247,42 @@ def test_qwen_batches_run_on_one_actor_per_gpu(cluster, tmp_path):
     executor = RayExecutor()
     assert executor._actor_plan() == (int(ray.cluster_resources()["GPU"]), 1)   # one actor per GPU, 1 GPU each
     executor.close()
+
+
+# ------------------------------------------------------------------ a node leaves (last: it removes node_b)
+
+def test_a_node_that_leaves_is_reported_and_its_lines_run_elsewhere(cluster, det, write_script, tmp_path, caplog):
+    """Lines stuck on node_b when it leaves run on the head node (the module's last test: node_b is gone)."""
+    node_b = cluster.cluster.list_all_nodes()[1]
+    assert node_b.node_id == cluster.b
+    script = write_script("".join(f"{'AB'[i % 2]}: Spread line {i}.\n" for i in range(30)))  # some reach node_b
+    log = tmp_path / "calls.log"
+    render(script, tmp_path / "thread.wav", "thread", voices=AB)
+    done = threading.Event()
+    outcome: list = []
+
+    def run():
+        try:
+            outcome.append(render(script, tmp_path / "ray.wav", "ray", workers=3, voices=AB,
+                                  backend_options=[f"det.log={log}", f"det.hold={node_b.node_id}"]))
+        except BaseException as exc:  # the assertions below show it
+            outcome.append(exc)
+        finally:
+            done.set()
+    caplog.set_level(logging.WARNING, logger="dialog_tts")
+    worker = threading.Thread(target=run)
+    worker.start()
+    held = threading.Event()
+    for _ in range(600):                                        # until a line is stuck on node_b (at most 60 s)
+        if any(c[0] == "held" for c in read_log(log)) or done.is_set():
+            held.set()
+            break
+        done.wait(0.1)
+    assert held.is_set() and not done.is_set(), outcome
+    cluster.cluster.remove_node(node_b)
+    worker.join(120)
+    assert done.is_set() and outcome, "the render did not finish"
+    assert_same_file(tmp_path / "thread.wav", tmp_path / "ray.wav")
+    assert any("left the cluster" in r.getMessage() and node_b.node_id[:12] in r.getMessage() for r in caplog.records)
+    finished = {text: node for kind, text, node, *_ in read_log(log) if kind == "call"}
+    assert len(finished) == 30 and node_b.node_id not in finished.values()
