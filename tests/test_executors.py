@@ -18,6 +18,7 @@ from ray_fakes import DetBackend
 SETTINGS = {
     "piper": {"threads": 3},
     "espeak": {},
+    "hibari": {"threads": 2},
     "edge": {"timeout": 12.5, "concurrency": 2},
     "qwen": {"batch_size": 4, "models_in_memory": 1},
 }
@@ -42,6 +43,7 @@ def test_piper_view_pins_its_threads_and_asks_for_them():
     view = backends.get_backend("piper").bind({}, workers=64)   # threads from the cores: at least 1
     assert dict(ViewRef.of(view).settings) == {"threads": view.threads_per_call} and view.cpus_per_call >= 1
     assert backends.get_backend("piper").bind({"threads": 3}, workers=1).cpus_per_call == 3
+    assert backends.get_backend("hibari").bind({"threads": 2}, workers=1).cpus_per_call == 2
     assert backends.get_backend("espeak").bind({}, workers=1).cpus_per_call == 1
 
 

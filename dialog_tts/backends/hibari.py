@@ -80,6 +80,10 @@ class HibariBackend(Backend):
     #: onnxruntime threads per synthesis call; 1 (hibari's own default) runs far faster than real time
     threads: int = 1
 
+    @property
+    def cpus_per_call(self) -> int:
+        return self.threads
+
     def __init__(self) -> None:
         self._models: dict[tuple[str, int], Any] = {}
         self._load_lock = threading.Lock()
