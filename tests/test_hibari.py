@@ -161,3 +161,24 @@ def test_pan_and_cached_render_are_bit_identical(tmp_path, write_script):
     audio, _ = sf.read(outs[0])
     first_half = audio[: len(audio) * 3 // 10]
     assert rms_db(first_half[:, 1]) < rms_db(first_half[:, 0]) - 40       # A is hard left
+
+
+@pytest.mark.parametrize("env", [{"HIBARI_HOME": "/somewhere/hibari"}, {"HIBARI_HOME": "", "XDG_CACHE_HOME": "/x/cache"},
+                                 {"HIBARI_HOME": None, "XDG_CACHE_HOME": None}])
+def test_registry_and_folders_agree_with_hibaris_own(monkeypatch, env):
+    """dialog-tts reads hibari's registry and cache folder without importing hibari.voices (start-up):
+    the answers are hibari's own."""
+    from hibari import voices as theirs
+
+    from dialog_tts.backends import hibari as ours
+
+    for key, value in env.items():
+        if value is None:
+            monkeypatch.delenv(key, raising=False)
+        else:
+            monkeypatch.setenv(key, value)
+    assert ours._cache_dir() == theirs.cache_dir()
+    assert ours._registry() == theirs.VOICES
+    backend = HibariBackend()
+    assert backend.model_path("heart") == Path(theirs.ASSETS) / theirs.VOICES["heart"]["file"]
+    assert backend.model_path("emma") == Path(theirs.cache_dir()) / theirs.VOICES["emma"]["file"]

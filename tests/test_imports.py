@@ -32,3 +32,17 @@ def test_help_does_not_import_numpy():
     code = PROBE.format(args=["--help"], heavy=["numpy", "scipy", "soundfile", "yaml"])
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert json.loads(out.stdout.strip().splitlines()[-1]) == []
+
+
+
+#: What start-up must not pay for when only listing voices (issue 13: at most 4x `python -c pass`): numpy,
+#: the metadata machinery (dialog_tts.dists reads the dist-info folders instead), urllib (hibari's voices.py),
+#: zipfile (importlib.resources), yaml (only for a map), the spec parser (only for --voices).
+LIGHT = ["numpy", "scipy", "soundfile", "soxr", "yaml", "importlib.metadata", "urllib.request", "zipfile",
+         "dialog_tts.audio", "dialog_tts.speakers"]
+
+
+def test_voices_imports_nothing_it_does_not_use():
+    code = PROBE.replace("m.split('.')[0] in {heavy!r}", "m in {heavy!r}").format(args=["voices"], heavy=LIGHT)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert json.loads(out.stdout.strip().splitlines()[-1]) == []

@@ -73,10 +73,10 @@ def _load_entry_points() -> None:
     global _entry_points_loaded
     if _entry_points_loaded:
         return
-    from importlib.metadata import entry_points
+    from ..dists import entry_point_targets
 
-    for ep in entry_points(group=ENTRY_POINT_GROUP):
-        _BUILTINS.setdefault(ep.name, ep.value)
+    for name, value in entry_point_targets(ENTRY_POINT_GROUP).items():
+        _BUILTINS.setdefault(name, value)
     _entry_points_loaded = True
 
 

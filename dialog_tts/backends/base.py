@@ -6,24 +6,23 @@ import copy
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, replace
 from functools import cache
-from typing import Any, Callable, ClassVar, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Callable, ClassVar, Mapping, Sequence
 
-from ..audio import Clip
 from ..delivery import Delivery
 from ..errors import DialogTTSError, InputError
 from ..lexicon import Entry
 from ..voice import MAX_FACTOR, MAX_PITCH_ST, MAX_WPM, MIN_FACTOR, MIN_WPM, Rate, Voice
 
+if TYPE_CHECKING:  # numpy (through audio) only once audio is made: listing and casting stay light
+    from ..audio import Clip
+
 
 @cache
 def package_version(distribution: str) -> str:
     """The installed version of *distribution* ("?" if it is not installed), for cache fingerprints."""
-    from importlib import metadata
+    from ..dists import version
 
-    try:
-        return metadata.version(distribution)
-    except metadata.PackageNotFoundError:
-        return "?"
+    return version(distribution) or "?"
 
 
 @dataclass(frozen=True)

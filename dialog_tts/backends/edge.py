@@ -27,14 +27,15 @@ import re
 import threading
 from dataclasses import dataclass, replace
 from functools import lru_cache
-from importlib import resources
-from typing import Any, Mapping
+from typing import TYPE_CHECKING, Any, Mapping
 
-from ..audio import Clip, decode_mp3
 from ..delivery import Delivery
 from ..errors import BackendUnavailableError, SynthesisError, TransientSynthesisError, UnknownVoiceError, VoiceSpecError
 from ..voice import Rate, Voice, close_matches
 from .base import Backend, Setting, VoiceInfo, float_in, int_in, package_version, shaped
+
+if TYPE_CHECKING:
+    from ..audio import Clip
 
 log = logging.getLogger("dialog_tts")
 
@@ -64,7 +65,11 @@ class EdgeVoice:
 @lru_cache(maxsize=1)
 def voice_table() -> tuple[dict[str, Any], tuple[EdgeVoice, ...]]:
     """(the table's header fields, its voices), from the package data."""
-    data = json.loads(resources.files("dialog_tts.data").joinpath("edge_voices.json").read_text("utf-8"))
+    # next to this package's modules; importlib.resources would import tempfile, zipfile and bz2 (12 ms of
+    # `dialog-tts voices` here) to find a file that is always on disk
+    path = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "data", "edge_voices.json")
+    with open(path, encoding="utf-8") as f:
+        data = json.load(f)
     voices = tuple(EdgeVoice(v["name"], v["locale"], v["gender"]) for v in data["voices"])
     return {k: v for k, v in data.items() if k != "voices"}, voices
 
@@ -203,6 +208,8 @@ class EdgeBackend(Backend):
 
     def synthesize(self, text: str, voice: Voice) -> Clip:
         import asyncio
+
+        from ..audio import decode_mp3
 
         edge_tts = self._client()
         try:

@@ -13,14 +13,16 @@ import ctypes
 import threading
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from ..audio import Clip, apply_gain_db, from_pcm16
 from ..delivery import Delivery
 from ..errors import BackendUnavailableError, SynthesisError, UnknownVoiceError
 from ..lexicon import Entry
 from ..voice import Voice, close_matches
 from .base import Backend, VoiceInfo, package_version, shaped
+
+if TYPE_CHECKING:
+    from ..audio import Clip
 
 _AUDIO_OUTPUT_SYNCHRONOUS = 2
 _CHARS_UTF8 = 1
@@ -176,6 +178,8 @@ class EspeakBackend(Backend):
 
     # ------------------------------------------------------------ synthesis
     def synthesize(self, text: str, voice: Voice) -> Clip:
+        from ..audio import apply_gain_db, from_pcm16
+
         pitch_factor = 2.0 ** (voice.pitch / 12.0)
         setting = round(_DEFAULT_RATE * voice.speed(self.base_wpm) / pitch_factor)
         data = text.encode("utf-8")

@@ -17,7 +17,6 @@ count, which is therefore part of the cache fingerprint (default 1 thread).
 
 from __future__ import annotations
 
-import hashlib
 import importlib.util
 import threading
 from collections.abc import Mapping
@@ -25,14 +24,16 @@ from dataclasses import replace
 from functools import lru_cache
 from pathlib import Path
 from types import ModuleType
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
-from ..audio import Clip, apply_gain_db
 from ..delivery import Delivery
 from ..errors import BackendUnavailableError, SynthesisError, UnknownVoiceError
 from ..lexicon import Entry
 from ..voice import Voice, close_matches
 from .base import Backend, Setting, VoiceInfo, int_in, package_version, shaped
+
+if TYPE_CHECKING:
+    from ..audio import Clip
 
 BUNDLED = "heart"
 #: Voices derived from a hibari voice: name -> (source voice, semitones).  Only those that
@@ -42,18 +43,23 @@ SEED = 0                      # hibari's noise seed: fixed, so a line always sou
 MIN_SPEED, MAX_SPEED = 0.5, 2.0   # hibari's documented speed range (durations saturate beyond 2)
 
 
-@lru_cache(maxsize=1)
-def _hibari_voices() -> ModuleType:
-    """hibari's own ``voices`` module (registry, cache folder, download URL), loaded from its file.
-
-    Importing ``hibari`` runs its ``__init__``, which imports numpy and scipy: far too heavy
-    for ``dialog-tts voices`` and for resolving a cast.  ``hibari/voices.py`` needs only
-    the standard library, so it is loaded on its own.
-    """
+def _package_dir() -> Path:
+    """hibari's package folder, found without importing it."""
     spec = importlib.util.find_spec("hibari")
     if spec is None or not spec.submodule_search_locations:
         raise BackendUnavailableError("hibari is not installed: pip install hibari-tts")
-    path = Path(next(iter(spec.submodule_search_locations))) / "voices.py"
+    return Path(next(iter(spec.submodule_search_locations)))
+
+
+@lru_cache(maxsize=1)
+def _hibari_voices() -> ModuleType:
+    """hibari's own ``voices`` module (download URL, downloader), loaded from its file.
+
+    Importing ``hibari`` runs its ``__init__``, which imports numpy and scipy: far too heavy
+    for ``dialog-tts voices`` and for resolving a cast.  ``hibari/voices.py`` needs only
+    the standard library, so it is loaded on its own, and only for a missing voice's message.
+    """
+    path = _package_dir() / "voices.py"
     file_spec = importlib.util.spec_from_file_location("dialog_tts_hibari_voices", path)
     if file_spec is None or file_spec.loader is None:
         raise BackendUnavailableError(f"hibari's voice registry {path} cannot be loaded")
@@ -62,9 +68,39 @@ def _hibari_voices() -> ModuleType:
     return module
 
 
+@lru_cache(maxsize=1)
+def _registry() -> dict[str, dict[str, Any]]:
+    """hibari's ``assets/voices.json``, read directly: loading ``hibari/voices.py`` imports
+    urllib.request (http, ssl, email), which took 25 ms of ``dialog-tts voices`` here."""
+    import json
+
+    with open(_package_dir() / "assets" / "voices.json", encoding="utf-8") as f:
+        voices: dict[str, dict[str, Any]] = json.load(f)
+    return voices
+
+
+def _cache_dir() -> str:
+    """Where hibari keeps downloaded voices: ``hibari.voices.cache_dir()``, restated without its
+    imports (tests/test_hibari.py checks that the two agree)."""
+    import os
+    import sys
+
+    if os.environ.get("HIBARI_HOME"):
+        return os.environ["HIBARI_HOME"]
+    if sys.platform == "win32":
+        base = os.environ.get("LOCALAPPDATA") or os.path.join(os.path.expanduser("~"), "AppData", "Local")
+    elif sys.platform == "darwin":
+        base = os.path.join(os.path.expanduser("~"), "Library", "Caches")
+    else:
+        base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return os.path.join(base, "hibari")
+
+
 @lru_cache(maxsize=32)
 def _sha256(path: str, size: int, mtime_ns: int) -> str:
     """sha256 of a file, remembered while its size and mtime stay the same."""
+    import hashlib
+
     digest = hashlib.sha256()
     with open(path, "rb") as f:
         for chunk in iter(lambda: f.read(1 << 20), b""):
@@ -91,15 +127,13 @@ class HibariBackend(Backend):
     # ------------------------------------------------------------ the voice registry
     def registry(self) -> dict[str, dict[str, Any]]:
         """hibari's voices.json: name -> {language, gender, file, bytes, sha256, bundled, ...}."""
-        voices: dict[str, dict[str, Any]] = _hibari_voices().VOICES
-        return voices
+        return _registry()
 
     def model_path(self, name: str) -> Path:
         """Where voice *name*'s model is (in the package, or in hibari's cache folder)."""
         entry = self.registry()[name]
-        voices = _hibari_voices()
-        folder = voices.ASSETS if entry.get("bundled") else voices.cache_dir()
-        return Path(folder) / entry["file"]
+        folder = _package_dir() / "assets" if entry.get("bundled") else Path(_cache_dir())
+        return folder / entry["file"]
 
     def state(self, name: str) -> str:
         """'bundled', 'downloaded', 'missing' or 'corrupt' (present, wrong sha256)."""
@@ -204,6 +238,8 @@ class HibariBackend(Backend):
             return model
 
     def synthesize(self, text: str, voice: Voice) -> Clip:
+        from ..audio import Clip, apply_gain_db
+
         source, shift = self._source(voice.name)
         model = self._load(source)
         pitch_factor = 2.0 ** ((shift + voice.pitch) / 12.0)

@@ -16,14 +16,16 @@ import os
 import threading
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from ..audio import Clip, apply_gain_db, concat
 from ..delivery import Delivery
 from ..errors import BackendUnavailableError, SynthesisError, UnknownVoiceError
 from ..lexicon import Entry
 from ..voice import Voice, close_matches
 from .base import Backend, Setting, VoiceInfo, int_in, package_version, shaped
+
+if TYPE_CHECKING:
+    from ..audio import Clip
 
 BUNDLED = "joe"
 #: joe and the voices derived from it: joe shifted by these semitones.
@@ -172,6 +174,8 @@ class PiperBackend(Backend):
 
     def synthesize(self, text: str, voice: Voice) -> Clip:
         from piper import SynthesisConfig
+
+        from ..audio import apply_gain_db, concat
 
         model, offset = self._model_for(voice.name)
         piper_voice = self._load(model)

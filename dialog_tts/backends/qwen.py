@@ -29,15 +29,17 @@ import threading
 from collections import OrderedDict
 from dataclasses import replace
 from pathlib import Path
-from typing import Any, Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
 
-from ..audio import Clip, apply_gain_db
 from ..delivery import Delivery
 from ..errors import BackendUnavailableError, SynthesisError, UnknownVoiceError, VoiceSpecError
 from ..inputs import read_text
 from ..voice import Voice, close_matches
 from .base import Backend, Setting, VoiceInfo, int_in, package_version
 from .qwen_prompts import ClonePrompts, Wanted
+
+if TYPE_CHECKING:
+    from ..audio import Clip
 
 log = logging.getLogger("dialog_tts")
 
@@ -382,6 +384,8 @@ class QwenBackend(Backend):
         if len(kinds) != 1:
             raise SynthesisError(f"a qwen batch must use one kind of voice, got {sorted(kinds)}")
         kind = kinds.pop()
+        from ..audio import Clip, apply_gain_db
+
         torch = import_torch()
         model = self.model(model_id)
         languages = [v.option("language") or "auto" for v in voices]
