@@ -34,13 +34,14 @@ from functools import partial
 from typing import TYPE_CHECKING, Any, Protocol
 
 from . import backends
-from .audio import Clip, pcm24
 from .errors import DialogTTSError, SynthesisError
 from .executors import Executor, ThreadExecutor
 from .voice import Voice
 
 if TYPE_CHECKING:
     from tenacity import RetryCallState, Retrying
+
+    from .audio import Clip
 
 log = logging.getLogger("dialog_tts")
 
@@ -273,27 +274,36 @@ class Engine:
         self._execute(_Run([job for group in groups for job in group], self.emit, _Groups(groups, on_group)))
 
     def _execute(self, run: _Run) -> EngineResult:
-        pending: list[_Unit] = []
-        for unit in _units(run.jobs):
-            outcome = self._cached(unit)
-            if outcome is None:
-                pending.append(unit)
-            else:
-                run.finish(unit, outcome)
-        if pending:
-            self._synthesize(pending, run)
+        cached, pending = self._split(_units(run.jobs))
+        if cached or pending:
+            self._synthesize(pending, run, cached)
         return run.result()
 
-    def _cached(self, unit: _Unit) -> Outcome | None:
+    def _split(self, units: list[_Unit]) -> tuple[list[_Unit], list[_Unit]]:
+        """(units whose audio is in the cache, units to synthesize): keys looked up, nothing decoded."""
         if self.cache is None:
-            return None
-        unit.key = self.cache_key(unit.job)
-        clip = self.cache.get(unit.key)
-        return Outcome(clip, Source.CACHE) if clip is not None else None
+            return [], units
+        cached, pending = [], []
+        for unit in units:
+            unit.key = self.cache_key(unit.job)
+            (cached if unit.key in self.cache else pending).append(unit)
+        return cached, pending
 
-    def _synthesize(self, pending: list[_Unit], run: _Run) -> None:
+    def _read(self, unit: _Unit, stop: threading.Event) -> _Done:
+        """A cached line, decoded in the pool (beside the syntheses); synthesized if the entry went bad."""
+        assert self.cache is not None and unit.key is not None
+        clip = self.cache.get(unit.key)
+        if clip is None:
+            return self._run_single(unit, stop)
+        return _Done([(unit, Outcome(clip, Source.CACHE))])
+
+    def _synthesize(self, pending: list[_Unit], run: _Run, cached: Sequence[_Unit] = ()) -> None:
+        """Synthesize *pending* and read *cached* over one pool: the syntheses start first, and the
+        cache entries (sha256 and FLAC decoding, which release the GIL) are read beside them."""
         self._slots = self._slots or self.executor.capacity(self.workers)
         lanes = self._lanes(pending, run.stop)
+        if cached:
+            lanes.append(_Lane(deque(partial(self._read, unit, run.stop) for unit in cached), limit=self.workers))
         pool = ThreadPoolExecutor(max_workers=self._slots, thread_name_prefix="dialog-tts")
         try:
             _drive(pool, lanes, run, self._slots)
@@ -356,6 +366,8 @@ class Engine:
         try:
             clip = self._call(backend, unit.job.where(), tally, stop,
                               lambda: self.executor.call(backend, [unit.job.text], [unit.job.voice], batch=False)[0])
+            from .audio import Clip, pcm24
+
             if not isinstance(clip, Clip):
                 raise SynthesisError(f"backend {backend.name!r} returned {type(clip).__name__}, not a Clip")
             outcome = Outcome(pcm24(clip), Source.SYNTHESIZED, tally.attempts, tally.seconds)
@@ -373,6 +385,8 @@ class Engine:
                 backend, [u.job.text for u in batch], [u.job.voice for u in batch], batch=True))
             if not isinstance(clips, list) or len(clips) != len(batch):
                 raise SynthesisError(f"backend {backend.name!r} returned the wrong number of clips")
+            from .audio import pcm24
+
             results = [(unit, Outcome(pcm24(clip), Source.SYNTHESIZED, tally.attempts, tally.seconds / len(batch)))
                        for unit, clip in zip(batch, clips)]
         except Exception as exc:  # noqa: BLE001
