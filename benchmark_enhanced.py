@@ -529,10 +529,9 @@ def high_water():  # VmHWM: this process's own peak (ru_maxrss would carry the p
         if line.startswith('VmHWM:'):
             return int(line.split()[1]) * 1024
 import benchmark_enhanced as b
-from dialog_tts.audio import tune_allocator, write
+from dialog_tts.audio import write
 from dialog_tts.mix import MixSettings, mix
 import numpy, scipy.signal, soxr, soundfile
-tune_allocator()                      # as the command line does
 before = rss()
 started = time.perf_counter()
 items = b.synthetic_dialog({minutes})

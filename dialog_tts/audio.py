@@ -65,28 +65,6 @@ class Clip:
         return self.samples if self.samples.ndim == 1 else self.samples.mean(axis=1, dtype=np.float32)
 
 
-_M_MMAP_THRESHOLD = -3
-
-
-def tune_allocator() -> bool:
-    """Have glibc give large freed buffers back to the system at once (the command line calls this).
-
-    glibc raises its mmap threshold after large blocks are freed, and keeps later
-    ones in its heap, so the clips a long mix has already placed would stay
-    resident.  A fixed threshold of 128 KiB keeps every audio buffer in its own
-    mapping, returned when freed: a two-hour render then peaks near the size of
-    its result.  Process-wide, so the library never does it on its own.
-    Returns False where it does not apply (not glibc).
-    """
-    import ctypes
-
-    try:
-        libc = ctypes.CDLL(None)          # the C library this process already runs on
-        return bool(libc.mallopt(_M_MMAP_THRESHOLD, 128 * 1024))
-    except (OSError, AttributeError):    # not glibc (no mallopt), or no dynamic loading
-        return False
-
-
 def resample(samples: np.ndarray, rate: int, target: int) -> np.ndarray:
     """*samples* at *rate* resampled to *target* Hz with soxr (high quality)."""
     if rate == target or samples.shape[0] == 0:

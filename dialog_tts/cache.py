@@ -33,10 +33,12 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
-from .audio import Clip, decode, encode_flac
 from .errors import InputError, OutputError
+
+if TYPE_CHECKING:  # numpy only once audio is read or written: a dry run needs keys alone
+    from .audio import Clip
 
 log = logging.getLogger("dialog_tts")
 
@@ -293,6 +295,8 @@ class AudioCache:
         data = self._use(lambda store: store.get(key), lambda: self._read(key))
         if data is None:
             return None
+        from .audio import decode
+
         try:
             return decode(_unseal(key, data))
         except Exception as exc:  # noqa: BLE001 - any decoding failure means the entry is unusable
@@ -305,6 +309,8 @@ class AudioCache:
         return self._use(lambda store: key in store, lambda: self._read(key) is not None)
 
     def put(self, key: str, clip: Clip) -> None:
+        from .audio import encode_flac
+
         data = _seal(key, encode_flac(clip))
         self._use(lambda store: store.set(key, data), lambda: None)
 

@@ -283,9 +283,7 @@ def main(ctx: click.Context, script: str | None, out: str | None, report: str | 
 def _render(script: str, out: str, report: str | None, progress: bool | None, quiet: bool,
             render: dict[str, Any]) -> None:
     from .api import Renderer, RenderOptions
-    from .audio import tune_allocator
 
-    tune_allocator()
     with _progress_bar(progress, quiet) as listener, \
             Renderer(RenderOptions(report=report, **render), on_progress=listener) as renderer:
         result = renderer.render(script, out)
@@ -397,9 +395,7 @@ def batch_command(ctx: click.Context, scripts: tuple[str, ...], out_dir: str, fm
     stop the others, and the command exits 1 if any failed.
     """
     from .api import synthesize_batch
-    from .audio import tune_allocator
 
-    tune_allocator()
     quiet = ctx.find_root().params.get("quiet", False)
     progress = render.pop("progress")
     with _progress_bar(progress, quiet) as listener:

@@ -157,9 +157,3 @@ def test_threads_per_worker():
     clip = piper.synthesize("Threads set.", piper.resolve(Voice("joe")))
     assert clip.duration > 0.3
 
-
-def test_tune_allocator_applies_on_glibc():
-    import platform
-
-    from dialog_tts.audio import tune_allocator
-    assert tune_allocator() is (platform.libc_ver()[0] == "glibc")
