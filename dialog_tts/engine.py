@@ -291,15 +291,13 @@ class Engine:
 
     def _read(self, unit: _Unit, stop: threading.Event) -> _Done:
         """A cached line, decoded in the pool (beside the syntheses); synthesized if the entry went bad."""
-        assert self.cache is not None and unit.key is not None
-        clip = self.cache.get(unit.key)
+        clip = self.cache.get(unit.key) if self.cache is not None and unit.key is not None else None
         if clip is None:
             return self._run_single(unit, stop)
         return _Done([(unit, Outcome(clip, Source.CACHE))])
 
     def _synthesize(self, pending: list[_Unit], run: _Run, cached: Sequence[_Unit] = ()) -> None:
-        """Synthesize *pending* and read *cached* over one pool: the syntheses start first, and the
-        cache entries (sha256 and FLAC decoding, which release the GIL) are read beside them."""
+        """Synthesize *pending* (started first) and decode *cached* beside them (this releases the GIL)."""
         self._slots = self._slots or self.executor.capacity(self.workers)
         lanes = self._lanes(pending, run.stop)
         if cached:
@@ -367,7 +365,6 @@ class Engine:
             clip = self._call(backend, unit.job.where(), tally, stop,
                               lambda: self.executor.call(backend, [unit.job.text], [unit.job.voice], batch=False)[0])
             from .audio import Clip, pcm24
-
             if not isinstance(clip, Clip):
                 raise SynthesisError(f"backend {backend.name!r} returned {type(clip).__name__}, not a Clip")
             outcome = Outcome(pcm24(clip), Source.SYNTHESIZED, tally.attempts, tally.seconds)
@@ -386,7 +383,6 @@ class Engine:
             if not isinstance(clips, list) or len(clips) != len(batch):
                 raise SynthesisError(f"backend {backend.name!r} returned the wrong number of clips")
             from .audio import pcm24
-
             results = [(unit, Outcome(pcm24(clip), Source.SYNTHESIZED, tally.attempts, tally.seconds / len(batch)))
                        for unit, clip in zip(batch, clips)]
         except Exception as exc:  # noqa: BLE001
