@@ -283,7 +283,8 @@ class Engine:
         """(units whose audio is in the cache, units to synthesize): keys looked up, nothing decoded."""
         if self.cache is None:
             return [], units
-        cached, pending = [], []
+        cached: list[_Unit] = []
+        pending: list[_Unit] = []
         for unit in units:
             unit.key = self.cache_key(unit.job)
             (cached if unit.key in self.cache else pending).append(unit)
