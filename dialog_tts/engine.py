@@ -274,21 +274,10 @@ class Engine:
         self._execute(_Run([job for group in groups for job in group], self.emit, _Groups(groups, on_group)))
 
     def _execute(self, run: _Run) -> EngineResult:
-        cached, pending = self._split(_units(run.jobs))
+        cached, pending = _split(_units(run.jobs), self.cache, self.cache_key)
         if cached or pending:
             self._synthesize(pending, run, cached)
         return run.result()
-
-    def _split(self, units: list[_Unit]) -> tuple[list[_Unit], list[_Unit]]:
-        """(units whose audio is in the cache, units to synthesize): keys looked up, nothing decoded."""
-        if self.cache is None:
-            return [], units
-        cached: list[_Unit] = []
-        pending: list[_Unit] = []
-        for unit in units:
-            unit.key = self.cache_key(unit.job)
-            (cached if unit.key in self.cache else pending).append(unit)
-        return cached, pending
 
     def _read(self, unit: _Unit, stop: threading.Event) -> _Done:
         """A cached line, decoded in the pool (beside the syntheses); synthesized if the entry went bad."""
@@ -467,6 +456,19 @@ def _units(jobs: Sequence[Job]) -> list[_Unit]:
         else:
             unit.indices.append(i)
     return list(units.values())
+
+
+def _split(units: list[_Unit], cache: AudioCacheLike | None,
+           key_of: Callable[[Job], str]) -> tuple[list[_Unit], list[_Unit]]:
+    """(units whose audio is in *cache*, units to synthesize): keys looked up, nothing decoded."""
+    if cache is None:
+        return [], units
+    cached: list[_Unit] = []
+    pending: list[_Unit] = []
+    for unit in units:
+        unit.key = key_of(unit.job)
+        (cached if unit.key in cache else pending).append(unit)
+    return cached, pending
 
 
 def _batches(backend: backends.Backend, units: list[_Unit]) -> list[list[_Unit]]:
