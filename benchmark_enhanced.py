@@ -838,6 +838,31 @@ SECTIONS: dict[str, Callable[[bool], Section]] = {
     "ray": bench_ray,
 }
 
+#: Sections that need an optional extra: the modules they import, and the extra that installs them.
+NEEDS: dict[str, tuple[tuple[str, ...], str]] = {
+    "edge": (("edge_tts", "aiohttp"), "edge"),
+    "qwen": (("torch", "transformers", "qwen_tts"), "qwen-cpu"),
+    "mix": (("pydub",), "bench"),
+}
+
+
+def skip_note(name: str) -> str | None:
+    """One line saying what to install, when section *name* needs an extra that is missing (else None)."""
+    from importlib.util import find_spec
+
+    modules, extra = NEEDS.get(name, ((), ""))
+    missing = []
+    for module in modules:
+        try:
+            if find_spec(module) is None:
+                missing.append(module)
+        except (ImportError, ValueError):
+            missing.append(module)
+    if not missing:
+        return None
+    return (f"skipped: {', '.join(missing)} not installed (in this folder: pip install '.[{extra}]', "
+            f"or pip install 'dialog-tts[{extra}]')")
+
 
 # ---------------------------------------------------------------- output
 
@@ -885,6 +910,11 @@ def main(argv: list[str] | None = None) -> int:
     print(f"# dialog-tts benchmarks ({'quick' if args.quick else 'full'}; {os.cpu_count()} cores, "
           f"Python {sys.version.split()[0]})\n")
     for name in names:
+        note = skip_note(name)
+        if note is not None:
+            print(f"### {name}\n\n{note}\n", flush=True)
+            results[name] = {"title": name, "rows": [], "notes": [note]}
+            continue
         section_started = time.perf_counter()
         section = SECTIONS[name](args.quick)
         section.notes.append(f"(This section took {time.perf_counter() - section_started:.1f} s.)")

@@ -17,12 +17,12 @@ from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Union
 
-from . import audio, backends, casting, engine, mix, produce, speakers, uptodate
+from . import audio, backends, casting, engine, mix, outputs, produce, speakers, uptodate
 from . import jobs as jobs_mod
 from . import lexicon as lexicon_mod
 from . import script as script_mod
 from .audio import Clip
-from .errors import DialogTTSError, InputError, OutputError, SynthesisFailed
+from .errors import DialogTTSError, InputError, OutputError, SynthesisError, SynthesisFailed
 from .results import BatchResult, DialogResult, LineRecord, SpeakerPlan, Totals
 from .script import Script
 from .timeline import LineInput, Timeline
@@ -249,6 +249,7 @@ class Renderer:
             script, speak_directions=self.options.speak_directions)
         cast = casting.cast(parsed, speaker_map=self._speaker_map, overrides=self._overrides,
                             default_backend=self.options.backend)
+        check_backends(cast.values())
         for key, voice in cast.items():
             log.info("%s: %s (%s)", parsed.speakers[key], voice.describe(), cast.why.get(key, ""))
         return parsed, cast, jobs_mod.build(parsed, cast, self._lexicon)
@@ -293,12 +294,11 @@ class Renderer:
     def render(self, script: PathLike | Script, out: PathLike | None) -> DialogResult:
         """Render one script to *out* (``None``: mix and measure, write nothing)."""
         started = time.perf_counter()
-        if out is not None:
-            audio.check_writable(out)
         prod = self.options.production()
         parsed, cast, jobs = self._prepare(script)
-        key = self._render_key(parsed, jobs, out, prod)
         extras = produce.extra_outputs(prod, parsed, out)
+        self._check_outputs(script, out, extras)
+        key = self._render_key(parsed, jobs, out, prod)
         if key is not None and out is not None and not self.options.force:
             kept = self._up_to_date(out, key, started, extras)
             if kept is not None:
@@ -330,7 +330,21 @@ class Renderer:
         self._write_report(dialog)
         return dialog
 
-    # ------------------------------------------------------------ up-to-date outputs and the report
+    # ------------------------------------------------------------ outputs, up-to-date outputs and the report
+    def _check_outputs(self, script: PathLike | Script, out: PathLike | None, extras: list[str]) -> None:
+        """Every file this render would write, checked before anything is synthesized (exit 2 if bad)."""
+        wanted: list[tuple[PathLike, str]] = []
+        if out is not None and os.fspath(out) != produce.STDOUT:
+            audio.output_format(out)
+            wanted.append((out, "audio"))
+        if self.options.report is not None:
+            wanted.append((self.options.report, "report"))
+        wanted += [(path, outputs.kind_of(path)) for path in extras]
+        given = [None if isinstance(script, Script) else script, self.options.speaker_map, self.options.lexicon,
+                 self.options.music, self.options.intro, self.options.outro, self.options.cover]
+        inputs = [p for p in given if p is not None and os.fspath(p) != produce.STDOUT]
+        outputs.check_outputs(wanted, inputs, force=self.options.force)
+
     def _render_key(self, parsed: Script, jobs: list[engine.Job], out: PathLike | None,
                     prod: produce.Production) -> str | None:
         if out is None or self._cache is None or os.fspath(out) == produce.STDOUT:
@@ -354,7 +368,7 @@ class Renderer:
             return
         path = Path(self.options.report)
         try:
-            with audio.atomic_path(path) as tmp:
+            with outputs.atomic_path(path) as tmp:
                 Path(tmp).write_text(json.dumps(dialog.to_json(), indent=2, ensure_ascii=False) + "\n",
                                      encoding="utf-8")
         except OSError as exc:
@@ -484,7 +498,11 @@ def plan_dialog(script: PathLike | Script, **options: Any) -> list[SpeakerPlan]:
 
 
 def expand_scripts(items: Iterable[PathLike]) -> list[Path]:
-    """Script files as given, and the ``*.txt`` files of each folder given (sorted)."""
+    """Script files as given, and the ``*.txt`` files of each folder given (sorted).
+
+    A path that does not exist, a folder without scripts, no scripts at all and two
+    scripts with the same name (one output file) are usage errors.
+    """
     paths: list[Path] = []
     for item in items:
         path = Path(item)
@@ -493,22 +511,33 @@ def expand_scripts(items: Iterable[PathLike]) -> list[Path]:
             if not found:
                 raise InputError("folder has no .txt scripts", path=path)
             paths.extend(found)
+        elif not path.exists():
+            raise InputError("no such script or folder", path=path)
         else:
             paths.append(path)
     if not paths:
         raise InputError("no scripts given")
-    names = [p.stem for p in paths]
-    clashes = sorted({n for n in names if names.count(n) > 1})
-    if clashes:
-        raise InputError(f"two scripts would write the same output name: {clashes[0]}")
+    first: dict[str, Path] = {}
+    for path in paths:
+        other = first.setdefault(path.stem, path)
+        if other is not path:
+            raise InputError(f"{other} and {path} would write the same output name ({path.stem}); "
+                             "rename one or render them in two runs")
     return paths
+
+
+def check_backends(voices: Iterable[Voice]) -> None:
+    """Ask each backend the voices use, once, whether it can run here (before any synthesis)."""
+    for name in sorted({voice.backend for voice in voices}):
+        backends.get_backend(name).check_available()
 
 
 def preload_voices(speaker_map: PathLike, *, cache_dir: PathLike | None = None,
                    cache_size: int | str = "2GB") -> dict[str, int]:
     """Prepare every voice of a speaker map (e.g. compute and cache Qwen voice-clone prompts).
 
-    Returns, per backend, how many voices were prepared.
+    Returns, per backend, how many voices were prepared.  Raises SynthesisError
+    (exit 1) naming every voice that could not be prepared.
     """
     from .cache import AudioCache, parse_size
 
@@ -517,12 +546,19 @@ def preload_voices(speaker_map: PathLike, *, cache_dir: PathLike | None = None,
     script = Script([script_mod.Line(n, "-", 0) for n in names], str(speaker_map),
                     {script_mod.speaker_key(n): n for n in names})
     cast = casting.cast(script, speaker_map=smap)
+    check_backends(cast.values())
     by_backend: dict[str, list[Voice]] = {}
     for voice in cast.values():
         by_backend.setdefault(voice.backend, []).append(voice)
+    failed: dict[Voice, BaseException] = {}
     with AudioCache(cache_dir, parse_size(cache_size)) as cache:
         for name, voices in by_backend.items():
-            backends.get_backend(name).prepare(voices, cache)
+            failed.update(backends.get_backend(name).prepare(voices, cache) or {})
+    if failed:
+        listing = "\n".join(f"  {script.speakers[key]} ({voice.backend}:{voice.name}): {failed[voice]}"
+                            for key, voice in cast.items() if voice in failed)
+        raise SynthesisError(f"{len(failed)} of {len(cast)} voices could not be prepared:\n{listing}",
+                             path=speaker_map)
     return {name: len(v) for name, v in by_backend.items()}
 
 

@@ -6,19 +6,17 @@ write; nothing here knows about speakers or scripts.
 
 from __future__ import annotations
 
-import contextlib
 import errno
 import io
 import os
 import shutil
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
 
 import numpy as np
 
 from .errors import InputError, OutputError
+from .outputs import atomic_path, check_outputs
 
 #: Output formats by file extension: soundfile format and sample subtype.
 FORMATS: dict[str, tuple[str, str | None]] = {
@@ -137,11 +135,36 @@ def decode_mp3(data: bytes) -> Clip:
 
     With a Xing/Info frame the decoder already returns exactly the encoded samples.
     """
-    clip = decode(data)
     head = data[:512]
-    if b"Xing" in head or b"Info" in head:
+    tagged = b"Xing" in head or b"Info" in head
+    clip = decode(_xing_size_fixed(data) if tagged else data)
+    if tagged:
         return clip
     return Clip(clip.samples[MP3_STREAM_DELAY:], clip.sample_rate)
+
+
+def _xing_size_fixed(data: bytes) -> bytes:
+    """*data* with its Xing/Info frame's stream size set to the bytes actually there.
+
+    A stream cut short (or a server that sends a tagged file in pieces) has a tag
+    announcing more bytes than arrive; libmpg123, inside libsndfile, then prints
+    "Xing stream size off by more than 1%" on the process's stderr, which no
+    setting of soundfile turns off (and redirecting file descriptor 2 would hide
+    other threads' messages too).  The tag is: "Xing" or "Info", 4 bytes of flags,
+    then the frame count (flag 1) and the byte count (flag 2), big-endian.
+    """
+    at = max(data.find(b"Xing", 0, 512), data.find(b"Info", 0, 512))
+    if at < 0 or len(data) < at + 16:
+        return data
+    flags = int.from_bytes(data[at + 4:at + 8], "big")
+    if not flags & 2:
+        return data
+    field = at + 8 + (4 if flags & 1 else 0)
+    start = data.find(b"\xff", 0, at)              # the tag's frame begins the stream
+    actual = len(data) - max(start, 0)
+    if int.from_bytes(data[field:field + 4], "big") == actual:
+        return data
+    return data[:field] + actual.to_bytes(4, "big") + data[field + 4:]
 
 
 def output_format(path: str | os.PathLike[str]) -> tuple[str, str | None]:
@@ -156,44 +179,11 @@ def output_format(path: str | os.PathLike[str]) -> tuple[str, str | None]:
 
 
 def check_writable(path: str | os.PathLike[str]) -> None:
-    """Fail early (before any synthesis) when *path* cannot be written (``-``: stdout, always)."""
+    """Fail early (before any synthesis) when *path* cannot be written (``-``: stdout, always; see outputs)."""
     if os.fspath(path) == "-":
         return
     output_format(path)
-    parent = Path(path).resolve().parent
-    if not parent.is_dir():
-        raise InputError(f"output folder {str(parent)!r} does not exist", path=os.fspath(path))
-    if Path(path).is_dir():
-        raise InputError("output path is a directory", path=os.fspath(path))
-    if not os.access(parent, os.W_OK):
-        raise InputError(f"output folder {str(parent)!r} is not writable", path=os.fspath(path))
-
-
-@contextlib.contextmanager
-def atomic_path(path: str | os.PathLike[str]) -> Iterator[str]:
-    """Yield a temporary path beside *path*; rename it over *path* only on success.
-
-    On any exception, KeyboardInterrupt included, the temporary file is removed
-    and *path* is left as it was.
-    """
-    target = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".part" + target.suffix.lower(),
-                               dir=target.resolve().parent)
-    os.close(fd)
-    try:
-        yield tmp
-        os.chmod(tmp, 0o666 & ~_umask())
-        os.replace(tmp, target)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
+    check_outputs([(path, "audio")], force=True)
 
 
 def write(path: str | os.PathLike[str], samples: np.ndarray, sample_rate: int) -> None:

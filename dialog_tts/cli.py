@@ -6,14 +6,18 @@ heavy is imported at module level (``dialog-tts --help`` stays instant).
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
 import re
 import sys
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
 import click
 
+from . import __version__
 from .errors import DialogTTSError
 from .voice import DEFAULT_BACKEND
 
@@ -24,6 +28,48 @@ if TYPE_CHECKING:
 EXIT_INTERRUPTED = 130
 
 _ASSIGNMENT = re.compile(r"^[^\s=-][^=]*=")
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+#: Signals after which a render removes its temporary files, then dies of the signal (exit 128 + N).
+CLEANUP_SIGNALS = ("SIGTERM", "SIGHUP")
+
+
+def printable(text: str) -> str:
+    """*text* with control characters (terminal escape sequences) shown escaped, as ``\\x1b``."""
+    return _CONTROL.sub(lambda m: m.group().encode("unicode_escape").decode("ascii"), text)
+
+
+def plural(n: int, noun: str, many: str | None = None) -> str:
+    """``1 line``, ``2 lines`` (*many*: the plural where it is not *noun* + s)."""
+    return f"{n} {noun if n == 1 else many or noun + 's'}"
+
+
+@contextlib.contextmanager
+def cleanup_on_signals() -> Iterator[None]:
+    """While a render runs: on SIGTERM or SIGHUP, remove its temporary files, then die of that signal.
+
+    The default action (dying at once, exit 128 + N) is kept, since the engine's
+    worker threads cannot be interrupted; only the files being written are removed
+    first.  The previous handlers are restored afterwards.
+    """
+    import signal
+
+    from .outputs import remove_live_parts
+
+    def handler(signum: int, _frame: object) -> None:
+        remove_live_parts()
+        signal.signal(signum, signal.SIG_DFL)
+        os.kill(os.getpid(), signum)
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    names = [n for n in CLEANUP_SIGNALS if hasattr(signal, n)]
+    previous = {n: signal.signal(getattr(signal, n), handler) for n in names}
+    try:
+        yield
+    finally:
+        for n, old in previous.items():
+            signal.signal(getattr(signal, n), old)
 
 
 def expand_voices(args: list[str]) -> list[str]:
@@ -68,7 +114,7 @@ class DialogGroup(click.Group):
         except DialogTTSError as exc:
             if ctx.params.get("debug"):
                 raise
-            click.echo(f"Error: {exc}", err=True)   # one line (more for a list of failed lines)
+            click.echo(f"Error: {printable(str(exc))}", err=True)   # one line (more for a list of failed lines)
             ctx.exit(exc.exit_code)
         except KeyboardInterrupt:
             # Ctrl-C: the engine has cancelled the queued lines (the finished ones are cached) and
@@ -97,7 +143,7 @@ class _EchoHandler(logging.Handler):
 
     def emit(self, record: logging.LogRecord) -> None:
         prefix = {"WARNING": "Warning: ", "ERROR": "Error: "}.get(record.levelname, "")
-        text = prefix + record.getMessage()
+        text = printable(prefix + record.getMessage())
         if _EchoHandler.writer is not None:
             _EchoHandler.writer(text)
         else:
@@ -245,7 +291,7 @@ def render_options(f: Callable[..., Any]) -> Callable[..., Any]:
 @click.option("-q", "--quiet", is_flag=True, help="Print nothing but errors.")
 @click.option("-v", "--verbose", count=True, help="Log each line as it finishes (-vv: debug logs).")
 @click.option("--debug", is_flag=True, help="Show tracebacks instead of one-line errors.")
-@click.version_option(package_name="dialog-tts", prog_name="dialog-tts")
+@click.version_option(__version__, prog_name="dialog-tts")  # also from a checkout that is not installed
 @click.pass_context
 def main(ctx: click.Context, script: str | None, out: str | None, report: str | None, dry_run: bool,
          clear_cache: bool, quiet: bool, verbose: int, debug: bool, **render: Any) -> None:
@@ -284,7 +330,7 @@ def _render(script: str, out: str, report: str | None, progress: bool | None, qu
             render: dict[str, Any]) -> None:
     from .api import Renderer, RenderOptions
 
-    with _progress_bar(progress, quiet) as listener, \
+    with cleanup_on_signals(), _progress_bar(progress, quiet) as listener, \
             Renderer(RenderOptions(report=report, **render), on_progress=listener) as renderer:
         result = renderer.render(script, out)
     if not quiet:
@@ -294,14 +340,15 @@ def _render(script: str, out: str, report: str | None, progress: bool | None, qu
 def _summary(result: Any) -> str:
     t = result.totals
     if t.up_to_date:
-        return (f"{result.path} is up to date: {t.lines} lines, all cached, nothing changed since it was "
+        return (f"{result.path} is up to date: {plural(t.lines, 'line')}, all cached, nothing changed since it was "
                 f"written ({t.wall_time:.2f} s; --force renders it again)")
     layout = "stereo" if result.channels == 2 else "mono"
     loud = f", {result.loudness:.1f} LUFS, {result.true_peak:.1f} dBTP" if result.loudness is not None else ""
     failed = f", {t.failed} failed (left silent)" if t.failed else ""
     return (f"Wrote {result.path}: {result.duration:.1f} s {layout} {result.sample_rate} Hz{loud}; "
-            f"{t.lines} lines: {t.synthesized} synthesized, {t.cached} cached, {t.repeated} repeated, "
-            f"{t.retries} retries{failed}; {len(result.voices)} speakers; "
+            f"{plural(t.lines, 'line')}: {t.synthesized} synthesized, {t.cached} cached, {t.repeated} repeated, "
+            f"{plural(t.retries, 'retry', 'retries')}{failed}; "
+            f"{plural(len(result.voices), 'speaker')}; "
             f"{t.wall_time:.1f} s wall, real-time factor {t.real_time_factor:.3f}")
 
 
@@ -341,7 +388,7 @@ def _print_plan(rows: list[Any]) -> None:
     for row in table:
         click.echo("  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip())
     total = sum(r.to_synthesize for r in rows)
-    click.echo(f"{sum(r.lines for r in rows)} lines, {sum(r.cached for r in rows)} cached, "
+    click.echo(f"{plural(sum(r.lines for r in rows), 'line')}, {sum(r.cached for r in rows)} cached, "
                f"{total} to synthesize (dry run: nothing was synthesized)")
 
 
@@ -351,7 +398,8 @@ def _clear_cache(cache_dir: str | None, quiet: bool) -> None:
     with AudioCache(cache_dir) as cache:
         entries, freed = cache.clear()
         if not quiet:
-            click.echo(f"Cleared the cache at {cache.directory}: {entries} entries, {format_size(freed)} freed")
+            click.echo(f"Cleared the cache at {cache.directory}: {plural(entries, 'entry', 'entries')}, "
+                       f"{format_size(freed)} freed", err=True)
 
 
 @main.group("cache")
@@ -398,17 +446,23 @@ def batch_command(ctx: click.Context, scripts: tuple[str, ...], out_dir: str, fm
 
     quiet = ctx.find_root().params.get("quiet", False)
     progress = render.pop("progress")
-    with _progress_bar(progress, quiet) as listener:
+    with cleanup_on_signals(), _progress_bar(progress, quiet) as listener:
         batch = synthesize_batch(scripts, out_dir, fmt=fmt, on_progress=listener, **render)
     if not quiet:
         for result in batch.results.values():
             click.echo(_summary(result), err=True)
     if batch.failures:
-        listing = "\n".join(f"  {path}: {str(err).splitlines()[0]}" for path, err in batch.failures.items())
-        raise click.ClickException(f"{len(batch.failures)} of {len(batch.failures) + len(batch.results)} "
-                                   f"scripts failed:\n{listing}")
+        listing = "\n".join(_failure_line(path, err) for path, err in batch.failures.items())
+        raise click.ClickException(f"{len(batch.failures)} of "
+                                   f"{plural(len(batch.failures) + len(batch.results), 'script')} failed:\n{listing}")
     if not quiet:
-        click.echo(f"Rendered {len(batch.results)} scripts into {out_dir}", err=True)
+        click.echo(f"Rendered {plural(len(batch.results), 'script')} into {out_dir}", err=True)
+
+
+def _failure_line(path: str, error: Exception) -> str:
+    """``  path: reason`` for a failed script of a batch (the path once, even if the reason names it)."""
+    first = printable(str(error).splitlines()[0])
+    return f"  {first}" if first.startswith(f"{path}:") else f"  {path}: {first}"
 
 
 def _language_matches(language: str, wanted: str) -> bool:

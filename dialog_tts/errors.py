@@ -63,7 +63,9 @@ class UnknownVoiceError(InputError):
 
 
 class BackendUnavailableError(DialogTTSError):
-    """A backend's optional dependency is not installed or cannot load."""
+    """A backend's optional dependency is not installed, or its model cannot be found (found before synthesis)."""
+
+    exit_code = 2
 
 
 class SynthesisError(DialogTTSError):

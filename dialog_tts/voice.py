@@ -90,8 +90,27 @@ class Voice:
             parts.append(f"pan={self.pan:+.2f}")
         if self.gain:
             parts.append(f"gain={self.gain:+g}dB")
-        parts.extend(f"{k}={v}" for k, v in self.options)
+        parts.extend(f"{k}={_brief(v)}" for k, v in self.options)
         return f"{self.backend}:" + ",".join(parts)
+
+
+def _brief(value: Any) -> str:
+    """An option's value for :meth:`Voice.describe`; nested settings (a blend) by name and weight only.
+
+    ``mix=Guest:0.6+Host2:0.4`` instead of every reference file and text of each speaker.
+    """
+    pairs = tuple(value.items()) if isinstance(value, dict) else value
+    if not (isinstance(pairs, (tuple, list)) and pairs and all(
+            isinstance(p, tuple) and len(p) == 2 and isinstance(p[1], (tuple, list, dict)) for p in pairs)):
+        return str(value)
+    out = []
+    for key, inner in pairs:
+        try:
+            weight = dict(inner).get("weight")
+        except (TypeError, ValueError):
+            weight = None
+        out.append(f"{key}:{weight:g}" if isinstance(weight, (int, float)) else str(key))
+    return "+".join(out)
 
 
 # ---------------------------------------------------------------- value parsers

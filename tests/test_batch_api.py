@@ -54,7 +54,8 @@ def test_batch_keeps_going_after_a_failed_script(tmp_path, counted_tone):
                                        "--backend", "tone"])
     assert result.exit_code == 1
     assert "1 of 3 scripts failed" in result.output
-    assert f"{bad}: {bad}:1: text before any turn" in result.output
+    assert f"  {bad}:1: text before any turn" in result.output
+    assert f"{bad}: {bad}" not in result.output                # the path once, not doubled
     assert sorted(p.name for p in (tmp_path / "o").iterdir()) == ["good.wav", "late.wav"]
 
 
@@ -66,9 +67,20 @@ def test_batch_rejects_clashing_output_names_and_empty_folders(tmp_path):
     (tmp_path / "empty").mkdir()
     runner = CliRunner()
     result = runner.invoke(main, ["batch", str(tmp_path / "a"), str(tmp_path / "b"), "--out-dir", str(tmp_path / "o")])
-    assert result.exit_code == 2 and "same output name: ep" in result.output
+    assert result.exit_code == 2 and "same output name (ep)" in result.output
+    assert str(tmp_path / "a" / "ep.txt") in result.output and str(tmp_path / "b" / "ep.txt") in result.output
     result = runner.invoke(main, ["batch", str(tmp_path / "empty"), "--out-dir", str(tmp_path / "o")])
     assert result.exit_code == 2 and "folder has no .txt scripts" in result.output
+
+
+def test_batch_of_a_missing_folder_is_one_usage_error(tmp_path, counted_tone):
+    (tmp_path / "real.txt").write_text("A: x\n", encoding="utf-8")
+    missing = tmp_path / "scripts"
+    result = CliRunner().invoke(main, ["batch", str(tmp_path / "real.txt"), str(missing),
+                                       "--out-dir", str(tmp_path / "o"), "--backend", "tone"])
+    assert result.exit_code == 2
+    assert result.output == f"Error: {missing}: no such script or folder\n"   # one line, the path once
+    assert counted_tone == [] or counted_tone[0].calls == []                   # nothing was rendered
 
 
 def test_python_api_returns_records_and_reports_progress(write_script, tone_backend, tmp_path):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import random
+import re
 
 import numpy as np
 import pytest
@@ -75,7 +76,7 @@ def test_each_fault_is_retried_and_recovered(edge_server, fault, attempts, reaso
 @pytest.mark.parametrize("fault, reason", [
     ("429", "edge: HTTP 429 Too Many Requests"),
     ("drop_mid_stream", "edge: the stream closed before the end of the turn"),
-    ("stall", "edge: no complete answer within 0 s"),
+    ("stall", "edge: no complete answer within 0.3 s"),
 ])
 def test_persistent_faults_fail_with_a_clear_reason(edge_server, fault, reason):
     outcome, waits = run_one("Still failing after every retry.", [fault] * 3, edge_server, retries=2,
@@ -112,8 +113,9 @@ def request_end(text: str) -> float:
 def test_missing_edge_tts_names_the_install_command(monkeypatch):
     import sys
     monkeypatch.setitem(sys.modules, "edge_tts", None)       # as if it were not installed
+    from dialog_tts.backends.base import install_hint
     from dialog_tts.errors import BackendUnavailableError
-    with pytest.raises(BackendUnavailableError, match=r"pip install 'dialog-tts\[edge\]'"):
+    with pytest.raises(BackendUnavailableError, match=re.escape(install_hint("edge"))):
         backends.get_backend("edge").synthesize("hi", ARIA)
 
 
@@ -214,3 +216,72 @@ def test_a_failed_edge_line_is_listed_and_nothing_written(edge_server, write_scr
                           retries=2, sleep=Waits())
     assert 'script.txt:2 A "Second line.": edge: HTTP 429 Too Many Requests' in str(err.value)
     assert not (tmp_path / "o.wav").exists()
+
+
+# ------------------------------------------------------------------ issue 11, item 20
+
+@pytest.mark.parametrize("url, reason", [
+    ("wss://127.0.0.1:99999/edge?TrustedClientToken=SECRET", "Port out of range"),
+    ("file:///etc/passwd", "give a ws:// or wss:// URL"),
+    ("garbage", "give a ws:// or wss:// URL"),
+    ("wss://:443/edge", "give a ws:// or wss:// URL"),
+])
+def test_an_invalid_edge_url_is_a_usage_error_before_synthesis(url, reason, monkeypatch, write_script, tmp_path):
+    monkeypatch.setenv("DIALOG_TTS_EDGE_URL", url)
+    result = CliRunner().invoke(main, ["-s", str(write_script("A: Hello.\nA: Again.\n")), "--voices",
+                                       "A=Aria,backend=edge", "-o", str(tmp_path / "o.wav")])
+    assert result.exit_code == 2, result.output
+    errors = [ln for ln in result.output.splitlines() if ln.startswith("Error:")]
+    assert len(errors) == 1 and "DIALOG_TTS_EDGE_URL=" in errors[0] and reason in errors[0]
+    assert "SECRET" not in result.output and "run again" not in result.output
+
+
+def _closed_port() -> int:
+    import socket
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_the_url_token_and_object_reprs_never_reach_messages_or_the_report(monkeypatch, write_script, tmp_path):
+    monkeypatch.setenv("DIALOG_TTS_EDGE_URL", f"wss://127.0.0.1:{_closed_port()}/edge?TrustedClientToken=SECRET")
+    report = tmp_path / "r.json"
+    result = CliRunner().invoke(main, ["-s", str(write_script("A: Hello.\n")), "--voices", "A=Aria,backend=edge",
+                                       "-o", str(tmp_path / "o.wav"), "--retries", "0", "--report", str(report),
+                                       "-vv"])
+    assert result.exit_code == 1 and "edge: connection failed: Cannot connect to host 127.0.0.1" in result.output
+    saved = report.read_text(encoding="utf-8")
+    for text in (result.output, saved):
+        assert "SECRET" not in text and " object at 0x" not in text
+
+
+def test_classified_errors_cut_the_query_of_any_url():
+    import aiohttp
+
+    from dialog_tts.backends.edge import _classify
+    url = "wss://speech.example/edge/v1?TrustedClientToken=SECRET&ConnectionId=42"
+    error = _classify(aiohttp.InvalidURL(url))
+    assert str(error) == "edge: connection failed: wss://speech.example/edge/v1?…"
+
+
+def test_a_voice_missing_from_the_table_is_warned_about_once(write_script):
+    script = write_script("A: One.\nB: Two.\nA: Three.\n")
+    result = CliRunner().invoke(main, ["-s", str(script), "--voices", "A=en-US-NobodyNeural,backend=edge",
+                                       "B=en-US-NobodyNeural,backend=edge", "--dry-run"])
+    assert result.exit_code == 0, result.output
+    assert result.stderr.count("not in the voice table") == 1
+
+
+def test_a_tagged_mp3_cut_short_decodes_without_decoder_noise(capfd):
+    import io
+
+    from dialog_tts.audio import decode_mp3
+    tone = (0.3 * np.sin(np.arange(24000) * 0.05)).astype(np.float32)
+    buf = io.BytesIO()
+    sf.write(buf, tone, 24000, format="MP3")              # has a Xing/Info frame announcing its size
+    data = buf.getvalue()
+    assert decode_mp3(data).frames == 24000                # complete: untouched, exact length
+    capfd.readouterr()
+    clip = decode_mp3(data[: len(data) // 2])              # cut short: the tag announces twice the bytes
+    assert 0 < clip.frames < 24000
+    assert "Xing" not in capfd.readouterr().err

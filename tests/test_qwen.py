@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 
 import numpy as np
 import pytest
@@ -247,9 +248,10 @@ def test_a_failing_batch_is_split_down_to_the_bad_line(checkpoints, write_script
 def test_without_qwen_tts_the_error_names_the_install(monkeypatch, qwen):
     import sys
     monkeypatch.setitem(sys.modules, "qwen_tts", None)
+    from dialog_tts.backends.base import install_hint
     from dialog_tts.errors import BackendUnavailableError
     from dialog_tts.voice import Voice
-    with pytest.raises(BackendUnavailableError, match=r"pip install 'dialog-tts\[qwen\]'"):
+    with pytest.raises(BackendUnavailableError, match=re.escape(install_hint("qwen"))):
         backends.get_backend("qwen").synthesize("hi", Voice("Vivian", backend="qwen"))
 
 
@@ -277,3 +279,72 @@ def test_shipped_qwen_map_casts_all_four_kinds():
     assert Path(cast["guest"].option("ref_audio")).is_file()
     weights = {name: dict(fields)["weight"] for name, fields in cast["duo"].option("mix")}
     assert weights == {"Guest": 0.6, "Host2": 0.4}
+
+
+# ------------------------------------------------------------------ issue 11, items 18 and 19
+
+def _closed_port() -> int:
+    import socket
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+TEN = "".join(f"A: Line number {i}.\n" for i in range(10))
+
+
+@pytest.mark.parametrize("env, reason", [
+    ({"HF_HUB_OFFLINE": "1"}, "HF_HUB_OFFLINE is set"),
+    ({"HF_ENDPOINT": "https://127.0.0.1:{port}"}, "127.0.0.1 cannot be reached"),
+])
+def test_a_hub_model_without_network_fails_once_before_synthesis(env, reason, qwen, monkeypatch, write_script,
+                                                                   tmp_path):
+    for name in ("HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy", "HF_HUB_OFFLINE"):
+        monkeypatch.delenv(name, raising=False)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value.format(port=_closed_port()))
+    model = "nobody/Not-Downloaded-CustomVoice"            # a hub id, not a folder, not in the HF cache
+    result = CliRunner().invoke(main, ["-s", str(write_script(TEN)), "--voices", f"A=Vivian,backend=qwen,model={model}",
+                                       "-o", str(tmp_path / "o.wav")])
+    assert result.exit_code == 2
+    errors = [ln for ln in result.output.splitlines() if ln.startswith("Error:")]
+    assert len(errors) == 1, result.output                 # once, not once per line
+    assert f"cannot load qwen model '{model}'" in errors[0] and reason in errors[0]
+    assert "model: DIR" in errors[0] and "run again" not in result.output
+    assert qwen[0].loads == []                             # not one hub request
+
+
+def test_a_model_that_fails_to_load_is_tried_once_for_all_its_lines(qwen, write_script, tmp_path):
+    empty = tmp_path / "empty-model"
+    empty.mkdir()
+    result = synthesize_dialog(write_script(TEN), None, voices={"A": f"Vivian,backend=qwen,model={empty}"},
+                               keep_going=True, cache=False, qwen_batch_size=2)
+    assert result.totals.failed == 10
+    assert qwen[0].loads == [str(empty)]                   # not once per batch and per split half
+    errors = {r.error for r in result.lines}
+    assert len(errors) == 1 and errors.pop().startswith(f"cannot load qwen model '{empty}': ")
+
+
+def test_qwen_tts_banner_stays_off_stdout():
+    import subprocess
+    import sys
+    from pathlib import Path
+    root = Path(__file__).resolve().parents[1]
+    code = "from dialog_tts.backends.qwen import import_torch; import_torch()"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=root,
+                          env={**os.environ, "PYTHONPATH": str(root)})
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == ""
+    assert "flash-attn" in done.stderr                      # the banner is still there, on stderr
+
+
+def test_preload_fails_when_a_clone_prompt_fails(checkpoints, refs, qwen, tmp_path):
+    (tmp_path / "guest.wav").write_text("not a recording\n", encoding="utf-8")
+    speaker_map = write_map(tmp_path, checkpoints, refs)
+    result = CliRunner().invoke(main, ["voices", "preload", "--speaker-map", speaker_map,
+                                       "--cache-dir", str(tmp_path / "c")])
+    assert result.exit_code == 1
+    assert "Prepared" not in result.output
+    assert "2 of 5 voices could not be prepared" in result.output
+    assert "  Guest (qwen:clone:guest.wav): voice-clone prompt for" in result.output
+    assert "  Duo (qwen:blend): voice-clone prompt for" in result.output

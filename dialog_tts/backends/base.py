@@ -6,6 +6,7 @@ import copy
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, replace
 from functools import cache
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, ClassVar, Mapping, Sequence
 
 from ..delivery import Delivery
@@ -23,6 +24,37 @@ def package_version(distribution: str) -> str:
     from ..dists import version
 
     return version(distribution) or "?"
+
+
+def install_hint(extra: str, package: Path | None = None) -> str:
+    """The pip command that installs the optional packages of *extra* for this copy of dialog-tts.
+
+    From a source checkout (run in place, or installed editable) that is
+    ``pip install -e '.[extra]'`` (in the checkout; from elsewhere, its path instead
+    of ``.``); for an installed package, ``pip install 'dialog-tts[extra]'`` (pip
+    keeps the installed dialog-tts and adds the extra's packages).  *package* is the
+    ``dialog_tts`` folder (default: this one).
+    """
+    root = (package or Path(__file__).resolve().parents[1]).parent
+    if (root / "pyproject.toml").is_file():
+        where = "." if Path.cwd().resolve() == root.resolve() else str(root)
+        return f"pip install -e '{where}[{extra}]'"
+    return f"pip install 'dialog-tts[{extra}]'"
+
+
+def missing_modules(*modules: str) -> list[str]:
+    """Which of *modules* cannot be imported, found without importing them (no heavy import)."""
+    from importlib.util import find_spec
+
+    missing = []
+    for module in modules:
+        try:
+            found = find_spec(module) is not None
+        except (ImportError, ValueError):  # a parent package missing, or a module without a spec
+            found = False
+        if not found:
+            missing.append(module)
+    return missing
 
 
 @dataclass(frozen=True)
@@ -166,13 +198,24 @@ class Backend(ABC):
         """True when *voice*'s options define it without a voice name (a cloned voice, say)."""
         return False
 
-    def prepare(self, voices: Sequence[Voice], cache: object = None) -> None:
+    def check_available(self) -> None:
+        """Raise a DialogTTSError when this backend cannot run here at all (a missing package, a bad setting).
+
+        Called once per render for each backend its cast uses, after casting and
+        before any synthesis, so that such a problem is one error (exit 2), not one
+        per line.  Must be quick: no model loading, no heavy import (see :func:`missing_modules`).
+        """
+
+    def prepare(self, voices: Sequence[Voice], cache: object = None) -> Mapping[Voice, BaseException] | None:
         """Called with the voices of the lines about to be synthesized, before any is.
 
         A backend computes per-voice state here (e.g. voice-clone prompts), and may
-        store it in *cache* (``get_blob``/``put_blob``).  Failures should be kept and
-        raised by the synthesis of that voice's lines, not raised here.
+        store it in *cache* (``get_blob``/``put_blob``).  A voice's failure is kept and
+        raised by the synthesis of that voice's lines, not raised here; return those
+        failures by voice (``voices preload`` reports them).  Raise only for a failure
+        that would fail every line alike (a model that cannot be loaded at all).
         """
+        return None
 
     def batch_group(self, voice: Voice) -> object:
         """Lines whose voices share a group may go in one batch (e.g. the same model)."""

@@ -30,9 +30,26 @@ from functools import lru_cache
 from typing import TYPE_CHECKING, Any, Mapping
 
 from ..delivery import Delivery
-from ..errors import BackendUnavailableError, SynthesisError, TransientSynthesisError, UnknownVoiceError, VoiceSpecError
+from ..errors import (
+    BackendUnavailableError,
+    InputError,
+    SynthesisError,
+    TransientSynthesisError,
+    UnknownVoiceError,
+    VoiceSpecError,
+)
 from ..voice import Rate, Voice, close_matches
-from .base import Backend, Setting, VoiceInfo, float_in, int_in, package_version, shaped
+from .base import (
+    Backend,
+    Setting,
+    VoiceInfo,
+    float_in,
+    install_hint,
+    int_in,
+    missing_modules,
+    package_version,
+    shaped,
+)
 
 if TYPE_CHECKING:
     from ..audio import Clip
@@ -49,6 +66,33 @@ PITCH_RANGE = 0.5                   # at most ±50 % of the voice's typical pitc
 TYPICAL_F0 = {"Female": 210.0, "Male": 120.0}  # Hz, to turn semitones into Edge's +NHz
 COVERAGE_TOLERANCE = 0.15           # seconds the audio may fall short of the last boundary
 _FULL_NAME = re.compile(r"^[a-z]{2,3}(?:-[A-Za-z]{2,10}){1,2}-[A-Za-z0-9]+Neural$")
+_URL_QUERY = re.compile(r"(\b[A-Za-z][A-Za-z0-9+.-]*://[^\s?#'\"]*)\?[^\s'\"]*")
+_OBJECT_REPR = re.compile(r"\s*ssl:<[^<>]*>|<([\w.]+) object at 0x[0-9a-fA-F]+>")
+_SCHEMES = ("ws", "wss")
+
+
+def redact(text: str) -> str:
+    """*text* with every URL's query (the service's token) cut, and no ``<... object at 0x...>``."""
+    text = _URL_QUERY.sub(r"\1?…", text)
+    return _OBJECT_REPR.sub(lambda m: f"<{m.group(1)}>" if m.group(1) else "", text)
+
+
+def checked_url(url: str) -> str:
+    """``$DIALOG_TTS_EDGE_URL`` checked (ws:// or wss://, a host, a port from 1 to 65535); InputError if not."""
+    from urllib.parse import urlsplit
+
+    shown = redact(url)
+    try:
+        parts = urlsplit(url.strip())
+        port = parts.port
+    except ValueError as exc:
+        raise InputError(f"{ENV_URL}={shown!r}: {exc}; give a URL such as wss://host:port/path?token") from None
+    if parts.scheme.lower() not in _SCHEMES or not parts.hostname:
+        raise InputError(f"{ENV_URL}={shown!r}: give a ws:// or wss:// URL with a host, "
+                         "such as wss://host:port/path?token")
+    if port == 0:
+        raise InputError(f"{ENV_URL}={shown!r}: port 0 cannot be connected to")
+    return url.strip()
 
 
 @dataclass(frozen=True)
@@ -94,6 +138,18 @@ class EdgeBackend(Backend):
 
     def __init__(self) -> None:
         self._url_lock = threading.Lock()
+        self._warned: set[str] = set()      # voices warned about (shared by the views: warn once)
+        self._warn_lock = threading.Lock()
+
+    def check_available(self) -> None:
+        """edge-tts and aiohttp installed, and ``$DIALOG_TTS_EDGE_URL`` (if set) a usable URL."""
+        missing = missing_modules("edge_tts", "aiohttp")
+        if missing:
+            raise BackendUnavailableError(f"the edge backend needs edge-tts ({', '.join(missing)} missing): "
+                                          f"{install_hint('edge')}")
+        url = os.environ.get(ENV_URL)
+        if url:
+            checked_url(url)
 
     def bind(self, options: Mapping[str, Any], *, workers: int) -> Backend:
         """A render's view; the concurrency cap defaults to ``$DIALOG_TTS_EDGE_CONCURRENCY``."""
@@ -127,8 +183,12 @@ class EdgeBackend(Backend):
         if found is None:
             if _FULL_NAME.match(voice.name):
                 header, _ = voice_table()
-                log.warning("edge voice %s is not in the voice table shipped with dialog-tts (%s); "
-                            "trying it anyway", voice.name, header.get("retrieved", "?"))
+                with self._warn_lock:
+                    warn = voice.name not in self._warned
+                    self._warned.add(voice.name)
+                if warn:
+                    log.warning("edge voice %s is not in the voice table shipped with dialog-tts (%s); "
+                                "trying it anyway", voice.name, header.get("retrieved", "?"))
                 resolved = replace(voice, name=voice.name)
             else:
                 _, table = voice_table()
@@ -197,9 +257,10 @@ class EdgeBackend(Backend):
             import edge_tts
             import edge_tts.communicate
         except ImportError as exc:
-            raise BackendUnavailableError("the edge backend needs edge-tts: pip install 'dialog-tts[edge]'") from exc
+            raise BackendUnavailableError(f"the edge backend needs edge-tts: {install_hint('edge')}") from exc
         url = os.environ.get(ENV_URL)
         if url:
+            url = checked_url(url)
             if "?" not in url:  # the client appends "&ConnectionId=..."
                 url += "?"
             with self._url_lock:
@@ -221,7 +282,7 @@ class EdgeBackend(Backend):
         try:
             audio, ends = asyncio.run(asyncio.wait_for(_collect(communicate), timeout))
         except (asyncio.TimeoutError, TimeoutError):
-            raise TransientSynthesisError(f"edge: no complete answer within {timeout:.0f} s") from None
+            raise TransientSynthesisError(f"edge: no complete answer within {timeout:g} s") from None
         except Exception as exc:
             raise _classify(exc) from exc
         if not audio:
@@ -250,7 +311,13 @@ async def _collect(communicate: Any) -> tuple[bytearray, list[float]]:
 
 
 def _classify(exc: BaseException) -> SynthesisError:
-    """The client's and aiohttp's errors as transient or permanent SynthesisErrors."""
+    """The client's and aiohttp's errors as transient or permanent SynthesisErrors (URLs' tokens cut)."""
+    error = _classified(exc)
+    error.message = redact(error.message)
+    return error
+
+
+def _classified(exc: BaseException) -> SynthesisError:
     import aiohttp
     from edge_tts import exceptions as edge_errors
 

@@ -21,10 +21,12 @@ torch and qwen_tts are imported only when a line is synthesized.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
 import os
+import sys
 import threading
 from collections import OrderedDict
 from dataclasses import replace
@@ -32,10 +34,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
 
 from ..delivery import Delivery
-from ..errors import BackendUnavailableError, SynthesisError, UnknownVoiceError, VoiceSpecError
+from ..errors import BackendUnavailableError, DialogTTSError, SynthesisError, UnknownVoiceError, VoiceSpecError
 from ..inputs import read_text
 from ..voice import Voice, close_matches
-from .base import Backend, Setting, VoiceInfo, int_in, package_version
+from .base import Backend, Setting, VoiceInfo, install_hint, int_in, missing_modules, package_version
 from .qwen_prompts import ClonePrompts, Wanted
 
 if TYPE_CHECKING:
@@ -166,19 +168,110 @@ def _blend_references(mix: Any, speaker_fields: Any) -> dict[str, Any]:
     return out
 
 
+_NEEDED = ("torch", "qwen_tts", "transformers")
+_TRUE = ("1", "true", "yes", "on")
+
+
+def _missing_message(missing: str) -> str:
+    return (f"the qwen backend needs qwen-tts ({missing} is missing): {install_hint('qwen')} "
+            "(on a machine without CUDA, see the README's CPU set-up)")
+
+
 def import_torch() -> Any:
-    """torch, with qwen_tts importable (the torchaudio stand-in installed where needed)."""
+    """torch, with qwen_tts importable (the torchaudio stand-in installed where needed).
+
+    qwen-tts prints a banner on stdout when imported: it goes to stderr, so that
+    stdout keeps only what dialog-tts itself prints there.
+    """
     from .qwen_compat import ensure_torchaudio
 
     try:
-        import torch
+        with contextlib.redirect_stdout(sys.stderr):
+            import torch
 
-        ensure_torchaudio()
-        import qwen_tts  # noqa: F401
+            ensure_torchaudio()
+            import qwen_tts  # noqa: F401
     except ImportError as exc:
-        raise BackendUnavailableError(f"the qwen backend needs qwen-tts ({exc.name} is missing): "
-                                      "pip install 'dialog-tts[qwen]' (see the README for CPU-only machines)") from exc
+        raise BackendUnavailableError(_missing_message(str(exc.name))) from exc
     return torch
+
+
+def hub_offline() -> bool:
+    """Whether the Hugging Face hub is switched off (``HF_HUB_OFFLINE`` or ``TRANSFORMERS_OFFLINE``)."""
+    return any(os.environ.get(name, "").strip().lower() in _TRUE for name in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"))
+
+
+def in_hub_cache(model_id: str) -> bool:
+    """Whether *model_id* (a hub id) is in the local Hugging Face cache (no network is used)."""
+    try:
+        from huggingface_hub import try_to_load_from_cache
+
+        found = try_to_load_from_cache(model_id, "config.json")
+    except Exception:  # noqa: BLE001 - an id the hub library rejects is not in its cache
+        return False
+    return isinstance(found, str)
+
+
+def hub_reachable(timeout: float = 3.0) -> tuple[bool, str]:
+    """(whether the model hub's host takes a connection, its host), tried directly unless a proxy is set.
+
+    The hub client itself retries a dead network for about a minute per file.
+    """
+    import socket
+    from urllib.parse import urlsplit
+
+    endpoint = urlsplit(os.environ.get("HF_ENDPOINT") or "https://huggingface.co")
+    host = endpoint.hostname or "huggingface.co"
+    if any(os.environ.get(v) for v in ("HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy")):
+        return True, host                     # only the proxy knows: let the client try
+    try:
+        port = endpoint.port or (443 if endpoint.scheme == "https" else 80)
+        socket.create_connection((host, port), timeout=timeout).close()
+    except (OSError, ValueError):
+        return False, host
+    return True, host
+
+
+def _unloadable(model_id: str, reason: str) -> BackendUnavailableError:
+    return BackendUnavailableError(
+        f"cannot load qwen model {model_id!r}: {reason.rstrip('.')}. Download it where there is a network "
+        f"(huggingface-cli download {model_id} --local-dir DIR) and give the folder as model: DIR "
+        "in the speaker map or --voices")
+
+
+def load_model(model_id: str, warned_cpu: list[bool]) -> Any:
+    """Qwen3TTSModel *model_id* on the GPU if there is one (else the CPU, with one warning a backend)."""
+    torch = import_torch()
+    from qwen_tts import Qwen3TTSModel
+
+    if torch.cuda.is_available():
+        device, dtype = "cuda:0", torch.bfloat16
+    else:
+        device, dtype = "cpu", torch.float32
+        if not warned_cpu:
+            log.warning("no CUDA GPU: running Qwen3-TTS on the CPU (slow)")
+            warned_cpu.append(True)
+    log.info("loading qwen model %s on %s", model_id, device)
+    try:
+        with contextlib.redirect_stdout(sys.stderr):    # keep stdout clean of the library's prints
+            return Qwen3TTSModel.from_pretrained(model_id, device_map=device, dtype=dtype)
+    except (OSError, ValueError) as exc:
+        reason = (str(exc).strip() or type(exc).__name__).splitlines()[0]
+        if not Path(model_id).expanduser().exists():   # a hub id: not downloaded, and no hub to ask
+            raise _unloadable(model_id, reason) from exc
+        raise SynthesisError(f"cannot load qwen model {model_id!r}: {reason}") from exc
+
+
+def local_or_cached(model_id: str) -> bool:
+    """True for a folder or a downloaded hub model; False for one still to download; error if it can't be."""
+    if Path(model_id).expanduser().exists() or in_hub_cache(model_id):
+        return True
+    if hub_offline():
+        raise _unloadable(model_id, "it is not in the local Hugging Face cache and HF_HUB_OFFLINE is set")
+    reachable, host = hub_reachable()
+    if not reachable:
+        raise _unloadable(model_id, f"it is not in the local Hugging Face cache and {host} cannot be reached")
+    return False
 
 
 class ModelCache:
@@ -187,6 +280,7 @@ class ModelCache:
     def __init__(self, load: Callable[[str], Any]) -> None:
         self._load = load
         self._models: OrderedDict[str, Any] = OrderedDict()
+        self._failed: dict[str, Exception] = {}    # a model that failed to load fails at once after
         self._lock = threading.RLock()
 
     def get(self, model_id: str, keep: int) -> Any:
@@ -195,7 +289,13 @@ class ModelCache:
             if model_id in self._models:
                 self._models.move_to_end(model_id)
                 return self._models[model_id]
-            self._models[model_id] = self._load(model_id)
+            if model_id in self._failed:
+                raise self._failed[model_id]
+            try:
+                self._models[model_id] = self._load(model_id)
+            except DialogTTSError as exc:  # permanent: not tried again for every line
+                self._failed[model_id] = exc
+                raise
             while len(self._models) > max(1, keep):
                 old_id, old = self._models.popitem(last=False)
                 log.info("unloading qwen model %s", old_id)
@@ -215,9 +315,15 @@ class ModelCache:
         with self._lock:
             return list(self._models)
 
+    def forget_failures(self) -> None:
+        """Let models that failed to load be tried again (each render starts afresh)."""
+        with self._lock:
+            self._failed.clear()
+
     def clear(self) -> None:
         with self._lock:
             self._models.clear()
+            self._failed.clear()
 
 
 class QwenBackend(Backend):
@@ -316,21 +422,13 @@ class QwenBackend(Backend):
         return self._models.get(model_id, self.models_in_memory)
 
     def _load_model(self, model_id: str) -> Any:
-        torch = import_torch()
-        from qwen_tts import Qwen3TTSModel
+        return load_model(model_id, self._warned_cpu)
 
-        if torch.cuda.is_available():
-            device, dtype = "cuda:0", torch.bfloat16
-        else:
-            device, dtype = "cpu", torch.float32
-            if not self._warned_cpu:
-                log.warning("no CUDA GPU: running Qwen3-TTS on the CPU (slow)")
-                self._warned_cpu.append(True)
-        log.info("loading qwen model %s on %s", model_id, device)
-        try:
-            return Qwen3TTSModel.from_pretrained(model_id, device_map=device, dtype=dtype)
-        except (OSError, ValueError) as exc:
-            raise SynthesisError(f"cannot load qwen model {model_id!r}: {exc}".splitlines()[0]) from exc
+    def check_available(self) -> None:
+        """torch, transformers and qwen-tts installed (found without importing them)."""
+        missing = missing_modules(*_NEEDED)
+        if missing:
+            raise BackendUnavailableError(_missing_message(", ".join(missing)))
 
     def loaded_models(self) -> list[str]:
         return self._models.loaded()
@@ -356,10 +454,20 @@ class QwenBackend(Backend):
             out.append(((key.hexdigest(), model_id, ref, ref_text), weight))
         return out
 
-    def prepare(self, voices: Sequence[Voice], cache: Any = None) -> None:
-        """Compute the voice-clone prompt of every clone and blend voice (before any synthesis)."""
+    def prepare(self, voices: Sequence[Voice], cache: Any = None) -> dict[Voice, BaseException]:
+        """Check the models (one that cannot be had raises, once), then make every clone and blend prompt.
+
+        A hub model not downloaded yet is loaded here: that is its download, so an
+        unreachable hub is one error before any synthesis.  Returns the failed prompts by voice.
+        """
+        self._models.forget_failures()
+        for model_id in sorted({self.model_for(v) for v in voices}):
+            if not local_or_cached(model_id):
+                self.model(model_id)
         clones = dict.fromkeys(v for v in voices if voice_kind(v) == "base")
         self._clone.prepare([wanted for voice in clones for wanted, _w in self._wanted(voice)], cache)
+        errors = {voice: self._clone.error([wanted for wanted, _w in self._wanted(voice)]) for voice in clones}
+        return {voice: error for voice, error in errors.items() if error is not None}
 
     def _create_prompt(self, model_id: str, ref: str, ref_text: str | None) -> Any:
         """A voice-clone prompt computed by the model (the expensive step the caches avoid)."""

@@ -47,12 +47,20 @@ class ClonePrompts:
 
     def get(self, wanted: Wanted) -> Any:
         """The prompt for *wanted* (made now if it was not prepared); SynthesisError if it failed."""
-        key, _model, ref, _text = wanted
+        key = wanted[0]
         if key not in self._prompts and key not in self._errors:
             self.prepare([wanted])
-        if key in self._errors:
-            raise SynthesisError(f"voice-clone prompt for {ref} failed: {self._errors[key]}")
+        error = self.error([wanted])
+        if error is not None:
+            raise error
         return self._prompts[key]
+
+    def error(self, wanted: Iterable[Wanted]) -> SynthesisError | None:
+        """Why one of the *wanted* prompts failed (None: all were made)."""
+        for key, _model, ref, _text in wanted:
+            if key in self._errors:
+                return SynthesisError(f"voice-clone prompt for {ref} failed: {self._errors[key]}")
+        return None
 
     def blend(self, parts: Sequence[tuple[str, Any, float]]) -> Any:
         """The weighted average of the speaker embeddings of (key, prompt, weight) parts, kept by spec."""
