@@ -297,7 +297,7 @@ class Renderer:
         prod = self.options.production()
         parsed, cast, jobs = self._prepare(script)
         extras = produce.extra_outputs(prod, parsed, out)
-        self._check_outputs(script, out, extras)
+        self._check_outputs(script, out, extras, prod.stems)
         key = self._render_key(parsed, jobs, out, prod)
         if key is not None and out is not None and not self.options.force:
             kept = self._up_to_date(out, key, started, extras)
@@ -331,8 +331,16 @@ class Renderer:
         return dialog
 
     # ------------------------------------------------------------ outputs, up-to-date outputs and the report
-    def _check_outputs(self, script: PathLike | Script, out: PathLike | None, extras: list[str]) -> None:
-        """Every file this render would write, checked before anything is synthesized (exit 2 if bad)."""
+    def _check_outputs(self, script: PathLike | Script, out: PathLike | None, extras: list[str],
+                       stems: str | None) -> None:
+        """Every file this render would write, checked before anything is synthesized (exit 2 if bad).
+
+        The stems folder is made when the stems are written: if it is not there yet, the
+        folder it goes in is checked instead of each stem.
+        """
+        if stems is not None and not Path(stems).is_dir():
+            extras = [p for p in extras if Path(p).parent != Path(stems)]
+            outputs.check_folder(Path(stems).resolve().parent, shown=stems)
         wanted: list[tuple[PathLike, str]] = []
         if out is not None and os.fspath(out) != produce.STDOUT:
             audio.output_format(out)

@@ -215,14 +215,18 @@ def check_outputs(outputs: Sequence[tuple[str | os.PathLike[str], str]],
         remove_stale_parts(path)
 
 
+def check_folder(folder: Path, *, shown: str) -> None:
+    """InputError unless *folder* exists and new files can be made in it."""
+    if not folder.is_dir():
+        raise InputError(f"output folder {str(folder)!r} does not exist", path=shown)
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise InputError(f"output folder {str(folder)!r} is not writable", path=shown)
+
+
 def _check_one(target: Path, shown: str, kind: str, force: bool) -> None:
-    parent = target.parent
-    if not parent.is_dir():
-        raise InputError(f"output folder {str(parent)!r} does not exist", path=shown)
+    check_folder(target.parent, shown=shown)
     if target.is_dir():
         raise InputError("output path is a directory", path=shown)
-    if not os.access(parent, os.W_OK | os.X_OK):
-        raise InputError(f"output folder {str(parent)!r} is not writable", path=shown)
     if not target.exists() or force:
         return
     if not target.is_file():

@@ -239,7 +239,7 @@ def test_up_to_date_through_the_cli(write_script, tone_backend, tmp_path):
     args = ["-s", str(script), "--backend", "tone", "-o", str(tmp_path / "o.wav")]
     CliRunner().invoke(main, args)
     result = CliRunner().invoke(main, args)
-    assert result.exit_code == 0 and "o.wav is up to date: 1 lines, all cached" in result.output
+    assert result.exit_code == 0 and "o.wav is up to date: 1 line, all cached" in result.output
     result = CliRunner().invoke(main, args + ["--force"])
     assert "Wrote" in result.output and "1 cached" in result.output
 

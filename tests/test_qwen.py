@@ -315,8 +315,9 @@ def test_a_hub_model_without_network_fails_once_before_synthesis(env, reason, qw
 
 
 def test_a_model_that_fails_to_load_is_tried_once_for_all_its_lines(qwen, write_script, tmp_path):
-    empty = tmp_path / "empty-model"
+    empty = tmp_path / "broken-model"                    # a config, but no weights: fails to load
     empty.mkdir()
+    (empty / "config.json").write_text("{}", encoding="utf-8")
     result = synthesize_dialog(write_script(TEN), None, voices={"A": f"Vivian,backend=qwen,model={empty}"},
                                keep_going=True, cache=False, qwen_batch_size=2)
     assert result.totals.failed == 10
