@@ -297,7 +297,7 @@ class Renderer:
         prod = self.options.production()
         parsed, cast, jobs = self._prepare(script)
         extras = produce.extra_outputs(prod, parsed, out)
-        self._check_outputs(script, out, extras, prod.stems)
+        check_outputs(self.options, script, out, extras, prod.stems)
         key = self._render_key(parsed, jobs, out, prod)
         if key is not None and out is not None and not self.options.force:
             kept = self._up_to_date(out, key, started, extras)
@@ -331,28 +331,6 @@ class Renderer:
         return dialog
 
     # ------------------------------------------------------------ outputs, up-to-date outputs and the report
-    def _check_outputs(self, script: PathLike | Script, out: PathLike | None, extras: list[str],
-                       stems: str | None) -> None:
-        """Every file this render would write, checked before anything is synthesized (exit 2 if bad).
-
-        The stems folder is made when the stems are written: if it is not there yet, the
-        folder it goes in is checked instead of each stem.
-        """
-        if stems is not None and not Path(stems).is_dir():
-            extras = [p for p in extras if Path(p).parent != Path(stems)]
-            outputs.check_folder(Path(stems).resolve().parent, shown=stems)
-        wanted: list[tuple[PathLike, str]] = []
-        if out is not None and os.fspath(out) != produce.STDOUT:
-            audio.output_format(out)
-            wanted.append((out, "audio"))
-        if self.options.report is not None:
-            wanted.append((self.options.report, "report"))
-        wanted += [(path, outputs.kind_of(path)) for path in extras]
-        given = [None if isinstance(script, Script) else script, self.options.speaker_map, self.options.lexicon,
-                 self.options.music, self.options.intro, self.options.outro, self.options.cover]
-        inputs = [p for p in given if p is not None and os.fspath(p) != produce.STDOUT]
-        outputs.check_outputs(wanted, inputs, force=self.options.force)
-
     def _render_key(self, parsed: Script, jobs: list[engine.Job], out: PathLike | None,
                     prod: produce.Production) -> str | None:
         if out is None or self._cache is None or os.fspath(out) == produce.STDOUT:
@@ -436,6 +414,29 @@ def _render_together(renderer: Renderer, scripts: list[PathLike], out_dir: Path,
     order = [str(s) for s in scripts]
     return BatchResult({k: results[k] for k in order if k in results},
                        {k: failures[k] for k in order if k in failures})
+
+
+def check_outputs(options: RenderOptions, script: PathLike | Script, out: PathLike | None, extras: list[str],
+                  stems: str | None) -> None:
+    """Every file a render would write, checked before anything is synthesized (exit 2 if bad).
+
+    The stems folder is made when the stems are written: if it is not there yet, the
+    folder it goes in is checked instead of each stem.
+    """
+    if stems is not None and not Path(stems).is_dir():
+        extras = [p for p in extras if Path(p).parent != Path(stems)]
+        outputs.check_folder(Path(stems).resolve().parent, shown=stems)
+    wanted: list[tuple[PathLike, str]] = []
+    if out is not None and os.fspath(out) != produce.STDOUT:
+        audio.output_format(out)
+        wanted.append((out, "audio"))
+    if options.report is not None:
+        wanted.append((options.report, "report"))
+    wanted += [(path, outputs.kind_of(path)) for path in extras]
+    given = [None if isinstance(script, Script) else script, options.speaker_map, options.lexicon,
+             options.music, options.intro, options.outro, options.cover]
+    inputs = [p for p in given if p is not None and os.fspath(p) != produce.STDOUT]
+    outputs.check_outputs(wanted, inputs, force=options.force)
 
 
 def _records(parsed: Script, jobs: list[engine.Job], run: engine.EngineResult) -> list[LineRecord]:

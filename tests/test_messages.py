@@ -95,7 +95,7 @@ def test_verbose_prints_the_cast_before_the_lines(write_script, tone_backend, tm
                                        "-v", "--voices", "B=high"])
     assert result.exit_code == 0, result.output
     lines = result.stderr.splitlines()
-    cast_at = lines.index("B: tone:high,pan=+0.30")
+    cast_at = next(i for i, ln in enumerate(lines) if ln.startswith("B: tone:high,pan=+0.30"))
     first_line_at = next(i for i, ln in enumerate(lines) if "synthesized in" in ln)
     assert cast_at < first_line_at
 
