@@ -120,6 +120,21 @@ class _Fields:
             return Source(f"speaker {mapped!r}", self.map.path, line, f"speaker map line {line}"), entry, self.map.path
         return None
 
+    def lines(self, key: str) -> dict[str, int]:
+        """The map line of each of a speaker's fields (its entry's over the defaults'); none for --voices."""
+        if self.map is None or key in self.inline:
+            return {}
+        return {**self.map.field_lines.get("defaults", {}), **self.map.field_lines.get(key, {})}
+
+    def check_absent(self) -> None:
+        """The map's entries for speakers not in this script are checked too (a shared map stays valid)."""
+        if self.map is None:
+            return
+        for key, (name, _entry, line) in self.map.entries.items():
+            if key not in self.script.speakers:
+                voice_from_fields(self.merged(key), where=f"speaker {name!r}", path=self.map.path, line=line,
+                                  field_lines=self.lines(key))
+
     def source(self, key: str) -> Source:
         found = self.own(key)
         if found is not None:
@@ -170,7 +185,8 @@ def cast(script: Script, *, speaker_map: SpeakerMap | None = None,
     for key in script.speakers:
         src = fields.source(key)
         try:
-            voice = voice_from_fields(fields.expanded(key), where=src.where, path=src.path, line=src.line)
+            voice = voice_from_fields(fields.expanded(key), where=src.where, path=src.path, line=src.line,
+                                      field_lines=fields.lines(key))
             backend = voice.backend or default_backend    # the one place an unnamed backend is settled
             if voice.name or backends.get_backend(backend or DEFAULT_BACKEND).names_itself(voice):
                 resolved = backends.resolve_voice(voice, backend or DEFAULT_BACKEND)
@@ -182,6 +198,7 @@ def cast(script: Script, *, speaker_map: SpeakerMap | None = None,
         except DialogTTSError as exc:
             raise src.locate(exc) from None
     _Automatic(script, voices).cast_all(pending)
+    fields.check_absent()
     ordered = Cast({key: voices[key] for key in script.speakers}, voices.why)
     unpanned = [k for k, v in ordered.items() if v.pan is None]
     for key, pan in zip(unpanned, auto_pans(len(unpanned))):

@@ -23,10 +23,11 @@ from .voice import GENDERS, Voice, parse_db, parse_gender, parse_pan, parse_pitc
 
 
 def voice_from_fields(fields: Mapping[str, Any], *, where: str, path: str | None = None,
-                      line: int | None = None) -> Voice:
-    """Build a :class:`Voice` from spec fields; errors name *where* (and *path:line*)."""
-    def fail(msg: str) -> VoiceSpecError:
-        return VoiceSpecError(f"{where}: {msg}", path=path, line=line)
+                      line: int | None = None, field_lines: Mapping[str, int] | None = None) -> Voice:
+    """Build a :class:`Voice` from spec fields; errors name *where* and *path:line*, the line of
+    the bad key itself where *field_lines* knows it."""
+    def fail(msg: str, key: str = "") -> VoiceSpecError:
+        return VoiceSpecError(f"{where}: {msg}", path=path, line=(field_lines or {}).get(key, line))
 
     kwargs: dict[str, Any] = {}
     options: dict[str, Any] = {}
@@ -57,7 +58,7 @@ def voice_from_fields(fields: Mapping[str, Any], *, where: str, path: str | None
             else:
                 options[key] = _freeze(value)
         except ValueError as exc:
-            raise fail(str(exc)) from None
+            raise fail(str(exc), key) from None
     return Voice(name=str(name).strip() if name is not None else "", options=tuple(sorted(options.items())),
                  **kwargs)
 
@@ -122,6 +123,7 @@ class SpeakerMap:
     defaults: dict[str, Any] = field(default_factory=dict)
     defaults_line: int | None = None
     entries: dict[str, tuple[str, dict[str, Any], int]] = field(default_factory=dict)  # key -> name, fields, line
+    field_lines: dict[str, dict[str, int]] = field(default_factory=dict)  # key ("defaults" too) -> field -> line
     lexicon: Lexicon | None = None     # the map's ``lexicon:``, inline or from the file it names
 
 
@@ -148,10 +150,11 @@ def load_speaker_map(path: str | os.PathLike[str]) -> SpeakerMap:
                 result.lexicon = _map_lexicon(loader, value_node, shown)
                 continue
             fields = _entry_fields(loader, value_node, name, shown)
-            if name.lower() == "defaults":
+            key = "defaults" if name.lower() == "defaults" else speaker_key(name)
+            result.field_lines[key] = _field_lines(value_node, line)
+            if key == "defaults":
                 result.defaults, result.defaults_line = fields, line
                 continue
-            key = speaker_key(name)
             if key in result.entries:
                 raise VoiceSpecError(f"speaker {name!r} is mapped twice", path=shown, line=line)
             result.entries[key] = (name, fields, line)
@@ -169,6 +172,15 @@ def _map_lexicon(loader: Any, node: Any, path: str) -> Lexicon:
     if isinstance(node, yaml.ScalarNode):
         return lexicon.load(os.path.join(os.path.dirname(path) or ".", os.path.expanduser(node.value)))
     return lexicon.from_node(loader, node, path=path)
+
+
+def _field_lines(node: Any, line: int) -> dict[str, int]:
+    """The line of each key of a mapping entry (a spec string's keys all sit on its one line)."""
+    import yaml
+
+    if not isinstance(node, yaml.MappingNode):
+        return {}
+    return {str(k.value).strip().lower(): k.start_mark.line + 1 for k, _v in node.value}
 
 
 def _entry_fields(loader: Any, node: Any, name: str, path: str) -> dict[str, Any]:

@@ -341,7 +341,7 @@ def test_bad_value_in_map_entry_is_reported_at_cast_with_file_and_line(write_map
     smap = load_speaker_map(path)
     with pytest.raises(VoiceSpecError) as info:
         cast(script_of("A", "B"), speaker_map=smap)
-    assert str(info.value).startswith(f"{path}:2: speaker 'B': pan ")
+    assert str(info.value).startswith(f"{path}:4: speaker 'B': pan ")     # the line of the bad key
 
 
 def test_bad_default_is_reported_at_defaults_line(write_map):
@@ -349,7 +349,7 @@ def test_bad_default_is_reported_at_defaults_line(write_map):
     smap = load_speaker_map(path)
     with pytest.raises(VoiceSpecError) as info:
         cast(script_of("B"), speaker_map=smap)
-    assert str(info.value).startswith(f"{path}:3: ")
+    assert str(info.value).startswith(f"{path}:4: ")                      # the defaults' rate line
     assert "rate 'fast'" in str(info.value)
 
 
@@ -559,11 +559,13 @@ def test_espeak_knows_but_piper_does_not():
 def test_piper_accepts_onnx_path_with_config(tmp_path):
     model = tmp_path / "my-voice.onnx"
     model.write_bytes(b"not a real model: resolve must not load it")
-    (tmp_path / "my-voice.onnx.json").write_text("{ not json either", encoding="utf-8")
+    (tmp_path / "my-voice.onnx.json").write_text('{"num_speakers": 4}', encoding="utf-8")
     voice = backends.resolve_voice(Voice(name=str(model)))
     assert (voice.backend, voice.name) == ("piper", str(model.resolve()))
     voices = cast(script_of("A"), overrides=[("A", {"voice": str(model), "speaker": "2"})])
     assert voices["a"].name == str(model.resolve()) and voices["a"].option("speaker") == "2"
+    with pytest.raises(VoiceSpecError, match="has 4 speakers"):             # its config says how many
+        cast(script_of("A"), overrides=[("A", {"voice": str(model), "speaker": "4"})])
 
 
 @pytest.mark.parametrize("setup, match", [
@@ -580,7 +582,7 @@ def test_piper_rejects_bad_onnx_paths(tmp_path, setup, match):
 
 
 def test_piper_speaker_option_must_be_a_number():
-    with pytest.raises(UnknownVoiceError, match="speaker"):
+    with pytest.raises(VoiceSpecError, match="speaker"):
         cast(script_of("A"), overrides=[parse_assignment("A=joe,speaker=alice")])
 
 

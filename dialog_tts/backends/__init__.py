@@ -14,7 +14,7 @@ from dataclasses import replace
 from typing import Callable
 
 from ..errors import DialogTTSError, UnknownBackendError, UnknownVoiceError, VoiceSpecError
-from ..voice import COMMON_KEYS, DEFAULT_BACKEND, Voice
+from ..voice import COMMON_KEYS, DEFAULT_BACKEND, Voice, close_matches
 from .base import Backend, Setting, VoiceInfo
 
 __all__ = [
@@ -141,7 +141,25 @@ def resolve_voice(voice: Voice, default_backend: str = DEFAULT_BACKEND) -> Voice
                 continue
             if candidate.knows(voice.name):
                 return _checked(candidate, replace(voice, backend=candidate.name))
+        hints = _elsewhere(voice.name, skip=default_backend)
+        if hints:
+            raise UnknownVoiceError(f"{first_error.message}; other backends have {', '.join(hints)} "
+                                    f"(add backend=NAME, or give the full name)") from None
         raise first_error
+
+
+def _elsewhere(name: str, *, skip: str, most: int = 5) -> list[str]:
+    """Voices of other backends whose names look like *name*, as ``backend:voice`` (for a hint)."""
+    hints: list[str] = []
+    for other in available():
+        if other == skip:
+            continue
+        try:
+            names = [info.name for info in get_backend(other).list_voices()]
+        except DialogTTSError:
+            continue
+        hints += [f"{other}:{n}" for n in close_matches(name, names)]
+    return hints[:most]
 
 
 def _checked(backend: Backend, voice: Voice) -> Voice:

