@@ -357,3 +357,26 @@ def test_levelling_keeps_a_voices_volume(leveling):
         assert difference == pytest.approx(-10.0 - 20 * math.log10(3.0), abs=0.05)
     else:
         assert difference == pytest.approx(-10.0, abs=0.05)
+
+
+@pytest.mark.parametrize("leveling", ["line", "speaker"])
+def test_levelled_stems_add_up_to_the_mix(hard, leveling):
+    """Stems are placed with the gains the mix gave each line (levelling included): at a target
+    the limiter leaves alone, they add up to the mix."""
+    from dialog_tts import timeline
+    from dialog_tts.mix import mix_stems, mix_timeline
+    from dialog_tts.script import Line
+
+    backend = HardBackend()
+    lines = [Line(s, t, i + 1) for i, (s, t) in enumerate([("A", "one two three"), ("B", "four five six seven"),
+                                                             ("A", "eight"), ("B", "nine ten")])]
+    voices = {"A": Voice("soft", pan=-0.5), "B": Voice("hot", pan=0.5)}
+    settings = MixSettings(channels=2, leveling=leveling, lufs=-30.0, true_peak=0.0)
+    clips = [backend.synthesize(line.text, voices[line.speaker]) for line in lines]
+    from dialog_tts.mix import placed_frames
+    inputs = [timeline.LineInput(line, voices[line.speaker], placed_frames(c, settings)) for line, c in zip(lines, clips)]
+    placed = timeline.build(lines, inputs, sample_rate=settings.sample_rate, gap=settings.gap)
+    mixed = mix_timeline(placed, list(clips), settings)
+    assert len(set(round(g, 1) for g in mixed.line_gains.values())) > 1           # the lines were levelled
+    stems = dict(mix_stems(placed, list(clips), settings, gain_db=mixed.gain_db, line_gains=mixed.line_gains))
+    np.testing.assert_allclose(sum(stems.values()), mixed.samples, atol=1e-5)
