@@ -305,7 +305,7 @@ class Renderer:
         if out is not None:
             audio.check_writable(out)
         prod = self.options.production()
-        settings = self._output_settings(out, prod)
+        settings = _output_settings(out, prod, self.settings, self.options.bit_depth)
         parsed, cast, jobs = self._prepare(script)
         key = self._render_key(parsed, jobs, out, prod, settings)
         extras = produce.extra_outputs(prod, parsed, out)
@@ -345,15 +345,6 @@ class Renderer:
             uptodate.remember(self._cache, out, key, dialog, extras)
         self._write_report(dialog)
         return dialog
-
-    def _output_settings(self, out: PathLike | None, prod: produce.Production) -> mix.MixSettings:
-        """The mixer's settings for writing *out*: its bit depth, or room under the ceiling for a lossy encoder."""
-        if out is None:
-            return self.settings
-        target = f"out{prod.stream_suffix()}" if os.fspath(out) == produce.STDOUT else out
-        if self.options.bit_depth is not None:
-            audio.output_format(target, self.options.bit_depth)   # a usage error before any synthesis
-        return deliver.mix_settings_for(target, self.settings, self.options.bit_depth)
 
     # ------------------------------------------------------------ up-to-date outputs and the report
     def _render_key(self, parsed: Script, jobs: list[engine.Job], out: PathLike | None,
@@ -439,6 +430,17 @@ def _render_together(renderer: Renderer, scripts: list[PathLike], out_dir: Path,
     order = [str(s) for s in scripts]
     return BatchResult({k: results[k] for k in order if k in results},
                        {k: failures[k] for k in order if k in failures})
+
+
+def _output_settings(out: PathLike | None, prod: produce.Production, settings: mix.MixSettings,
+                     bit_depth: str | None) -> mix.MixSettings:
+    """The mixer's settings for writing *out*: its bit depth, or room under the ceiling for a lossy encoder."""
+    if out is None:
+        return settings
+    target = f"out{prod.stream_suffix()}" if os.fspath(out) == produce.STDOUT else out
+    if bit_depth is not None:
+        audio.output_format(target, bit_depth)   # a usage error before any synthesis
+    return deliver.mix_settings_for(target, settings, bit_depth)
 
 
 def _records(parsed: Script, jobs: list[engine.Job], run: engine.EngineResult) -> list[LineRecord]:
