@@ -17,12 +17,12 @@ from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Union
 
-from . import audio, backends, casting, engine, mix, outputs, produce, speakers, uptodate
+from . import audio, backends, casting, deliver, engine, mix, outputs, produce, speakers, uptodate
 from . import jobs as jobs_mod
 from . import lexicon as lexicon_mod
 from . import script as script_mod
 from .audio import Clip
-from .errors import DialogTTSError, InputError, OutputError, SynthesisError, SynthesisFailed
+from .errors import DialogTTSError, InputError, LoudnessError, OutputError, SynthesisError, SynthesisFailed
 from .results import BatchResult, DialogResult, LineRecord, SpeakerPlan, Totals
 from .script import Script
 from .timeline import LineInput, Timeline
@@ -95,6 +95,10 @@ class RenderOptions:
     gap_ms: float = 250.0
     lufs: float | None = None
     true_peak: float = -1.0
+    #: "line" (each line to one speech loudness), "speaker" (each speaker's lines together) or "off".
+    leveling: str = "line"
+    bit_depth: str | None = None   # "16", "24" or "32f" (WAV only) for WAV and FLAC; None: 16
+    allow_quieter: bool = False    # keep the loudest reachable result when ``lufs`` is out of reach
     speak_directions: bool = False
     workers: int = 4
     cache: bool = True
@@ -173,8 +177,13 @@ class RenderOptions:
         _check_number(self.true_peak, "true-peak ceiling", -20.0, 0.0, "dBTP")
         _check_number(self.workers, "workers", 1, MAX_WORKERS, "", whole=True)
         _check_number(self.retries, "retries", 0, MAX_RETRIES, "", whole=True)
+        if self.leveling not in mix.LEVELING:
+            raise InputError(f"leveling {self.leveling!r} is not one of {', '.join(mix.LEVELING)}")
+        if self.bit_depth is not None and self.bit_depth not in ("16", "24", "32f"):
+            raise InputError(f"bit depth {self.bit_depth!r} is not one of 16, 24, 32f")
         return mix.MixSettings(sample_rate=self.sample_rate, channels=2 if self.stereo else 1,
-                               gap=self.gap_ms / 1000.0, lufs=self.lufs, true_peak=self.true_peak)
+                               gap=self.gap_ms / 1000.0, lufs=self.lufs, true_peak=self.true_peak,
+                               leveling=self.leveling, allow_quieter=self.allow_quieter)
 
 
 def _overrides(voices: VoicesArg) -> list[tuple[str, Mapping[str, Any]]]:
@@ -295,10 +304,11 @@ class Renderer:
         """Render one script to *out* (``None``: mix and measure, write nothing)."""
         started = time.perf_counter()
         prod = self.options.production()
+        settings = _output_settings(out, prod, self.settings, self.options.bit_depth)
         parsed, cast, jobs = self._prepare(script)
         extras = produce.extra_outputs(prod, parsed, out)
         check_outputs(self.options, script, out, extras, prod.stems)
-        key = self._render_key(parsed, jobs, out, prod)
+        key = self._render_key(parsed, jobs, out, prod, settings)
         if key is not None and out is not None and not self.options.force:
             kept = self._up_to_date(out, key, started, extras)
             if kept is not None:
@@ -314,17 +324,23 @@ class Renderer:
             raise SynthesisFailed(run.failures, len(jobs))
         clips = run.clips
         run.outcomes.clear()                  # the clips list holds them now; the mix releases them
-        timeline, music = produce.arrange(self._timeline(parsed, jobs, clips, records), prod, self.settings)
-        mixed = mix.mix_timeline(timeline, clips, self.settings, consume=not prod.stems, music=music)
-        for note in mixed.notes:
+        timeline, music = produce.arrange(self._timeline(parsed, jobs, clips, records), prod, settings)
+        try:
+            mixed = mix.mix_timeline(timeline, clips, settings, consume=not prod.stems, music=music)
+            written = produce.write_outputs(out, mixed, timeline, clips, parsed, records, prod, self.settings,
+                                            music, self.options.bit_depth)
+        except LoudnessError as exc:
+            raise exc.locate(path=parsed.path) from None
+        for note in [*mixed.notes, *written.notes]:
             log.warning("%s: %s", parsed.path, note)
-        written = produce.write_outputs(out, mixed, timeline, clips, parsed, records, prod, self.settings, music)
         _finish(dialog, timeline, mixed, out, started)
         dialog.chapters = [{"title": c.title, "start": round(c.start / timeline.sample_rate, 4),
                             "end": round(c.end / timeline.sample_rate, 4), "line": c.source_line}
                            for c in written.chapters]
-        if written.true_peak is not None:   # measured again after a lossy encoder
+        if written.true_peak is not None:   # the file's figures (lossy: as decoded)
             dialog.true_peak = written.true_peak
+        if written.loudness is not None:
+            dialog.loudness = written.loudness
         if key is not None and out is not None and not run.failures:
             uptodate.remember(self._cache, out, key, dialog, extras)
         self._write_report(dialog)
@@ -332,11 +348,11 @@ class Renderer:
 
     # ------------------------------------------------------------ outputs, up-to-date outputs and the report
     def _render_key(self, parsed: Script, jobs: list[engine.Job], out: PathLike | None,
-                    prod: produce.Production) -> str | None:
+                    prod: produce.Production, settings: mix.MixSettings) -> str | None:
         if out is None or self._cache is None or os.fspath(out) == produce.STDOUT:
             return None
         return uptodate.render_key(parsed, [self.engine.cache_key(job) for job in jobs],
-                                   [(job.voice.pan, job.voice.gain) for job in jobs], self.settings, out,
+                                   [(job.voice.pan, job.voice.gain) for job in jobs], settings, out,
                                    produce.identity(prod, parsed))
 
     def _up_to_date(self, out: PathLike, key: str, started: float, extras: list[str]) -> DialogResult | None:
@@ -439,6 +455,17 @@ def check_outputs(options: RenderOptions, script: PathLike | Script, out: PathLi
     outputs.check_outputs(wanted, inputs, force=options.force)
 
 
+def _output_settings(out: PathLike | None, prod: produce.Production, settings: mix.MixSettings,
+                     bit_depth: str | None) -> mix.MixSettings:
+    """The mixer's settings for writing *out*: its bit depth, or room under the ceiling for a lossy encoder."""
+    if out is None:
+        return settings
+    target = f"out{prod.stream_suffix()}" if os.fspath(out) == produce.STDOUT else out
+    if bit_depth is not None:
+        audio.output_format(target, bit_depth)   # a usage error before any synthesis
+    return deliver.mix_settings_for(target, settings, bit_depth)
+
+
 def _records(parsed: Script, jobs: list[engine.Job], run: engine.EngineResult) -> list[LineRecord]:
     """One report record per line: the line as written, its voice and its synthesis outcome."""
     return [LineRecord(line.line_no, line.speaker, line.text, job.voice.backend, job.voice.name,
@@ -478,11 +505,12 @@ def synthesize_dialog(script: PathLike | Script, out: PathLike | None = None, *,
 
     *options* are the fields of :class:`RenderOptions` (``voices``, ``speaker_map``,
     ``backend``, ``sample_rate``, ``stereo``, ``gap_ms``, ``lufs``, ``true_peak``,
-    ``speak_directions``, ``workers``, ``cache``, ``cache_dir``, ``cache_size``,
-    ``retries``, ``keep_going``, ``report``).  *progress_callback(done, total,
-    message)* is called as lines finish.  Raises
+    ``leveling``, ``bit_depth``, ``allow_quieter``, ``speak_directions``, ``workers``,
+    ``cache``, ``cache_dir``, ``cache_size``, ``retries``, ``keep_going``, ``report``).
+    *progress_callback(done, total, message)* is called as lines finish.  Raises
     :class:`~dialog_tts.errors.DialogTTSError` subclasses: ``exit_code`` 2 for bad
-    input, 1 (:class:`~dialog_tts.errors.SynthesisFailed`) when lines fail.
+    input, 1 (:class:`~dialog_tts.errors.SynthesisFailed`) when lines fail, 1
+    (:class:`~dialog_tts.errors.LoudnessError`) when ``lufs`` is out of reach.
     """
     with Renderer(_options(options), progress_callback=progress_callback, sleep=sleep) as renderer:
         return renderer.render(script, out)

@@ -18,18 +18,27 @@ import numpy as np
 from .errors import InputError, OutputError
 from .outputs import atomic_path, check_outputs
 
-#: Output formats by file extension: soundfile format and sample subtype.
+#: Output formats by file extension: soundfile format and sample subtype (16-bit for WAV and FLAC).
 FORMATS: dict[str, tuple[str, str | None]] = {
     ".wav": ("WAV", "PCM_16"),
     ".flac": ("FLAC", "PCM_16"),
     ".ogg": ("OGG", "VORBIS"),
+    ".opus": ("OGG", "OPUS"),
     ".mp3": ("MP3", "MPEG_LAYER_III"),
 }
 #: AAC in MP4, written by dialog_tts.mp4 (PyAV), not soundfile.
 MP4_FORMATS: dict[str, tuple[str, str | None]] = {".m4a": ("MP4", "AAC"), ".m4b": ("MP4", "AAC")}
+#: Sample formats of the lossless outputs by bit depth ("32f": 32-bit float, WAV only: FLAC has none).
+PCM_SUBTYPES: dict[str, dict[str, str]] = {
+    ".wav": {"16": "PCM_16", "24": "PCM_24", "32f": "FLOAT"},
+    ".flac": {"16": "PCM_16", "24": "PCM_24"},
+}
+#: Rates libopus encodes; other rates are resampled to 48 kHz for .opus.
+OPUS_RATES = (8000, 12000, 16000, 24000, 48000)
 WRITE_BLOCK = 1 << 20  # frames per block when writing
 _NEARLY_FULL = 1 << 20  # bytes: a write that failed with less free than this failed for want of space
-_INT_SUBTYPES = {"PCM_16": (np.int16, 32767.0)}  # converted in NumPy: 3x faster than in libsndfile
+# converted in NumPy (3x faster than in libsndfile): scale, and the shift into the container
+_INT_SUBTYPES = {"PCM_16": (np.int16, 32768.0, 0), "PCM_24": (np.int32, float(1 << 23), 8)}
 
 
 @dataclass(frozen=True)
@@ -167,15 +176,50 @@ def _xing_size_fixed(data: bytes) -> bytes:
     return data[:field] + actual.to_bytes(4, "big") + data[field + 4:]
 
 
-def output_format(path: str | os.PathLike[str]) -> tuple[str, str | None]:
-    """The soundfile format for *path*'s extension; a usage error for any other."""
+def output_format(path: str | os.PathLike[str], bit_depth: str | None = None) -> tuple[str, str | None]:
+    """The soundfile format and subtype for *path*'s extension (and *bit_depth*); a usage error for others."""
     ext = Path(path).suffix.lower()
-    if ext in MP4_FORMATS:
-        return MP4_FORMATS[ext]
-    if ext not in FORMATS:
+    if ext not in FORMATS and ext not in MP4_FORMATS:
         raise InputError(f"cannot write {ext or 'files without an extension'}: use one of "
                          f"{', '.join([*FORMATS, *MP4_FORMATS])}", path=os.fspath(path))
-    return FORMATS[ext]
+    depths = PCM_SUBTYPES.get(ext)
+    if bit_depth is not None and depths is None:
+        raise InputError(f"--bit-depth applies to .wav and .flac, not {ext}", path=os.fspath(path))
+    if ext in MP4_FORMATS:
+        return MP4_FORMATS[ext]
+    if bit_depth is None or depths is None:
+        return FORMATS[ext]
+    if bit_depth not in depths:
+        raise InputError(f"{ext} cannot hold {bit_depth}-bit samples (use {' or '.join(depths)})",
+                         path=os.fspath(path))
+    return FORMATS[ext][0], depths[bit_depth]
+
+
+def is_lossy(path: str | os.PathLike[str]) -> bool:
+    return Path(path).suffix.lower() not in PCM_SUBTYPES
+
+
+def quantize(samples: np.ndarray, bits: int, seed: int = 0) -> None:
+    """Round *samples* in place onto the *bits*-bit PCM grid (k / 2**(bits-1)), clipped to it.
+
+    Reducing to 16 bits adds TPDF dither (the difference of two uniform values of one
+    step), from a generator seeded with *seed* so that the output stays deterministic;
+    digital silence (exact zeros) is left undithered, so pauses stay silent.  24 bits
+    are rounded only: the clips' own precision (24-bit in the cache) is no finer.
+    """
+    scale = np.float32(1 << (bits - 1))
+    rng = np.random.default_rng(seed) if bits == 16 else None
+    for start in range(0, samples.shape[0], WRITE_BLOCK):
+        block = samples[start:start + WRITE_BLOCK]
+        y = block * scale
+        if rng is not None:
+            r = rng.integers(0, 1 << 32, size=y.shape, dtype=np.uint32)   # two 16-bit uniforms in one draw
+            dither = ((r & 0xFFFF).astype(np.float32) - (r >> 16).astype(np.float32)) * np.float32(1 / 65536)
+            dither[block == 0] = 0.0
+            y += dither
+        np.rint(y, out=y)
+        np.clip(y, -scale, scale - 1, out=y)
+        block[...] = y / scale
 
 
 def check_writable(path: str | os.PathLike[str]) -> None:
@@ -186,11 +230,15 @@ def check_writable(path: str | os.PathLike[str]) -> None:
     check_outputs([(path, "audio")], force=True)
 
 
-def write(path: str | os.PathLike[str], samples: np.ndarray, sample_rate: int) -> None:
-    """Write *samples* to *path* atomically, in blocks, in the format of its extension."""
+def write(path: str | os.PathLike[str], samples: np.ndarray, sample_rate: int,
+          bit_depth: str | None = None) -> None:
+    """Write *samples* to *path* atomically, in blocks, in the format of its extension.
+
+    *bit_depth* ("16", "24" or "32f") picks the sample format of WAV and FLAC (16 if
+    None).  Samples already on that PCM grid (:func:`quantize`) are written exactly."""
     import soundfile as sf
 
-    fmt, subtype = output_format(path)
+    fmt, subtype = output_format(path, bit_depth)
     channels = 1 if samples.ndim == 1 else samples.shape[1]
     try:
         with atomic_path(path) as tmp:
@@ -201,8 +249,10 @@ def write(path: str | os.PathLike[str], samples: np.ndarray, sample_rate: int) -
                     for start in range(0, samples.shape[0], WRITE_BLOCK):
                         block = samples[start:start + WRITE_BLOCK]
                         if as_int is not None:
-                            dtype, scale = as_int
-                            block = np.rint(np.clip(block, -1.0, 1.0) * np.float32(scale)).astype(dtype)
+                            dtype, scale, shift = as_int
+                            block = np.clip(np.rint(block * np.float32(scale)), -scale, scale - 1).astype(dtype)
+                            if shift:
+                                block <<= shift
                         f.write(block)
             except (OSError, sf.LibsndfileError) as exc:   # named while the partial file still takes its space
                 raise OutputError(f"cannot write audio: {_write_failure(exc, tmp)}", path=os.fspath(path)) from exc

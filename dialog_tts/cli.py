@@ -179,9 +179,20 @@ def _voice_and_mix_options() -> list[Callable[..., Any]]:
         click.option("--gap-ms", type=click.FloatRange(min=0), default=250.0, show_default=True,
                      help="Silence between consecutive lines, in milliseconds."),
         click.option("--lufs", type=click.FloatRange(-70, 0), default=None, metavar="TARGET",
-                     help="Normalize integrated loudness to TARGET LUFS (e.g. -16 for podcasts)."),
+                     help="Normalize integrated loudness to TARGET LUFS (e.g. -16 for podcasts); a target "
+                          "out of reach under the ceiling fails the run (exit 1)."),
+        click.option("--allow-quieter", is_flag=True,
+                     help="With --lufs: write the loudest reachable result instead of failing."),
         click.option("--true-peak", type=click.FloatRange(-20, 0), default=-1.0, show_default=True,
-                     metavar="DBTP", help="True-peak ceiling with --lufs, in dBTP."),
+                     metavar="DBTP", help="True-peak ceiling in dBTP, held with or without --lufs "
+                                          "(lossy files: measured after decoding)."),
+        click.option("--leveling", type=click.Choice(["line", "speaker", "off"]), default="line",
+                     show_default=True,
+                     help="Bring each line (or each speaker's lines together) to one speech loudness before "
+                          "mixing; off keeps the levels as synthesized."),
+        click.option("--bit-depth", type=click.Choice(["16", "24", "32f"]), default=None,
+                     help="Sample format of WAV and FLAC output: 16 (TPDF-dithered), 24, or 32f (float, "
+                          "WAV only) [default: 16]."),
         click.option("--speak-directions", is_flag=True, help="Speak [stage directions] instead of skipping them."),
     ]
 
@@ -252,7 +263,7 @@ def _production_options() -> list[Callable[..., Any]]:
         click.option("--chapters/--no-chapters", default=True, show_default=True,
                      help="Write the script's '## Title' chapters into the output (MP3, M4A/M4B, FLAC, Ogg)."),
         click.option("--bitrate", metavar="RATE", help="AAC bitrate for .m4a/.m4b, e.g. 96k [default: 128k]."),
-        click.option("--format", "stream_format", type=click.Choice(["wav", "flac", "ogg", "mp3", "m4a"]),
+        click.option("--format", "stream_format", type=click.Choice(["wav", "flac", "ogg", "opus", "mp3", "m4a"]),
                      default=None, help="Format written to stdout with --out - [default: wav]."),
         click.option("--title", metavar="TEXT", help="Title tag (overrides the script's front matter)."),
         click.option("--artist", metavar="TEXT", help="Artist tag."),
@@ -280,7 +291,7 @@ def render_options(f: Callable[..., Any]) -> Callable[..., Any]:
              context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.option("-s", "--script", type=click.Path(), metavar="FILE", help="Dialog script to render ('-': stdin).")
 @click.option("-o", "--out", type=click.Path(), metavar="FILE",
-              help="Output file: .wav, .flac, .ogg, .mp3, .m4a or .m4b (format from the extension); "
+              help="Output file: .wav, .flac, .ogg, .opus, .mp3, .m4a or .m4b (format from the extension); "
                    "'-' writes to stdout (--format).")
 @render_options
 @production_options
@@ -322,7 +333,7 @@ def main(ctx: click.Context, script: str | None, out: str | None, report: str | 
         _print_plan(plan_dialog(script, **render))
         return
     if out is None:
-        raise click.UsageError("missing --out FILE (.wav, .flac, .ogg or .mp3)")
+        raise click.UsageError("missing --out FILE (.wav, .flac, .ogg, .opus, .mp3, .m4a, .m4b or - for stdout)")
     _render(script, out, report, progress, quiet, render)
 
 
@@ -343,7 +354,8 @@ def _summary(result: Any) -> str:
         return (f"{result.path} is up to date: {plural(t.lines, 'line')}, all cached, nothing changed since it was "
                 f"written ({t.wall_time:.2f} s; --force renders it again)")
     layout = "stereo" if result.channels == 2 else "mono"
-    loud = f", {result.loudness:.1f} LUFS, {result.true_peak:.1f} dBTP" if result.loudness is not None else ""
+    loud = f", {result.loudness:.1f} LUFS" if result.loudness is not None else ""
+    loud += f", {result.true_peak:.1f} dBTP" if result.true_peak is not None else ""
     failed = f", {t.failed} failed (left silent)" if t.failed else ""
     return (f"Wrote {result.path}: {result.duration:.1f} s {layout} {result.sample_rate} Hz{loud}; "
             f"{plural(t.lines, 'line')}: {t.synthesized} synthesized, {t.cached} cached, {t.repeated} repeated, "
@@ -431,9 +443,8 @@ def cache_clear(ctx: click.Context, cache_dir: str | None) -> None:
 @click.argument("scripts", nargs=-1, required=True, type=click.Path(), metavar="SCRIPT_OR_DIR...")
 @click.option("--out-dir", type=click.Path(file_okay=False), required=True, metavar="DIR",
               help="Folder for the outputs (created if missing): one file per script, named after it.")
-@click.option("--format", "fmt", type=click.Choice(["wav", "flac", "ogg", "mp3", "m4a", "m4b"]), default="wav",
-              show_default=True,
-              help="Output format.")
+@click.option("--format", "fmt", type=click.Choice(["wav", "flac", "ogg", "opus", "mp3", "m4a", "m4b"]),
+              default="wav", show_default=True, help="Output format.")
 @render_options
 @click.pass_context
 def batch_command(ctx: click.Context, scripts: tuple[str, ...], out_dir: str, fmt: str, **render: Any) -> None:

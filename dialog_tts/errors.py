@@ -94,3 +94,7 @@ class SynthesisFailed(DialogTTSError):
 
 class OutputError(DialogTTSError):
     """The output file cannot be written."""
+
+
+class LoudnessError(DialogTTSError):
+    """The loudness target cannot be met under the true-peak ceiling."""

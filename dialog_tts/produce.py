@@ -19,13 +19,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
-from . import audio, mix, mp4, music, review, sources, subtitles, tags
+from . import audio, deliver, mix, mp4, music, review, sources, subtitles, tags
 from .errors import InputError
 from .script import Script
 from .timeline import ChapterMark, Timeline, bookend, chapters
 
 STDOUT = "-"
-AUDIO_FORMATS = (".wav", ".flac", ".ogg", ".mp3", ".m4a", ".m4b")
+AUDIO_FORMATS = (".wav", ".flac", ".ogg", ".opus", ".mp3", ".m4a", ".m4b")
 
 
 @dataclass(frozen=True)
@@ -130,26 +130,31 @@ def _stem_suffix(prod: Production, out: str | os.PathLike[str] | None) -> str:
 
 @dataclass
 class Written:
-    """What :func:`write_outputs` reports back: the true peak of a re-measured lossy file, the chapters."""
+    """What :func:`write_outputs` reports back: the file's true peak and loudness, notes, the chapters."""
 
     true_peak: float | None = None
     chapters: list[ChapterMark] = field(default_factory=list)
+    loudness: float | None = None           # the file's, where measured after writing (lossy: decoded)
+    notes: list[str] = field(default_factory=list)
 
 
 def write_outputs(out: str | os.PathLike[str] | None, mixed: mix.MixResult, timeline: Timeline,
                   clips: list[audio.Clip | None], parsed: Script, records: Sequence[Any], prod: Production,
-                  settings: mix.MixSettings, bed: music.Music | None) -> Written:
-    """Write the audio (with tags and chapters), then the stems, subtitles and review page asked for."""
+                  settings: mix.MixSettings, bed: music.Music | None, bit_depth: str | None = None) -> Written:
+    """Write the audio (with tags and chapters), then the stems, subtitles and review page asked for.
+
+    *settings* are the render's (the ceiling and target the file must keep); *bit_depth*
+    the sample format of WAV and FLAC."""
     marks = chapters(timeline) if prod.chapters else []
     written = Written(chapters=marks)
     page_audio: bytes | None = None
     if out is not None and os.fspath(out) == STDOUT:
-        page_audio = _to_stdout(mixed, prod, settings, parsed, marks)
+        page_audio = _to_stdout(mixed, prod, settings, parsed, marks, written, bit_depth)
     elif out is not None:
         with audio.atomic_path(out) as tmp:
-            written.true_peak = _encode(tmp, Path(out).suffix.lower(), mixed, prod, settings, parsed, marks)
+            _encode(tmp, Path(out).suffix.lower(), mixed, prod, settings, parsed, marks, written, bit_depth)
     if prod.stems:
-        write_stems(prod, parsed, timeline, clips, settings, mixed.gain_db, bed, out)
+        write_stems(prod, parsed, timeline, clips, settings, mixed, bed, out)
     if prod.subtitles:
         review.write_text(prod.subtitles, subtitles.render(prod.subtitles, timeline, marks))
     if prod.review:
@@ -161,28 +166,27 @@ def write_outputs(out: str | os.PathLike[str] | None, mixed: mix.MixResult, time
 
 
 def _encode(path: str, suffix: str, mixed: mix.MixResult, prod: Production, settings: mix.MixSettings,
-            parsed: Script, marks: list[ChapterMark]) -> float | None:
-    """Write the mix to *path* in the format of *suffix*, then its tags; the re-measured true peak (AAC)."""
-    peak = None
+            parsed: Script, marks: list[ChapterMark], written: Written, bit_depth: str | None) -> None:
+    """Write the mix to *path* in the format of *suffix*, then its tags; the file's figures into *written*."""
     if suffix in mp4.FORMATS:
-        ceiling = settings.true_peak if settings.lufs is not None else None
-        peak = mp4.write(path, mixed.samples, mixed.sample_rate, bitrate=mp4.parse_bitrate(prod.bitrate),
-                         chapters=marks, ceiling_db=ceiling)
+        written.true_peak = mp4.write(path, mixed.samples, mixed.sample_rate, bitrate=mp4.parse_bitrate(prod.bitrate),
+                                      chapters=marks, ceiling_db=settings.true_peak)
     else:
-        audio.write(path, mixed.samples, mixed.sample_rate)
+        figures = deliver.encode(path, mixed, settings, bit_depth)
+        written.true_peak, written.loudness = figures.true_peak, figures.loudness
+        written.notes.extend(figures.notes)
     tag_values = tags.Tags.merged(parsed.meta, prod.tags)
     if tag_values or marks:
         tags.write(path, tag_values, marks, mixed.sample_rate, fmt=suffix)
-    return peak
 
 
 def _to_stdout(mixed: mix.MixResult, prod: Production, settings: mix.MixSettings, parsed: Script,
-               marks: list[ChapterMark]) -> bytes | None:
+               marks: list[ChapterMark], written: Written, bit_depth: str | None) -> bytes | None:
     """Encode to a temporary file, then copy it to stdout (a pipe cannot be sought back to fix a header)."""
     suffix = prod.stream_suffix()
     with tempfile.TemporaryDirectory(prefix="dialog-tts-") as folder:
         path = os.path.join(folder, f"out{suffix}")
-        _encode(path, suffix, mixed, prod, settings, parsed, marks)
+        _encode(path, suffix, mixed, prod, settings, parsed, marks, written, bit_depth)
         with open(path, "rb") as f:
             shutil.copyfileobj(f, sys.stdout.buffer, 1 << 20)
         sys.stdout.buffer.flush()
@@ -190,12 +194,13 @@ def _to_stdout(mixed: mix.MixResult, prod: Production, settings: mix.MixSettings
 
 
 def write_stems(prod: Production, parsed: Script, timeline: Timeline, clips: list[audio.Clip | None],
-                settings: mix.MixSettings, gain_db: float, bed: music.Music | None,
+                settings: mix.MixSettings, mixed: mix.MixResult, bed: music.Music | None,
                 out: str | os.PathLike[str] | None) -> None:
     """One file per speaker (and ``music``), each as long as the mix, with the mix's loudness gain."""
     folder = Path(prod.stems or ".")
     folder.mkdir(parents=True, exist_ok=True)
     suffix = _stem_suffix(prod, out)
     speakers = list(parsed.speakers.values())
-    for name, samples in mix.mix_stems(timeline, clips, settings, gain_db=gain_db, music=bed, speakers=speakers):
+    for name, samples in mix.mix_stems(timeline, clips, settings, gain_db=mixed.gain_db, music=bed, speakers=speakers,
+                                       line_gains=mixed.line_gains):
         audio.write(stem_path(folder, name, suffix), samples, settings.sample_rate)

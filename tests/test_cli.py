@@ -114,7 +114,7 @@ def test_invalid_speaker_map(run, write_script, tmp_path):
     (tmp_path / "map2.yaml").write_text("defaults:\n  rate: 170\nB:\n  voice: joe\n  pan: 3\n", encoding="utf-8")
     result = run("--script", write_script(TWO), "--speaker-map", "map2.yaml", "--out", "o.wav")
     assert result.exit_code == 2
-    assert one_error_line(result) == "Error: map2.yaml:3: speaker 'B': pan '3' is out of range (-1 left to +1 right)"
+    assert one_error_line(result) == "Error: map2.yaml:5: speaker 'B': pan '3' is out of range (-1 left to +1 right)"  # the pan's line
     result = run("--script", write_script(TWO), "--speaker-map", "nomap.yaml", "--out", "o.wav")
     assert result.exit_code == 2 and "nomap.yaml: cannot read speaker map" in one_error_line(result)
 

@@ -500,7 +500,8 @@ def test_report_written_when_the_run_fails(flaky, write_script, tmp_path):
 
 
 SUMMARY = re.compile(
-    r"Wrote (?P<path>\S+): (?P<duration>[\d.]+) s stereo 24000 Hz; (?P<lines>\d+) lines: "
+    r"Wrote (?P<path>\S+): (?P<duration>[\d.]+) s stereo 24000 Hz, (?P<lufs>-[\d.]+) LUFS, (?P<tp>-[\d.]+) dBTP; "
+    r"(?P<lines>\d+) lines: "
     r"(?P<synthesized>\d+) synthesized, (?P<cached>\d+) cached, (?P<repeated>\d+) repeated, "
     r"(?P<retries>\d+) retries(?:, (?P<failed>\d+) failed \(left silent\))?; (?P<speakers>\d+) speakers; "
     r"(?P<wall>[\d.]+) s wall, real-time factor (?P<rtf>[\d.]+)")
@@ -517,6 +518,7 @@ def assert_summary_matches(stderr: str, report: dict, out: str) -> None:
     assert int(m["failed"] or 0) == t["failed"]
     assert int(m["speakers"]) == len(report["voices"])
     assert m["wall"] == f"{t['wall_time']:.1f}" and m["rtf"] == f"{t['real_time_factor']:.3f}"
+    assert m["lufs"] == f"{report['loudness']:.1f}" and m["tp"] == f"{report['true_peak']:.1f}"
 
 
 def test_cli_report_and_summary_agree(cli, flaky, write_script, tmp_path):

@@ -148,4 +148,4 @@ def test_loudness_module_boundary():
     for path in (ROOT / "dialog_tts").rglob("*.py"):
         assert not any(m.split(".")[0] == "pyloudnorm" for m in _imports(path)), path
     mix_source = (ROOT / "dialog_tts" / "mix.py").read_text(encoding="utf-8")
-    assert "loudness.normalize_loudness(" in mix_source and "sosfilt" not in mix_source
+    assert "loudness.Normalizer(" in mix_source and "sosfilt" not in mix_source

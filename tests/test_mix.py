@@ -3,7 +3,7 @@
 Every expectation is computed from first principles or measured independently
 of the code under test: pan gains from cos/sin of (p+1)π/4, positions in time
 from the lengths of the synthetic bursts, loudness with ``pyloudnorm``, true
-peak with ``scipy.signal.resample_poly`` (4× oversampling).  All signals are
+peak with ``scipy.signal.resample_poly`` (8× oversampling: 192 kHz at 24 kHz).  All signals are
 synthetic: tones, tone bursts with exact digital silence around them, and
 seeded noise.
 """
@@ -83,8 +83,8 @@ def silences_between(parts: list[tuple[float, float]]) -> list[float]:
 
 
 def true_peak_ref(x: np.ndarray) -> float:
-    """Independent 4× oversampled true peak, linear."""
-    up = resample_poly(np.asarray(x, dtype=np.float64), 4, 1, axis=0)
+    """Independent 8× oversampled true peak, linear."""
+    up = resample_poly(np.asarray(x, dtype=np.float64), 8, 1, axis=0)
     return float(np.abs(up).max())
 
 
@@ -625,7 +625,7 @@ def test_limiter_gain_is_smooth(seed):
     attack = 0.005
     gain = limiter_gain(peaks, 0.5, OUT_RATE, attack=attack)
     w = round(attack * OUT_RATE)
-    reduction = 1.0 - float(gain.min())
+    reduction = 1.0 - min(1.0, 0.5 / float(peaks.max()))   # the deepest reduction any peak needs
     steps = np.abs(np.diff(gain.astype(np.float64)))
     assert steps.max() <= reduction / w * (1 + 1e-4) + 1e-6
 
@@ -679,9 +679,9 @@ def test_true_peak_per_frame_matches_reference_per_frame_over_blocks():
         for f in rng.uniform(200, 8000, 6):
             x[:, ch] += 0.12 * np.sin(2 * math.pi * f * t + rng.uniform(0, 2 * math.pi))
     x = x.astype(np.float32)
-    tp = true_peak_per_frame(x, OUT_RATE)
-    up = np.abs(resample_poly(x.astype(np.float64), 4, 1, axis=0)).max(axis=1)
-    ref = up.reshape(-1, 4).max(axis=1)
+    tp = true_peak_per_frame(x, OUT_RATE)                   # 8x at 24 kHz
+    up = np.abs(resample_poly(x.astype(np.float64), 8, 1, axis=0)).max(axis=1)
+    ref = up.reshape(-1, 8).max(axis=1)
     np.testing.assert_allclose(tp[200:-200], ref[200:-200], atol=0.01)
 
 
@@ -707,8 +707,10 @@ def test_values_stay_in_range_with_big_gain(channels):
     x = result.samples
     assert x.dtype == np.float32
     assert np.all(np.isfinite(x))
-    assert np.abs(x).max() <= 1.0
-    assert np.abs(x).max() == 1.0  # it did get that loud
+    # 20 dB over full scale, held under the default -1 dBTP ceiling without --lufs (no clipping)
+    assert true_peak_ref_db(x) <= -1.0
+    assert np.abs(x).max() > 0.85       # it did get that loud
+    assert result.true_peak is not None and result.true_peak <= -1.0
 
 
 def test_gain_db_scales_the_clip():

@@ -35,7 +35,8 @@ def sine_source(freq: float, seconds: float, rate: int = RATE, channels: int = 1
 def dialog_timeline(spec, rate=RATE, gap=0.25):
     """(timeline, clips) from [(speaker, seconds) | pause seconds]: tone lines at 300 Hz."""
     events, inputs, clips = [], [], []
-    settings = mix.MixSettings(sample_rate=rate, channels=1, gap=gap)
+    # no levelling: the bed is measured as the difference of two mixes, which needs the speech placed alike
+    settings = mix.MixSettings(sample_rate=rate, channels=1, gap=gap, leveling="off")
     for n, item in enumerate(spec):
         if isinstance(item, float):
             events.append(Pause(item, n))
