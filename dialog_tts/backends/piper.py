@@ -149,6 +149,23 @@ class PiperBackend(Backend):
     def voice_gender(self, name: str) -> str:
         return "male" if name.strip().lower() in DERIVED else ""
 
+    def retake(self, voice: Voice, take: int) -> Voice:
+        # Piper's noise is drawn inside the ONNX graph by onnxruntime, which takes no seed per
+        # call (only a process-wide one at session creation): every call already differs.
+        return voice
+
+    def language(self, voice: Voice, text: str = "") -> str:
+        if voice.name.lower() in DERIVED:
+            return "en-US"
+        import json
+
+        try:
+            config = json.loads(Path(f"{voice.name}.json").read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return ""
+        language = config.get("language") or {}
+        return str(language.get("code") or (config.get("espeak") or {}).get("voice") or "").replace("_", "-")
+
     def fingerprint(self, voice: Voice) -> str:
         path, _ = self._model_for(voice.name)
         stat = path.stat()
