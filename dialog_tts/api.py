@@ -23,6 +23,8 @@ from . import lexicon as lexicon_mod
 from . import script as script_mod
 from .audio import Clip
 from .errors import DialogTTSError, InputError, OutputError, SynthesisError, SynthesisFailed
+from .gate import Gate, GateSettings
+from .quality import Thresholds
 from .results import BatchResult, DialogResult, LineRecord, SpeakerPlan, Totals
 from .script import Script
 from .timeline import LineInput, Timeline
@@ -150,6 +152,21 @@ class RenderOptions:
         prod.check()
         return prod
 
+    #: The quality gate: "basic" (cheap checks of every take), "asr" (plus the recognizer) or "none".
+    check: str = "basic"
+    takes: int = 3                  # takes a line may get before it fails the gate
+    max_wer: float | None = None    # the recognizer check's limit [default: Thresholds.max_wer]
+
+    def gate_settings(self) -> GateSettings:
+        """The quality gate's settings (usage errors for bad values; the asr extra checked when asked for)."""
+        thresholds = Thresholds() if self.max_wer is None else Thresholds(max_wer=self.max_wer)
+        settings = GateSettings(str(self.check).lower(), self.takes, thresholds, keep_flagged=self.keep_going)
+        if settings.check == "asr":
+            from .asr import require
+
+            require()
+        return settings
+
     def backend_settings(self) -> dict[str, dict[str, Any]]:
         """Per backend, the run settings given (the aliases included), each checked by its backend."""
         settings: dict[str, dict[str, Any]] = {}
@@ -227,7 +244,8 @@ class Renderer:
         self.engine = engine.Engine(self.options.workers, cache=self._cache, retries=self.options.retries,
                                     sleep=sleep, progress=progress_callback, listener=on_progress,
                                     backend_options=self.options.backend_settings(),
-                                    executor=make_executor(self.options.executor, address=self.options.ray_address))
+                                    executor=make_executor(self.options.executor, address=self.options.ray_address),
+                                    gate=Gate(self.options.gate_settings()))
         self._ready: tuple[list[engine.Job], engine.EngineResult] | None = None
 
     def close(self) -> None:
@@ -325,7 +343,7 @@ class Renderer:
                            for c in written.chapters]
         if written.true_peak is not None:   # measured again after a lossy encoder
             dialog.true_peak = written.true_peak
-        if key is not None and out is not None and not run.failures:
+        if key is not None and out is not None and not run.failures and not run.stats.flagged:
             uptodate.remember(self._cache, out, key, dialog, extras)
         self._write_report(dialog)
         return dialog
@@ -443,7 +461,8 @@ def _records(parsed: Script, jobs: list[engine.Job], run: engine.EngineResult) -
     """One report record per line: the line as written, its voice and its synthesis outcome."""
     return [LineRecord(line.line_no, line.speaker, line.text, job.voice.backend, job.voice.name,
                        o.source == "cache", o.source, o.attempts, round(o.seconds, 4),
-                       error=str(o.error) if o.error else None)
+                       error=str(o.error) if o.error else None,
+                       quality=o.quality.to_json() if o.quality is not None else None)
             for line, job, o in zip(parsed.lines, jobs, run.outcomes)]
 
 

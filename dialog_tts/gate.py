@@ -60,6 +60,30 @@ class Take:
                 "failed": [c.name for c in self.verdict.failed]}
 
 
+@dataclass(frozen=True)
+class LineQuality:
+    """The gate's record of one line: the takes made this run, which was kept, whether it is flagged."""
+
+    takes: tuple[Take, ...]
+    kept: int
+    flagged: bool = False       # no take passed; kept anyway (--keep-going)
+
+    @property
+    def kept_take(self) -> Take:
+        return next(t for t in self.takes if t.number == self.kept)
+
+    @property
+    def retakes(self) -> int:
+        return len(self.takes) - 1
+
+    def to_json(self) -> dict[str, Any]:
+        kept = self.kept_take
+        out: dict[str, Any] = {"passed": kept.verdict.passed, "flagged": self.flagged, "kept_take": self.kept,
+                               "checks": kept.verdict.to_json(), "takes": [t.to_json() for t in self.takes]}
+        out.update(note.split(": ", 1) for note in kept.verdict.notes)   # "heard": what the recognizer heard
+        return out
+
+
 class QualityFailed(SynthesisError):
     """No take of a line passed the quality gate."""
 
@@ -121,4 +145,4 @@ class Gate:
         log.warning("the recognizer check skips %s (it recognizes only English)", what)
 
 
-__all__ = ["LEVELS", "SPEECH_ONLY", "Gate", "GateSettings", "QualityFailed", "Take", "best_take"]
+__all__ = ["LEVELS", "SPEECH_ONLY", "Gate", "GateSettings", "LineQuality", "QualityFailed", "Take", "best_take"]
