@@ -185,8 +185,12 @@ def edge_server(monkeypatch):
     """A local server speaking Edge's websocket protocol; the edge backend is pointed at it."""
     from edge_server import EdgeServer, point_client_at
 
+    from dialog_tts.backends.edge import EdgeBackend
+
     server = EdgeServer().start()
     point_client_at(monkeypatch, server)                       # no proxies, clean client state
+    # the server speaks tones, not speech: the quality gate checks only their level and clipping
+    monkeypatch.setattr(EdgeBackend, "speech", False)
     monkeypatch.setenv("DIALOG_TTS_EDGE_URL", server.url)      # the backend's own way in
     yield server
     server.stop()
