@@ -462,7 +462,8 @@ def _records(parsed: Script, jobs: list[engine.Job], run: engine.EngineResult) -
     return [LineRecord(line.line_no, line.speaker, line.text, job.voice.backend, job.voice.name,
                        o.source == "cache", o.source, o.attempts, round(o.seconds, 4),
                        error=str(o.error) if o.error else None,
-                       quality=o.quality.to_json() if o.quality is not None else None)
+                       quality=o.quality.to_json() if o.quality is not None else None,
+                       flags=o.quality.flags() if o.quality is not None else [])
             for line, job, o in zip(parsed.lines, jobs, run.outcomes)]
 
 

@@ -76,6 +76,10 @@ class LineQuality:
     def retakes(self) -> int:
         return len(self.takes) - 1
 
+    def flags(self) -> list[str]:
+        """What a flagged line failed, as text (nothing for a line that passed)."""
+        return [c.describe() for c in self.kept_take.verdict.failed] if self.flagged else []
+
     def to_json(self) -> dict[str, Any]:
         kept = self.kept_take
         out: dict[str, Any] = {"passed": kept.verdict.passed, "flagged": self.flagged, "kept_take": self.kept,

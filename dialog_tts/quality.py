@@ -54,11 +54,11 @@ class Thresholds:
 
     min_level_db: float = -45.0        # loudest 10 ms frame, dBFS (plus the voice's own volume when negative)
     max_clipped: float = 0.002         # share of samples on flat tops
-    min_duration: float = 0.45         # speech span / predicted, at least ...
-    max_duration: float = 2.2          # ... and at most
-    duration_slack: float = 0.5        # seconds of grace either way (short lines vary most)
-    max_pause: float = 1.6             # seconds of silence inside the speech (divided by the voice's speed)
-    max_steady: float = 0.8            # seconds of tone or noise without a speech envelope
+    min_duration: float = 0.5          # speech span / predicted, at least ...
+    max_duration: float = 1.8          # ... and at most
+    duration_slack: float = 0.6        # seconds of grace either way (short lines vary most)
+    max_pause: float = 1.5             # seconds of silence inside the speech (divided by the voice's speed)
+    max_steady: float = 1.0            # seconds of tone or noise without a speech envelope
     max_wer: float = 0.6               # word error rate of the recognizer check (--check asr)
 
 
