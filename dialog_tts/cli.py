@@ -387,7 +387,8 @@ class _progress_bar:
                 _EchoHandler.writer = self.bar.write
             self.bar.update(event.done - self.bar.n)
             stats = event.stats
-            self.bar.set_postfix(cached=stats.cached, retries=stats.retries, failed=stats.failed, refresh=False)
+            self.bar.set_postfix(cached=stats.cached, retries=stats.retries, retakes=stats.retakes,
+                                 failed=stats.failed, refresh=False)
         return update
 
     def __exit__(self, *exc: object) -> None:
