@@ -20,8 +20,15 @@ RATE = 16000
 #: Languages the bundled model recognizes (a voice's language must start with one of these).
 LANGUAGES = ("en",)
 
-_NUMBER_WORDS = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"]
-_WORD = re.compile(r"[a-z']+|\d")
+#: Words a number may be spoken with.  A voice says "1987" as "nineteen eighty-seven" or "one
+#: thousand nine hundred ...", so where the text has digits, they and these words are left out of the
+#: comparison rather than guessed.
+_NUMBER_WORDS = frozenset(
+    "zero oh one two three four five six seven eight nine ten eleven twelve thirteen fourteen fifteen "
+    "sixteen seventeen eighteen nineteen twenty thirty forty fifty sixty seventy eighty ninety hundred "
+    "thousand million billion and point first second third fourth fifth sixth seventh eighth ninth tenth "
+    "twelfth thirteenth twentieth thirtieth th st nd rd percent dollars dollar euros euro cents".split())
+_WORD = re.compile(r"[a-z']+|\d+")
 
 
 def require() -> None:
@@ -38,10 +45,23 @@ def recognizes(language: str) -> bool:
     return language.lower().replace("_", "-").startswith(LANGUAGES)
 
 
-def normalize(text: str) -> str:
-    """Lower case, punctuation dropped, digits spelled one by one (pocketsphinx's dictionary has no digits)."""
-    words = _WORD.findall(text.lower().replace("’", "'"))
-    return " ".join(_NUMBER_WORDS[int(w)] if w.isdigit() else w.strip("'") for w in words if w.strip("'"))
+#: Abbreviations as the recognizer's dictionary spells what is said.
+_SPOKEN = {"mr": "mister", "mrs": "missus", "dr": "doctor", "st": "saint", "vs": "versus"}
+
+
+def words(text: str) -> list[str]:
+    """Lower-case words, punctuation dropped, common abbreviations spelled out (digits kept as tokens)."""
+    found = (w.strip("'") for w in _WORD.findall(text.lower().replace("’", "'")))
+    return [_SPOKEN.get(w, w) for w in found if w]
+
+
+def comparable(reference: str, heard: str) -> tuple[str, str]:
+    """The text and the transcript as compared: where the text has digits, numbers are left out of both."""
+    ref, hyp = words(reference), words(heard)
+    if any(w.isdigit() for w in ref):
+        ref = [w for w in ref if not w.isdigit()]
+        hyp = [w for w in hyp if w not in _NUMBER_WORDS]
+    return " ".join(ref), " ".join(hyp)
 
 
 class Recognizer:
@@ -76,7 +96,7 @@ class Recognizer:
         import jiwer
 
         heard = self.transcribe(clip)
-        reference = normalize(text)
+        reference, hypothesis = comparable(text, heard)
         if not reference:
             return 0.0, heard
-        return float(jiwer.wer(reference, normalize(heard) or "<nothing>")), heard
+        return float(jiwer.wer(reference, hypothesis or "<nothing>")), heard

@@ -513,10 +513,11 @@ def _takes(engine: Engine, backend: backends.Backend, units: list[_Unit], speak:
         if not todo:
             break
         started = tally.seconds
+        texts, take_voices = [line.unit.job.text for line, _v in todo], [v for _line, v in todo]
         try:
             clips = _checked_clips(backend, len(todo), engine._call(
                 backend, where if take == 1 else f"{where}, take {take}", tally, stop,
-                lambda todo=todo: speak([line.unit.job.text for line, _v in todo], [v for _line, v in todo])))
+                partial(speak, texts, take_voices)))
         except Exception as exc:
             if take == 1 or isinstance(exc, _Stopped):
                 raise

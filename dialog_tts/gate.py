@@ -84,7 +84,9 @@ class LineQuality:
         kept = self.kept_take
         out: dict[str, Any] = {"passed": kept.verdict.passed, "flagged": self.flagged, "kept_take": self.kept,
                                "checks": kept.verdict.to_json(), "takes": [t.to_json() for t in self.takes]}
-        out.update(note.split(": ", 1) for note in kept.verdict.notes)   # "heard": what the recognizer heard
+        for note in kept.verdict.notes:          # "heard: ...": what the recognizer heard
+            key, _, value = note.partition(": ")
+            out[key] = value
         return out
 
 
@@ -132,21 +134,26 @@ class Gate:
         language = backend.language(voice, text)
         from .asr import recognizes
 
-        if not recognizes(language):
-            self._tell_once(backend.name, language)
+        if not backend.recognizable(voice) or not recognizes(language):
+            self._tell_once(backend.name, language if backend.recognizable(voice) else None, voice.name)
             return verdict
         wer, heard = self.recognizer.word_error_rate(clip, text)
         limit = self.settings.thresholds.max_wer
         check = Check("asr", wer <= limit, wer, f"at most {limit:g} WER", "", max(0.0, wer - limit) / limit)
         return Verdict((*verdict.checks, check), (f"heard: {heard}",))
 
-    def _tell_once(self, backend: str, language: str) -> None:
-        what = f"{backend} voices in {language}" if language else f"{backend} voices of unknown language"
+    def _tell_once(self, backend: str, language: str | None, voice: str) -> None:
+        """Say once per run which voices the recognizer check skips, and why (*language* None: the voice)."""
+        if language is None:
+            what, why = f"{backend} voice {voice}", "it does not understand this voice reliably"
+        else:
+            what = f"{backend} voices in {language}" if language else f"{backend} voices of unknown language"
+            why = "it recognizes only English"
         with self._lock:
             if what in self._told:
                 return
             self._told.add(what)
-        log.warning("the recognizer check skips %s (it recognizes only English)", what)
+        log.warning("the recognizer check skips %s (%s)", what, why)
 
 
 __all__ = ["LEVELS", "SPEECH_ONLY", "Gate", "GateSettings", "LineQuality", "QualityFailed", "Take", "best_take"]

@@ -183,9 +183,8 @@ def flaky():
 @pytest.fixture
 def edge_server(monkeypatch):
     """A local server speaking Edge's websocket protocol; the edge backend is pointed at it."""
-    from edge_server import EdgeServer, point_client_at
-
     from dialog_tts.backends.edge import EdgeBackend
+    from edge_server import EdgeServer, point_client_at
 
     server = EdgeServer().start()
     point_client_at(monkeypatch, server)                       # no proxies, clean client state
@@ -280,6 +279,7 @@ class GlitchyBackend(FakeBackend):
         super().__init__()
         self.plan: dict[str, list[str]] = {}
         self.calls: list[tuple[str, int]] = []
+        self.lang = "en-US"
         self._calls_lock = threading.Lock()
 
     def resolve(self, voice: Voice) -> Voice:
@@ -297,7 +297,7 @@ class GlitchyBackend(FakeBackend):
         return with_take(voice, take)
 
     def language(self, voice: Voice, text: str = "") -> str:
-        return "en-US"
+        return self.lang
 
     def synthesize(self, text: str, voice: Voice) -> Clip:
         take = int(voice.option("take") or 1)

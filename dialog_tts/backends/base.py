@@ -248,6 +248,10 @@ class Backend(ABC):
         """
         return ""
 
+    def recognizable(self, voice: Voice) -> bool:
+        """Whether the recognizer check (pocketsphinx, en-US) understands *voice* reliably; False: it skips it."""
+        return True
+
     def is_transient(self, error: BaseException) -> bool:
         """Whether *error* may go away if the call is tried again (the engine retries those)."""
         return bool(getattr(error, "transient", False))
