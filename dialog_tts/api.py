@@ -13,7 +13,7 @@ import json
 import logging
 import os
 import time
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Union
 
@@ -156,10 +156,13 @@ class RenderOptions:
     check: str = "basic"
     takes: int = 3                  # takes a line may get before it fails the gate
     max_wer: float | None = None    # the recognizer check's limit [default: Thresholds.max_wer]
+    thresholds: Thresholds | None = None   # every check's limit [default: Thresholds()]
 
     def gate_settings(self) -> GateSettings:
         """The quality gate's settings (usage errors for bad values; the asr extra checked when asked for)."""
-        thresholds = Thresholds() if self.max_wer is None else Thresholds(max_wer=self.max_wer)
+        thresholds = self.thresholds or Thresholds()
+        if self.max_wer is not None:
+            thresholds = replace(thresholds, max_wer=self.max_wer)
         settings = GateSettings(str(self.check).lower(), self.takes, thresholds, keep_flagged=self.keep_going)
         if settings.check == "asr":
             from .asr import require

@@ -17,6 +17,8 @@ from .audio import Clip, resample
 from .errors import InputError
 
 RATE = 16000
+#: Lines with fewer words are not judged: one misheard word of "No." is a word error rate of 1.
+MIN_WORDS = 3
 #: Languages the bundled model recognizes (a voice's language must start with one of these).
 LANGUAGES = ("en",)
 
@@ -53,6 +55,11 @@ def words(text: str) -> list[str]:
     """Lower-case words, punctuation dropped, common abbreviations spelled out (digits kept as tokens)."""
     found = (w.strip("'") for w in _WORD.findall(text.lower().replace("’", "'")))
     return [_SPOKEN.get(w, w) for w in found if w]
+
+
+def judged(text: str) -> bool:
+    """Whether *text* has enough words (numbers left out) for its word error rate to mean something."""
+    return len(comparable(text, "")[0].split()) >= MIN_WORDS
 
 
 def comparable(reference: str, heard: str) -> tuple[str, str]:

@@ -280,7 +280,7 @@ def _quality_options() -> list[Callable[..., Any]]:
                      help="Takes a line may get: one that fails a check is synthesized again (a new seed where "
                           "the backend has one); with none passing it fails (--keep-going: kept, flagged)."),
         click.option("--max-wer", type=click.FloatRange(0, 10, min_open=True), default=None, metavar="RATE",
-                     help="Word error rate above which --check asr retakes a line [default: 0.6]."),
+                     help="Word error rate above which --check asr retakes a line [default: 0.8]."),
     ]
 
 

@@ -132,8 +132,10 @@ class Gate:
         if self.recognizer is None or not backend.speech:
             return verdict
         language = backend.language(voice, text)
-        from .asr import recognizes
+        from .asr import judged, recognizes
 
+        if not judged(text):
+            return verdict
         if not backend.recognizable(voice) or not recognizes(language):
             self._tell_once(backend.name, language if backend.recognizable(voice) else None, voice.name)
             return verdict

@@ -59,7 +59,7 @@ class Thresholds:
     duration_slack: float = 0.6        # seconds of grace either way (short lines vary most)
     max_pause: float = 1.5             # seconds of silence inside the speech (divided by the voice's speed)
     max_steady: float = 1.0            # seconds of tone or noise without a speech envelope
-    max_wer: float = 0.6               # word error rate of the recognizer check (--check asr)
+    max_wer: float = 0.8               # word error rate of the recognizer check (--check asr)
 
 
 @dataclass(frozen=True)

@@ -108,6 +108,15 @@ def test_check_none_turns_the_gate_off(glitchy, write_script, tmp_path):
     assert result.totals.retakes == 0 and result.lines[1].quality is None
 
 
+def test_thresholds_are_render_options(glitchy, write_script, tmp_path):
+    from dialog_tts.quality import Thresholds
+
+    result = synthesize_dialog(write_script(SCRIPT), tmp_path / "o.wav", backend="glitchy", keep_going=True,
+                               thresholds=Thresholds(max_duration=0.3, duration_slack=0.0))
+    assert result.totals.flagged == len(LINES) and result.totals.retakes == 2 * len(LINES)
+    assert all(line.flags and "duration" in line.flags[0] for line in result.lines)
+
+
 def test_takes_one_fails_at_once(glitchy):
     glitchy.plan[LINES["tone"]] = ["tone"]
     result = run([LINES["tone"]], glitchy, takes=1)
@@ -116,8 +125,9 @@ def test_takes_one_fails_at_once(glitchy):
 
 def test_deterministic_backends_are_not_retaken(write_script, tmp_path):
     """espeak says every take the same way: a failing line fails after one take."""
-    engine = Engine(1, gate=Gate(GateSettings(thresholds=__import__("dialog_tts.quality").quality.Thresholds(
-        max_duration=0.1, duration_slack=0.0))))
+    from dialog_tts.quality import Thresholds
+
+    engine = Engine(1, gate=Gate(GateSettings(thresholds=Thresholds(max_duration=0.1, duration_slack=0.0))))
     result = engine.run([Job("This line is far longer than any limit this strict allows.", Voice("en-us", "espeak"))])
     assert result.outcomes[0].quality is not None and len(result.outcomes[0].quality.takes) == 1
     assert len(result.failures) == 1
@@ -128,3 +138,12 @@ def test_bad_gate_options_are_usage_errors(write_script, tmp_path):
     for args in (["--takes", "0"], ["--check", "loud"], ["--max-wer", "0"]):
         result = CliRunner().invoke(main, ["-s", script, "-o", str(tmp_path / "o.wav"), *args])
         assert result.exit_code == 2, (args, result.output)
+
+
+def test_the_review_page_marks_flagged_lines(glitchy, write_script, tmp_path):
+    glitchy.plan[LINES["clip"]] = ["clip"] * 3
+    page = tmp_path / "review.html"
+    synthesize_dialog(write_script(SCRIPT), tmp_path / "o.wav", backend="glitchy", keep_going=True, review=page)
+    html = page.read_text(encoding="utf-8")
+    assert html.count('class="line flagged"') == 1
+    assert "flagged: clipping" in html and html.count("flag-mark") >= 1
