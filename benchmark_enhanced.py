@@ -909,6 +909,7 @@ def bench_quality(quick: bool) -> Section:
     rows: list[Row] = []
     notes = []
     for backend_name, voices in (("piper", ["joe", "joe-alto"] if quick else ["joe", "joe-alto", "joe-bass"]),
+                                 ("hibari", ["heart", "heart-low"]),
                                  ("espeak", ["en-us", "en-us+f3", "en-gb-x-rp+m3"])):
         backend = get_backend(backend_name).bind({"threads": 1} if backend_name == "piper" else {}, workers=1)
         synth = check = 0.0
