@@ -37,9 +37,9 @@ from functools import partial
 from typing import TYPE_CHECKING, Any, Protocol
 
 from . import backends
-from .errors import DialogTTSError, SynthesisError
+from .errors import DialogTTSError, QualityFailed, SynthesisError
 from .executors import Executor, ThreadExecutor
-from .gate import Gate, LineQuality, QualityFailed, Take, best_take
+from .gate import Gate, LineQuality, Take, best_take
 from .quality import Verdict
 from .voice import Voice
 

@@ -13,7 +13,7 @@ import threading
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from .errors import InputError, SynthesisError
+from .errors import InputError
 from .quality import SPEECH_ONLY, Check, Thresholds, Verdict, check_take
 
 if TYPE_CHECKING:
@@ -90,10 +90,6 @@ class LineQuality:
         return out
 
 
-class QualityFailed(SynthesisError):
-    """No take of a line passed the quality gate."""
-
-
 def best_take(takes: list[Take]) -> Take:
     """The take to keep: the first that passed, else the least bad (the earlier on a tie)."""
     for take in takes:
@@ -134,10 +130,10 @@ class Gate:
         language = backend.language(voice, text)
         from .asr import judged, recognizes
 
-        if not judged(text):
-            return verdict
         if not backend.recognizable(voice) or not recognizes(language):
             self._tell_once(backend.name, language if backend.recognizable(voice) else None, voice.name)
+            return verdict
+        if not judged(text):
             return verdict
         wer, heard = self.recognizer.word_error_rate(clip, text)
         limit = self.settings.thresholds.max_wer
@@ -158,4 +154,4 @@ class Gate:
         log.warning("the recognizer check skips %s (%s)", what, why)
 
 
-__all__ = ["LEVELS", "SPEECH_ONLY", "Gate", "GateSettings", "LineQuality", "QualityFailed", "Take", "best_take"]
+__all__ = ["LEVELS", "SPEECH_ONLY", "Gate", "GateSettings", "LineQuality", "Take", "best_take"]
