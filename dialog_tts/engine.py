@@ -494,7 +494,7 @@ def _batches(backend: backends.Backend, units: list[_Unit]) -> list[list[_Unit]]
     return batches
 
 
-_Speak = Callable[[list[str], list[Voice]], list[Clip]]
+_Speak = Callable[[list[str], list[Voice]], "list[Clip]"]
 
 
 def _takes(engine: Engine, backend: backends.Backend, units: list[_Unit], speak: _Speak, tally: _Tally,

@@ -29,11 +29,12 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import numpy as np
+if TYPE_CHECKING:           # numpy is imported where takes are measured: the CLI's start-up never pays for it
+    import numpy as np
 
-from .audio import Clip
+    from .audio import Clip
 
 FRAME = 0.010          # seconds per energy frame
 _FLOOR_DB = -100.0
@@ -150,6 +151,8 @@ def expected_seconds(text: str, wpm: float) -> float:
 
 def frame_db(samples: np.ndarray, rate: int) -> np.ndarray:
     """Energy of each 10 ms frame, dBFS (mono float samples)."""
+    import numpy as np
+
     size = max(1, round(rate * FRAME))
     count = samples.shape[0] // size
     if count == 0:
@@ -161,6 +164,8 @@ def frame_db(samples: np.ndarray, rate: int) -> np.ndarray:
 
 def longest_run(mask: np.ndarray) -> int:
     """Length of the longest run of True in *mask*."""
+    import numpy as np
+
     if not mask.any():
         return 0
     edges = np.diff(np.concatenate(([0], mask.view(np.int8), [0])))
@@ -170,6 +175,8 @@ def longest_run(mask: np.ndarray) -> int:
 
 def clipped_share(samples: np.ndarray) -> float:
     """Share of samples on flat tops: equal to a neighbour and within 2 % of the peak (at least 0.5)."""
+    import numpy as np
+
     if samples.shape[0] < 3:
         return 0.0
     peak = float(np.abs(samples).max())
@@ -187,6 +194,8 @@ def steady_seconds(db: np.ndarray, sounding: np.ndarray) -> float:
     sustained tone or noise stays within about 1 dB.  The spread is the
     standard deviation over a sliding 0.3 s window, from running sums.
     """
+    import numpy as np
+
     n = _STEADY_WINDOW
     if db.shape[0] < n:
         return 0.0
@@ -211,6 +220,8 @@ def check_take(clip: Clip, text: str, *, wpm: float, speed: float = 1.0, volume_
     own volume (a quiet voice may be quiet); *speech* False checks only level
     and clipping (for backends whose output is not speech).
     """
+    import numpy as np
+
     t = thresholds
     x = clip.mono()
     db = frame_db(x, clip.sample_rate)

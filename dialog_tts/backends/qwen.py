@@ -329,6 +329,14 @@ class ModelCache:
             self._failed.clear()
 
 
+def spoken_language(voice: Voice, text: str) -> str:
+    """The language code of what *voice* says: its ``language:``, or with "auto" English for ASCII text."""
+    given = str(voice.option("language") or "auto").lower()
+    if given == "auto":                  # the model detects it from the text
+        return "en" if text.isascii() else ""
+    return _LANGUAGE_CODES.get(given, given)
+
+
 class QwenBackend(Backend):
     name = "qwen"
     needs_gpu = True
@@ -486,10 +494,7 @@ class QwenBackend(Backend):
         return with_take(voice, take)    # the take number joins the sampling seed
 
     def language(self, voice: Voice, text: str = "") -> str:
-        given = str(voice.option("language") or "auto").lower()
-        if given == "auto":                  # the model detects it from the text
-            return "en" if text.isascii() else ""
-        return _LANGUAGE_CODES.get(given, given)
+        return spoken_language(voice, text)
 
     # ------------------------------------------------------------ synthesis
     def synthesize(self, text: str, voice: Voice) -> Clip:
