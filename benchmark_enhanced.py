@@ -946,7 +946,7 @@ def bench_quality(quick: bool) -> Section:
 
 
 def bench_asr_wall(texts: list[str]) -> list[Row]:
-    """Wall time of a piper render with the recognizer check against one with the cheap checks only."""
+    """Wall time of a render (the default offline cast) with the recognizer check against the cheap checks only."""
     import tempfile
 
     from dialog_tts import synthesize_dialog
@@ -961,8 +961,8 @@ def bench_asr_wall(texts: list[str]) -> list[Row]:
     for _ in range(2):                                                         # interleaved
         basic += timed(lambda: synthesize_dialog(script, None, check="basic", **options), 1)
         asr += timed(lambda: synthesize_dialog(script, None, check="asr", **options), 1)
-    b = row(f"piper render, {len(texts)} lines, --check basic", basic)
-    a = row(f"piper render, {len(texts)} lines, --check asr", asr)
+    b = row(f"render, default cast, {len(texts)} lines, --check basic", basic)
+    a = row(f"render, default cast, {len(texts)} lines, --check asr", asr)
     a.ratio, a.baseline = a.seconds / b.seconds, "--check basic (ratio = this / that)"
     return [b, a]
 
