@@ -35,11 +35,11 @@ _WORD = re.compile(r"[a-z']+|\d+")
 
 def require() -> None:
     """Fail before any synthesis when the extra is missing (a usage error naming it)."""
-    try:
-        import jiwer  # noqa: F401
-        import pocketsphinx  # noqa: F401
-    except ImportError as exc:
-        raise InputError(f"--check asr needs {exc.name}: pip install 'dialog-tts[asr]'") from None
+    from .backends.base import install_hint, missing_modules
+
+    missing = missing_modules("pocketsphinx", "jiwer")
+    if missing:
+        raise InputError(f"--check asr needs {', '.join(missing)}: {install_hint('asr')}")
 
 
 def recognizes(language: str) -> bool:

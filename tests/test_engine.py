@@ -502,7 +502,7 @@ def test_report_written_when_the_run_fails(flaky, write_script, tmp_path):
 SUMMARY = re.compile(
     r"Wrote (?P<path>\S+): (?P<duration>[\d.]+) s stereo 24000 Hz; (?P<lines>\d+) lines: "
     r"(?P<synthesized>\d+) synthesized, (?P<cached>\d+) cached, (?P<repeated>\d+) repeated, "
-    r"(?P<retries>\d+) retries, (?P<retakes>\d+) retakes(?:, (?P<failed>\d+) failed \(left silent\))?"
+    r"(?P<retries>\d+) retr(?:y|ies), (?P<retakes>\d+) retakes?(?:, (?P<failed>\d+) failed \(left silent\))?"
     r"(?:, (?P<flagged>\d+) flagged \(no take passed the checks\))?; (?P<speakers>\d+) speakers; "
     r"(?P<wall>[\d.]+) s wall, real-time factor (?P<rtf>[\d.]+)")
 
