@@ -75,6 +75,7 @@ def register_fixed_latency(latency: float = LATENCY) -> None:
 
     class FixedLatency(Backend):
         name = "fixed"
+        speech = False      # tones: the quality gate checks only their level and clipping
 
         def resolve(self, voice):  # type: ignore[no-untyped-def]
             from dataclasses import replace
@@ -217,6 +218,7 @@ def bench_edge(quick: bool) -> Section:
         os.environ["DIALOG_TTS_EDGE_URL"] = server.url
         edge_tts.communicate.WSS_URL = server.url
         backend = backends.get_backend("edge")
+        backend.speech = False   # type: ignore[misc]  # the server speaks tones: the gate checks level and clipping
         default_cap = type(backend).max_concurrency
 
         def sequential() -> None:
@@ -350,6 +352,7 @@ def bench_qwen(quick: bool) -> Section:
 
     def measure(model: str, label: str, batch_sizes: tuple[int, ...]) -> None:
         backend = QwenBackend()
+        backend.speech = False   # type: ignore[misc]  # random weights make noise: the gate checks level and clipping
         backends.register("qwen", lambda: backend)
         try:
             def run(batch: int, path: Path = script) -> object:
@@ -824,6 +827,145 @@ def _ray_scaling(cluster_cls: type, ray: object, env: dict, quick: bool) -> list
         ray.shutdown()  # type: ignore[attr-defined]
         cluster.shutdown()
 
+# ---------------------------------------------------------------- the quality gate
+
+# Varied English lines for the quality gate's calibration: short replies, questions, exclamations,
+# numbers, long sentences.  Reproducible (seeded).
+_SHORT = ["Oh.", "Yes!", "No.", "Hmm?", "Really?", "Wait.", "Okay.", "Thanks!", "Go on.", "Why not?",
+         "I see.", "Of course.", "Right away!", "Not again...", "Well, well.", "Bravo!", "Shh!", "Fine."]
+_NAMES = ["Alice", "Dr. Patel", "Mr. O'Brien", "Grandma", "the captain", "Professor Nakamura", "my sister",
+         "our neighbour", "the committee", "Mrs. Okonkwo", "the old fisherman", "Lieutenant Vasquez"]
+_VERBS = ["found", "lost", "painted", "repaired", "sold", "borrowed", "described", "photographed",
+         "forgot", "carried", "measured", "ordered"]
+_OBJECTS = ["a red umbrella", "the broken clock", "three jars of honey", "an ancient map", "the blue bicycle",
+           "twelve silver spoons", "a letter from Lisbon", "the keys to the lighthouse", "a box of old records",
+           "the manuscript", "a tiny wooden boat", "forty-two paper cranes"]
+_PLACES = ["in the attic", "at the harbour", "behind the library", "on the night train to Vienna",
+          "during the storm", "at half past seven", "near the old mill", "in 1987", "on Tuesday morning",
+          "under the kitchen table", "at the end of the pier", "before breakfast"]
+_OPENERS = ["Honestly,", "To be fair,", "As far as I know,", "Believe it or not,", "Frankly,", "Apparently,",
+           "Look,", "Listen to me:", "Between you and me,", ""]
+_QUESTIONS = ["Do you think {n} really {v} {o}?", "Why would {n} have {v} {o} {p}?",
+             "Who told you that {n} {v} {o}?", "Is it true that {n} {v} {o} {p}?",
+             "What happened {p}?", "How much did it cost, exactly?", "Where were you {p}?"]
+_EXCLAIM = ["I can't believe {n} {v} {o}!", "That's wonderful news!", "Absolutely not, not {p}!",
+           "Stop right there!", "{n} {v} {o}, and nobody noticed!"]
+_NUMBERS = ["It costs $4.99, or about 3 euros.", "The meeting is at 10:30 on March 3rd.",
+           "We sold 1,250 tickets in two days.", "Call me at 555-0142 after 6 p.m.",
+           "The temperature dropped to minus 12 degrees.", "Chapter 7 starts on page 213.",
+           "About 60% of them said yes.", "She ran the marathon in 3 hours and 41 minutes."]
+_LONG = ["When {n} {v} {o} {p}, nobody in the village could have guessed what would happen next, "
+        "least of all the people who had lived there for sixty years.",
+        "{o2} was still there {p}, exactly where {n} had left it, covered in dust and cobwebs, "
+        "and yet somehow it looked brand new.",
+        "I told {n} that we should wait for the weather to clear, but, as usual, nobody listened, "
+        "and so we set off {p} with nothing but {o}.",
+        "If you had asked me a year ago whether {n} would ever {v2} {o}, I would have laughed; "
+        "now I'm not so sure."]
+
+
+
+def varied_lines(count: int, seed: int = 7) -> list[str]:
+    """*count* varied English lines (short replies, questions, numbers, long sentences), reproducibly."""
+    import random
+
+    rng = random.Random(seed)
+    out: list[str] = []
+    while len(out) < count:
+        kind = rng.random()
+        fill = {"n": rng.choice(_NAMES), "v": rng.choice(_VERBS), "o": rng.choice(_OBJECTS),
+                "p": rng.choice(_PLACES), "v2": rng.choice(["find", "sell", "repair", "forget"])}
+        fill["o2"] = fill["o"][0].upper() + fill["o"][1:]
+        if kind < 0.12:
+            text = rng.choice(_SHORT)
+        elif kind < 0.3:
+            text = rng.choice(_QUESTIONS).format(**fill)
+        elif kind < 0.42:
+            text = rng.choice(_EXCLAIM).format(**fill)
+        elif kind < 0.52:
+            text = rng.choice(_NUMBERS)
+        elif kind < 0.7:
+            text = rng.choice(_LONG).format(**fill)
+        else:
+            opener = rng.choice(_OPENERS)
+            text = f"{opener} {fill['n']} {fill['v']} {fill['o']} {fill['p']}.".strip()
+            if rng.random() < 0.4:
+                text += f" Then {rng.choice(_NAMES)} {rng.choice(_VERBS)} {rng.choice(_OBJECTS)}."
+        text = text[0].upper() + text[1:]
+        out.append(text)
+    return out
+
+
+
+def bench_quality(quick: bool) -> Section:
+    """The quality gate: its cost against synthesis, false alarms on clean takes, the recognizer's wall time."""
+    from dialog_tts.audio import pcm24
+    from dialog_tts.backends import get_backend
+    from dialog_tts.quality import check_take
+    from dialog_tts.voice import Voice
+
+    count = 40 if quick else 300
+    texts = varied_lines(count)
+    rows: list[Row] = []
+    notes = []
+    for backend_name, voices in (("piper", ["joe", "joe-alto"] if quick else ["joe", "joe-alto", "joe-bass"]),
+                                 ("hibari", ["heart", "heart-low"]),
+                                 ("espeak", ["en-us", "en-us+f3", "en-gb-x-rp+m3"])):
+        backend = get_backend(backend_name).bind({"threads": 1} if backend_name == "piper" else {}, workers=1)
+        synth = check = 0.0
+        alarms: list[str] = []
+        takes = 0
+        for v, name in enumerate(voices):
+            voice = backend.resolve(Voice(name, backend_name))
+            lines = texts if v == 0 else texts[: count // 4]
+            for text in lines:
+                started = time.perf_counter()
+                clip = pcm24(backend.synthesize(text, voice))
+                middle = time.perf_counter()
+                verdict = check_take(clip, text, wpm=backend.base_wpm, speed=voice.speed(backend.base_wpm))
+                check += time.perf_counter() - middle
+                synth += middle - started
+                takes += 1
+                if not verdict.passed:
+                    alarms.append(f"{name} {text!r}: {verdict.describe()}")
+        r = Row(f"{backend_name}: checks of {takes} clean takes ({', '.join(voices)}), all: "
+                f"{100 * check / synth:.2f} % of their synthesis time", check)
+        if backend_name == "piper":
+            r.goal, r.met = "<= 2 % of synthesis time", check / synth <= 0.02
+        r.extra["false_alarms"] = len(alarms)
+        rows.append(r)
+        notes.append(f"{backend_name}: {len(alarms)} false alarms in {takes} clean takes "
+                     f"({100 * len(alarms) / takes:.1f} %); checks {1000 * check / takes:.2f} ms a take, "
+                     f"synthesis {1000 * synth / takes:.1f} ms a take ({100 * check / synth:.2f} %)."
+                     + "".join(f" Alarm: {a}." for a in alarms[:5]))
+    rows += bench_asr_wall(texts[: 8 if quick else 24])
+    return Section("Quality gate", rows, notes + [
+        "The median column is the checks' time for all the takes. Takes of varied English lines (short replies, "
+        "questions, numbers, long sentences), synthesized one by one on one thread; the recognizer rows are "
+        "whole renders (cache off) with 2 workers, --check basic against --check asr."])
+
+
+def bench_asr_wall(texts: list[str]) -> list[Row]:
+    """Wall time of a render (the default offline cast) with the recognizer check against the cheap checks only."""
+    import tempfile
+
+    from dialog_tts import synthesize_dialog
+
+    tmp = Path(tempfile.mkdtemp(prefix="dialog-tts-quality-bench-"))
+    script = tmp / "lines.txt"
+    script.write_text("".join(f"{'AB'[i % 2]}: {t}\n" for i, t in enumerate(texts)), encoding="utf-8")
+    options = {"workers": 2, "cache": False}
+    synthesize_dialog(script, None, check="asr", **options)                    # voices and decoders loaded
+    basic: list[float] = []
+    asr: list[float] = []
+    for _ in range(2):                                                         # interleaved
+        basic += timed(lambda: synthesize_dialog(script, None, check="basic", **options), 1)
+        asr += timed(lambda: synthesize_dialog(script, None, check="asr", **options), 1)
+    b = row(f"render, default cast, {len(texts)} lines, --check basic", basic)
+    a = row(f"render, default cast, {len(texts)} lines, --check asr", asr)
+    a.ratio, a.baseline = a.seconds / b.seconds, "--check basic (ratio = this / that)"
+    return [b, a]
+
 
 SECTIONS: dict[str, Callable[[bool], Section]] = {
     "engine": bench_engine,
@@ -836,6 +978,7 @@ SECTIONS: dict[str, Callable[[bool], Section]] = {
     "hour": bench_hour,
     "memory": bench_memory,
     "ray": bench_ray,
+    "quality": bench_quality,
 }
 
 #: Sections that need an optional extra: the modules they import, and the extra that installs them.

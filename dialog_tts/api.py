@@ -13,7 +13,7 @@ import json
 import logging
 import os
 import time
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Union
 
@@ -23,6 +23,8 @@ from . import lexicon as lexicon_mod
 from . import script as script_mod
 from .audio import Clip
 from .errors import DialogTTSError, InputError, LoudnessError, OutputError, SynthesisError, SynthesisFailed
+from .gate import Gate, GateSettings
+from .quality import Thresholds
 from .results import BatchResult, DialogResult, LineRecord, SpeakerPlan, Totals
 from .script import Script
 from .timeline import LineInput, Timeline
@@ -154,6 +156,24 @@ class RenderOptions:
         prod.check()
         return prod
 
+    #: The quality gate: "basic" (cheap checks of every take), "asr" (plus the recognizer) or "none".
+    check: str = "basic"
+    takes: int = 3                  # takes a line may get before it fails the gate
+    max_wer: float | None = None    # the recognizer check's limit [default: Thresholds.max_wer]
+    thresholds: Thresholds | None = None   # every check's limit [default: Thresholds()]
+
+    def gate_settings(self) -> GateSettings:
+        """The quality gate's settings (usage errors for bad values; the asr extra checked when asked for)."""
+        thresholds = self.thresholds or Thresholds()
+        if self.max_wer is not None:
+            thresholds = replace(thresholds, max_wer=self.max_wer)
+        settings = GateSettings(str(self.check).lower(), self.takes, thresholds, keep_flagged=self.keep_going)
+        if settings.check == "asr":
+            from .asr import require
+
+            require()
+        return settings
+
     def backend_settings(self) -> dict[str, dict[str, Any]]:
         """Per backend, the run settings given (the aliases included), each checked by its backend."""
         settings: dict[str, dict[str, Any]] = {}
@@ -222,10 +242,7 @@ class Renderer:
         self._overrides = _overrides(self.options.voices)
         self._speaker_map = (speakers.load_speaker_map(self.options.speaker_map)
                              if self.options.speaker_map is not None else None)
-        self._lexicon = self._speaker_map.lexicon if self._speaker_map is not None else None
-        if self.options.lexicon is not None:
-            given = lexicon_mod.load(self.options.lexicon)
-            self._lexicon = self._lexicon.merged(given) if self._lexicon else given
+        self._lexicon = _lexicon_of(self.options, self._speaker_map)
         self._cache = None
         if self.options.cache:
             from .cache import AudioCache, parse_size
@@ -236,7 +253,8 @@ class Renderer:
         self.engine = engine.Engine(self.options.workers, cache=self._cache, retries=self.options.retries,
                                     sleep=sleep, progress=progress_callback, listener=on_progress,
                                     backend_options=self.options.backend_settings(),
-                                    executor=make_executor(self.options.executor, address=self.options.ray_address))
+                                    executor=make_executor(self.options.executor, address=self.options.ray_address),
+                                    gate=Gate(self.options.gate_settings()))
         self._ready: tuple[list[engine.Job], engine.EngineResult] | None = None
 
     def close(self) -> None:
@@ -341,7 +359,7 @@ class Renderer:
             dialog.true_peak = written.true_peak
         if written.loudness is not None:
             dialog.loudness = written.loudness
-        if key is not None and out is not None and not run.failures:
+        if key is not None and out is not None and not run.failures and not run.stats.flagged:
             uptodate.remember(self._cache, out, key, dialog, extras)
         self._write_report(dialog)
         return dialog
@@ -402,6 +420,15 @@ class Renderer:
                 failures[str(script)] = exc
                 log.error("%s", exc)
         return BatchResult(results, failures)
+
+def _lexicon_of(options: RenderOptions, speaker_map: speakers.SpeakerMap | None) -> lexicon_mod.Lexicon | None:
+    """The speaker map's ``lexicon:`` with ``--lexicon``'s entries over it."""
+    found = speaker_map.lexicon if speaker_map is not None else None
+    if options.lexicon is not None:
+        given = lexicon_mod.load(options.lexicon)
+        found = found.merged(given) if found else given
+    return found
+
 
 def _render_together(renderer: Renderer, scripts: list[PathLike], out_dir: Path, fmt: str) -> BatchResult:
     """All the scripts' lines in one engine run, so that many short scripts keep every node
@@ -470,7 +497,9 @@ def _records(parsed: Script, jobs: list[engine.Job], run: engine.EngineResult) -
     """One report record per line: the line as written, its voice and its synthesis outcome."""
     return [LineRecord(line.line_no, line.speaker, line.text, job.voice.backend, job.voice.name,
                        o.source == "cache", o.source, o.attempts, round(o.seconds, 4),
-                       error=str(o.error) if o.error else None)
+                       error=str(o.error) if o.error else None,
+                       quality=o.quality.to_json() if o.quality is not None else None,
+                       flags=o.quality.flags() if o.quality is not None else [])
             for line, job, o in zip(parsed.lines, jobs, run.outcomes)]
 
 

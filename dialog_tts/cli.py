@@ -280,9 +280,24 @@ def production_options(f: Callable[..., Any]) -> Callable[..., Any]:
     return f
 
 
+def _quality_options() -> list[Callable[..., Any]]:
+    """The quality gate: which checks every take gets, how many takes a line may have."""
+    return [
+        click.option("--check", type=click.Choice(["basic", "asr", "none"], case_sensitive=False), default="basic",
+                     show_default=True,
+                     help="Checks of every take: basic (silence, clipping, duration, pauses, tones), asr (also "
+                          "transcribe with pocketsphinx: pip install 'dialog-tts[asr]'), or none."),
+        click.option("--takes", type=click.IntRange(1, 10), default=3, show_default=True,
+                     help="Takes a line may get: one that fails a check is synthesized again (a new seed where "
+                          "the backend has one); with none passing it fails (--keep-going: kept, flagged)."),
+        click.option("--max-wer", type=click.FloatRange(0, 10, min_open=True), default=None, metavar="RATE",
+                     help="Word error rate above which --check asr retakes a line [default: 0.8]."),
+    ]
+
+
 def render_options(f: Callable[..., Any]) -> Callable[..., Any]:
     """The options of a render (shared by the main command and the batch command)."""
-    for option in reversed(_voice_and_mix_options() + _run_options()):
+    for option in reversed(_voice_and_mix_options() + _run_options() + _quality_options()):
         f = option(f)
     return f
 
@@ -357,9 +372,10 @@ def _summary(result: Any) -> str:
     loud = f", {result.loudness:.1f} LUFS" if result.loudness is not None else ""
     loud += f", {result.true_peak:.1f} dBTP" if result.true_peak is not None else ""
     failed = f", {t.failed} failed (left silent)" if t.failed else ""
+    flagged = f", {t.flagged} flagged (no take passed the checks)" if t.flagged else ""
     return (f"Wrote {result.path}: {result.duration:.1f} s {layout} {result.sample_rate} Hz{loud}; "
             f"{plural(t.lines, 'line')}: {t.synthesized} synthesized, {t.cached} cached, {t.repeated} repeated, "
-            f"{plural(t.retries, 'retry', 'retries')}{failed}; "
+            f"{plural(t.retries, 'retry', 'retries')}, {plural(t.retakes, 'retake')}{failed}{flagged}; "
             f"{plural(len(result.voices), 'speaker')}; "
             f"{t.wall_time:.1f} s wall, real-time factor {t.real_time_factor:.3f}")
 
@@ -383,7 +399,8 @@ class _progress_bar:
                 _EchoHandler.writer = self.bar.write
             self.bar.update(event.done - self.bar.n)
             stats = event.stats
-            self.bar.set_postfix(cached=stats.cached, retries=stats.retries, failed=stats.failed, refresh=False)
+            self.bar.set_postfix(cached=stats.cached, retries=stats.retries, retakes=stats.retakes,
+                                 failed=stats.failed, refresh=False)
         return update
 
     def __exit__(self, *exc: object) -> None:

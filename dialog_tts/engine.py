@@ -11,7 +11,10 @@ For a list of jobs (text + resolved voice + where it came from) the engine
    lines so that one bad line fails alone;
 4. retries errors the backend calls transient (tenacity, exponential backoff
    with jitter; the sleep is injectable), and fails permanent ones at once;
-5. never lets one line's failure stop the others: results and failures come
+5. puts every take through the quality gate (:mod:`dialog_tts.gate`), on the
+   worker that made it, and retakes a line that fails a check (a new seed
+   where the backend has one), keeping the first take that passes;
+6. never lets one line's failure stop the others: results and failures come
    back per job, in job order, and every success is cached as it arrives.
 
 Each backend call is made through an executor (dialog_tts/executors.py): in the
@@ -34,8 +37,10 @@ from functools import partial
 from typing import TYPE_CHECKING, Any, Protocol
 
 from . import backends
-from .errors import DialogTTSError, SynthesisError
+from .errors import DialogTTSError, QualityFailed, SynthesisError
 from .executors import Executor, ThreadExecutor
+from .gate import Gate, LineQuality, Take, best_take
+from .quality import Verdict
 from .voice import Voice
 
 if TYPE_CHECKING:
@@ -105,8 +110,9 @@ class Outcome:
     clip: Clip | None = None
     source: Source = Source.PENDING
     attempts: int = 0            # backend calls made for it (0 when cached)
-    seconds: float = 0.0         # time spent in the backend, retries included
+    seconds: float = 0.0         # time spent in the backend, retries and retakes included
     error: BaseException | None = None
+    quality: LineQuality | None = None   # the gate's takes and checks (None: not checked, e.g. cached)
 
 
 #: The counter of :class:`Stats` that each kind of outcome adds to.
@@ -122,11 +128,19 @@ class Stats:
     repeated: int = 0
     retries: int = 0
     failed: int = 0
+    retakes: int = 0             # takes made after a take failed the quality gate
+    flagged: int = 0             # lines kept although no take passed (--keep-going)
 
     def count(self, source: Source) -> None:
         """Count one finished job of kind *source*."""
         name = _COUNTERS[source]
         setattr(self, name, getattr(self, name) + 1)
+
+    def count_takes(self, quality: LineQuality | None) -> None:
+        """Count one distinct line's retakes, and whether it was kept flagged."""
+        if quality is not None:
+            self.retakes += quality.retakes
+            self.flagged += quality.flagged
 
 
 @dataclass(frozen=True)
@@ -207,7 +221,7 @@ class Engine:
                  backoff: Backoff = Backoff(), sleep: Sleep = time.sleep,
                  progress: ProgressCallback | None = None, listener: ProgressListener | None = None,
                  backend_options: Mapping[str, Mapping[str, Any]] | None = None,
-                 executor: Executor | None = None) -> None:
+                 executor: Executor | None = None, gate: Gate | None = None) -> None:
         if workers < 1:
             raise ValueError("workers must be at least 1")
         if retries < 0:
@@ -222,6 +236,7 @@ class Engine:
         self.backend_options = dict(backend_options or {})
         self.executor: Executor = executor or ThreadExecutor()
         self._slots = 0     # backend calls in flight at once: the executor's capacity, settled at the first run
+        self.gate = gate if gate is not None and gate.enabled else None   # None: no checks, one take
         self._backends: dict[str, backends.Backend] = {}
         self._limits: dict[str, threading.BoundedSemaphore] = {}
         self._fingerprints: dict[tuple[str, Voice], str] = {}
@@ -351,13 +366,12 @@ class Engine:
     def _run_single(self, unit: _Unit, stop: threading.Event) -> _Done:
         backend = self.backend(unit.job.voice.backend)
         tally = _Tally()
+
+        def speak(texts: list[str], voices: list[Voice]) -> list[Clip]:
+            return self.executor.call(backend, texts, voices, batch=False)
+
         try:
-            clip = self._call(backend, unit.job.where(), tally, stop,
-                              lambda: self.executor.call(backend, [unit.job.text], [unit.job.voice], batch=False)[0])
-            from .audio import Clip, pcm24
-            if not isinstance(clip, Clip):
-                raise SynthesisError(f"backend {backend.name!r} returned {type(clip).__name__}, not a Clip")
-            outcome = Outcome(pcm24(clip), Source.SYNTHESIZED, tally.attempts, tally.seconds)
+            outcome = _takes(self, backend, [unit], speak, tally, stop)[0]
         except Exception as exc:  # noqa: BLE001 - one line must never take the others down
             outcome = Outcome(None, Source.FAILED, tally.attempts, tally.seconds, _as_error(exc))
         self._store(unit, outcome)
@@ -368,13 +382,8 @@ class Engine:
         where = batch[0].job.where() if len(batch) == 1 else f"batch of {len(batch)} lines"
         tally = _Tally()
         try:
-            clips = self._call(backend, where, tally, stop, lambda: self.executor.call(
-                backend, [u.job.text for u in batch], [u.job.voice for u in batch], batch=True))
-            if not isinstance(clips, list) or len(clips) != len(batch):
-                raise SynthesisError(f"backend {backend.name!r} returned the wrong number of clips")
-            from .audio import pcm24
-            results = [(unit, Outcome(pcm24(clip), Source.SYNTHESIZED, tally.attempts, tally.seconds / len(batch)))
-                       for unit, clip in zip(batch, clips)]
+            results = list(zip(batch, _takes(self, backend, batch, partial(self.executor.call, backend, batch=True),
+                                             tally, stop)))
         except Exception as exc:  # noqa: BLE001
             if len(batch) > 1 and not isinstance(exc, _Stopped):
                 log.info("%s failed (%s); splitting it in halves", where, exc)
@@ -388,6 +397,8 @@ class Engine:
         return _Done(results, tally.retries)
 
     def _store(self, unit: _Unit, outcome: Outcome) -> None:
+        if outcome.quality is not None and outcome.quality.flagged:
+            return                       # a take no check passed is not what the cache should hold
         if self.cache is not None and outcome.clip is not None:
             try:
                 self.cache.put(unit.key or self.cache_key(unit.job), outcome.clip)
@@ -483,6 +494,89 @@ def _batches(backend: backends.Backend, units: list[_Unit]) -> list[list[_Unit]]
     return batches
 
 
+_Speak = Callable[[list[str], list[Voice]], "list[Clip]"]
+
+
+def _takes(engine: Engine, backend: backends.Backend, units: list[_Unit], speak: _Speak, tally: _Tally,
+           stop: threading.Event) -> list[Outcome]:
+    """*units* synthesized (one call of *speak*), each take judged by the gate, failing ones retaken.
+
+    Take 1 is each line's own voice; take *n* is the voice ``backend.retake`` gives
+    (None: the backend cannot make a different take).  Errors of the first call go
+    up (the caller splits a batch); a retake that fails ends the retakes.
+    """
+    where = units[0].job.where() if len(units) == 1 else f"batch of {len(units)} lines"
+    lines = [_Takes(unit) for unit in units]
+    voices: list[Voice | None] = [u.job.voice for u in units]
+    for take in range(1, (engine.gate.takes if engine.gate is not None else 1) + 1):
+        todo = [(line, voice) for line, voice in zip(lines, voices) if voice is not None]
+        if not todo:
+            break
+        started = tally.seconds
+        texts, take_voices = [line.unit.job.text for line, _v in todo], [v for _line, v in todo]
+        try:
+            clips = _checked_clips(backend, len(todo), engine._call(
+                backend, where if take == 1 else f"{where}, take {take}", tally, stop,
+                partial(speak, texts, take_voices)))
+        except Exception as exc:
+            if take == 1 or isinstance(exc, _Stopped):
+                raise
+            log.info("%s: take %d failed (%s); keeping the takes made", where, take, _as_error(exc))
+            break
+        each = (tally.seconds - started) / len(todo)
+        for (line, voice), clip in zip(todo, clips):
+            verdict = engine.gate.judge(clip, line.unit.job.text, voice, backend) if engine.gate else None
+            line.add(take, clip, verdict, each)
+        voices = [None if line.done else backend.retake(line.unit.job.voice, take + 1) for line in lines]
+    keep = engine.gate is not None and engine.gate.settings.keep_flagged
+    return [line.outcome(tally, keep) for line in lines]
+
+
+def _checked_clips(backend: backends.Backend, count: int, clips: object) -> list[Clip]:
+    """The backend's answer, checked, on the 24-bit grid the cache stores exactly."""
+    from .audio import Clip, pcm24
+
+    if not isinstance(clips, list) or len(clips) != count:
+        raise SynthesisError(f"backend {backend.name!r} returned the wrong number of clips")
+    for clip in clips:
+        if not isinstance(clip, Clip):
+            raise SynthesisError(f"backend {backend.name!r} returned {type(clip).__name__}, not a Clip")
+    return [pcm24(clip) for clip in clips]
+
+
+class _Takes:
+    """One line's takes so far (kept: the best clip only)."""
+
+    def __init__(self, unit: _Unit) -> None:
+        self.unit = unit
+        self.takes: list[Take] = []
+        self.clip: Clip | None = None      # the best take's
+        self.done = False                  # a take passed (or there is no gate)
+        self.seconds = 0.0                 # backend time of its takes (its share of a batch's)
+
+    def add(self, number: int, clip: Clip, verdict: Verdict | None, seconds: float) -> None:
+        self.seconds += seconds
+        if verdict is None:                # no gate: the take is the line
+            self.clip, self.done = clip, True
+            return
+        self.takes.append(Take(number, verdict, seconds))
+        if best_take(self.takes).number == number:
+            self.clip = clip
+        self.done = verdict.passed
+
+    def outcome(self, tally: _Tally, keep_flagged: bool) -> Outcome:
+        seconds = self.seconds
+        if not self.takes:
+            return Outcome(self.clip, Source.SYNTHESIZED, tally.attempts, seconds)
+        best = best_take(self.takes)
+        quality = LineQuality(tuple(self.takes), best.number, flagged=not best.verdict.passed and keep_flagged)
+        if best.verdict.passed or keep_flagged:
+            return Outcome(self.clip, Source.SYNTHESIZED, tally.attempts, seconds, quality=quality)
+        error = QualityFailed(f"no take passed the quality gate ({len(self.takes)} taken; "
+                              f"best, take {best.number}: {best.verdict.describe()})")
+        return Outcome(None, Source.FAILED, tally.attempts, seconds, error, quality)
+
+
 @dataclass
 class _Tally:
     attempts: int = 0
@@ -523,6 +617,7 @@ class _Run:
                                        attempts=0, seconds=0.0)
         for i in unit.indices:
             self.stats.count(self.outcomes[i].source)
+        self.stats.count_takes(outcome.quality)
         self.done += len(unit.indices)
         if outcome.source is Source.CACHE:
             detail = "cached"
@@ -531,7 +626,12 @@ class _Run:
         else:
             detail = f"synthesized in {outcome.seconds:.2f} s" + (
                 f" ({outcome.attempts} attempts)" if outcome.attempts > 1 else "")
+            if outcome.quality is not None and outcome.quality.retakes:
+                detail += f", take {outcome.quality.kept} of {len(outcome.quality.takes)} kept"
         log.info("%s: %s", unit.job.where(), detail)
+        if outcome.quality is not None and outcome.quality.flagged:
+            log.warning("%s: kept, flagged: no take passed the checks (%s)", unit.job.where(),
+                        "; ".join(outcome.quality.flags()))
         self.emit(ProgressEvent(self.done, len(self.jobs), unit.job.where(), replace(self.stats)))
         if self.groups is not None:
             self.groups.finished(unit.indices, self)

@@ -81,6 +81,10 @@ class TransientSynthesisError(SynthesisError):
     transient = True
 
 
+class QualityFailed(SynthesisError):
+    """No take of a line passed the quality gate's checks."""
+
+
 class SynthesisFailed(DialogTTSError):
     """Some lines could not be synthesized; the others were (and are cached)."""
 

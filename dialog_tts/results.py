@@ -26,6 +26,11 @@ class LineRecord:
     start: float | None = None     # seconds into the output file
     end: float | None = None
     error: str | None = None
+    #: The quality gate's record: checks and figures of the kept take, every take made, which was kept,
+    #: whether the line is flagged (kept though no take passed).  None: not checked (cached, --check none).
+    quality: dict[str, Any] | None = None
+    #: For a line kept although no take passed (--keep-going): the checks it failed (the review page shows them).
+    flags: list[str] = field(default_factory=list)
 
 
 @dataclass

@@ -21,7 +21,12 @@ FAKE_VOICES = {"low": 110.0, "mid": 160.0, "high": 230.0, "alto": 300.0}
 
 
 class FakeBackend(Backend):
-    """Base of the test fakes: they count calls in plain attributes, so a render's view is the fake itself."""
+    """Base of the test fakes: they count calls in plain attributes, so a render's view is the fake itself.
+
+    Their audio is tones, not speech: the quality gate checks only its level and clipping.
+    """
+
+    speech = False
 
     def bind(self, options, *, workers):
         self.parse_settings(options)
@@ -178,10 +183,13 @@ def flaky():
 @pytest.fixture
 def edge_server(monkeypatch):
     """A local server speaking Edge's websocket protocol; the edge backend is pointed at it."""
+    from dialog_tts.backends.edge import EdgeBackend
     from edge_server import EdgeServer, point_client_at
 
     server = EdgeServer().start()
     point_client_at(monkeypatch, server)                       # no proxies, clean client state
+    # the server speaks tones, not speech: the quality gate checks only their level and clipping
+    monkeypatch.setattr(EdgeBackend, "speech", False)
     monkeypatch.setenv("DIALOG_TTS_EDGE_URL", server.url)      # the backend's own way in
     yield server
     server.stop()
@@ -232,3 +240,97 @@ def mounts(tmp_path):
         else:
             for item in [path, *path.rglob("*")]:
                 item.chmod(item.stat().st_mode | stat.S_IWUSR)
+
+
+def speech_like(text: str, wpm: float = 170.0, rate: int = FAKE_RATE, seed: int = 0) -> np.ndarray:
+    """A signal with speech's envelope: a 120 Hz buzz in syllables (1.45 a word), gaps between words.
+
+    As long as the quality gate predicts for *text* at *wpm*; *seed* varies the buzz (another take).
+    """
+    from dialog_tts.quality import spoken_words
+
+    rng = np.random.default_rng(seed)
+    syllables = max(1, round(spoken_words(text) * 1.45))
+    syllable = 60.0 / wpm / 1.45
+    parts = [np.zeros(int(0.05 * rate), np.float32)]
+    for i in range(syllables):
+        n = int(syllable * rate * 0.8)
+        t = np.arange(n) / rate
+        f0 = 120.0 * (1 + 0.1 * rng.standard_normal())
+        buzz = sum(np.sin(2 * math.pi * k * f0 * t) / k for k in range(1, 6))
+        parts.append((0.25 * np.hanning(n) * buzz).astype(np.float32))
+        parts.append(np.zeros(int(syllable * rate * 0.2), np.float32))
+    return np.concatenate(parts)
+
+
+class GlitchyBackend(FakeBackend):
+    """Speaks speech-like audio, but fails in the way ``plan[text]`` says on the first takes.
+
+    ``plan[text]`` lists one fault per take ("truncate", "silence", "loop", "clip",
+    "tone", or "clean"); takes past the list are clean.  Seeded by the take, as a
+    stochastic backend with seeds would be: take *n* always sounds the same.
+    """
+
+    name = "glitchy"
+    speech = True
+    base_wpm = 170.0
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.plan: dict[str, list[str]] = {}
+        self.calls: list[tuple[str, int]] = []
+        self.lang = "en-US"
+        self._calls_lock = threading.Lock()
+
+    def resolve(self, voice: Voice) -> Voice:
+        return replace(voice, name=voice.name or "g1")
+
+    def list_voices(self) -> list[VoiceInfo]:
+        return [VoiceInfo("g1", "en-US"), VoiceInfo("g2", "en-US")]
+
+    def palette(self) -> list[str]:
+        return ["g1", "g2"]
+
+    def retake(self, voice: Voice, take: int) -> Voice:
+        from dialog_tts.backends.base import with_take
+
+        return with_take(voice, take)
+
+    def language(self, voice: Voice, text: str = "") -> str:
+        return self.lang
+
+    def synthesize(self, text: str, voice: Voice) -> Clip:
+        take = int(voice.option("take") or 1)
+        with self._calls_lock:
+            self.calls.append((text, take))
+        faults = self.plan.get(text, [])
+        fault = faults[take - 1] if take <= len(faults) else "clean"
+        x = speech_like(text, self.base_wpm * voice.speed(self.base_wpm), seed=take * 7919 + len(text))
+        return Clip(glitch(x, fault), FAKE_RATE)
+
+
+def glitch(x: np.ndarray, fault: str) -> np.ndarray:
+    """*x* spoiled in one of the ways neural voices fail."""
+    if fault == "truncate":
+        return x[: len(x) // 5]
+    if fault == "silence":
+        return np.zeros_like(x)
+    if fault == "loop":
+        return np.concatenate([x] * 4)
+    if fault == "clip":
+        return np.clip(x * 8.0, -1.0, 1.0).astype(np.float32)
+    if fault == "tone":
+        t = np.arange(len(x)) / FAKE_RATE
+        return np.concatenate([x, (0.3 * np.sin(2 * math.pi * 440 * t)).astype(np.float32)])
+    if fault == "gap":
+        return np.concatenate([x[: len(x) // 2], np.zeros(4 * FAKE_RATE, np.float32), x[len(x) // 2:]])
+    assert fault == "clean", fault
+    return x
+
+
+@pytest.fixture
+def glitchy():
+    inst = GlitchyBackend()
+    backends.register("glitchy", lambda: inst)
+    yield inst
+    backends.unregister("glitchy")

@@ -68,6 +68,7 @@ class DetBackend(Backend):
 
     name = "det"
     base_wpm = 170.0
+    speech = False      # tones: the quality gate checks only their level and clipping
     settings = {
         "log": Setting("log", str, "append 'call, text, node, pid' per call to this file"),
         "kill": Setting("kill", str, "marker file: the first call of a line with 'die' in it creates it "

@@ -141,6 +141,7 @@ def test_no_arguments_prints_help(run):
 
 class BrokenBackend(backends.Backend):
     name = "broken"
+    speech = False      # a short constant, not speech: the quality gate checks only level and clipping
 
     def resolve(self, voice):
         return voice

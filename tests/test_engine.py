@@ -503,7 +503,8 @@ SUMMARY = re.compile(
     r"Wrote (?P<path>\S+): (?P<duration>[\d.]+) s stereo 24000 Hz, (?P<lufs>-[\d.]+) LUFS, (?P<tp>-[\d.]+) dBTP; "
     r"(?P<lines>\d+) lines: "
     r"(?P<synthesized>\d+) synthesized, (?P<cached>\d+) cached, (?P<repeated>\d+) repeated, "
-    r"(?P<retries>\d+) retries(?:, (?P<failed>\d+) failed \(left silent\))?; (?P<speakers>\d+) speakers; "
+    r"(?P<retries>\d+) retr(?:y|ies), (?P<retakes>\d+) retakes?(?:, (?P<failed>\d+) failed \(left silent\))?"
+    r"(?:, (?P<flagged>\d+) flagged \(no take passed the checks\))?; (?P<speakers>\d+) speakers; "
     r"(?P<wall>[\d.]+) s wall, real-time factor (?P<rtf>[\d.]+)")
 
 
@@ -513,9 +514,9 @@ def assert_summary_matches(stderr: str, report: dict, out: str) -> None:
     t = report["totals"]
     assert m["path"] == out
     assert m["duration"] == f"{t['duration']:.1f}"
-    for key in ("lines", "synthesized", "cached", "repeated", "retries"):
+    for key in ("lines", "synthesized", "cached", "repeated", "retries", "retakes"):
         assert int(m[key]) == t[key], key
-    assert int(m["failed"] or 0) == t["failed"]
+    assert int(m["failed"] or 0) == t["failed"] and int(m["flagged"] or 0) == t["flagged"]
     assert int(m["speakers"]) == len(report["voices"])
     assert m["wall"] == f"{t['wall_time']:.1f}" and m["rtf"] == f"{t['real_time_factor']:.3f}"
     assert m["lufs"] == f"{report['loudness']:.1f}" and m["tp"] == f"{report['true_peak']:.1f}"

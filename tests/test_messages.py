@@ -82,7 +82,7 @@ def test_one_line_one_speaker_in_the_summary_and_the_plan(write_script, tone_bac
     runner = CliRunner()
     result = runner.invoke(main, ["-s", str(script), "--backend", "tone", "-o", str(tmp_path / "o.wav")])
     assert result.exit_code == 0, result.output
-    assert "; 1 line: 1 synthesized" in result.stderr and "0 retries; 1 speaker;" in result.stderr
+    assert "; 1 line: 1 synthesized" in result.stderr and "0 retries, 0 retakes; 1 speaker;" in result.stderr
     result = runner.invoke(main, ["-s", str(script), "--backend", "tone", "-o", str(tmp_path / "o.wav")])
     assert "is up to date: 1 line, all cached" in result.stderr
     result = runner.invoke(main, ["-s", str(script), "--backend", "tone", "--dry-run"])

@@ -35,6 +35,8 @@ def checkpoints(tmp_path_factory):
 class CountingQwen(QwenBackend):
     """The real qwen backend, counting model loads and prompt computations (shared by its views)."""
 
+    speech = False   # the tiny random checkpoints make noise, not speech: the gate checks level and clipping
+
     def __init__(self) -> None:
         super().__init__()
         self.loads: list[str] = []

@@ -57,6 +57,14 @@ def missing_modules(*modules: str) -> list[str]:
     return missing
 
 
+def with_take(voice: Voice, take: int) -> Voice:
+    """*voice* with option ``take`` set (for :meth:`Backend.retake` of seeded backends); take 1 is *voice*."""
+    if take <= 1:
+        return voice
+    options = tuple(sorted([*((k, v) for k, v in voice.options if k != "take"), ("take", take)]))
+    return replace(voice, options=options)
+
+
 @dataclass(frozen=True)
 class VoiceInfo:
     """One entry of ``dialog-tts voices``."""
@@ -143,6 +151,8 @@ class Backend(ABC):
     base_wpm: ClassVar[float] = 170.0
     #: Lines the render synthesizes at once (set on a view by :meth:`bind`).
     workers: int = 1
+    #: Its audio is speech (False for test tones): the quality gate's speech checks apply.
+    speech: ClassVar[bool] = True
 
     def parse_settings(self, options: Mapping[str, Any]) -> dict[str, Any]:
         """*options* checked against :attr:`settings`: attribute -> parsed value; InputError if bad."""
@@ -220,6 +230,27 @@ class Backend(ABC):
     def batch_group(self, voice: Voice) -> object:
         """Lines whose voices share a group may go in one batch (e.g. the same model)."""
         return None
+
+    def retake(self, voice: Voice, take: int) -> Voice | None:
+        """The voice to synthesize take *take* (2, 3, ...) of a line with, after a take failed the quality gate.
+
+        A stochastic backend returns *voice* with another seed (the same seed for
+        the same take, so that a run is reproducible); one whose calls differ anyway
+        (a service, unseeded noise) returns *voice*; a deterministic one returns
+        None (the default): every take would sound the same, so none is made.
+        """
+        return None
+
+    def language(self, voice: Voice, text: str = "") -> str:
+        """The language *voice* speaks *text* in (``en-US``, ``ko``), or "" when unknown.
+
+        The recognizer check (``--check asr``) skips lines in languages it cannot recognize.
+        """
+        return ""
+
+    def recognizable(self, voice: Voice) -> bool:
+        """Whether the recognizer check (pocketsphinx, en-US) understands *voice* reliably; False: it skips it."""
+        return True
 
     def is_transient(self, error: BaseException) -> bool:
         """Whether *error* may go away if the call is tried again (the engine retries those)."""

@@ -243,6 +243,12 @@ class EdgeBackend(Backend):
                   "en-US-EmmaNeural", "en-US-BrianNeural", "en-US-AvaNeural", "en-US-ChristopherNeural"]
         return [n for n in wanted if n in names]
 
+    def retake(self, voice: Voice, take: int) -> Voice:
+        return voice          # a new request is a new take (a stream cut short, say, comes back whole)
+
+    def language(self, voice: Voice, text: str = "") -> str:
+        return "-".join(voice.name.split("-")[:2])     # en-US-AriaNeural -> en-US
+
     def fingerprint(self, voice: Voice) -> str:
         version = package_version("edge-tts")
         return f"edge-tts {version}; {voice.name}"

@@ -164,6 +164,13 @@ class EspeakBackend(Backend):
         return ["en-us", "en-us+f3", "en-gb-x-rp+m3", "en-us+f1", "en+m7", "en-us+f5", "en-us+m1",
                 "en-gb-x-rp+f2"]
 
+    def recognizable(self, voice: Voice) -> bool:
+        return False     # pocketsphinx does not understand formant speech: median WER 0.85 on clean takes
+
+    def language(self, voice: Voice, text: str = "") -> str:
+        info = self._tables()[0].get(voice.name.partition("+")[0])
+        return info.language if info is not None else ""
+
     def fingerprint(self, voice: Voice) -> str:
         version = package_version("espeakng-loader")
         return f"espeakng-loader {version}"

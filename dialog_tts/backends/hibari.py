@@ -30,7 +30,7 @@ from ..delivery import Delivery
 from ..errors import BackendUnavailableError, SynthesisError, UnknownVoiceError
 from ..lexicon import Entry
 from ..voice import Voice, close_matches
-from .base import Backend, Setting, VoiceInfo, int_in, package_version, shaped
+from .base import Backend, Setting, VoiceInfo, int_in, package_version, shaped, with_take
 
 if TYPE_CHECKING:
     from ..audio import Clip
@@ -213,6 +213,13 @@ class HibariBackend(Backend):
         return (f"hibari-tts {package_version('hibari-tts')}; {entry['file']} sha256 {entry['sha256'][:16]}; "
                 f"threads {self.threads}; seed {SEED}")
 
+    def retake(self, voice: Voice, take: int) -> Voice:
+        return with_take(voice, take)        # take n: seed SEED + n - 1
+
+    def language(self, voice: Voice, text: str = "") -> str:
+        source, _ = self._source(voice.name)
+        return str(self.registry()[source].get("language", ""))
+
     # ------------------------------------------------------------ synthesis
     def apply_delivery(self, voice: Voice, delivery: Delivery) -> Voice:
         """Speed and volume (hibari's pitch moves with a rate relabelling, which also changes the timbre)."""
@@ -245,7 +252,7 @@ class HibariBackend(Backend):
         pitch_factor = 2.0 ** ((shift + voice.pitch) / 12.0)
         speed = min(MAX_SPEED, max(MIN_SPEED, voice.speed(self.base_wpm) / pitch_factor))
         try:
-            samples = model(text, speed=speed, seed=SEED)
+            samples = model(text, speed=speed, seed=SEED + int(voice.option("take") or 1) - 1)
         except Exception as exc:  # hibari raises plain exceptions; keep the reason
             raise SynthesisError(f"hibari failed: {exc}") from exc
         rate = round(model.sample_rate * pitch_factor)

@@ -41,6 +41,8 @@ DERIVED: dict[str, float] = {
 #: Automatic-casting voices: those of DERIVED that passed the suite's intelligibility and pitch
 #: bounds (tests/test_voice_quality.py; joe itself, at 86 Hz, was recognized worse than these).
 PALETTE = ["joe-light", "joe-tenor"]
+#: Semitones of upward pitch shift up to which the recognizer check still understands a derived voice.
+MAX_RECOGNIZED_SHIFT = 4.5
 _DESCRIPTIONS = {name: f"joe, {shift:+.1f} semitones" for name, shift in DERIVED.items()}
 _DESCRIPTIONS["joe"] = "bundled Piper voice (male, US English)"
 
@@ -148,6 +150,33 @@ class PiperBackend(Backend):
 
     def voice_gender(self, name: str) -> str:
         return "male" if name.strip().lower() in DERIVED else ""
+
+    def retake(self, voice: Voice, take: int) -> Voice:
+        # Piper's noise is drawn inside the ONNX graph by onnxruntime, which takes no seed per
+        # call (only a process-wide one at session creation): every call already differs.
+        return voice
+
+    def recognizable(self, voice: Voice) -> bool:
+        # pocketsphinx hears joe and joe shifted up by as much as 4.4 semitones (WER 0-0.2 on three plain
+        # sentences); shifted down (joe-deep, joe-bass) or further up (joe-high, joe-alto), the formants
+        # move too far for its acoustic model (WER 0.2-1.0 on the same sentences).
+        try:
+            _, offset = self._model_for(voice.name)
+        except UnknownVoiceError:
+            return False
+        return 0.0 <= offset + voice.pitch <= MAX_RECOGNIZED_SHIFT
+
+    def language(self, voice: Voice, text: str = "") -> str:
+        if voice.name.lower() in DERIVED:
+            return "en-US"
+        import json
+
+        try:
+            config = json.loads(Path(f"{voice.name}.json").read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return ""
+        language = config.get("language") or {}
+        return str(language.get("code") or (config.get("espeak") or {}).get("voice") or "").replace("_", "-")
 
     def fingerprint(self, voice: Voice) -> str:
         path, _ = self._model_for(voice.name)

@@ -37,7 +37,7 @@ from ..delivery import Delivery
 from ..errors import BackendUnavailableError, DialogTTSError, SynthesisError, UnknownVoiceError, VoiceSpecError
 from ..inputs import read_text
 from ..voice import Voice, close_matches
-from .base import Backend, Setting, VoiceInfo, install_hint, int_in, missing_modules, package_version
+from .base import Backend, Setting, VoiceInfo, install_hint, int_in, missing_modules, package_version, with_take
 from .qwen_prompts import ClonePrompts, Wanted
 
 if TYPE_CHECKING:
@@ -50,6 +50,9 @@ DEFAULT_MODELS = {
     "base": "Qwen/Qwen3-TTS-12Hz-1.7B-Base",
     "voice_design": "Qwen/Qwen3-TTS-12Hz-1.7B-VoiceDesign",
 }
+#: Qwen's language names -> language codes (for the recognizer check).
+_LANGUAGE_CODES = {"english": "en", "chinese": "zh", "japanese": "ja", "korean": "ko", "german": "de",
+                   "french": "fr", "russian": "ru", "portuguese": "pt", "spanish": "es", "italian": "it"}
 PRESET_SPEAKERS = ["Vivian", "Serena", "Uncle_Fu", "Dylan", "Eric", "Ryan", "Aiden", "Ono_Anna", "Sohee"]
 #: The presets' sexes, as Qwen3-TTS's model card describes them (for casting by gender).
 PRESET_GENDERS = {"Vivian": "female", "Serena": "female", "Uncle_Fu": "male", "Dylan": "male", "Eric": "male",
@@ -326,6 +329,14 @@ class ModelCache:
             self._failed.clear()
 
 
+def spoken_language(voice: Voice, text: str) -> str:
+    """The language code of what *voice* says: its ``language:``, or with "auto" English for ASCII text."""
+    given = str(voice.option("language") or "auto").lower()
+    if given == "auto":                  # the model detects it from the text
+        return "en" if text.isascii() else ""
+    return _LANGUAGE_CODES.get(given, given)
+
+
 class QwenBackend(Backend):
     name = "qwen"
     needs_gpu = True
@@ -479,6 +490,12 @@ class QwenBackend(Backend):
         parts = [(wanted[0], self._clone.get(wanted), weight) for wanted, weight in self._wanted(voice)]
         return parts[0][1] if voice.option("mix") is None else self._clone.blend(parts)
 
+    def retake(self, voice: Voice, take: int) -> Voice:
+        return with_take(voice, take)    # the take number joins the sampling seed
+
+    def language(self, voice: Voice, text: str = "") -> str:
+        return spoken_language(voice, text)
+
     # ------------------------------------------------------------ synthesis
     def synthesize(self, text: str, voice: Voice) -> Clip:
         return self.synthesize_batch([text], [voice])[0]
@@ -497,7 +514,9 @@ class QwenBackend(Backend):
         torch = import_torch()
         model = self.model(model_id)
         languages = [v.option("language") or "auto" for v in voices]
-        torch.manual_seed(int(hashlib.sha256("\n".join(texts).encode()).hexdigest()[:8], 16))
+        takes = [int(v.option("take") or 1) for v in voices]
+        seed_text = "\n".join(texts) + ("" if max(takes) == 1 else f"\ntakes {takes}")
+        torch.manual_seed(int(hashlib.sha256(seed_text.encode()).hexdigest()[:8], 16))
         try:
             if kind == "custom_voice":
                 wavs, rate = model.generate_custom_voice(list(texts), speaker=[v.name for v in voices],

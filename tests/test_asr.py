@@ -1,0 +1,100 @@
+"""The recognizer check (--check asr) on the real default voices: pocketsphinx hears what they say."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from dialog_tts.asr import Recognizer, comparable, recognizes
+from dialog_tts.audio import Clip, pcm24
+from dialog_tts.backends import get_backend
+from dialog_tts.cli import main
+from dialog_tts.gate import Gate, GateSettings
+from dialog_tts.voice import Voice
+
+SENTENCES = [
+    "The weather was cold and wet all week.",
+    "Please bring the red umbrella to the station.",
+    "We should have left the house much earlier this morning.",
+]
+WRONG = "Nobody knows where the seven golden keys of the castle are hidden."
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def recognizer():
+    return Recognizer()
+
+
+def take(backend: str, voice: str, text: str) -> tuple[Clip, Voice, object]:
+    inst = get_backend(backend).bind({}, workers=1)
+    resolved = inst.resolve(Voice(voice, backend))
+    return pcm24(inst.synthesize(text, resolved)), resolved, inst
+
+
+@pytest.mark.parametrize("voice", ["joe", "joe-tenor", "joe-light"])
+def test_the_default_voices_are_heard_and_a_wrong_text_is_not(recognizer, voice):
+    rates = []
+    for text in SENTENCES:
+        clip, _voice, _inst = take("piper", voice, text)
+        wer, heard = recognizer.word_error_rate(clip, text)
+        rates.append(wer)
+        assert wer <= 0.6, (text, heard)                       # within the default --max-wer
+        wrong, _ = recognizer.word_error_rate(clip, WRONG)
+        assert wrong >= 0.8, (WRONG, heard)
+    assert sum(rates) / len(rates) <= 0.3
+
+
+def test_the_gate_fails_a_take_that_says_something_else(recognizer):
+    clip, voice, inst = take("piper", "joe", SENTENCES[2])
+    gate = Gate(GateSettings(check="asr"))
+    assert gate.judge(clip, SENTENCES[2], voice, inst).passed
+    babble, _voice, _inst = take("piper", "joe", WRONG)        # a take of other words, about as long
+    verdict = gate.judge(babble, SENTENCES[2], voice, inst)
+    assert {c.name for c in verdict.failed} == {"asr"}
+    assert verdict.notes and verdict.notes[0].startswith("heard: ")
+
+
+def test_numbers_and_abbreviations_are_compared_as_spoken():
+    assert comparable("Dr. Patel sold 1,250 tickets.", "doctor patel sold one thousand two hundred fifty tickets") \
+        == ("doctor patel sold tickets", "doctor patel sold tickets")
+    assert recognizes("en-US") and recognizes("en-gb-x-rp") and not recognizes("ko") and not recognizes("")
+
+
+def test_other_languages_are_skipped_once_with_a_warning(glitchy, write_script, tmp_path):
+    glitchy.lang = "ko-KR"
+    script = write_script("A: 안녕하세요. 만나서 반갑습니다.\nB: 감사합니다.\nA: 좋은 아침입니다.\n")
+    report = tmp_path / "r.json"
+    result = CliRunner().invoke(main, ["-s", str(script), "-o", str(tmp_path / "o.wav"), "--backend", "glitchy",
+                                       "--check", "asr", "--report", str(report)])
+    assert result.exit_code == 0, result.output
+    assert result.stderr.count("the recognizer check skips glitchy voices in ko-KR (it recognizes only English)") == 1
+    lines = json.loads(report.read_text())["lines"]
+    assert all("asr" not in line["quality"]["checks"] and line["quality"]["passed"] for line in lines)
+
+
+@pytest.mark.parametrize(("backend", "voice"), [("espeak", "en-us"), ("piper", "joe-bass")])
+def test_voices_the_recognizer_does_not_understand_are_skipped_once(write_script, tmp_path, backend, voice):
+    """espeak's formant speech, and joe shifted far down, are not understood by pocketsphinx."""
+    script = write_script("A: Good morning to you.\nA: And a good morning to you too.\n")
+    result = CliRunner().invoke(main, ["-s", str(script), "-o", str(tmp_path / "o.wav"), "--voices", f"A={voice}",
+                                       "--backend", backend, "--check", "asr"])
+    assert result.exit_code == 0, result.output
+    assert result.stderr.count(f"the recognizer check skips {backend} voice {voice} (it does not understand") == 1
+
+
+def test_asr_render_reports_what_was_heard(write_script, tmp_path):
+    script = write_script(f"A: {SENTENCES[0]}\nB: {SENTENCES[1]}\n")
+    report = tmp_path / "r.json"
+    result = CliRunner().invoke(main, ["-s", str(script), "-o", str(tmp_path / "o.wav"), "--check", "asr",
+                                       "--report", str(report), "--workers", "2"])
+    assert result.exit_code == 0, result.output
+    lines = json.loads(report.read_text())["lines"]
+    for line in lines:
+        asr = line["quality"]["checks"]["asr"]
+        assert asr["passed"] and asr["value"] <= 0.35 and line["quality"]["heard"]
+    assert np.isfinite([line["quality"]["checks"]["duration"]["value"] for line in lines]).all()

@@ -1,0 +1,128 @@
+"""The quality gate's checks, on synthetic faults and on clean takes of the real offline voices."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from conftest import FAKE_RATE, glitch, speech_like
+from dialog_tts import script as script_mod
+from dialog_tts.audio import Clip, pcm24
+from dialog_tts.backends import get_backend
+from dialog_tts.gate import Take, best_take
+from dialog_tts.quality import Check, Thresholds, Verdict, check_take, frame_db, longest_run, spoken_words
+from dialog_tts.voice import Rate, Voice
+
+LONG = "Hello there, how are you doing today? I hope the weather is kind to you."
+
+
+def failed(clip_samples: np.ndarray, text: str = LONG, **kw) -> set[str]:
+    return {c.name for c in check_take(Clip(clip_samples, FAKE_RATE), text, wpm=170.0, **kw).failed}
+
+
+@pytest.mark.parametrize(("fault", "check"), [
+    ("silence", "level"), ("truncate", "duration"), ("loop", "duration"), ("clip", "clipping"),
+    ("tone", "steady"), ("gap", "pause"),
+])
+def test_each_fault_fails_its_check(fault, check):
+    x = speech_like(LONG)
+    assert failed(x) == set()
+    assert check in failed(glitch(x, fault))
+
+
+def test_noise_without_a_speech_envelope_fails():
+    x = speech_like(LONG)
+    noise = (0.1 * np.random.default_rng(3).standard_normal(2 * FAKE_RATE)).astype(np.float32)
+    assert "steady" in failed(np.concatenate([x, noise]))
+
+
+def test_empty_audio_fails():
+    assert failed(np.zeros(0, np.float32)) >= {"level", "duration"}
+
+
+def test_a_quiet_voice_may_be_quiet():
+    x = speech_like(LONG) * np.float32(10 ** (-40 / 20))          # -40 dB: about -53 dBFS at its loudest
+    assert "level" in failed(x)
+    assert "level" not in failed(x, volume_db=-40.0)
+
+
+def test_slow_voices_get_longer_predictions_and_pauses():
+    x = speech_like(LONG, wpm=85.0)                                # half the rate: twice as long
+    assert failed(x, speed=0.5) == set()
+    assert "duration" not in failed(glitch(speech_like(LONG), "clean"), speed=1.0)
+
+
+def test_non_speech_backends_get_only_level_and_clipping():
+    t = np.arange(3 * FAKE_RATE) / FAKE_RATE
+    tone = (0.5 * np.sin(2 * math.pi * 300 * t)).astype(np.float32)
+    verdict = check_take(Clip(tone, FAKE_RATE), "Oh.", wpm=170.0, speech=False)
+    assert [c.name for c in verdict.checks] == ["level", "clipping"] and verdict.passed
+
+
+def test_thresholds_are_settable():
+    x = speech_like(LONG)
+    assert "duration" in failed(x, thresholds=Thresholds(max_duration=0.5, duration_slack=0.0))
+
+
+def test_spoken_words_counts_syllables_digits_and_wide_scripts():
+    assert spoken_words("The cat sat.") == pytest.approx(3 / 1.45)
+    assert spoken_words("In 1987") > spoken_words("In")
+    assert spoken_words("안녕하세요") == pytest.approx(5 / 1.45)
+    assert spoken_words("") == 0.0
+
+
+def test_frame_measures_against_numpy_reference():
+    rng = np.random.default_rng(0)
+    x = rng.uniform(-0.5, 0.5, 16000).astype(np.float32)
+    db = frame_db(x, 16000)
+    reference = [10 * math.log10(float(np.mean(x[i * 160:(i + 1) * 160].astype(np.float64) ** 2)))
+                 for i in range(100)]
+    assert np.allclose(db, reference, atol=1e-3)
+    assert longest_run(np.array([1, 1, 0, 1, 1, 1, 0], bool)) == 3
+    assert longest_run(np.zeros(4, bool)) == 0
+
+
+def test_best_take_is_the_first_that_passed_else_the_least_bad():
+    ok = Verdict((Check("level", True, -10.0, ""),))
+    bad = Verdict((Check("duration", False, 0.2, "", excess=0.5),))
+    worse = Verdict((Check("duration", False, 0.1, "", excess=0.9), Check("pause", False, 3, "", excess=1)))
+    assert best_take([Take(1, bad), Take(2, ok), Take(3, ok)]).number == 2
+    assert best_take([Take(1, worse), Take(2, bad), Take(3, bad)]).number == 2
+
+
+# ---------------------------------------------------------------- no false alarms on the real voices
+
+def sample_lines() -> list[str]:
+    return [line.text for path in ("samples/dialog.txt", "samples/interview.txt")
+            for line in script_mod.load(path).lines]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("backend", "name", "factor"), [
+    ("piper", "joe", None), ("piper", "joe-alto", 0.8), ("piper", "joe-bass", 1.3),
+    ("espeak", "en-us", None), ("espeak", "en-us+f3", 0.8), ("espeak", "en-gb-x-rp+m3", 1.3),
+])
+def test_clean_takes_of_the_samples_pass(backend, name, factor):
+    inst = get_backend(backend).bind({}, workers=1)
+    voice = inst.resolve(Voice(name, backend, rate=Rate(factor=factor) if factor else None))
+    alarms = []
+    for text in sample_lines():
+        clip = pcm24(inst.synthesize(text, voice))
+        verdict = check_take(clip, text, wpm=inst.base_wpm, speed=voice.speed(inst.base_wpm))
+        if not verdict.passed:
+            alarms.append(f"{voice.describe()} {text!r}: {verdict.describe()}")
+    assert alarms == []
+
+
+@pytest.mark.slow
+def test_a_clean_render_of_the_samples_passes_at_the_first_take(tmp_path):
+    from dialog_tts import synthesize_dialog
+
+    for script in ("samples/dialog.txt", "samples/interview.txt"):
+        result = synthesize_dialog(script, tmp_path / "o.wav")
+        assert result.totals.retakes == 0 and result.totals.flagged == 0
+        for line in result.lines:
+            assert line.quality is not None and line.quality["kept_take"] == 1 and line.quality["passed"]
+            assert set(line.quality["checks"]) == {"level", "clipping", "duration", "pause", "steady"}
