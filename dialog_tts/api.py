@@ -343,10 +343,11 @@ class Renderer:
         clips = run.clips
         run.outcomes.clear()                  # the clips list holds them now; the mix releases them
         timeline, music = produce.arrange(self._timeline(parsed, jobs, clips, records), prod, settings)
+        boundaries = produce.sentence_boundaries(clips, settings) if prod.subtitles else None
         try:
             mixed = mix.mix_timeline(timeline, clips, settings, consume=not prod.stems, music=music)
             written = produce.write_outputs(out, mixed, timeline, clips, parsed, records, prod, self.settings,
-                                            music, self.options.bit_depth)
+                                            music, self.options.bit_depth, boundaries)
         except LoudnessError as exc:
             raise exc.locate(path=parsed.path) from None
         for note in [*mixed.notes, *written.notes]:

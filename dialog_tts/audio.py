@@ -43,10 +43,16 @@ _INT_SUBTYPES = {"PCM_16": (np.int16, 32768.0, 0), "PCM_24": (np.int32, float(1 
 
 @dataclass(frozen=True)
 class Clip:
-    """Mono or stereo float32 samples, shape ``(n,)`` or ``(n, 2)``, with their rate."""
+    """Mono or stereo float32 samples, shape ``(n,)`` or ``(n, 2)``, with their rate.
+
+    *marks* are the frames where the clip's second, third, ... sentence starts, where
+    the backend told (piper and hibari speak sentence by sentence, Edge sends sentence
+    boundaries); the subtitles split long lines there.  The cache keeps them.
+    """
 
     samples: np.ndarray
     sample_rate: int
+    marks: tuple[int, ...] = ()
 
     def __post_init__(self) -> None:
         if self.samples.dtype != np.float32:
@@ -88,7 +94,7 @@ def db_to_gain(db: float) -> float:
 def apply_gain_db(clip: Clip, db: float) -> Clip:
     if not db:
         return clip
-    return Clip(clip.samples * np.float32(db_to_gain(db)), clip.sample_rate)
+    return Clip(clip.samples * np.float32(db_to_gain(db)), clip.sample_rate, clip.marks)
 
 
 def from_pcm16(data: bytes, sample_rate: int) -> Clip:
@@ -101,10 +107,12 @@ def concat(parts: list[np.ndarray], sample_rate: int) -> Clip:
     """One Clip from consecutive chunks of float samples (an empty Clip for none)."""
     if not parts:
         return Clip(np.zeros(0, dtype=np.float32), sample_rate)
-    return Clip(np.concatenate(parts).astype(np.float32, copy=False), sample_rate)
+    starts = np.cumsum([len(p) for p in parts[:-1]], dtype=np.int64)
+    return Clip(np.concatenate(parts).astype(np.float32, copy=False), sample_rate, tuple(int(s) for s in starts))
 
 
 _PCM24 = float(1 << 23)
+_MARKS = "dialog-tts sentence starts: "     # a cached clip's marks, in its FLAC comment
 
 
 def pcm24(clip: Clip) -> Clip:
@@ -114,7 +122,7 @@ def pcm24(clip: Clip) -> Clip:
     is bit-identical to the line as first synthesized.
     """
     x = np.clip(clip.samples.astype(np.float64) * _PCM24, -_PCM24, _PCM24 - 1)
-    return Clip((np.round(x) / _PCM24).astype(np.float32), clip.sample_rate)
+    return Clip((np.round(x) / _PCM24).astype(np.float32), clip.sample_rate, clip.marks)
 
 
 def encode_flac(clip: Clip) -> bytes:
@@ -122,7 +130,10 @@ def encode_flac(clip: Clip) -> bytes:
     import soundfile as sf
 
     buf = io.BytesIO()
-    sf.write(buf, pcm24(clip).samples, clip.sample_rate, format="FLAC", subtype="PCM_24")
+    with sf.SoundFile(buf, "w", clip.sample_rate, clip.channels, format="FLAC", subtype="PCM_24") as f:
+        if clip.marks:
+            f.comment = _MARKS + ",".join(map(str, clip.marks))
+        f.write(pcm24(clip).samples)
     return buf.getvalue()
 
 
@@ -130,8 +141,11 @@ def decode(data: bytes) -> Clip:
     """Decode any format soundfile reads (FLAC, WAV, MP3, OGG) to a Clip."""
     import soundfile as sf
 
-    samples, rate = sf.read(io.BytesIO(data), dtype="float32", always_2d=False)
-    return Clip(samples, int(rate))
+    with sf.SoundFile(io.BytesIO(data)) as f:
+        samples = f.read(dtype="float32", always_2d=False)
+        comment = f.comment if f.format == "FLAC" else ""
+    marks = tuple(int(m) for m in comment[len(_MARKS):].split(",") if m) if comment.startswith(_MARKS) else ()
+    return Clip(samples, int(f.samplerate), marks)
 
 
 #: Samples of encoder plus decoder delay at the start of an MP3 stream that has no

@@ -156,6 +156,19 @@ def prepare(clip: Clip, settings: MixSettings) -> np.ndarray:
     return fade_edges(out, round(settings.fade * settings.sample_rate))
 
 
+def sentence_starts(clip: Clip, settings: MixSettings) -> list[float]:
+    """Seconds from the clip's placed (trimmed) start to each of its sentences' starts, the first at 0.
+
+    Empty when the backend gave no sentence marks; the subtitles then split by text length.
+    """
+    if not clip.marks:
+        return []
+    start, stop = trim_bounds(clip.mono() if clip.channels > 1 else clip.samples,
+                              settings.trim_db, settings.trim_floor_db)
+    inside = [(m - start) / clip.sample_rate for m in clip.marks if start < m < stop]
+    return [0.0, *inside] if len(inside) == len(clip.marks) else []
+
+
 def placed_frames(clip: Clip, settings: MixSettings) -> int:
     """How many output frames *clip* takes in the mix: trimmed of silence, at the output rate."""
     start, stop = trim_bounds(clip.mono() if clip.channels > 1 else clip.samples,

@@ -17,7 +17,7 @@ import sys
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 
 from . import audio, deliver, mix, mp4, music, review, sources, subtitles, tags
 from .errors import InputError
@@ -138,13 +138,25 @@ class Written:
     notes: list[str] = field(default_factory=list)
 
 
+def sentence_boundaries(clips: Sequence[audio.Clip | None], settings: mix.MixSettings) -> dict[int, list[float]]:
+    """Per line index, where its sentences start in its placed clip (seconds), for lines whose
+    backend said where (see :attr:`audio.Clip.marks`)."""
+    found = {}
+    for index, clip in enumerate(clips):
+        starts = mix.sentence_starts(clip, settings) if clip is not None else []
+        if starts:
+            found[index] = starts
+    return found
+
+
 def write_outputs(out: str | os.PathLike[str] | None, mixed: mix.MixResult, timeline: Timeline,
                   clips: list[audio.Clip | None], parsed: Script, records: Sequence[Any], prod: Production,
-                  settings: mix.MixSettings, bed: music.Music | None, bit_depth: str | None = None) -> Written:
+                  settings: mix.MixSettings, bed: music.Music | None, bit_depth: str | None = None,
+                  boundaries: Mapping[int, Sequence[float]] | None = None) -> Written:
     """Write the audio (with tags and chapters), then the stems, subtitles and review page asked for.
 
     *settings* are the render's (the ceiling and target the file must keep); *bit_depth*
-    the sample format of WAV and FLAC."""
+    the sample format of WAV and FLAC; *boundaries* where each line's sentences start (subtitles)."""
     marks = chapters(timeline) if prod.chapters else []
     written = Written(chapters=marks)
     page_audio: bytes | None = None
@@ -156,7 +168,7 @@ def write_outputs(out: str | os.PathLike[str] | None, mixed: mix.MixResult, time
     if prod.stems:
         write_stems(prod, parsed, timeline, clips, settings, mixed, bed, out)
     if prod.subtitles:
-        review.write_text(prod.subtitles, subtitles.render(prod.subtitles, timeline, marks))
+        review.write_text(prod.subtitles, subtitles.render(prod.subtitles, timeline, marks, boundaries))
     if prod.review:
         src = review.audio_source(prod.review, out, page_audio, prod.stream_suffix())
         title = tags.Tags.merged(parsed.meta, prod.tags).title or Path(parsed.path).stem

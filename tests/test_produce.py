@@ -7,16 +7,19 @@ import math
 import os
 import subprocess
 import sys
+from dataclasses import replace
 
 import numpy as np
 import pytest
 import soundfile as sf
 from click.testing import CliRunner
 
-from dialog_tts import mix, music, synthesize_dialog
+from conftest import FAKE_RATE, FakeBackend, tone_clip
+from dialog_tts import backends, mix, music, synthesize_dialog
 from dialog_tts import script as script_mod
 from dialog_tts import timeline as tl
 from dialog_tts.api import Renderer, RenderOptions
+from dialog_tts.backends.base import VoiceInfo
 from dialog_tts.cli import main
 from dialog_tts.errors import ScriptError
 from measure import loud_regions
@@ -306,3 +309,58 @@ def test_renderer_accepts_the_production_options(write_script, tone_backend, tmp
         result = renderer.render(write_script("A: Hello there.\nB: Hi.\n"), tmp_path / "o.wav")
     assert result.lines[0].start == pytest.approx(1.5, abs=1e-3)        # 1 s intro, then 0.5 s of music
     assert result.duration == pytest.approx(result.lines[1].end + 0.5 + 1.0, abs=1e-3)
+
+
+class SentenceBackend(FakeBackend):
+    """Speaks each sentence as a tone burst whose length ignores the text, and says where each starts."""
+
+    name = "sentences"
+    speech = False
+
+    def resolve(self, voice):
+        return replace(voice, name=voice.name or "s")
+
+    def list_voices(self):
+        return [VoiceInfo("s")]
+
+    def palette(self):
+        return ["s"]
+
+    def synthesize(self, text, voice):
+        from dialog_tts.audio import concat
+        from dialog_tts.subtitles import sentences
+        parts = []
+        for i, _sentence in enumerate(sentences(text)):
+            seconds = 0.3 if i == 0 else 1.5           # the short first sentence has the longer text
+            burst = tone_clip(300 + 100 * i, seconds).samples
+            parts.append(np.concatenate([burst, np.zeros(round(0.3 * FAKE_RATE), np.float32)]))
+        return concat(parts, FAKE_RATE)
+
+
+def test_long_lines_split_where_the_backend_says_its_sentences_start(write_script, tmp_path):
+    backends.register("sentences", SentenceBackend)
+    try:
+        line = "A first sentence with very many more words in it than the next one will have. Short second one."
+        script = write_script(f"A: {line}\n")
+        for attempt in ("synthesized", "cached"):        # the cache keeps the sentence marks
+            out, subs = tmp_path / f"{attempt}.wav", tmp_path / f"{attempt}.srt"
+            result = render(script, out, subtitles=subs, backend="sentences", stereo=False,
+                            cache_dir=tmp_path / "c", leveling="off", check="none")
+            assert result.lines[0].source == ("synthesized" if attempt == "synthesized" else "cache")
+            samples, rate = sf.read(out)
+            speech = loud_regions(samples, rate, threshold=0.01)
+            cues = _parse_srt(subs.read_text())
+            assert len(speech) == 2 and len(cues) == 2
+            # by text length the split would fall at 80 % of the line; the audio says 0.6 s in
+            assert abs(cues[1][0] - speech[1][0]) <= 0.05 and abs(cues[0][0] - speech[0][0]) <= 0.05
+    finally:
+        backends.unregister("sentences")
+
+
+def test_offline_backends_mark_their_sentences():
+    from dialog_tts.voice import Voice
+    text = "The first sentence. And the second one."
+    for name, voice in (("piper", "joe"), ("hibari", "heart")):
+        backend = backends.get_backend(name)
+        clip = backend.synthesize(text, backend.resolve(Voice(voice, backend=name)))
+        assert len(clip.marks) == 1 and 0.2 * clip.frames < clip.marks[0] < 0.8 * clip.frames, (name, clip.marks)

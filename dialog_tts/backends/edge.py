@@ -286,7 +286,7 @@ class EdgeBackend(Backend):
             raise SynthesisError(f"edge rejected the request: {exc}") from None
         timeout = self.timeout_for(text)
         try:
-            audio, ends = asyncio.run(asyncio.wait_for(_collect(communicate), timeout))
+            audio, spans = asyncio.run(asyncio.wait_for(_collect(communicate), timeout))
         except (asyncio.TimeoutError, TimeoutError):
             raise TransientSynthesisError(f"edge: no complete answer within {timeout:g} s") from None
         except Exception as exc:
@@ -298,22 +298,23 @@ class EdgeBackend(Backend):
         if isinstance(state, dict) and state.get("cumulative_audio_bytes", len(audio)) != len(audio):
             raise TransientSynthesisError(f"edge: the stream closed before the end of the turn "
                                           f"(audio cut short at {clip.duration:.2f} s)")
-        if ends and clip.duration + COVERAGE_TOLERANCE < max(ends):
-            raise TransientSynthesisError(f"edge: audio cut short ({clip.duration:.2f} s of "
-                                          f"{max(ends):.2f} s)")
-        return clip
+        end = max((e for _s, e in spans), default=0.0)
+        if spans and clip.duration + COVERAGE_TOLERANCE < end:
+            raise TransientSynthesisError(f"edge: audio cut short ({clip.duration:.2f} s of {end:.2f} s)")
+        starts = sorted(round(s * clip.sample_rate) for s, _e in spans)[1:]   # where sentences 2, 3, ... start
+        return replace(clip, marks=tuple(m for m in starts if 0 < m < clip.frames))
 
 
-async def _collect(communicate: Any) -> tuple[bytearray, list[float]]:
-    """All audio bytes of a request, and where each sentence ends (seconds)."""
+async def _collect(communicate: Any) -> tuple[bytearray, list[tuple[float, float]]]:
+    """All audio bytes of a request, and where each sentence starts and ends (seconds)."""
     audio = bytearray()
-    ends: list[float] = []
+    spans: list[tuple[float, float]] = []
     async for chunk in communicate.stream():
         if chunk["type"] == "audio":
             audio += chunk["data"]
         elif chunk["type"] == "SentenceBoundary":
-            ends.append((chunk["offset"] + chunk["duration"]) / TICKS)
-    return audio, ends
+            spans.append((chunk["offset"] / TICKS, (chunk["offset"] + chunk["duration"]) / TICKS))
+    return audio, spans
 
 
 def _classify(exc: BaseException) -> SynthesisError:

@@ -245,18 +245,20 @@ class HibariBackend(Backend):
             return model
 
     def synthesize(self, text: str, voice: Voice) -> Clip:
-        from ..audio import Clip, apply_gain_db
+        from ..audio import apply_gain_db, concat
 
         source, shift = self._source(voice.name)
         model = self._load(source)
         pitch_factor = 2.0 ** ((shift + voice.pitch) / 12.0)
         speed = min(MAX_SPEED, max(MIN_SPEED, voice.speed(self.base_wpm) / pitch_factor))
         try:
-            samples = model(text, speed=speed, seed=SEED + int(voice.option("take") or 1) - 1)
+            # one array per sentence (their join is exactly what model(text) returns), so the
+            # clip knows where its sentences start
+            parts = list(model.stream(text, speed=speed, seed=SEED + int(voice.option("take") or 1) - 1))
         except Exception as exc:  # hibari raises plain exceptions; keep the reason
             raise SynthesisError(f"hibari failed: {exc}") from exc
         rate = round(model.sample_rate * pitch_factor)
-        return apply_gain_db(Clip(samples, rate), voice.volume)
+        return apply_gain_db(concat(parts, rate), voice.volume)
 
     def close(self) -> None:
         with self._load_lock:
