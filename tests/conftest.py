@@ -89,6 +89,20 @@ def tone_backend():
 
 
 @pytest.fixture
+def run(tmp_path, monkeypatch):
+    """Invoke the command line in a fresh working folder (the test's tmp_path)."""
+    from click.testing import CliRunner
+
+    from dialog_tts.cli import main
+
+    monkeypatch.chdir(tmp_path)
+
+    def invoke(*args):
+        return CliRunner().invoke(main, [str(a) for a in args])
+    return invoke
+
+
+@pytest.fixture
 def write_script(tmp_path):
     """Write script text (str, or bytes as-is) to a file and return its path."""
     def write(text, name="script.txt"):

@@ -13,15 +13,6 @@ from dialog_tts.errors import SynthesisError
 TWO = "A: Hello there.\nB: Hi, how are you?\nA: Fine.\n"
 
 
-@pytest.fixture
-def run(tmp_path, monkeypatch):
-    monkeypatch.chdir(tmp_path)
-
-    def invoke(*args):
-        return CliRunner().invoke(main, [str(a) for a in args])
-    return invoke
-
-
 def one_error_line(result) -> str:
     lines = [ln for ln in result.output.splitlines() if ln.strip()]
     errors = [ln for ln in lines if ln.startswith("Error:")]

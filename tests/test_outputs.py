@@ -11,21 +11,9 @@ from pathlib import Path
 
 import pytest
 import soundfile as sf
-from click.testing import CliRunner
-
-from dialog_tts.cli import main
 
 TWO = "A: Hello there.\nB: Hi, how are you?\n"
 ROOT = Path(__file__).resolve().parents[1]
-
-
-@pytest.fixture
-def run(tmp_path, monkeypatch):
-    monkeypatch.chdir(tmp_path)
-
-    def invoke(*args):
-        return CliRunner().invoke(main, [str(a) for a in args])
-    return invoke
 
 
 def error_line(result) -> str:
