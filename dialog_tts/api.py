@@ -269,9 +269,8 @@ class Renderer:
                                     gate=Gate(self.options.gate_settings()))
         self._ready: tuple[list[engine.Job], engine.EngineResult] | None = None
 
-    @cached_property
+    @cached_property   # the mix's settings, built on first use: planning needs no mixer
     def settings(self) -> mix.MixSettings:
-        """The mix's settings (built on first use: planning needs no mixer)."""
         return self.options.mix_settings()
 
     def close(self) -> None:
