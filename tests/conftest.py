@@ -79,13 +79,20 @@ def tone_clip(freq: float, seconds: float, rate: int = FAKE_RATE, amp: float = 0
     return Clip((amp * np.sin(2 * math.pi * freq * t)).astype(np.float32), rate)
 
 
+def registered(name, inst):
+    """Register the fake *inst* as backend *name* for a fixture's lifetime (use with ``yield from``)."""
+    backends.register(name, lambda: inst)
+    try:
+        yield inst
+    finally:
+        backends.unregister(name)
+
+
 @pytest.fixture
 def tone_backend():
     """A fresh ToneBackend registered as 'tone' for the duration of a test."""
     inst = ToneBackend()
-    backends.register("tone", lambda: inst)
-    yield inst
-    backends.unregister("tone")
+    yield from registered("tone", inst)
 
 
 @pytest.fixture
@@ -189,9 +196,7 @@ class FlakyBackend(FakeBackend):
 @pytest.fixture
 def flaky():
     inst = FlakyBackend()
-    backends.register("flaky", lambda: inst)
-    yield inst
-    backends.unregister("flaky")
+    yield from registered("flaky", inst)
 
 
 @pytest.fixture
@@ -345,6 +350,4 @@ def glitch(x: np.ndarray, fault: str) -> np.ndarray:
 @pytest.fixture
 def glitchy():
     inst = GlitchyBackend()
-    backends.register("glitchy", lambda: inst)
-    yield inst
-    backends.unregister("glitchy")
+    yield from registered("glitchy", inst)

@@ -8,7 +8,7 @@ from dataclasses import replace
 import pytest
 from click.testing import CliRunner
 
-from conftest import tone_clip
+from conftest import registered, tone_clip
 from dialog_tts import backends
 from dialog_tts.api import Renderer, RenderOptions, synthesize_dialog
 from dialog_tts.backends.base import Backend, Setting, VoiceInfo, int_in
@@ -49,9 +49,7 @@ class RecordingBackend(Backend):
 @pytest.fixture
 def rec():
     inst = RecordingBackend()
-    backends.register("rec", lambda: inst)
-    yield inst
-    backends.unregister("rec")
+    yield from registered("rec", inst)
 
 
 def test_a_render_with_settings_leaves_the_next_render_its_defaults(rec, write_script):
