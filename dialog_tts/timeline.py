@@ -95,34 +95,71 @@ Event = Union[Line, Pause, Chapter]
 
 def build(events: Sequence[Event], lines: Sequence[LineInput], *, sample_rate: int, gap: float) -> Timeline:
     """Place *events* (the script's, in order) given one :class:`LineInput` per Line event."""
-    timeline = Timeline(sample_rate)
-    cursor = 0.0            # seconds; rounded to frames only where something is placed
-    placed_any = False
-    inputs = iter(enumerate(lines))
-    for event in events:
-        start = round(cursor * sample_rate)
+    builder = Builder(events, sample_rate=sample_rate, gap=gap)
+    for item in lines:
+        builder.add(item)
+    return builder.finish()
+
+
+class Builder:
+    """The timeline built line by line, as each line's length becomes known (a streamed render).
+
+    :meth:`add` places the next line (and the pauses and chapters before it) and returns the
+    entries placed; :meth:`finish` places what follows the last line and gives the timeline.
+    """
+
+    def __init__(self, events: Sequence[Event], *, sample_rate: int, gap: float) -> None:
+        self.timeline = Timeline(sample_rate)
+        self.rate, self.gap = sample_rate, gap
+        self.cursor = 0.0            # seconds; rounded to frames only where something is placed
+        self.placed_any = False
+        self.index = 0
+        self._events = iter(events)
+
+    def add(self, item: LineInput) -> list[Entry]:
+        """Place the next line, given its length; the entries placed up to and including it."""
+        first = len(self.timeline.entries)
+        for event in self._events:
+            if not self._other(event):
+                self._line(item)
+                return self.timeline.entries[first:]
+        raise ValueError("more lines than the script has")
+
+    def finish(self) -> Timeline:
+        """Place the events after the last line; the whole timeline."""
+        for event in self._events:
+            if not self._other(event):
+                raise ValueError("fewer lines than the script has")
+        self.timeline.frames = round(self.cursor * self.rate)
+        return self.timeline
+
+    def _other(self, event: Event) -> bool:
+        """Place a chapter or pause; False for a line (the caller places it)."""
+        start = round(self.cursor * self.rate)
         if isinstance(event, Chapter):
-            timeline.entries.append(Entry(Kind.CHAPTER, start, 0, event.line_no, text=event.title))
-            continue
+            self.timeline.entries.append(Entry(Kind.CHAPTER, start, 0, event.line_no, text=event.title))
+            return True
         if isinstance(event, Pause):
-            timeline.entries.append(Entry(Kind.PAUSE, start, round(event.seconds * sample_rate), event.line_no))
-            cursor += event.seconds
-            continue
-        index, item = next(inputs)
+            self.timeline.entries.append(Entry(Kind.PAUSE, start, round(event.seconds * self.rate), event.line_no))
+            self.cursor += event.seconds
+            return True
+        return False
+
+    def _line(self, item: LineInput) -> None:
+        index, self.index = self.index, self.index + 1
+        start = round(self.cursor * self.rate)
         if item.frames is None:
-            seconds = item.missing_seconds + gap
-            timeline.entries.append(_entry(Kind.MISSING, start, round(seconds * sample_rate), index, item))
-            cursor += seconds
-            continue
-        if item.frames and placed_any:
-            cursor += gap
-            start = round(cursor * sample_rate)
-        timeline.entries.append(_entry(Kind.LINE, start, item.frames, index, item))
+            seconds = item.missing_seconds + self.gap
+            self.timeline.entries.append(_entry(Kind.MISSING, start, round(seconds * self.rate), index, item))
+            self.cursor += seconds
+            return
+        if item.frames and self.placed_any:
+            self.cursor += self.gap
+            start = round(self.cursor * self.rate)
+        self.timeline.entries.append(_entry(Kind.LINE, start, item.frames, index, item))
         if item.frames:
-            cursor = (start + item.frames) / sample_rate
-            placed_any = True
-    timeline.frames = round(cursor * sample_rate)
-    return timeline
+            self.cursor = (start + item.frames) / self.rate
+            self.placed_any = True
 
 
 def _entry(kind: Kind, start: int, frames: int, index: int, item: LineInput) -> Entry:
