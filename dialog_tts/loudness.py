@@ -215,24 +215,39 @@ class LineLevel:
         return gated_loudness(self.blocks)
 
 
-def measure_line(samples: np.ndarray, rate: int, start: int, edges: np.ndarray, frames: int) -> LineLevel:
-    """K-weight one mono line placed at *start* in a mix of *frames* frames whose sub-blocks start at *edges*.
+def k_squared(samples: np.ndarray, rate: int, tail: int = 0) -> np.ndarray:
+    """The squared K-weighted signal of one mono line followed by *tail* frames of its ring-out.
 
-    The line is filtered alone (float32: 3e-6 dB from float64, three times faster), with
-    20 ms of ring-out, plus a constant of 1e-20 that keeps the filter's state out of
-    float32's denormal range (exact silence otherwise made it ten times slower).  Its
-    gating blocks are BS.1770's (400 ms, 100 ms apart) but counted from its own start, so
-    that silence around it never counts; a line shorter than 400 ms is one block of its
-    own length (padded to 400 ms with silence, it would read quiet and be over-raised).
-    """
+    Filtered in float32 (3e-6 dB from float64, three times faster), plus a constant of
+    1e-20 that keeps the filter's state out of float32's denormal range (exact silence
+    otherwise made it ten times slower)."""
     from scipy.signal import sosfilt
 
-    n = samples.shape[0]
-    tail = max(0, min(round(_TAIL * rate), frames - start - n))
     x = np.concatenate([samples, np.zeros(tail, np.float32)])
     x += np.float32(_DENORMAL_GUARD)
     y = sosfilt(k_weighting_sos(rate).astype(np.float32), x)
     y *= y
+    return y
+
+
+def tail_frames(rate: int) -> int:
+    """Frames of K-filter ring-out counted after a line (20 ms)."""
+    return round(_TAIL * rate)
+
+
+def measure_line(samples: np.ndarray, rate: int, start: int, edges: np.ndarray, frames: int,
+                 squared: np.ndarray | None = None) -> LineLevel:
+    """K-weight one mono line placed at *start* in a mix of *frames* frames whose sub-blocks start at *edges*.
+
+    The line is filtered alone (:func:`k_squared`, or *squared* where the caller has it), with
+    20 ms of ring-out.  Its gating blocks are BS.1770's (400 ms, 100 ms apart) but counted
+    from its own start, so that silence around it never counts; a line shorter than 400 ms
+    is one block of its own length (padded to 400 ms with silence, it would read quiet and
+    be over-raised).  *edges* may be a slice of the mix's edges: ``first`` counts from it.
+    """
+    n = samples.shape[0]
+    tail = max(0, min(tail_frames(rate), frames - start - n))
+    y = k_squared(samples, rate, tail) if squared is None else squared[:n + tail]
     if n >= 0.4 * rate:
         own = np.arange(block_count(n, rate) + 3) * round(_SUB_SECONDS * rate)
         sub = np.add.reduceat(y[:n], own[own < n]).astype(np.float64)
@@ -244,6 +259,28 @@ def measure_line(samples: np.ndarray, rate: int, start: int, edges: np.ndarray, 
     inner = edges[first + 1:][edges[first + 1:] < start + y.shape[0]] - start
     subs = np.add.reduceat(y, np.concatenate([[0], inner]).astype(np.int64)).astype(np.float64)
     return LineLevel(blocks, first, subs)
+
+
+def sub_block_edges_between(first: int, last: int, rate: int) -> np.ndarray:
+    """Sub-block edges first..last-1 of an unbounded mix (the same values :func:`sub_block_edges` gives)."""
+    return (np.arange(first, last) * _SUB_SECONDS * rate).astype(np.int64)
+
+
+def sub_block_of(frame: int, rate: int) -> int:
+    """The sub-block that holds *frame* (of an unbounded mix)."""
+    k = int(frame / (_SUB_SECONDS * rate))
+    edges = sub_block_edges_between(max(0, k - 1), k + 2, rate)
+    return max(0, k - 1) + int(np.searchsorted(edges, frame, side="right")) - 1
+
+
+def loudness_of(energies: np.ndarray, frames: int, rate: int) -> float:
+    """Integrated loudness (LUFS) of a mix of *frames* frames from its sub-block energies (rows, channels)."""
+    blocks = block_count(frames, rate)
+    sub = np.zeros((blocks + 3, energies.shape[1]))
+    rows = min(blocks + 3, energies.shape[0])
+    sub[:rows] = energies[:rows] / (0.4 * rate)
+    z = sub[:blocks] + sub[1:blocks + 1] + sub[2:blocks + 2] + sub[3:blocks + 3]
+    return gated_loudness(z.sum(axis=1))   # channel weights are 1 (mono, left, right)
 
 
 class _Loudness:
@@ -379,6 +416,48 @@ def _group_peaks(x: np.ndarray, rate: int,
     return peaks, check
 
 
+GROUP = _GROUP
+
+
+def group_maxima(values: np.ndarray, start: int) -> np.ndarray:
+    """The maximum of *values* (one per frame, from frame *start* of the mix) in each of the mix's
+    groups of GROUP frames that they touch (the first group is ``start // GROUP``)."""
+    lead = start % _GROUP
+    padded = np.concatenate([np.zeros(lead, np.float32), values.astype(np.float32, copy=False)])
+    pad = -padded.shape[0] % _GROUP
+    if pad:
+        padded = np.concatenate([padded, np.zeros(pad, np.float32)])
+    return _max_every(padded, _GROUP) if padded.size else padded
+
+
+def group_sums(values: np.ndarray, start: int) -> np.ndarray:
+    """The sum of *values* (one per frame, from frame *start*) in each group of GROUP frames they touch."""
+    bounds = np.arange(-(start % _GROUP), values.shape[0], _GROUP)
+    bounds[0] = 0
+    return np.add.reduceat(values, bounds).astype(np.float32) if values.size else values.astype(np.float32)
+
+
+def limit_groups(peaks: np.ndarray, ceiling: float, rate: int) -> np.ndarray:
+    """The limiter's gain per group for group true peaks *peaks* (already times the gain): what
+    :func:`normalize_loudness` applies, for a caller that holds a mix in parts."""
+    return limiter_gain(peaks, ceiling, rate / _GROUP, attack=_ATTACK, hold=max(_HOLD, 1.5 * _GROUP / rate))
+
+
+def limiter_reach(rate: int) -> int:
+    """Groups before and after a group whose peak the limiter's gain depends on (look-ahead and hold)."""
+    return round(_ATTACK * rate / _GROUP) + round(max(_HOLD, 1.5 * _GROUP / rate) * rate / _GROUP) + 2
+
+
+def ceiling_gain(ceiling_db: float) -> float:
+    """The level the limiter holds true peaks at for a ceiling of *ceiling_db* dBTP (with its margin)."""
+    return db_to_gain(ceiling_db - _CEILING_MARGIN_DB)
+
+
+def frame_curve(group_gain: np.ndarray, start: int, stop: int) -> np.ndarray:
+    """Per-frame gain for frames start..stop-1 of *group_gain* (see :func:`_frame_curve`)."""
+    return _frame_curve(group_gain, start, stop)
+
+
 def _frame_curve(group_gain: np.ndarray, start: int, stop: int) -> np.ndarray:
     """Per-frame gain for frames start..stop-1: linear between group starts (never above either end)."""
     g0, g1 = start // _GROUP, -(-stop // _GROUP) + 1
@@ -504,9 +583,7 @@ class _LimitedGain:
     def group_gain(self, gain_db: float) -> np.ndarray:
         """Gain per group (limiter included) at a gain of *gain_db*; hold spans at least one group."""
         g = db_to_gain(gain_db)
-        limit = limiter_gain(self.peaks * np.float32(g), self.ceiling, self.rate / _GROUP, attack=_ATTACK,
-                             hold=max(_HOLD, 1.5 * _GROUP / self.rate))
-        return limit * np.float32(g)
+        return limit_groups(self.peaks * np.float32(g), self.ceiling, self.rate) * np.float32(g)
 
     def loudest(self) -> float:
         """The loudness at the largest push (the loudest this ceiling allows)."""

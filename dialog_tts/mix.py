@@ -39,10 +39,10 @@ log = logging.getLogger("dialog_tts")
 _BLOCK = loudness.BLOCK  # frames per block when clipping the result
 LEVELING = timeline_mod.LEVELING
 BIT_DEPTHS = (16, 24)        # PCM grids the result can be rounded to (None: float)
-_LEVEL_REFERENCE = -20.0     # LUFS lines are levelled to while mixing (the final gain moves them all)
+LEVEL_REFERENCE = -20.0      # LUFS lines are levelled to while mixing (the final gain moves them all)
 _MAX_LEVEL_DB = 18.0         # levelling moves a line or a speaker by at most this much either way
-_COMPENSATE_ROUNDS = 4       # rounds of giving back what the limiter takes from some lines more than others
-_MAX_COMPENSATION_DB = 6.0   # ... at most this much
+COMPENSATE_ROUNDS = 4       # rounds of giving back what the limiter takes from some lines more than others
+MAX_COMPENSATION_DB = 6.0   # ... at most this much
 
 
 @dataclass(frozen=True)
@@ -278,7 +278,7 @@ class _Levels:
             return gain
         level = loudness.measure_line(samples, self.settings.sample_rate, entry.start, self.edges, self.frames)
         if self.settings.leveling == "line":
-            gain += _level_gain(level.loudness - _volume(entry))
+            gain += level_gain(level.loudness - line_volume(entry))
         self.lines.append((entry, level, gain))
         return gain
 
@@ -288,8 +288,9 @@ class _Levels:
             return
         speakers: dict[str, list[np.ndarray]] = {}
         for entry, level, _gain in self.lines:
-            speakers.setdefault(speaker_key(entry.speaker), []).append(level.blocks / db_to_gain(_volume(entry)) ** 2)
-        gains = {key: _level_gain(loudness.gated_loudness(np.concatenate(blocks)))
+            own = level.blocks / db_to_gain(line_volume(entry)) ** 2
+            speakers.setdefault(speaker_key(entry.speaker), []).append(own)
+        gains = {key: level_gain(loudness.gated_loudness(np.concatenate(blocks)))
                  for key, blocks in speakers.items()}
         for i, (entry, level, gain) in enumerate(self.lines):
             extra = gains[speaker_key(entry.speaker)]
@@ -328,7 +329,7 @@ class _Levels:
         if min(total) <= 0:
             return False
         average = 10 * math.log10(total[0] / total[1])
-        wanted = {k: max(-_MAX_COMPENSATION_DB, min(_MAX_COMPENSATION_DB, 10 * math.log10(a / b) - average))
+        wanted = {k: max(-MAX_COMPENSATION_DB, min(MAX_COMPENSATION_DB, 10 * math.log10(a / b) - average))
                   if a > 0 and b > 0 else 0.0 for k, (a, b) in sums.items()}
         if max(abs(wanted[k] - self.extra.get(k, 0.0)) for k in wanted) < 0.05:
             return False
@@ -362,17 +363,17 @@ class _Levels:
         return energies
 
 
-def _volume(entry: Entry) -> float:
+def line_volume(entry: Entry) -> float:
     """The level (dB) the line was meant to have against its voice's others: its voice's ``volume``
     (a ``volume=`` in the spec, or a delivery such as ``[whispering]``), which levelling keeps."""
     return entry.voice.volume if entry.voice is not None else 0.0
 
 
-def _level_gain(measured: float) -> float:
+def level_gain(measured: float) -> float:
     """The gain (dB) that brings a line or speaker measured at *measured* LUFS to the common level."""
     if not math.isfinite(measured):
         return 0.0
-    return max(-_MAX_LEVEL_DB, min(_MAX_LEVEL_DB, _LEVEL_REFERENCE - measured))
+    return max(-_MAX_LEVEL_DB, min(_MAX_LEVEL_DB, LEVEL_REFERENCE - measured))
 
 
 def _finish(result: MixResult, settings: MixSettings, levels: _Levels) -> None:
@@ -383,7 +384,7 @@ def _finish(result: MixResult, settings: MixSettings, levels: _Levels) -> None:
                                      gain_db=levels.common_gain(),
                                      energies=levels.energies() if from_lines else None)
     gain, got = normalizer.search()
-    for _ in range(_COMPENSATE_ROUNDS if normalizer.gains.meter is not None and from_lines else 0):
+    for _ in range(COMPENSATE_ROUNDS if normalizer.gains.meter is not None and from_lines else 0):
         kept = dict(levels.extra)
         if not levels.compensate(normalizer, gain):
             break
