@@ -16,6 +16,9 @@ For a list of jobs (text + resolved voice + where it came from) the engine
    where the backend has one), keeping the first take that passes;
 6. never lets one line's failure stop the others: results and failures come
    back per job, in job order, and every success is cached as it arrives.
+7. or hands the outcomes out one by one (:meth:`Engine.stream`), in job order,
+   each as soon as it and those before it are done, starting work at most a
+   window of jobs ahead of the consumer (the scheduling: dialog_tts/ordered.py).
 
 Each backend call is made through an executor (dialog_tts/executors.py): in the
 worker thread itself by default, or on a Ray cluster (``--executor ray``); all of
@@ -29,8 +32,7 @@ import logging
 import threading
 import time
 from collections import defaultdict, deque
-from collections.abc import Callable, Mapping, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
+from collections.abc import Callable, Generator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from enum import Enum
 from functools import partial
@@ -40,6 +42,7 @@ from . import backends
 from .errors import DialogTTSError, QualityFailed, SynthesisError
 from .executors import Executor, ThreadExecutor
 from .gate import Gate, LineQuality, Take, best_take
+from .ordered import Lane, in_order, steps, worker_pool
 from .quality import Verdict
 from .voice import Voice
 
@@ -193,18 +196,6 @@ class _Done:
     retries: int = 0
 
 
-@dataclass
-class _Lane:
-    """One backend's queued work and how much of it may run at once (batches: one at a time, in order)."""
-
-    tasks: deque[Callable[[], _Done]]
-    limit: int
-    running: int = 0
-
-    def ready(self) -> bool:
-        return bool(self.tasks) and self.running < self.limit
-
-
 class _Stopped(SynthesisError):
     """The run was interrupted: no new backend call starts."""
 
@@ -288,10 +279,35 @@ class Engine:
         """Several scripts' jobs run as one; *on_group(i, result)* when ``groups[i]`` is done (:class:`_Groups`)."""
         self._execute(_Run([job for group in groups for job in group], self.emit, _Groups(groups, on_group)))
 
+    def stream(self, jobs: Sequence[Job], *, window: int | None = None) -> Stream:
+        """Synthesize *jobs* as :meth:`run` does, handing out ``(index, outcome)`` in job order as they are ready.
+
+        Each job's outcome comes as soon as it and every job before it are done, so the
+        first lines can be played (or written) while later ones are synthesized.  At most
+        *window* jobs (default: four per worker, at least 16) are started beyond the last
+        one handed out, earliest first: a long script's audio is never all held at once
+        (a repeated line's outcome shares its first occurrence's clip until handed out).
+        Failures come in their place, as failed outcomes.  Nothing starts before the first
+        ``next``; stopping early (:meth:`Stream.close`, a ``with`` block, Ctrl-C) works as
+        an interrupt of :meth:`run`.  Every executor streams: the calls are made from the
+        engine's threads whether they run there or on a Ray cluster.
+        """
+        if window is not None and window < 1:
+            raise ValueError("window must be at least 1")
+        run = _Run(jobs, self.emit)
+        return Stream(run, _streamed(self, run, window))
+
     def _execute(self, run: _Run) -> EngineResult:
         cached, pending = _split(_units(run.jobs), self.cache, self.cache_key)
         if cached or pending:
-            self._synthesize(pending, run, cached)
+            self._slots = self._slots or self.executor.capacity(self.workers)
+            lanes = _Lanes(self, run.stop)
+            lanes.add(pending, cached)     # the syntheses start first; cache reads go beside them
+            # Ctrl-C (or a progress callback that raised): nothing new starts, the lines in
+            # flight finish and are cached by their workers, and the interrupt goes on up.
+            with worker_pool(self._slots, run.stop) as pool:
+                for _ in steps(pool, lanes.queue, self._slots, run.collect):
+                    pass
         return run.result()
 
     def _read(self, unit: _Unit, stop: threading.Event) -> _Done:
@@ -300,43 +316,6 @@ class Engine:
         if clip is None:
             return self._run_single(unit, stop)
         return _Done([(unit, Outcome(clip, Source.CACHE))])
-
-    def _synthesize(self, pending: list[_Unit], run: _Run, cached: Sequence[_Unit] = ()) -> None:
-        """Synthesize *pending* (started first) and decode *cached* beside them (this releases the GIL)."""
-        self._slots = self._slots or self.executor.capacity(self.workers)
-        lanes = self._lanes(pending, run.stop)
-        if cached:
-            lanes.append(_Lane(deque(partial(self._read, unit, run.stop) for unit in cached), limit=self.workers))
-        pool = ThreadPoolExecutor(max_workers=self._slots, thread_name_prefix="dialog-tts")
-        try:
-            _drive(pool, lanes, run, self._slots)
-        except BaseException:
-            # Ctrl-C (or a progress callback that raised): nothing new starts, the lines in
-            # flight finish and are cached by their workers, and the interrupt goes on up.
-            run.stop.set()
-            pool.shutdown(wait=True, cancel_futures=True)
-            raise
-        pool.shutdown(wait=True)
-
-    def _lanes(self, pending: list[_Unit], stop: threading.Event) -> deque[_Lane]:
-        """Per backend, its work: batches (as many at once as the executor has lanes), else single lines."""
-        singles: dict[str, list[_Unit]] = defaultdict(list)
-        batched: dict[str, list[_Unit]] = defaultdict(list)
-        for unit in pending:
-            backend = self.backend(unit.job.voice.backend)
-            (batched if backend.batch_size > 1 else singles)[backend.name].append(unit)
-        for name, units in {**singles, **batched}.items():   # per-voice state first (clone prompts)
-            self.executor.prepare(self.backend(name), [u.job.voice for u in units], self.cache)
-        lanes: deque[_Lane] = deque()
-        for name, units in batched.items():
-            backend = self.backend(name)
-            tasks = [partial(self._run_batch, backend, batch, stop) for batch in _batches(backend, units)]
-            lanes.append(_Lane(deque(tasks), limit=self.executor.lanes(backend)))
-        for name, units in singles.items():
-            backend = self.backend(name)
-            tasks = [partial(self._run_single, unit, stop) for unit in units]
-            lanes.append(_Lane(deque(tasks), limit=min(backend.max_concurrency or self._slots, self._slots)))
-        return lanes
 
     def _limit(self, backend: backends.Backend) -> threading.BoundedSemaphore:
         with self._lock:
@@ -404,31 +383,6 @@ class Engine:
                 self.cache.put(unit.key or self.cache_key(unit.job), outcome.clip)
             except Exception as exc:  # noqa: BLE001 - a failed write must not lose the line: it is in this run
                 log.warning("could not cache %s: %s", unit.job.where(), exc)
-
-
-def _drive(pool: ThreadPoolExecutor, lanes: deque[_Lane], run: _Run, workers: int) -> None:
-    """Keep at most ``workers`` tasks in the pool (so an interrupt has nothing queued to wait for),
-    taking them from the lanes in turn so that no backend waits behind another's lines."""
-    from concurrent.futures import FIRST_COMPLETED, wait
-
-    running: dict[Future[_Done], _Lane] = {}
-    while True:
-        idle = 0
-        while len(running) < workers and idle < len(lanes):
-            lane = lanes[0]
-            lanes.rotate(-1)
-            if lane.ready():
-                running[pool.submit(lane.tasks.popleft())] = lane
-                lane.running += 1
-                idle = 0
-            else:
-                idle += 1
-        if not running:
-            return
-        finished, _ = wait(running, return_when=FIRST_COMPLETED)
-        for future in finished:
-            running.pop(future).running -= 1
-            run.collect(future.result())
 
 
 def _retrying(engine: Engine, backend: backends.Backend, tally: _Tally, where: str,
@@ -680,3 +634,127 @@ class _Groups:
                 stats.retries += max(0, outcome.attempts - 1)
             failures = [Failure(run.jobs[start + i], o.error) for i, o in enumerate(outcomes) if o.error is not None]
             self.on_group(group, EngineResult(outcomes, failures, stats))
+
+
+class _Lanes:
+    """A run's lanes of work, one per backend and one for cache reads, filled as its lines are admitted:
+    all at once by :meth:`Engine.run`, a window at a time by :meth:`Engine.stream`.
+
+    A batching backend's lines go in batches (as many at once as the executor has
+    lanes), others one by one within the backend's ``max_concurrency``; a backend's
+    voices are prepared (clone prompts) before its first lines with them are queued.
+    """
+
+    def __init__(self, engine: Engine, stop: threading.Event) -> None:
+        self.engine = engine
+        self.stop = stop
+        self.queue: deque[Lane[_Unit, _Done]] = deque()
+        self._by_name: dict[str | None, Lane[_Unit, _Done]] = {}     # None: the cache reads
+        self._prepared: set[tuple[str, Voice]] = set()
+
+    def add(self, pending: list[_Unit], cached: Sequence[_Unit] = (), *, whole: bool = True) -> None:
+        """Queue *pending* to be synthesized and *cached* to be read; *whole*: no partial batch held back."""
+        singles: dict[str, list[_Unit]] = defaultdict(list)
+        batched: dict[str, list[_Unit]] = defaultdict(list)
+        for unit in pending:
+            backend = self.engine.backend(unit.job.voice.backend)
+            (batched if backend.batch_size > 1 else singles)[backend.name].append(unit)
+        for name, units in {**singles, **batched}.items():   # per-voice state first (clone prompts)
+            self._prepare(name, units)
+        for name, units in [*batched.items(), *singles.items()]:
+            self._lane(name).add(units, whole=whole)
+        if cached:
+            self._lane(None).add(list(cached), whole=whole)
+
+    def _prepare(self, name: str, units: list[_Unit]) -> None:
+        engine = self.engine
+        voices = [u.job.voice for u in units if (name, u.job.voice) not in self._prepared]
+        if voices:
+            engine.executor.prepare(engine.backend(name), voices, engine.cache)
+            self._prepared.update((name, voice) for voice in voices)
+
+    def _lane(self, name: str | None) -> Lane[_Unit, _Done]:
+        lane = self._by_name.get(name)
+        if lane is None:
+            lane = self._by_name[name] = self._new(name)
+            self.queue.append(lane)
+        return lane
+
+    def _new(self, name: str | None) -> Lane[_Unit, _Done]:
+        engine, stop = self.engine, self.stop
+        if name is None:
+            return Lane(engine.workers, _one_each, lambda units: partial(engine._read, units[0], stop))
+        backend = engine.backend(name)
+        if backend.batch_size > 1:
+            return Lane(engine.executor.lanes(backend), partial(_batches, backend),
+                        lambda units: partial(engine._run_batch, backend, units, stop), full=backend.batch_size)
+        return Lane(min(backend.max_concurrency or engine._slots, engine._slots), _one_each,
+                    lambda units: partial(engine._run_single, units[0], stop))
+
+
+def _one_each(units: list[_Unit]) -> list[list[_Unit]]:
+    return [[unit] for unit in units]
+
+
+class Stream:
+    """What :meth:`Engine.stream` returns: an iterator of ``(index, outcome)``, in job order.
+
+    ``stats`` and ``failures`` are the run's so far, final once the iterator is exhausted.
+    To stop early, :meth:`close` it or use it in a ``with`` block: the lines not started
+    are cancelled, those in flight finish (and are cached), and no worker thread is left.
+    """
+
+    def __init__(self, run: _Run, outcomes: Generator[tuple[int, Outcome], None, None]) -> None:
+        self._run = run
+        self._outcomes = outcomes
+
+    def __iter__(self) -> Stream:
+        return self
+
+    def __next__(self) -> tuple[int, Outcome]:
+        return next(self._outcomes)
+
+    def __enter__(self) -> Stream:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._outcomes.close()
+
+    @property
+    def stats(self) -> Stats:
+        return self._run.stats
+
+    @property
+    def failures(self) -> list[Failure]:
+        return self._run.result().failures
+
+
+def _streamed(engine: Engine, run: _Run, window: int | None) -> Generator[tuple[int, Outcome], None, None]:
+    """The work of :meth:`Engine.stream`: a generator, so nothing starts before the first ``next``."""
+    engine._slots = engine._slots or engine.executor.capacity(engine.workers)
+    units = _units(run.jobs)           # in order of first appearance: admitted earliest first
+    lanes = _Lanes(engine, run.stop)
+    admitted = 0
+
+    def admit(limit: int) -> None:     # the lines whose first job is below *limit* may start
+        nonlocal admitted
+        start = admitted
+        while admitted < len(units) and units[admitted].indices[0] < limit:
+            admitted += 1
+        if admitted > start:
+            cached, pending = _split(units[start:admitted], engine.cache, engine.cache_key)
+            lanes.add(pending, cached, whole=False)
+
+    def take(index: int) -> Outcome | None:
+        outcome = run.outcomes[index]
+        if outcome.source is Source.PENDING:
+            return None
+        run.outcomes[index] = replace(outcome, clip=None)   # the run keeps counters and errors, not audio
+        return outcome
+
+    with worker_pool(engine._slots, run.stop) as pool:
+        rounds = steps(pool, lanes.queue, engine._slots, run.collect)
+        yield from in_order(len(run.jobs), window or max(4 * engine._slots, 16), admit, rounds, take)

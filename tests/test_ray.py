@@ -163,6 +163,28 @@ def test_backend_cap_holds_across_the_cluster(cluster, det, write_script, tmp_pa
     assert {node for kind, _t, node, *_ in calls if kind == "call"} == {cluster.head, cluster.b}  # ... on two nodes
 
 
+def test_a_stream_on_the_cluster_comes_in_job_order_with_the_thread_pool_s_audio(cluster, det):
+    """Engine.stream with the Ray executor: the same outcomes as a local run, in order, within the window."""
+    from dialog_tts.engine import Engine, Job
+    from dialog_tts.ray_executor import RayExecutor
+    from dialog_tts.voice import Voice
+
+    jobs = [Job(f"Line {i} says {'so ' * (i % 5)}this.", Voice("low", backend="batchdet" if i % 3 == 0 else "det"),
+                "s.txt", i + 1, "A") for i in range(24)]
+    jobs.append(jobs[4])                                        # a repeat
+    local = Engine(2).run(jobs)
+    executor = RayExecutor()
+    try:
+        got = list(Engine(2, executor=executor).stream(jobs, window=6))
+    finally:
+        executor.close()
+    assert [i for i, _ in got] == list(range(len(jobs)))
+    assert [o.source for _, o in got] == [o.source for o in local.outcomes] == ["synthesized"] * 24 + ["repeat"]
+    for (_, outcome), expected in zip(got, local.outcomes):
+        assert outcome.clip is not None and expected.clip is not None
+        assert outcome.clip.samples.tobytes() == expected.clip.samples.tobytes()
+
+
 # ------------------------------------------------------------------ faults
 
 def test_a_killed_worker_loses_no_line(cluster, det, write_script, tmp_path):
