@@ -217,18 +217,25 @@ def is_lossy(path: str | os.PathLike[str]) -> bool:
 _LOW_HALF = 0 if sys.byteorder == "little" else 1   # where a uint32's low 16 bits sit
 
 
-def quantize(samples: np.ndarray, bits: int, seed: int = 0) -> None:
-    """Round *samples* in place onto the *bits*-bit PCM grid (k / 2**(bits-1)), clipped to it.
+class Quantizer:
+    """Rounds blocks of samples in place onto the *bits*-bit PCM grid (k / 2**(bits-1)), clipped to it.
 
     Reducing to 16 bits adds TPDF dither (the difference of two uniform values of one
     step), from a generator seeded with *seed* so that the output stays deterministic;
     digital silence (exact zeros) is left undithered, so pauses stay silent.  24 bits
     are rounded only: the clips' own precision (24-bit in the cache) is no finer.
+
+    The generator runs on from one block to the next, and NumPy draws the same values
+    however a run of draws is split into calls, so a buffer quantized in blocks of any
+    sizes, in order, gets exactly the samples of one :func:`quantize` of the whole.
     """
-    scale = np.float32(1 << (bits - 1))
-    rng = np.random.default_rng(seed) if bits == 16 else None
-    for start in range(0, samples.shape[0], WRITE_BLOCK):
-        block = samples[start:start + WRITE_BLOCK]
+
+    def __init__(self, bits: int, seed: int = 0) -> None:
+        self.scale = np.float32(1 << (bits - 1))
+        self.rng = np.random.default_rng(seed) if bits == 16 else None
+
+    def __call__(self, block: np.ndarray) -> None:
+        scale, rng = self.scale, self.rng
         y = block * scale
         if rng is not None:
             r = rng.integers(0, 1 << 32, size=y.shape, dtype=np.uint32)   # two 16-bit uniforms in one draw
@@ -243,6 +250,26 @@ def quantize(samples: np.ndarray, bits: int, seed: int = 0) -> None:
         np.rint(y, out=y)
         np.clip(y, -scale, scale - 1, out=y)
         np.divide(y, scale, out=block)
+
+
+def quantize(samples: np.ndarray, bits: int, seed: int = 0) -> None:
+    """Round *samples* in place onto the *bits*-bit PCM grid, in blocks (see :class:`Quantizer`)."""
+    quantizer = Quantizer(bits, seed)
+    for start in range(0, samples.shape[0], WRITE_BLOCK):
+        quantizer(samples[start:start + WRITE_BLOCK])
+
+
+def pcm_block(block: np.ndarray, subtype: str | None) -> np.ndarray:
+    """*block* as soundfile should be handed it for *subtype*: int16, or int32 (24-bit, shifted into
+    the top bytes) for PCM_16 and PCM_24, else the float samples themselves."""
+    as_int = _INT_SUBTYPES.get(subtype or "")
+    if as_int is None:
+        return block
+    dtype, scale, shift = as_int
+    out = np.clip(np.rint(block * np.float32(scale)), -scale, scale - 1).astype(dtype)
+    if shift:
+        out <<= shift
+    return out
 
 
 def check_writable(path: str | os.PathLike[str]) -> None:
@@ -268,22 +295,15 @@ def write(path: str | os.PathLike[str], samples: np.ndarray, sample_rate: int,
             try:
                 with sf.SoundFile(tmp, "w", samplerate=sample_rate, channels=channels, format=fmt,
                                   subtype=subtype) as f:
-                    as_int = _INT_SUBTYPES.get(subtype or "")
                     for start in range(0, samples.shape[0], WRITE_BLOCK):
-                        block = samples[start:start + WRITE_BLOCK]
-                        if as_int is not None:
-                            dtype, scale, shift = as_int
-                            block = np.clip(np.rint(block * np.float32(scale)), -scale, scale - 1).astype(dtype)
-                            if shift:
-                                block <<= shift
-                        f.write(block)
+                        f.write(pcm_block(samples[start:start + WRITE_BLOCK], subtype))
             except (OSError, sf.LibsndfileError) as exc:   # named while the partial file still takes its space
-                raise OutputError(f"cannot write audio: {_write_failure(exc, tmp)}", path=os.fspath(path)) from exc
+                raise OutputError(f"cannot write audio: {write_failure(exc, tmp)}", path=os.fspath(path)) from exc
     except OSError as exc:                                  # the temporary file, or the rename over *path*
-        raise OutputError(f"cannot write audio: {_write_failure(exc, path)}", path=os.fspath(path)) from exc
+        raise OutputError(f"cannot write audio: {write_failure(exc, path)}", path=os.fspath(path)) from exc
 
 
-def _write_failure(exc: Exception, path: str | os.PathLike[str]) -> str:
+def write_failure(exc: Exception, path: str | os.PathLike[str]) -> str:
     """Why writing *path* failed, in words.
 
     libsndfile reports a full disk as "System error." and nothing more (measured on a
