@@ -13,7 +13,7 @@ from __future__ import annotations
 import math
 import os
 from fractions import Fraction
-from typing import Sequence
+from typing import Any, BinaryIO, Iterator, Sequence
 
 import numpy as np
 
@@ -44,45 +44,85 @@ def write(path: str | os.PathLike[str], samples: np.ndarray, rate: int, *, bitra
 
 def _encode(path: str | os.PathLike[str], samples: np.ndarray, rate: int, bitrate: int,
             chapters: Sequence[ChapterMark], scale: float) -> None:
+    channels = 1 if samples.ndim == 1 else samples.shape[1]
+    container, stream = open_aac(path, rate, channels, bitrate=bitrate, chapters=chapters)
+    with container:
+        for start in range(0, samples.shape[0], 64 * _FRAME):
+            encode_block(container, stream, samples[start:start + 64 * _FRAME], scale)
+        finish(container, stream)
+
+
+def open_aac(target: str | os.PathLike[str] | BinaryIO, rate: int, channels: int, *, bitrate: int,
+             chapters: Sequence[ChapterMark] = ()) -> tuple[Any, Any]:
+    """(container, stream): an MP4 file at *target* (a path or a seekable binary file) opened for AAC."""
     import av
 
-    channels = 1 if samples.ndim == 1 else samples.shape[1]
-    layout = "mono" if channels == 1 else "stereo"
     try:
-        container = av.open(os.fspath(path), "w", format="ipod")
+        container = av.open(target if hasattr(target, "write") else os.fspath(target), "w", format="ipod")
     except (OSError, av.FFmpegError) as exc:
-        raise OutputError(f"cannot write audio: {exc}", path=os.fspath(path)) from None
-    with container:
-        stream = container.add_stream("aac", rate=rate, layout=layout)
-        stream.bit_rate = bitrate
-        if chapters:
-            tb = Fraction(1, rate)
-            container.set_chapters([{"id": i + 1, "start": c.start, "end": c.end, "time_base": tb,
-                                     "metadata": {"title": c.title}} for i, c in enumerate(chapters)])
-        for start in range(0, samples.shape[0], 64 * _FRAME):
-            block = samples[start:start + 64 * _FRAME]
-            planar = np.ascontiguousarray((block.T if block.ndim == 2 else block[None, :]) * np.float32(scale),
-                                          dtype=np.float32)
-            frame = av.AudioFrame.from_ndarray(planar, format="fltp", layout=layout)
-            frame.sample_rate = rate
-            for packet in stream.encode(frame):
-                container.mux(packet)
-        for packet in stream.encode(None):
-            container.mux(packet)
+        raise OutputError(f"cannot write audio: {exc}", path=_shown(target)) from None
+    stream = container.add_stream("aac", rate=rate, layout="mono" if channels == 1 else "stereo")
+    stream.bit_rate = bitrate
+    if chapters:
+        tb = Fraction(1, rate)
+        container.set_chapters([{"id": i + 1, "start": c.start, "end": c.end, "time_base": tb,
+                                 "metadata": {"title": c.title}} for i, c in enumerate(chapters)])
+    return container, stream
+
+
+def encode_block(container: Any, stream: Any, block: np.ndarray, scale: float = 1.0) -> None:
+    """Encode one block of samples, (n,) or (n, 2), times *scale* (PyAV cuts it into AAC frames)."""
+    import av
+
+    planar = np.ascontiguousarray((block.T if block.ndim == 2 else block[None, :]) * np.float32(scale),
+                                  dtype=np.float32)
+    frame = av.AudioFrame.from_ndarray(planar, format="fltp", layout=stream.layout.name)
+    frame.sample_rate = stream.rate
+    for packet in stream.encode(frame):
+        container.mux(packet)
+
+
+def finish(container: Any, stream: Any) -> None:
+    """Flush the encoder (the caller closes the container, which writes the index)."""
+    for packet in stream.encode(None):
+        container.mux(packet)
+
+
+def _shown(target: object) -> str:
+    return os.fspath(target) if isinstance(target, (str, os.PathLike)) else str(getattr(target, "name", "<stream>"))
+
+
+def decode_blocks(path: str | os.PathLike[str], frames: int = 1 << 16) -> Iterator[tuple[np.ndarray, int]]:
+    """(samples (n,) or (n, 2), rate) of an M4A/M4B file, decoded with PyAV, about *frames* frames at a time."""
+    import av
+
+    with av.open(os.fspath(path)) as container:
+        stream = container.streams.audio[0]
+        rate, parts, held = int(stream.rate), [], 0
+        for frame in container.decode(stream):
+            parts.append(frame.to_ndarray())
+            held += parts[-1].shape[1]
+            if held >= frames:
+                yield _interleaved(parts), rate
+                parts, held = [], 0
+        if parts:
+            yield _interleaved(parts), rate
+
+
+def _interleaved(parts: list[np.ndarray]) -> np.ndarray:
+    data = np.concatenate(parts, axis=1) if len(parts) > 1 else parts[0]
+    return np.ascontiguousarray(data[0] if data.shape[0] == 1 else data.T, dtype=np.float32)
 
 
 def decode(path: str | os.PathLike[str]) -> tuple[np.ndarray, int]:
     """(samples (n,) or (n, 2), rate) of an M4A/M4B file, decoded with PyAV."""
     import av
 
-    parts = []
+    blocks = list(decode_blocks(path))
+    if blocks:
+        return np.concatenate([b for b, _ in blocks]), blocks[0][1]
     with av.open(os.fspath(path)) as container:
-        stream = container.streams.audio[0]
-        rate = stream.rate
-        for frame in container.decode(stream):
-            parts.append(frame.to_ndarray())
-    data = np.concatenate(parts, axis=1) if parts else np.zeros((1, 0), np.float32)
-    return (data[0] if data.shape[0] == 1 else data.T).astype(np.float32), int(rate)
+        return np.zeros(0, np.float32), int(container.streams.audio[0].rate)
 
 
 def decoded_true_peak(path: str | os.PathLike[str], rate: int) -> float:
