@@ -1,0 +1,483 @@
+"""Writing the finished mix block by block, in every output format, to a file or a stream, and
+measuring a written file block by block: memory stays the same however long the mix.
+
+:func:`open_writer` takes float32 blocks, ``(n,)`` mono or ``(n, 2)`` stereo, already limited
+to the ceiling, in order:
+
+- WAV, FLAC, Ogg Vorbis, Opus and MP3 go through one :class:`soundfile.SoundFile`, with the
+  subtypes :func:`dialog_tts.audio.write` uses, so that a file written in blocks has the bytes
+  of the same samples written whole (Ogg and Opus: the same decoded samples, as libsndfile gives
+  every Ogg stream a random serial number).  16- and 24-bit output is rounded by one
+  :class:`~dialog_tts.audio.Quantizer` that runs on from block to block: any split of a mix
+  gives the bytes of :func:`~dialog_tts.audio.quantize` and :func:`~dialog_tts.audio.write` on
+  the whole.  Opus at a rate libopus lacks is resampled to 48 kHz on the way (soxr, streaming).
+- M4A and M4B (AAC in MP4) go through PyAV with their chapters, as :mod:`dialog_tts.mp4` does.
+
+A target that cannot seek (stdout on a pipe) gets what players read from a pipe: WAV with its
+sizes set to 0xFFFFFFFF ("unknown", as ffmpeg and sox write on a pipe), FLAC with its total
+length and MD5 left unknown (as ``flac -`` writes), Ogg and Opus as always, MP3 without the
+Xing frame (a plain MP3 stream).  M4A and M4B cannot stream: MP4 writes its index after the audio.
+
+:func:`measure_file` decodes a written file in blocks and returns its integrated loudness and
+true peak, the figures :mod:`dialog_tts.loudness` reads on the whole decoded buffer.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import os
+import struct
+import sys
+from pathlib import Path
+from typing import Any, BinaryIO, Iterator, Sequence, Union
+
+import numpy as np
+
+from . import audio, mp4
+from .errors import DialogTTSError, InputError, OutputError
+from .timeline import ChapterMark
+
+Target = Union[str, os.PathLike, BinaryIO]
+STDOUT = "-"
+#: The formats that can be written to a stream that cannot seek (stdout on a pipe).
+STREAMABLE = (".wav", ".flac", ".ogg", ".opus", ".mp3")
+BLOCK = 1 << 16            # frames decoded at a time when measuring
+_SUB_SECONDS = 0.1         # BS.1770's 100 ms sub-blocks (four make a gating block)
+_UNKNOWN = 0xFFFFFFFF      # a WAV chunk size that says "until the end of the stream"
+_WAV_BITS = {"PCM_16": 16, "PCM_24": 24, "FLOAT": 32}
+
+
+def open_writer(target: Target, suffix: str, rate: int, channels: int, *, bit_depth: int | None = None,
+                bitrate: int | None = None, chapters: Sequence[ChapterMark] = (), seed: int = 0) -> BlockWriter:
+    """A writer of *target* (a path, a binary file, or ``-`` for stdout) in the format of *suffix*.
+
+    *bit_depth* is 16 (TPDF-dithered with *seed*), 24, or None for float samples (WAV)
+    and for the lossy formats; *bitrate* (bits per second) and *chapters* are AAC's
+    (M4A/M4B); the other encoders keep the settings :func:`audio.write` gives them.
+    Raises :class:`InputError` for a format or bit depth the target cannot take.
+    """
+    suffix = ("" if suffix.startswith(".") else ".") + suffix.lower()
+    if channels not in (1, 2) or rate <= 0:
+        raise ValueError(f"cannot write {channels} channels at {rate} Hz (1 or 2 channels, a positive rate)")
+    if isinstance(target, str) and target == STDOUT:
+        target = sys.stdout.buffer
+    stream = not isinstance(target, (str, os.PathLike)) and not _seekable(target)
+    if suffix in mp4.FORMATS:
+        if bit_depth is not None:
+            raise InputError(f"{suffix} holds AAC: a bit depth applies to .wav and .flac", path=_shown(target))
+        if stream:
+            raise InputError(f"{suffix} cannot be streamed (MP4 writes its index after the audio): write a file, "
+                             f"or stream one of {', '.join(STREAMABLE)}", path=_shown(target))
+        return _AacWriter(target, rate, channels, bitrate or mp4.DEFAULT_BITRATE, chapters)
+    fmt, subtype = _soundfile_format(suffix, bit_depth, target)
+    if stream and suffix == ".wav":
+        return _WavStream(target, rate, channels, subtype or "", seed)  # type: ignore[arg-type]
+    return _SoundfileWriter(target, suffix, rate, channels, (fmt, subtype), seed)
+
+
+def _soundfile_format(suffix: str, bit_depth: int | None, target: Target) -> tuple[str, str | None]:
+    if suffix not in audio.FORMATS:
+        raise InputError(f"cannot write {suffix}: use one of {', '.join([*audio.FORMATS, *mp4.FORMATS])}",
+                         path=_shown(target))
+    fmt, subtype = audio.FORMATS[suffix]
+    depths = audio.PCM_SUBTYPES.get(suffix)
+    if depths is None:
+        if bit_depth is not None:
+            raise InputError(f"{suffix} is encoded from float samples: a bit depth applies to .wav and .flac",
+                             path=_shown(target))
+        return fmt, subtype
+    key = "32f" if bit_depth is None else str(bit_depth)
+    if key not in depths:
+        held = "float" if bit_depth is None else f"{bit_depth}-bit"
+        raise InputError(f"{suffix} cannot hold {held} samples (use {' or '.join(depths)})", path=_shown(target))
+    return fmt, depths[key]
+
+
+def _seekable(stream: Any) -> bool:
+    try:
+        return bool(stream.seekable())
+    except (AttributeError, OSError, ValueError):
+        return False
+
+
+def _shown(target: object) -> str:
+    if isinstance(target, (str, os.PathLike)):
+        return os.fspath(target)
+    return "<stdout>" if target is sys.stdout.buffer else str(getattr(target, "name", "<stream>"))
+
+
+class BlockWriter:
+    """Writes blocks of float32 samples one after another; :meth:`close` (or the ``with`` block) finishes.
+
+    ``frames`` counts the frames written so far (at the rate given, before any resampling).
+    """
+
+    _errors: tuple[type[BaseException], ...] = (OSError,)
+
+    def __init__(self, target: Target, rate: int, channels: int, quantizer: audio.Quantizer | None = None) -> None:
+        self.target, self.rate, self.channels, self.frames = target, rate, channels, 0
+        self._quantizer = quantizer
+        self._closed = False
+
+    def write(self, block: np.ndarray) -> None:
+        """Write the next *block*, ``(n,)`` for mono or ``(n, 2)`` for stereo (left as it is)."""
+        x = np.asarray(block, dtype=np.float32)
+        if x.shape[1:] != (() if self.channels == 1 else (self.channels,)):
+            raise ValueError(f"a block of shape {x.shape} for {self.channels} channel(s)")
+        if self._closed:
+            raise ValueError("write to a closed writer")
+        if not x.shape[0]:
+            return
+        if self._quantizer is not None:
+            x = x.copy()
+            self._quantizer(x)
+        with self._translated():
+            self._write(x)
+        self.frames += x.shape[0]
+
+    def close(self) -> None:
+        """Finish the file (flush the encoder, fill in the header); a second call does nothing."""
+        if self._closed:
+            return
+        self._closed = True
+        with self._translated():
+            self._close()
+
+    def __enter__(self) -> BlockWriter:
+        return self
+
+    def __exit__(self, kind: object, exc: object, tb: object) -> None:
+        if kind is None:
+            self.close()
+            return
+        with contextlib.suppress(Exception):     # the error that ended the block is the one to tell
+            self.close()
+
+    @contextlib.contextmanager
+    def _translated(self) -> Iterator[None]:
+        try:
+            yield
+        except DialogTTSError:
+            raise
+        except self._errors as exc:
+            raise _failure(exc, self.target) from exc
+
+    def _write(self, block: np.ndarray) -> None:
+        raise NotImplementedError
+
+    def _close(self) -> None:
+        raise NotImplementedError
+
+
+def _failure(exc: BaseException, target: Target) -> OutputError:
+    if isinstance(target, (str, os.PathLike)):
+        reason = audio.write_failure(exc, target)     # type: ignore[arg-type]
+    else:
+        reason = getattr(exc, "strerror", None) or str(exc)
+    return OutputError(f"cannot write audio: {reason}", path=_shown(target))
+
+
+def _quantizer(subtype: str | None, seed: int) -> audio.Quantizer | None:
+    bits = {"PCM_16": 16, "PCM_24": 24}.get(subtype or "")
+    return audio.Quantizer(bits, seed) if bits else None
+
+
+class _SoundfileWriter(BlockWriter):
+    """WAV, FLAC, Ogg Vorbis, Opus and MP3 through one soundfile.SoundFile."""
+
+    def __init__(self, target: Target, suffix: str, rate: int, channels: int, fmt: tuple[str, str | None],
+                 seed: int) -> None:
+        import soundfile as sf
+
+        super().__init__(target, rate, channels, _quantizer(fmt[1], seed))
+        self._errors = (OSError, sf.SoundFileError)
+        self._subtype = fmt[1]
+        self._resampler = None
+        out_rate = rate
+        if suffix == ".opus" and rate not in audio.OPUS_RATES:
+            import soxr
+
+            self._resampler = soxr.ResampleStream(rate, 48000, channels, dtype="float32", quality="HQ")
+            out_rate = 48000
+        # libvorbis's output depends on how its input is cut (measured at 48 kHz: blocks of 32768 frames
+        # or fewer change the decoded samples by up to 0.03), so Vorbis is handed audio.write's blocks
+        self._rechunk = _Rechunker(audio.WRITE_BLOCK, channels) if fmt[1] == "VORBIS" else None
+        self._sink = _sink(target, suffix)
+        with self._translated():
+            self._file = sf.SoundFile(self._sink, "w", samplerate=out_rate, channels=channels,
+                                      format=fmt[0], subtype=fmt[1], closefd=False)
+            self._check()
+
+    def _check(self) -> None:
+        if isinstance(self._sink, _ForwardSink):
+            self._sink.check()
+
+    def _write(self, block: np.ndarray) -> None:
+        if self._resampler is not None:
+            block = self._resampler.resample_chunk(block)
+        if self._rechunk is None:
+            self._file.write(audio.pcm_block(block, self._subtype))
+        else:
+            for whole in self._rechunk.feed(block):
+                self._file.write(whole)
+        self._check()
+
+    def _close(self) -> None:
+        try:
+            if self._resampler is not None:
+                empty = np.zeros((0,) if self.channels == 1 else (0, self.channels), np.float32)
+                self._file.write(self._resampler.resample_chunk(empty, last=True))
+            if self._rechunk is not None and self._rechunk.fill:
+                self._file.write(self._rechunk.rest())
+        finally:
+            self._file.close()
+            if not isinstance(self.target, (str, os.PathLike)):
+                self.target.flush()
+        self._check()
+
+
+class _Rechunker:
+    """Blocks of any sizes in, blocks of exactly *size* frames out (one buffer, reused)."""
+
+    def __init__(self, size: int, channels: int) -> None:
+        self.buf = np.empty((size,) if channels == 1 else (size, channels), np.float32)
+        self.fill = 0
+
+    def feed(self, block: np.ndarray) -> Iterator[np.ndarray]:
+        """The buffer each time it is full (use it before asking for the next)."""
+        size = self.buf.shape[0]
+        while block.shape[0]:
+            n = min(block.shape[0], size - self.fill)
+            self.buf[self.fill:self.fill + n] = block[:n]
+            self.fill += n
+            block = block[n:]
+            if self.fill == size:
+                self.fill = 0
+                yield self.buf
+
+    def rest(self) -> np.ndarray:
+        return self.buf[:self.fill]
+
+
+def _sink(target: Target, suffix: str) -> Any:
+    """What soundfile writes to: the path, the file, or for a stream that cannot seek its descriptor
+    (MP3) or a :class:`_ForwardSink`."""
+    if isinstance(target, (str, os.PathLike)):
+        return os.fspath(target)
+    if _seekable(target):
+        return target
+    if suffix == ".mp3":
+        with contextlib.suppress(AttributeError, OSError, ValueError):
+            fd = target.fileno()
+            target.flush()
+            return fd
+    return _ForwardSink(target)
+
+
+class _ForwardSink:
+    """A stream that cannot seek, as soundfile's virtual file: writes at its end go through, and a
+    format that seeks back at the end to fill in its header finds those writes dropped, so the
+    stream keeps the header it started with (lengths unknown).
+
+    Why not hand libsndfile the file descriptor: it refuses WAV on a pipe, and its FLAC writer,
+    unable to seek back, appends the STREAMINFO fields it would fill in (27 bytes) after the last
+    frame, where libsndfile's own reader then fails ("flac decoder lost sync"; measured with
+    libsndfile 1.2.2).  MP3 does go to the descriptor (:func:`_sink`): told it writes a pipe,
+    libsndfile leaves out the Xing frame it would otherwise write first, as silence, and fill in last.
+    """
+
+    def __init__(self, raw: BinaryIO) -> None:
+        self.raw, self.pos, self.end = raw, 0, 0
+        self.error: OSError | None = None      # raised by the writer: from inside libsndfile it would be lost
+
+    def check(self) -> None:
+        if self.error is not None:
+            raise self.error
+
+    def tell(self) -> int:
+        return self.pos
+
+    def seek(self, offset: int, whence: int = os.SEEK_SET) -> int:
+        self.pos = offset + (0 if whence == os.SEEK_SET else self.pos if whence == os.SEEK_CUR else self.end)
+        return self.pos
+
+    def read(self, size: int = -1) -> bytes:
+        return b""
+
+    def write(self, data: bytes) -> int:
+        n = len(data)
+        if self.pos + n > self.end and self.error is None:     # what lies past the end goes out
+            skip = max(0, self.end - self.pos)
+            try:
+                self.raw.write(data[skip:])
+            except OSError as exc:                    # a closed pipe: told after libsndfile returns
+                self.error = exc
+            self.end = self.pos + n
+        self.pos += n
+        return n
+
+
+class _WavStream(BlockWriter):
+    """WAV on a stream that cannot seek: a header whose sizes say "until the end", then the samples.
+
+    Written here, as libsndfile refuses WAV on a pipe ("this file format does not support pipe
+    write"), and on a file object that cannot seek writes a second header after the samples.
+    """
+
+    def __init__(self, target: BinaryIO, rate: int, channels: int, subtype: str, seed: int) -> None:
+        super().__init__(target, rate, channels, _quantizer(subtype, seed))
+        self._subtype, self._out = subtype, target
+        with self._translated():
+            target.write(wav_stream_header(rate, channels, subtype))
+
+    def _write(self, block: np.ndarray) -> None:
+        pcm = audio.pcm_block(block, self._subtype)
+        if self._subtype == "PCM_24":                # int32 shifted left by 8: its top three bytes
+            data = pcm.astype("<i4").view(np.uint8).reshape(-1, 4)[:, 1:]
+        else:
+            data = pcm.astype("<i2" if self._subtype == "PCM_16" else "<f4")
+        self._out.write(data.tobytes())
+
+    def _close(self) -> None:
+        self._out.flush()
+
+
+def wav_stream_header(rate: int, channels: int, subtype: str) -> bytes:
+    """A 44-byte WAV header for a stream of unknown length (RIFF and data sizes 0xFFFFFFFF)."""
+    bits = _WAV_BITS[subtype]
+    align = channels * bits // 8
+    fmt = struct.pack("<HHIIHH", 3 if subtype == "FLOAT" else 1, channels, rate, rate * align, align, bits)
+    return (b"RIFF" + struct.pack("<I", _UNKNOWN) + b"WAVEfmt " + struct.pack("<I", len(fmt)) + fmt
+            + b"data" + struct.pack("<I", _UNKNOWN))
+
+
+class _AacWriter(BlockWriter):
+    """M4A and M4B: AAC in MP4 through PyAV, chapters included (see :mod:`dialog_tts.mp4`)."""
+
+    def __init__(self, target: Target, rate: int, channels: int, bitrate: int,
+                 chapters: Sequence[ChapterMark]) -> None:
+        import av
+
+        super().__init__(target, rate, channels)
+        self._errors = (OSError, av.FFmpegError)
+        self._container, self._stream = mp4.open_aac(target, rate, channels, bitrate=bitrate, chapters=chapters)
+
+    def _write(self, block: np.ndarray) -> None:
+        mp4.encode_block(self._container, self._stream, block)
+
+    def _close(self) -> None:
+        try:
+            mp4.finish(self._container, self._stream)
+        finally:
+            self._container.close()
+
+
+# ---------------------------------------------------------------- measuring a written file
+
+class StreamMeter:
+    """BS.1770 integrated loudness and true peak of audio handed over in blocks, in order.
+
+    The K-weighting filter's state and the oversampler's run on from block to block; what is
+    kept is one energy per 100 ms sub-block (BS.1770's gating needs them all: 8 bytes per
+    100 ms, 5.8 MB for 20 hours).  The figures are those of :func:`loudness.integrated_loudness`
+    and :func:`loudness.true_peak_db` on the whole buffer (the true peak read at 192 kHz or above).
+    """
+
+    def __init__(self, rate: int, channels: int) -> None:
+        import soxr
+
+        from .loudness import k_weighting_sos, oversampling_for
+
+        self.rate, self.channels, self.frames = rate, channels, 0
+        self._sos = k_weighting_sos(rate)
+        self._zi = np.zeros((self._sos.shape[0], 2, *((channels,) if channels > 1 else ())))
+        self._done: list[np.ndarray] = []           # energies of the finished sub-blocks
+        self._open, self._open_sum = 0, 0.0          # the sub-block the next frame falls in, and its energy so far
+        over = oversampling_for(rate)
+        self._up = (soxr.ResampleStream(rate, rate * over, channels, dtype="float32", quality="HQ")
+                    if over > 1 else None)
+        self._peak = 0.0
+
+    def add(self, block: np.ndarray) -> None:
+        """Measure the next *block*, ``(n,)`` or ``(n, channels)``."""
+        x = np.ascontiguousarray(block, dtype=np.float32)
+        if x.shape[0]:
+            self._add_energy(x)
+            self._add_peak(x, last=False)
+            self.frames += x.shape[0]
+
+    def _edges(self, first: int, count: int) -> np.ndarray:
+        """First frames of sub-blocks first .. first+count-1, computed as loudness.sub_block_edges does."""
+        return (np.arange(first, first + count) * _SUB_SECONDS * self.rate).astype(np.int64)
+
+    def _add_energy(self, x: np.ndarray) -> None:
+        from scipy.signal import sosfilt
+
+        y, self._zi = sosfilt(self._sos, x.astype(np.float64), axis=0, zi=self._zi)
+        y *= y
+        energy = y if y.ndim == 1 else y.sum(axis=1)     # BS.1770 channel weights: 1 (mono, left, right)
+        pos, end = self.frames, self.frames + x.shape[0]
+        starts = self._edges(self._open + 1, int(x.shape[0] / (_SUB_SECONDS * self.rate - 1)) + 2)
+        inner = starts[starts < end]
+        sums = np.add.reduceat(energy, np.concatenate([[0], inner - pos]))
+        sums[0] += self._open_sum
+        if starts[inner.shape[0]] == end:                # the block ends where a sub-block ends
+            self._done.append(sums)
+            self._open, self._open_sum = self._open + inner.shape[0] + 1, 0.0
+        else:
+            self._done.append(sums[:-1])
+            self._open, self._open_sum = self._open + inner.shape[0], float(sums[-1])
+
+    def _add_peak(self, x: np.ndarray, last: bool) -> None:
+        if self._up is not None:
+            up = self._up.resample_chunk(x, last=last)
+            if up.size:                               # max and -min: no copy of the oversampled block
+                self._peak = max(self._peak, float(up.max()), -float(up.min()))
+        if x.size:
+            self._peak = max(self._peak, float(x.max()), -float(x.min()))
+
+    def result(self) -> tuple[float | None, float]:
+        """(integrated loudness in LUFS, None if shorter than 400 ms; true peak in dBTP).  Call once, last."""
+        from .loudness import block_count, gated_loudness
+
+        self._add_peak(np.zeros((0,) if self.channels == 1 else (0, self.channels), np.float32), last=True)
+        peak = 20.0 * math.log10(self._peak) if self._peak > 0 else -math.inf
+        if self.frames < 0.4 * self.rate:
+            return None, peak
+        blocks = block_count(self.frames, self.rate)
+        energies = np.concatenate([*self._done, [self._open_sum]])[:blocks + 3]
+        sub = np.zeros(blocks + 3)
+        sub[:energies.shape[0]] = energies / (0.4 * self.rate)
+        z = sub[:blocks] + sub[1:blocks + 1] + sub[2:blocks + 2] + sub[3:blocks + 3]
+        return gated_loudness(z), peak
+
+
+def measure_file(path: str | os.PathLike[str]) -> tuple[float | None, float]:
+    """(integrated loudness LUFS or None, true peak dBTP) of the audio file at *path*, decoded in blocks
+    (soundfile; PyAV for M4A/M4B), as a player decodes it."""
+    meter: StreamMeter | None = None
+    errors: tuple[type[BaseException], ...] = (OSError, RuntimeError)     # LibsndfileError is a RuntimeError
+    if Path(path).suffix.lower() in mp4.FORMATS:
+        import av
+
+        errors = (*errors, av.FFmpegError)
+    try:
+        for block, rate in _decoded_blocks(path):
+            if meter is None:
+                meter = StreamMeter(rate, 1 if block.ndim == 1 else block.shape[1])
+            meter.add(block)
+    except errors as exc:
+        raise OutputError(f"cannot read back the written audio: {exc}", path=os.fspath(path)) from exc
+    return meter.result() if meter is not None else (None, -math.inf)
+
+
+def _decoded_blocks(path: str | os.PathLike[str]) -> Iterator[tuple[np.ndarray, int]]:
+    if Path(path).suffix.lower() in mp4.FORMATS:
+        yield from mp4.decode_blocks(path, BLOCK)
+        return
+    import soundfile as sf
+
+    with sf.SoundFile(os.fspath(path)) as f:
+        for block in f.blocks(BLOCK, dtype="float32"):
+            yield block, int(f.samplerate)

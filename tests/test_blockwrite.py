@@ -1,0 +1,291 @@
+"""The block writer: the bytes of a whole-buffer write, every format, streams on a pipe, constant memory,
+and the block-wise measurement of a written file.
+
+References: files written whole by ``audio.quantize`` + ``audio.write`` / ``mp4.write``; decoding by
+soundfile and, independently of libsndfile, by PyAV (FFmpeg); loudness by pyloudnorm and by
+``loudness.integrated_loudness`` / ``true_peak_db`` on the whole decoded buffer.
+"""
+
+from __future__ import annotations
+
+import filecmp
+import gc
+import io
+import os
+import subprocess
+import sys
+import threading
+import tracemalloc
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from dialog_tts import audio, loudness, mp4
+from dialog_tts.blockwrite import STREAMABLE, StreamMeter, measure_file, open_writer, wav_stream_header
+from dialog_tts.errors import InputError
+from dialog_tts.timeline import ChapterMark
+
+SIZES = (1, 4097, 12345, 65536, 777)     # blocks of uneven sizes, as a mixer might hand them
+
+
+def signal(frames: int, channels: int, rate: int, seed: int = 1) -> np.ndarray:
+    """Speech-like test audio: noise under a slow envelope, with a stretch of digital silence."""
+    rng = np.random.default_rng(seed)
+    shape = (frames,) if channels == 1 else (frames, channels)
+    x = rng.standard_normal(shape).astype(np.float32) * np.float32(0.1)
+    envelope = (0.55 + 0.45 * np.sin(np.arange(frames) * (2 * np.pi / rate))).astype(np.float32)
+    x *= envelope if channels == 1 else envelope[:, None]
+    x[frames // 5:frames // 5 + rate // 2] = 0
+    return np.clip(x, -0.9, 0.9)
+
+
+def blocks(x: np.ndarray, sizes=SIZES):
+    start, i = 0, 0
+    while start < x.shape[0]:
+        yield x[start:start + sizes[i % len(sizes)]]
+        start += sizes[i % len(sizes)]
+        i += 1
+
+
+def write_blocks(target, suffix, x, rate, **options):
+    with open_writer(target, suffix, rate, 1 if x.ndim == 1 else x.shape[1], **options) as writer:
+        for block in blocks(x):
+            writer.write(block)
+    assert writer.frames == x.shape[0]
+
+
+def av_decode(data: bytes) -> tuple[np.ndarray, int]:
+    """(samples (n,) or (n, channels), rate) as FFmpeg decodes *data*, whatever sample format it hands out."""
+    import av
+
+    parts = []
+    with av.open(io.BytesIO(data)) as container:
+        rate = container.streams.audio[0].rate
+        for frame in container.decode(audio=0):
+            channels = len(frame.layout.channels)
+            values = frame.to_ndarray()
+            parts.append(values.T if frame.format.is_planar else values.reshape(-1, channels))
+    x = np.concatenate(parts)
+    if x.dtype.kind == "i":                        # FFmpeg's FLAC and PCM decoders hand out the integers
+        x = x / np.float32(1 << (8 * x.dtype.itemsize - 1))
+    return (x[:, 0] if x.shape[1] == 1 else x).astype(np.float32), int(rate)
+
+
+@pytest.mark.parametrize(("suffix", "depth"), [(".wav", 16), (".wav", 24), (".wav", None), (".flac", 16),
+                                               (".flac", 24)])
+def test_a_file_written_in_blocks_has_the_bytes_of_the_whole_buffer_written_at_once(tmp_path, suffix, depth):
+    rate = 8000
+    x = signal(audio.WRITE_BLOCK + 54321, 2, rate)      # quantize's own blocks end inside the mix
+    whole = x.copy()
+    if depth:
+        audio.quantize(whole, depth)
+    audio.write(tmp_path / f"whole{suffix}", whole, rate, "32f" if depth is None else str(depth))
+    write_blocks(tmp_path / f"blocks{suffix}", suffix, x, rate, bit_depth=depth)
+    assert filecmp.cmp(tmp_path / f"whole{suffix}", tmp_path / f"blocks{suffix}", shallow=False)
+
+
+@pytest.mark.parametrize("channels", [1, 2])
+@pytest.mark.parametrize("suffix", [".wav", ".flac", ".ogg", ".opus", ".mp3", ".m4a", ".m4b"])
+def test_every_format_decodes_to_what_the_whole_buffer_write_gives(tmp_path, suffix, channels):
+    rate = 22050                                     # not an Opus rate: .opus is resampled to 48 kHz
+    x = signal(3 * rate + 123, channels, rate)
+    chapters = [ChapterMark("One", 0, rate, 1), ChapterMark("Two", rate, x.shape[0], 3)] if suffix == ".m4b" else ()
+    depth = 16 if suffix in audio.PCM_SUBTYPES else None
+    write_blocks(tmp_path / f"blocks{suffix}", suffix, x, rate, chapters=chapters, bit_depth=depth)
+    if suffix in mp4.FORMATS:
+        mp4.write(tmp_path / f"whole{suffix}", x, rate, chapters=chapters)
+        got, want = mp4.decode(tmp_path / f"blocks{suffix}"), mp4.decode(tmp_path / f"whole{suffix}")
+        assert got[1] == rate and got[0].shape[0] >= x.shape[0]       # AAC adds its priming and padding
+        np.testing.assert_array_equal(got[0], want[0])
+        return
+    whole, out_rate = (audio.resample(x, rate, 48000), 48000) if suffix == ".opus" else (x.copy(), rate)
+    if suffix in audio.PCM_SUBTYPES:
+        audio.quantize(whole, 16)
+    audio.write(tmp_path / f"whole{suffix}", whole, out_rate)
+    got, got_rate = sf.read(tmp_path / f"blocks{suffix}", dtype="float32")
+    assert got_rate == out_rate and got.shape == whole.shape
+    want = whole if suffix in audio.PCM_SUBTYPES else sf.read(tmp_path / f"whole{suffix}", dtype="float32")[0]
+    np.testing.assert_array_equal(got, want)
+
+
+def test_the_m4b_keeps_its_chapters(tmp_path):
+    from mutagen.mp4 import MP4
+
+    rate = 16000
+    x = signal(4 * rate, 1, rate)
+    marks = [ChapterMark("Opening", 0, 2 * rate, 1), ChapterMark("Close", 2 * rate, 4 * rate, 5)]
+    write_blocks(tmp_path / "book.m4b", ".m4b", x, rate, chapters=marks)
+    chapters = MP4(tmp_path / "book.m4b").chapters
+    assert [c.title for c in chapters] == ["Opening", "Close"]
+    assert [round(c.start, 3) for c in chapters] == [0.0, 2.0]
+
+
+def test_wav_on_stdout_is_a_stream_of_unknown_length_that_decodes_to_the_samples(tmp_path):
+    rate = 16000
+    code = ("import sys, numpy as np\n"
+            "from dialog_tts.blockwrite import open_writer\n"
+            "from test_blockwrite import blocks, signal\n"
+            f"x = signal({5 * rate + 7}, 2, {rate})\n"
+            f"with open_writer('-', '.wav', {rate}, 2, bit_depth=16) as w:\n"
+            "    for b in blocks(x):\n"
+            "        w.write(b)\n")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([os.path.dirname(__file__), os.environ.get("PYTHONPATH", "")])}
+    data = subprocess.run([sys.executable, "-c", code], capture_output=True, check=True, env=env).stdout
+    assert data[:44] == wav_stream_header(rate, 2, "PCM_16")
+    assert data[4:8] == data[40:44] == b"\xff\xff\xff\xff"
+    want = signal(5 * rate + 7, 2, rate)
+    audio.quantize(want, 16)
+    got, got_rate = sf.read(io.BytesIO(data), dtype="float32")
+    assert got_rate == rate
+    np.testing.assert_array_equal(got, want)
+    np.testing.assert_array_equal(av_decode(data)[0], want)
+
+
+def piped(suffix: str, x: np.ndarray, rate: int, **options) -> bytes:
+    """What the writer sends down a real pipe (read by a thread, as a consumer process would)."""
+    read_end, write_end = os.pipe()
+    chunks: list[bytes] = []
+    reader = threading.Thread(target=lambda: chunks.extend(iter(lambda: os.read(read_end, 1 << 16), b"")))
+    reader.start()
+    try:
+        with os.fdopen(write_end, "wb") as stream:
+            write_blocks(stream, suffix, x, rate, **options)
+    finally:
+        reader.join()
+        os.close(read_end)
+    return b"".join(chunks)
+
+
+@pytest.mark.parametrize(("suffix", "depth"), [(".wav", 24), (".wav", None), (".flac", 16), (".flac", 24)])
+def test_lossless_formats_stream_through_a_pipe_to_the_exact_samples(suffix, depth):
+    rate = 24000
+    x = signal(2 * rate + 5, 2, rate)
+    want = x.copy()
+    if depth:
+        audio.quantize(want, depth)
+    data = piped(suffix, x, rate, bit_depth=depth)
+    got, got_rate = av_decode(data)
+    assert got_rate == rate
+    np.testing.assert_array_equal(got, want)
+
+
+@pytest.mark.parametrize("suffix", [".ogg", ".opus", ".mp3"])
+def test_lossy_formats_stream_through_a_pipe_to_what_the_file_holds(tmp_path, suffix):
+    rate = 48000
+    x = signal(2 * rate + 5, 2, rate)
+    data = piped(suffix, x, rate)
+    write_blocks(tmp_path / f"file{suffix}", suffix, x, rate)
+    want, _ = av_decode((tmp_path / f"file{suffix}").read_bytes())
+    got, got_rate = av_decode(data)
+    assert got_rate == rate
+    if suffix == ".mp3":     # a plain MP3 stream: no Xing frame tells the decoder to drop the codec delay
+        assert data[:3] != b"ID3" and b"Xing" not in data[:512] and b"Info" not in data[:512]
+        got = got[audio.MP3_STREAM_DELAY:audio.MP3_STREAM_DELAY + want.shape[0]]
+        assert got.shape == want.shape
+        np.testing.assert_allclose(got, want, atol=1e-4)
+    else:
+        np.testing.assert_array_equal(got, want)
+
+
+@pytest.mark.parametrize("suffix", [".m4a", ".m4b"])
+def test_mp4_to_a_pipe_is_a_usage_error_naming_the_formats_that_stream(suffix):
+    read_end, write_end = os.pipe()
+    try:
+        with os.fdopen(write_end, "wb") as stream, pytest.raises(InputError) as err:
+            open_writer(stream, suffix, 16000, 1)
+    finally:
+        os.close(read_end)
+    assert err.value.exit_code == 2
+    assert "cannot be streamed" in str(err.value) and all(s in str(err.value) for s in STREAMABLE)
+
+
+def test_a_bit_depth_the_format_cannot_hold_is_a_usage_error(tmp_path):
+    with pytest.raises(InputError, match="cannot hold float"):
+        open_writer(tmp_path / "a.flac", ".flac", 16000, 1)
+    with pytest.raises(InputError, match="bit depth applies to .wav and .flac"):
+        open_writer(tmp_path / "a.mp3", ".mp3", 16000, 1, bit_depth=16)
+    with pytest.raises(InputError, match="cannot write .aiff"):
+        open_writer(tmp_path / "a.aiff", ".aiff", 16000, 1)
+
+
+def peak_while_writing(path, suffix: str, minutes: int, depth: int | None) -> int:
+    rate = 8000
+    block = signal(rate, 1, rate)                    # one second, written again and again
+    gc.collect()
+    tracemalloc.start()
+    try:
+        with open_writer(path, suffix, rate, 1, bit_depth=depth) as writer:
+            for _ in range(minutes * 60):
+                writer.write(block)
+        return tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+
+
+# minutes at 8 kHz, short and three times as long; the slower encoders (AAC, Vorbis) get shorter files, still
+# longer than Vorbis's block of audio.WRITE_BLOCK frames (131 s), and long enough that holding the extra
+# samples (4 bytes each) would show as more than the 5 MB allowed
+@pytest.mark.parametrize(("suffix", "depth", "minutes"), [(".wav", 16, 10), (".flac", 24, 10), (".ogg", None, 3),
+                                                          (".m4b", None, 3)])
+def test_writing_takes_the_same_memory_however_long_the_file(tmp_path, suffix, depth, minutes):
+    short = peak_while_writing(tmp_path / f"short{suffix}", suffix, minutes, depth)
+    long = peak_while_writing(tmp_path / f"long{suffix}", suffix, 3 * minutes, depth)
+    assert long - short < 5_000_000, (short, long)
+    assert long < 12_000_000, long                   # Vorbis's block of audio.WRITE_BLOCK frames is the most
+
+
+def test_measuring_takes_the_same_memory_for_3_and_9_minutes(tmp_path):
+    peak_while_writing(tmp_path / "warm.wav", ".wav", 1, 16)
+    measure_file(tmp_path / "warm.wav")              # imports (scipy.signal, soxr) done before counting
+    peaks = []
+    for minutes in (3, 9):
+        path = tmp_path / f"{minutes}.wav"
+        peak_while_writing(path, ".wav", minutes, 16)
+        gc.collect()
+        tracemalloc.start()
+        try:
+            measure_file(path)
+            peaks.append(tracemalloc.get_traced_memory()[1])
+        finally:
+            tracemalloc.stop()
+    assert peaks[1] - peaks[0] < 1_000_000, peaks    # the 6 minutes more are 11.5 MB as float32
+    assert peaks[1] < 12_000_000, peaks              # a block of 65536 frames, oversampled 24x at 8 kHz
+
+
+@pytest.mark.parametrize(("suffix", "rate", "channels"), [(".wav", 48000, 2), (".flac", 24000, 1), (".mp3", 44100, 2),
+                                                          (".opus", 48000, 1), (".m4a", 22050, 2)])
+def test_measure_file_reads_what_the_whole_decoded_buffer_reads(tmp_path, suffix, rate, channels):
+    import pyloudnorm
+
+    x = signal(7 * rate + 321, channels, rate) * np.float32(2.0)     # peaks near full scale: the limiter's case
+    path = tmp_path / f"out{suffix}"
+    write_blocks(path, suffix, x, rate, bit_depth=16 if suffix in audio.PCM_SUBTYPES else None)
+    if suffix in mp4.FORMATS:
+        samples, got_rate = mp4.decode(path)
+    else:
+        clip = audio.decode(path.read_bytes())
+        samples, got_rate = clip.samples, clip.sample_rate
+    lufs, peak = measure_file(path)
+    assert lufs == pytest.approx(loudness.integrated_loudness(samples, got_rate), abs=0.01)
+    assert lufs == pytest.approx(pyloudnorm.Meter(got_rate).integrated_loudness(samples.astype(np.float64)), abs=0.01)
+    assert peak == pytest.approx(loudness.true_peak_db(samples, got_rate), abs=0.02)
+
+
+@pytest.mark.parametrize("sizes", [(2400,), (1, 2399, 4800, 7), (65536,)])
+def test_the_meter_gives_the_same_figures_however_the_audio_is_cut(sizes):
+    rate = 24000                                     # 2400 frames: blocks that end exactly on a 100 ms edge
+    x = signal(5 * rate + 1234, 2, rate)
+    meter = StreamMeter(rate, 2)
+    for block in blocks(x, sizes):
+        meter.add(block)
+    lufs, peak = meter.result()
+    assert lufs == pytest.approx(loudness.integrated_loudness(x, rate), abs=1e-6)
+    assert peak == pytest.approx(loudness.true_peak_db(x, rate), abs=0.02)
+
+
+def test_the_meter_gives_no_loudness_under_400_ms():
+    meter = StreamMeter(16000, 1)
+    meter.add(signal(6000, 1, 16000))
+    lufs, peak = meter.result()
+    assert lufs is None and peak < 0
