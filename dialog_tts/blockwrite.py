@@ -407,18 +407,17 @@ class StreamMeter:
             self._add_peak(x, last=False)
             self.frames += x.shape[0]
 
-    def _edges(self, first: int, count: int) -> np.ndarray:
-        """First frames of sub-blocks first .. first+count-1, computed as loudness.sub_block_edges does."""
-        return (np.arange(first, first + count) * _SUB_SECONDS * self.rate).astype(np.int64)
-
     def _add_energy(self, x: np.ndarray) -> None:
         from scipy.signal import sosfilt
+
+        from .loudness import sub_block_edges_between
 
         y, self._zi = sosfilt(self._sos, x.astype(np.float64), axis=0, zi=self._zi)
         y *= y
         energy = y if y.ndim == 1 else y.sum(axis=1)     # BS.1770 channel weights: 1 (mono, left, right)
         pos, end = self.frames, self.frames + x.shape[0]
-        starts = self._edges(self._open + 1, int(x.shape[0] / (_SUB_SECONDS * self.rate - 1)) + 2)
+        count = int(x.shape[0] / (_SUB_SECONDS * self.rate - 1)) + 2     # more than the edges up to *end*
+        starts = sub_block_edges_between(self._open + 1, self._open + 1 + count, self.rate)
         inner = starts[starts < end]
         sums = np.add.reduceat(energy, np.concatenate([[0], inner - pos]))
         sums[0] += self._open_sum
@@ -439,18 +438,14 @@ class StreamMeter:
 
     def result(self) -> tuple[float | None, float]:
         """(integrated loudness in LUFS, None if shorter than 400 ms; true peak in dBTP).  Call once, last."""
-        from .loudness import block_count, gated_loudness
+        from .loudness import loudness_of
 
         self._add_peak(np.zeros((0,) if self.channels == 1 else (0, self.channels), np.float32), last=True)
         peak = 20.0 * math.log10(self._peak) if self._peak > 0 else -math.inf
         if self.frames < 0.4 * self.rate:
             return None, peak
-        blocks = block_count(self.frames, self.rate)
-        energies = np.concatenate([*self._done, [self._open_sum]])[:blocks + 3]
-        sub = np.zeros(blocks + 3)
-        sub[:energies.shape[0]] = energies / (0.4 * self.rate)
-        z = sub[:blocks] + sub[1:blocks + 1] + sub[2:blocks + 2] + sub[3:blocks + 3]
-        return gated_loudness(z), peak
+        energies = np.concatenate([*self._done, [self._open_sum]])
+        return loudness_of(energies[:, None], self.frames, self.rate), peak
 
 
 def measure_file(path: str | os.PathLike[str]) -> tuple[float | None, float]:
