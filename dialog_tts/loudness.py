@@ -453,6 +453,18 @@ def ceiling_gain(ceiling_db: float) -> float:
     return db_to_gain(ceiling_db - _CEILING_MARGIN_DB)
 
 
+TP_HEADROOM = _TP_HEADROOM
+
+
+def group_true_peaks(samples: np.ndarray, start: int, wanted: np.ndarray, rate: int) -> np.ndarray:
+    """The peak of each group of the mix's grid that mono *samples* placed at frame *start* touch:
+    the true peak (oversampled, with context) where *wanted*, the sample peak elsewhere."""
+    lead = start % _GROUP
+    x = np.concatenate([np.zeros(lead, np.float32), samples]) if lead else samples
+    peaks, _measured = _group_peaks(x, rate, lambda _sample_peaks: wanted[:-(-x.shape[0] // _GROUP)])
+    return peaks
+
+
 def frame_curve(group_gain: np.ndarray, start: int, stop: int) -> np.ndarray:
     """Per-frame gain for frames start..stop-1 of *group_gain* (see :func:`_frame_curve`)."""
     return _frame_curve(group_gain, start, stop)

@@ -149,11 +149,16 @@ def trim_bounds(samples: np.ndarray, threshold_db: float = -45.0, floor_db: floa
 
 def prepare(clip: Clip, settings: MixSettings) -> np.ndarray:
     """One clip as it goes into the mix: mono, trimmed, resampled, faded (a new array)."""
+    return placed(clip, settings, cut=False)
+
+
+def placed(clip: Clip, settings: MixSettings, *, cut: bool = True) -> np.ndarray:
+    """:func:`prepare` cut to :func:`placed_frames` (what the mix places), trimming once."""
     mono = clip.mono()
     start, stop = trim_bounds(mono, settings.trim_db, settings.trim_floor_db)
     out = resample(mono[start:stop], clip.sample_rate, settings.sample_rate)
-    out = np.array(out, dtype=np.float32, copy=True)
-    return fade_edges(out, round(settings.fade * settings.sample_rate))
+    out = fade_edges(np.array(out, dtype=np.float32, copy=True), round(settings.fade * settings.sample_rate))
+    return out[:resampled_length(stop - start, clip.sample_rate, settings.sample_rate)] if cut else out
 
 
 def sentence_starts(clip: Clip, settings: MixSettings) -> list[float]:
