@@ -114,6 +114,9 @@ class RenderOptions:
     keep_going: bool = False
     report: PathLike | None = None
     force: bool = False
+    #: Mix in blocks, in constant memory (True), or as one buffer (False); None: in blocks when the
+    #: mix would be larger than 1 GiB (about 1.5 hours at 24 kHz stereo) or streams to stdout.
+    mix_in_blocks: bool | None = None
     #: Where the backend calls run: ``thread`` (this process) or ``ray`` (a Ray cluster).
     executor: str = "thread"
     #: The Ray cluster to use with ``executor="ray"`` (None: ``$RAY_ADDRESS``, else a new local one).
@@ -305,13 +308,13 @@ class Renderer:
         for line, job, clip, record in zip(parsed.lines, jobs, clips, records):
             if clip is None:  # --keep-going: silence as long as the line would take
                 log.warning("%s: left silent (%s)", job.where(), record.error)
-                inputs.append(LineInput(line, job.voice, None, self._estimated_seconds(job)))
+                inputs.append(LineInput(line, job.voice, None, self.estimated_seconds(job)))
             else:
                 inputs.append(LineInput(line, job.voice, mix.placed_frames(clip, self.settings)))
         return build_timeline(parsed.events, inputs, sample_rate=self.settings.sample_rate,
                               gap=self.settings.gap)
 
-    def _estimated_seconds(self, job: engine.Job) -> float:
+    def estimated_seconds(self, job: engine.Job) -> float:
         """How long a line would take to say, for the silence that stands in for it."""
         backend = self.engine.backend(job.voice.backend)
         words = max(1, len(job.text.split()))
@@ -338,6 +341,7 @@ class Renderer:
     def render(self, script: PathLike | Script, out: PathLike | None) -> DialogResult:
         """Render one script to *out* (``None``: mix and measure, write nothing)."""
         from . import mix, produce, uptodate
+        from .blockrender import conclude
         started = time.perf_counter()
         prod = self.options.production()
         settings = _output_settings(out, prod, self.settings, self.options.bit_depth)
@@ -349,6 +353,9 @@ class Renderer:
             kept = self._up_to_date(out, key, started, extras)
             if kept is not None:
                 return kept
+        if self._ready is None and blockrender_wanted(self, prod, out, jobs, settings):
+            from .blockrender import BlockRun
+            return BlockRun(self, parsed, cast, jobs, out, prod, settings, key, extras, started).render()
         run = self._synthesized(jobs)
         records = _records(parsed, jobs, run)
         voice_names = {parsed.speakers[k]: v.describe() for k, v in cast.items()}
@@ -368,20 +375,16 @@ class Renderer:
                                             music, self.options.bit_depth, boundaries)
         except LoudnessError as exc:
             raise exc.locate(path=parsed.path) from None
-        for note in [*mixed.notes, *written.notes]:
-            log.warning("%s: %s", parsed.path, note)
-        _finish(dialog, timeline, mixed, out, started)
-        dialog.chapters = [{"title": c.title, "start": round(c.start / timeline.sample_rate, 4),
-                            "end": round(c.end / timeline.sample_rate, 4), "line": c.source_line}
-                           for c in written.chapters]
-        if written.true_peak is not None:   # the file's figures (lossy: as decoded)
-            dialog.true_peak = written.true_peak
-        if written.loudness is not None:
-            dialog.loudness = written.loudness
+        conclude(dialog, parsed.path, timeline, mixed, written, out, started)
         if key is not None and out is not None and not run.failures and not run.stats.flagged:
             uptodate.remember(self._cache, out, key, dialog, extras)
         self._write_report(dialog)
         return dialog
+
+    def stream(self, script: PathLike | Script) -> Any:
+        """*script*'s mix in float32 blocks as it is made (:func:`dialog_tts.blockrender.open_stream`)."""
+        from .blockrender import open_stream
+        return open_stream(self, script, check_outputs)
 
     # ------------------------------------------------------------ outputs, up-to-date outputs and the report
     def _render_key(self, parsed: Script, jobs: list[engine.Job], out: PathLike | None,
@@ -525,28 +528,18 @@ def _output_settings(out: PathLike | None, prod: produce.Production, settings: m
 
 def _records(parsed: Script, jobs: list[engine.Job], run: engine.EngineResult) -> list[LineRecord]:
     """One report record per line: the line as written, its voice and its synthesis outcome."""
-    return [LineRecord(line.line_no, line.speaker, line.text, job.voice.backend, job.voice.name,
-                       o.source == "cache", o.source, o.attempts, round(o.seconds, 4),
-                       error=str(o.error) if o.error else None,
-                       quality=o.quality.to_json() if o.quality is not None else None,
-                       flags=o.quality.flags() if o.quality is not None else [])
-            for line, job, o in zip(parsed.lines, jobs, run.outcomes)]
+    from .blockrender import record_of
+
+    return [record_of(line, job, o) for line, job, o in zip(parsed.lines, jobs, run.outcomes)]
 
 
-def _finish(dialog: DialogResult, timeline: Timeline, mixed: mix.MixResult, out: PathLike | None,
-            started: float) -> None:
-    """Fill in *dialog* from the timeline (line positions) and the mix (duration, loudness)."""
-    rate = timeline.sample_rate
-    for entry in timeline.lines:
-        record = dialog.lines[entry.index]
-        record.start, record.end = round(entry.start / rate, 4), round(entry.start / rate + entry.frames / rate, 4)
-    dialog.path = Path(out) if out is not None else None
-    dialog.duration = mixed.duration
-    dialog.loudness, dialog.true_peak, dialog.notes = mixed.loudness, mixed.true_peak, mixed.notes
-    totals = dialog.totals
-    totals.duration = mixed.duration
-    totals.wall_time = time.perf_counter() - started
-    totals.real_time_factor = totals.wall_time / mixed.duration if mixed.duration else 0.0
+def blockrender_wanted(renderer: Renderer, prod: produce.Production, out: PathLike | None,
+                       jobs: list[engine.Job], settings: mix.MixSettings) -> bool:
+    """Whether this render is mixed in blocks (:func:`dialog_tts.blockrender.wanted`)."""
+    from .blockrender import wanted
+
+    seconds = sum(renderer.estimated_seconds(job) for job in jobs)
+    return wanted(renderer.options, prod, out, seconds, settings)
 
 
 def _options(kwargs: dict[str, Any]) -> RenderOptions:

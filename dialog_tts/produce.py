@@ -170,11 +170,18 @@ def write_outputs(out: str | os.PathLike[str] | None, mixed: mix.MixResult, time
     if prod.subtitles:
         review.write_text(prod.subtitles, subtitles.render(prod.subtitles, timeline, marks, boundaries))
     if prod.review:
-        src = review.audio_source(prod.review, out, page_audio, prod.stream_suffix())
-        title = tags.Tags.merged(parsed.meta, prod.tags).title or Path(parsed.path).stem
-        text = review.page(title, src, review.line_items(timeline, records), marks, timeline.sample_rate)
-        review.write_text(prod.review, text)
+        write_review(prod, parsed, timeline, records, marks, out, page_audio)
     return written
+
+
+def write_review(prod: Production, parsed: Script, timeline: Timeline, records: Sequence[Any],
+                 marks: list[ChapterMark], out: str | os.PathLike[str] | None, page_audio: bytes | None) -> None:
+    """The review page (:mod:`dialog_tts.review`), its audio the output file or *page_audio*."""
+    assert prod.review is not None
+    src = review.audio_source(prod.review, out, page_audio, prod.stream_suffix())
+    title = tags.Tags.merged(parsed.meta, prod.tags).title or Path(parsed.path).stem
+    text = review.page(title, src, review.line_items(timeline, records), marks, timeline.sample_rate)
+    review.write_text(prod.review, text)
 
 
 def _encode(path: str, suffix: str, mixed: mix.MixResult, prod: Production, settings: mix.MixSettings,

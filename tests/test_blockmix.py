@@ -9,13 +9,13 @@ import tracemalloc
 
 import numpy as np
 import pytest
-from test_finishing import ebur128_lufs, oversampled_peak_db
-from test_mix import speechlike
 
 from dialog_tts import blockmix, mix
 from dialog_tts import timeline as tl
 from dialog_tts.script import Line
 from dialog_tts.voice import Voice
+from test_finishing import ebur128_lufs, oversampled_peak_db
+from test_mix import speechlike
 
 PANS = (-0.4, 0.0, 0.5)
 
