@@ -669,7 +669,9 @@ def bench_hour(quick: bool) -> Section:
     export_clips(script, cache, tmp / "clips")
     commands = {"pydub": [sys.executable, "-c", PYDUB_JOIN, str(tmp / "clips"), str(tmp / "pydub.wav")],
                 "plain": ours + ["-o", str(tmp / "plain.wav")],
-                "lufs": ours + ["-o", str(tmp / "lufs.wav"), "--lufs", "-16"]}
+                "lufs": ours + ["-o", str(tmp / "lufs.wav"), "--lufs", "-16"],
+                "blocks": ours + ["-o", str(tmp / "blocks.wav"), "--mix-in-blocks"],
+                "blocks-lufs": ours + ["-o", str(tmp / "blocks-lufs.wav"), "--lufs", "-16", "--mix-in-blocks"]}
     ffmpeg = shutil.which("ffmpeg")
     if ffmpeg:
         commands["ffmpeg"] = [ffmpeg, "-v", "error", "-y", "-f", "concat", "-safe", "0", "-i",
@@ -693,7 +695,14 @@ def bench_hour(quick: bool) -> Section:
     full = row(f"{label}: dialog-tts --force --lufs -16 (levelling, loudness, true peak)", runs["lufs"])
     full.ratio, full.baseline = full.seconds / pydub.seconds, "pydub (this / that)"
     full.goal, full.met = "<= pydub's join", full.ratio <= 1.0
-    rows += [plain, full]
+    blocks = row(f"{label}: the same, --mix-in-blocks", runs["blocks"])
+    if ff:
+        blocks.ratio, blocks.baseline = blocks.seconds / ff.seconds, "ffmpeg (this / that)"
+        blocks.goal, blocks.met = "<= 0.8x ffmpeg concat", blocks.ratio <= 0.8
+    blocks_full = row(f"{label}: the same with --lufs -16, --mix-in-blocks", runs["blocks-lufs"])
+    blocks_full.ratio, blocks_full.baseline = blocks_full.seconds / pydub.seconds, "pydub (this / that)"
+    blocks_full.goal, blocks_full.met = "<= pydub's join", blocks_full.ratio <= 1.0
+    rows += [plain, full, blocks, blocks_full]
     notes = [f"A cached re-render of {lines} espeak lines (two voices), whole process through the CLI "
              "(`--force`: every clip read from the cache, resampled to 24 kHz, panned, mixed and written), "
              "taken in turn with the alternatives, which join the same clips exported as 16-bit WAV files "
@@ -749,6 +758,133 @@ def bench_memory(quick: bool) -> Section:
         f"Peak RSS {r.extra['peak_mib']} MiB, of which {r.extra['before_mib']} MiB before the render (the "
         f"interpreter and libraries); final array {r.extra['final_mib']} MiB (stereo float32, 24 kHz). The "
         "clips are made inside the measured span. The median column is the render's wall time."])
+
+
+BOOK_CHILD = """
+import sys, time
+sys.path.insert(0, {here!r})
+import benchmark_enhanced as b
+b.register_book_voice()
+from dialog_tts.cli import main
+started = time.perf_counter()
+try:
+    main(sys.argv[1:], prog_name="dialog-tts", standalone_mode=False)
+finally:
+    for line in open('/proc/self/status'):
+        if line.startswith('VmHWM:'):
+            print("PEAK", int(line.split()[1]) * 1024, time.perf_counter() - started, file=sys.stderr)
+"""
+
+
+def register_book_voice() -> None:
+    """Register backend 'book': every line is one of 24 speech-like clips (made once), as long as its text."""
+    from dialog_tts import backends
+    from dialog_tts.audio import Clip
+    from dialog_tts.backends.base import Backend, VoiceInfo
+
+    clips = [synthetic_dialog(0.1, seed=seed)[0].clip for seed in range(24)]
+
+    class Book(Backend):
+        name = "book"
+        base_wpm = 170.0
+        speech = False      # synthetic: the quality gate checks only level and clipping
+
+        def resolve(self, voice):  # type: ignore[no-untyped-def]
+            from dataclasses import replace
+
+            return replace(voice, name=voice.name or "a")
+
+        def list_voices(self):  # type: ignore[no-untyped-def]
+            return [VoiceInfo(v) for v in "ab"]
+
+        def palette(self):  # type: ignore[no-untyped-def]
+            return list("ab")
+
+        def fingerprint(self, voice):  # type: ignore[no-untyped-def]
+            return "book 1"
+
+        def synthesize(self, text: str, voice: object) -> Clip:
+            clip = clips[sum(map(ord, text)) % len(clips)]
+            return Clip(clip.samples.copy(), clip.sample_rate)
+
+    backends.register("book", Book)
+
+
+def book_script(path: Path, hours: float) -> Path:
+    """*hours* of two narrators' lines for the 'book' voice (its clips last 1.5 to 5 s)."""
+    clips = [synthetic_dialog(0.1, seed=seed)[0].clip for seed in range(24)]
+    seconds = sum(c.samples.shape[0] for c in clips) / len(clips) / 24000 + 0.25
+    lines = round(hours * 3600 / seconds)
+    path.write_text("".join(f"{'AB'[i % 2]}: Paragraph {i} of the book, read aloud.\n" for i in range(lines)),
+                    encoding="utf-8")
+    return path
+
+
+def bench_book(quick: bool) -> Section:
+    """A book-length render in blocks: peak memory, whole process, 24 kHz stereo, --lufs -16."""
+    import subprocess
+    import tempfile
+
+    import soundfile as sf
+
+    hours = 1.0 if quick else 20.0
+    tmp = Path(tempfile.mkdtemp(prefix="dialog-tts-book-bench-"))
+    script = book_script(tmp / "book.txt", hours)
+    out = tmp / "book.wav"
+    args = ["-s", str(script), "--voices", "A=a,backend=book,pan=-0.2", "--voices", "B=b,backend=book,pan=0.2",
+            "--lufs", "-16", "--no-cache", "--mix-in-blocks", "-q", "-o", str(out), "--report", str(tmp / "report.json")]
+    code = BOOK_CHILD.format(here=str(HERE))
+    done = subprocess.run([sys.executable, "-c", code, *args], env=user_env(), capture_output=True, text=True)
+    if done.returncode != 0:
+        raise RuntimeError(done.stderr[-2000:])
+    figures = done.stderr.split("PEAK", 1)[1].split()
+    peak, seconds = int(figures[0]), float(figures[1])
+    import json
+    report = json.loads((tmp / "report.json").read_text())
+    info = sf.info(str(out))
+    mix_bytes = info.frames * 2 * 4
+    r = Row(f"{hours:g} h render in blocks ({len(report['lines'])} lines, 24 kHz stereo, --lufs -16, WAV): "
+            f"peak memory {peak / 2**20:.0f} MiB", seconds)
+    r.ratio, r.baseline = peak / mix_bytes, "the mix as one float32 array (peak RSS / its size)"
+    r.goal, r.met = "peak < 600 MB", peak < 600e6
+    r.extra.update({"peak_mib": round(peak / 2**20), "mix_mib": round(mix_bytes / 2**20),
+                    "loudness": report.get("loudness"), "true_peak": report.get("true_peak")})
+    notes = [f"The whole process (`dialog-tts --mix-in-blocks`; auto picks blocks beyond 1 GiB of mix) with a "
+             f"registered backend whose lines are synthetic speech-like clips; VmHWM of the process. "
+             f"The file: {info.duration / 3600:.2f} h, report loudness {report.get('loudness')} LUFS, "
+             f"true peak {report.get('true_peak')} dBTP. The whole mix would be {mix_bytes / 2**20:.0f} MiB."]
+    import shutil
+    shutil.rmtree(tmp, ignore_errors=True)
+    return Section("A book in constant memory", [r], notes)
+
+
+def bench_stream(quick: bool) -> Section:
+    """Streaming (--out -): how soon the first audio block comes, with the default offline voices."""
+    import subprocess
+    import tempfile
+
+    lines = 60 if quick else 900
+    tmp = Path(tempfile.mkdtemp(prefix="dialog-tts-stream-bench-"))
+    script = scene_script(tmp / "book.txt", lines)
+    env = user_env()
+    firsts = []
+    for i in range(1 if quick else 3):
+        cache = tmp / f"cache{i}"            # empty: every line is synthesized
+        started = time.perf_counter()
+        proc = subprocess.Popen(cli("-s", str(script), "--lufs", "-16", "--cache-dir", str(cache), "-q", "-o", "-"),
+                                stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env)
+        assert proc.stdout is not None
+        got = proc.stdout.read(44 + 4 * 4800)     # the header and 0.1 s of 16-bit stereo audio
+        firsts.append(time.perf_counter() - started)
+        proc.kill()
+        proc.wait()
+        assert len(got) == 44 + 4 * 4800
+    r = row(f"{lines}-line scene, default offline voices, empty cache: first audio on stdout", firsts)
+    r.goal, r.met = "within 2 s of start", r.seconds <= 2.0
+    return Section("First audio before the last line", [r], [
+        "`dialog-tts -s scene.txt --lufs -16 -o -` (WAV to a pipe) from process start until the header and the "
+        "first 0.1 s of audio are read; the process is then stopped. A file render writes nothing until all "
+        "lines are synthesized."])
 
 
 def _det_engine(executor: object, workers: int, latency: float = 0.0) -> Callable[[int], object]:
@@ -977,6 +1113,8 @@ SECTIONS: dict[str, Callable[[bool], Section]] = {
     "edit": bench_edit,
     "hour": bench_hour,
     "memory": bench_memory,
+    "book": bench_book,
+    "stream": bench_stream,
     "ray": bench_ray,
     "quality": bench_quality,
 }
