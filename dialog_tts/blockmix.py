@@ -497,9 +497,9 @@ def _emit(mix: BlockMix, island: list[_Line], out: _Out, frames: int | None = No
     skip = max(0, out.position - first)    # islands never overlap: only the first one can start before 0
     yield from out.silence(first + skip - out.position)
     audio = audio[skip:]
-    if frames is not None:
-        audio = audio[:max(0, frames - out.position)]
-    yield from out.put(audio)
+    # past its last line an island is silence: where the mix's end is not known yet, it stops there
+    end = frames if frames is not None else max(line.entry.end for line in island)
+    yield from out.put(audio[:max(0, end - out.position)])
 
 
 def _island(mix: BlockMix, island: list[_Line]) -> tuple[int, np.ndarray]:
@@ -553,6 +553,9 @@ def stream(mix: BlockMix, lines: Iterable[tuple[Entry, np.ndarray]], *,
     out = _Out(mix.settings.channels, block)
     island: list[_Line] = []
     end = -1
+    # with gaps wider than the limiter's reach on both sides, no later line can join an island: each
+    # line goes out as soon as it is mixed (else an island waits for the next line's start)
+    apart = mix.settings.gap * mix.rate > (2 * mix.reach + 2) * loudness.GROUP
     for entry, samples in lines:
         line = mix.add(entry, samples)
         if line is None:
@@ -564,6 +567,9 @@ def stream(mix: BlockMix, lines: Iterable[tuple[Entry, np.ndarray]], *,
             island, end = [], -1
         island.append(line)
         end = max(end, line.g0 + line.groups)
+        if apart:
+            yield from _emit(mix, island, out)
+            island, end = [], -1
     if island:
         yield from _emit(mix, island, out, mix.frames or None)
     yield from out.silence(mix.frames - out.position)

@@ -79,13 +79,15 @@ class Pass:
 
 
 def lines(eng: engine.Engine, parsed: Script, jobs: Sequence[engine.Job], settings: mix.MixSettings,
-          keep_going: bool, found: Pass, estimate: Any, *, stop_on_failure: bool = False
+          keep_going: bool, found: Pass, estimate: Any, *, streamed: bool = False
           ) -> Iterator[tuple[Any, np.ndarray]]:
     """(timeline entry, prepared samples) of each placed line in order, as the engine gives them;
-    records, failures, sentence starts and finally the timeline go into *found*."""
+    records, failures, sentence starts and finally the timeline go into *found*.  *streamed*: the
+    first line is synthesized first, alone, and a failed line stops it (unless *keep_going*)."""
     builder = Builder(parsed.events, sample_rate=settings.sample_rate, gap=settings.gap)
-    with eng.stream(jobs) as run:
-        yield from _outcomes(run, builder, parsed, jobs, settings, keep_going, found, estimate, stop_on_failure)
+    with eng.stream(jobs, ramp=streamed) as run:
+        yield from _outcomes(run, builder, parsed, jobs, settings, keep_going, found, estimate,
+                             streamed and not keep_going)
     found.failures = list(run.failures)
     found.stats = run.stats
     found.timeline = builder.finish()
@@ -256,10 +258,10 @@ class BlockRun:
     def __iter__(self) -> Iterator[np.ndarray]:
         return self.stream()
 
-    def _lines(self, stop_on_failure: bool) -> Iterator[tuple[Any, np.ndarray]]:
+    def _lines(self, streamed: bool) -> Iterator[tuple[Any, np.ndarray]]:
         options = self.renderer.options
         return lines(self.renderer.engine, self.parsed, self.jobs, self.settings, options.keep_going, self.found,
-                     self.renderer.estimated_seconds, stop_on_failure=stop_on_failure)
+                     self.renderer.estimated_seconds, streamed=streamed)
 
     def render(self) -> Any:
         """Analyse every line, decide the gain, write the file (or only measure, *out* None)."""
@@ -270,7 +272,7 @@ class BlockRun:
     def _render_to(self, path: Any) -> Any:
         folder = str(Path(path).resolve().parent) if path is not None else None
         with blockmix.BlockMix(self.settings, folder=folder) as bm:
-            for entry, samples in self._lines(stop_on_failure=False):
+            for entry, samples in self._lines(streamed=False):
                 bm.add(entry, samples)
             dialog = self._dialog()
             timeline = self.found.timeline
@@ -341,7 +343,7 @@ class BlockRun:
             self.result = self._conclude(dialog, timeline, figures, written)
 
     def _ended(self, bm: blockmix.BlockMix) -> Iterator[tuple[Any, np.ndarray]]:
-        yield from self._lines(stop_on_failure=not self.renderer.options.keep_going)
+        yield from self._lines(streamed=True)
         assert self.found.timeline is not None
         bm.frames = self.found.timeline.frames
 

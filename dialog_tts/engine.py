@@ -279,7 +279,7 @@ class Engine:
         """Several scripts' jobs run as one; *on_group(i, result)* when ``groups[i]`` is done (:class:`_Groups`)."""
         self._execute(_Run([job for group in groups for job in group], self.emit, _Groups(groups, on_group)))
 
-    def stream(self, jobs: Sequence[Job], *, window: int | None = None) -> Stream:
+    def stream(self, jobs: Sequence[Job], *, window: int | None = None, ramp: bool = False) -> Stream:
         """Synthesize *jobs* as :meth:`run` does, handing out ``(index, outcome)`` in job order as they are ready.
 
         Each job's outcome comes as soon as it and every job before it are done, so the
@@ -290,12 +290,14 @@ class Engine:
         Failures come in their place, as failed outcomes.  Nothing starts before the first
         ``next``; stopping early (:meth:`Stream.close`, a ``with`` block, Ctrl-C) works as
         an interrupt of :meth:`run`.  Every executor streams: the calls are made from the
-        engine's threads whether they run there or on a Ray cluster.
+        engine's threads whether they run there or on a Ray cluster.  With *ramp* the first
+        job starts alone, so that it comes as soon as it can (a stream being listened to),
+        and the window then grows with each outcome handed out.
         """
         if window is not None and window < 1:
             raise ValueError("window must be at least 1")
         run = _Run(jobs, self.emit)
-        return Stream(run, _streamed(self, run, window))
+        return Stream(run, _streamed(self, run, window, ramp))
 
     def _execute(self, run: _Run) -> EngineResult:
         cached, pending = _split(_units(run.jobs), self.cache, self.cache_key)
@@ -732,7 +734,8 @@ class Stream:
         return self._run.result().failures
 
 
-def _streamed(engine: Engine, run: _Run, window: int | None) -> Generator[tuple[int, Outcome], None, None]:
+def _streamed(engine: Engine, run: _Run, window: int | None,
+              ramp: bool = False) -> Generator[tuple[int, Outcome], None, None]:
     """The work of :meth:`Engine.stream`: a generator, so nothing starts before the first ``next``."""
     engine._slots = engine._slots or engine.executor.capacity(engine.workers)
     units = _units(run.jobs)           # in order of first appearance: admitted earliest first
@@ -757,4 +760,4 @@ def _streamed(engine: Engine, run: _Run, window: int | None) -> Generator[tuple[
 
     with worker_pool(engine._slots, run.stop) as pool:
         rounds = steps(pool, lanes.queue, engine._slots, run.collect)
-        yield from in_order(len(run.jobs), window or max(4 * engine._slots, 16), admit, rounds, take)
+        yield from in_order(len(run.jobs), window or max(4 * engine._slots, 16), admit, rounds, take, ramp=ramp)

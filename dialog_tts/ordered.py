@@ -101,21 +101,23 @@ def worker_pool(workers: int, stop: threading.Event) -> Iterator[ThreadPoolExecu
 
 
 def in_order(total: int, window: int, admit: Callable[[int], None], rounds: Iterator[None],
-             take: Callable[[int], T | None]) -> Iterator[tuple[int, T]]:
+             take: Callable[[int], T | None], *, ramp: bool = False) -> Iterator[tuple[int, T]]:
     """``(index, item)`` for indices ``0 .. total-1`` in order, each once it and all before it are done.
 
     *admit(limit)* lets work for the indices below *limit* start: first ``window``, then
     ``window`` past the last index handed out, so work never runs more than *window*
-    indices ahead of the consumer.  *rounds* runs the admitted work (see :func:`steps`);
-    *take(i)* is index *i*'s item, or None while it is not done.
+    indices ahead of the consumer.  With *ramp*, index 0 starts alone (it has the machine
+    to itself and comes first) and the window then grows with each index handed out.
+    *rounds* runs the admitted work (see :func:`steps`); *take(i)* is index *i*'s item, or
+    None while it is not done.
     """
     position = 0
-    admit(window)
+    admit(1 if ramp else window)
     for _ in rounds:
         while position < total and (item := take(position)) is not None:
             yield position, item
             position += 1
-        admit(position + window)
+        admit(position + (min(window, position + 1) if ramp else window))
     while position < total and (item := take(position)) is not None:   # nothing ran (e.g. no jobs)
         yield position, item
         position += 1
