@@ -199,3 +199,40 @@ def test_a_long_render_in_blocks_keeps_its_memory(tmp_path):
         peak = max(peak, oversampled_peak_db(block, 16000))
     assert abs(pyebur128.get_loudness_global(state) + 16.0) <= 0.15
     assert peak <= -1.0
+
+
+def test_subtitles_review_chapters_and_tags_in_blocks(tone_backend, write_script, tmp_path):
+    text = "---\ntitle: The Book\nartist: Someone\n---\n## One\n" + SCRIPT + "## Two\nB: The second chapter.\n"
+    script = write_script(text)
+    outputs = {}
+    for mode in (False, True):
+        folder = tmp_path / str(mode)
+        folder.mkdir()
+        result = synthesize_dialog(script, folder / "out.flac", voices=VOICES, mix_in_blocks=mode,
+                                   subtitles=folder / "out.srt", review=folder / "review.html")
+        outputs[mode] = (result, (folder / "out.srt").read_text(), sf.info(folder / "out.flac"))
+    (whole, whole_srt, whole_info), (blocks, blocks_srt, blocks_info) = outputs[False], outputs[True]
+    assert blocks_srt == whole_srt and "Line number 3" in blocks_srt
+    assert blocks.chapters == whole.chapters and [c["title"] for c in blocks.chapters] == ["One", "Two"]
+    page = (tmp_path / "True" / "review.html").read_text()
+    assert page == (tmp_path / "False" / "review.html").read_text() and "Line number 11" in page
+    import mutagen
+    tags = mutagen.File(tmp_path / "True" / "out.flac")
+    assert tags["title"] == ["The Book"] and tags["artist"] == ["Someone"]
+    assert blocks_info.frames == whole_info.frames
+
+
+def test_keep_going_leaves_silence_in_blocks(flaky, write_script, tmp_path):
+    from dialog_tts.errors import SynthesisError
+
+    flaky.failures["FAIL here"] = [SynthesisError("server rejected it")] * 10
+    script = write_script("A: fine one, said at some length.\nA: FAIL here\nA: fine two, said at some length.\n")
+    runs = {}
+    for mode in (False, True):
+        out = tmp_path / f"out{mode}.wav"
+        runs[mode] = synthesize_dialog(script, out, voices={"A": "x,backend=flaky"}, retries=0, keep_going=True,
+                                       mix_in_blocks=mode)
+        assert out.exists()
+    assert runs[True].duration == runs[False].duration
+    assert [line.source for line in runs[True].lines] == ["cache", "failed", "cache"]
+    assert (tmp_path / "outTrue.wav").read_bytes() == (tmp_path / "outFalse.wav").read_bytes()
