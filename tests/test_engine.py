@@ -702,10 +702,11 @@ def test_no_backend_call_starts_after_an_interrupt(extra_backends):
     assert sorted(gated.calls) == ["Line 0.", "Line 1."]   # no retry, no new line after the interrupt
 
 
-def test_cli_ctrl_c_exits_130_with_one_line(cli, write_script, tmp_path, extra_backends, private_cache):
+@pytest.mark.parametrize("mode", ["--mix-whole", "--mix-in-blocks"])
+def test_cli_ctrl_c_exits_130_with_one_line(cli, write_script, tmp_path, extra_backends, private_cache, mode):
     backend = extra_backends("interrupting", InterruptingBackend(after=4))
     write_script(TWO_HUNDRED)
-    result = cli("-s", "script.txt", "--backend", "interrupting", "--workers", "2", "-o", "o.wav")
+    result = cli("-s", "script.txt", "--backend", "interrupting", "--workers", "2", "-o", "o.wav", mode)
     assert result.exit_code == 130, result.output
     assert [ln for ln in result.output.splitlines() if ln.strip()] == ["Interrupted"]
     assert 4 <= len(backend.calls) <= 4 + 2 + 2   # far fewer than 200: the queued lines were cancelled
