@@ -197,7 +197,8 @@ class BlockMix:
     def _weights(self, entry: Entry) -> tuple[float, ...]:
         return pan_gains(entry.voice.pan or 0.0) if self.settings.channels == 2 and entry.voice else (1.0,)
 
-    def parts(self, line: _Line, factor: float | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def parts(self, line: _Line, factor: float | None = None,
+              reach: float = _REACH) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(samples, group peaks, group energies) of *line*, from memory or the spill; with *factor*
         (the gain its peaks will be multiplied by), its peaks are true peaks wherever that could
         bring them near the ceiling (:meth:`_measure`)."""
@@ -209,19 +210,19 @@ class BlockMix:
             data = self.spill.get(line.at, n + 2 * g)
             parts = data[:n], data[n:n + g], data[n + g:]
         if factor is not None and self.unsure(line, factor):
-            self._measure(line, parts, factor)
+            self._measure(line, parts, factor * reach)
         return parts
 
     def unsure(self, line: _Line, factor: float) -> bool:
         """Whether *line*'s peaks times *factor* could reach the ceiling without their true peaks read yet."""
         return factor > line.measured and line.peak * loudness.TP_HEADROOM * factor > self.ceiling
 
-    def _measure(self, line: _Line, parts: tuple[np.ndarray, np.ndarray, np.ndarray], factor: float) -> None:
-        """Read the true peaks of the groups that a gain up to 3 dB over *factor* could bring near the
-        ceiling (in place, and in the spill).  Oversampling every line cost 40 % of a render: most
-        groups of levelled speech stay more than 6 dB (the headroom) under the ceiling."""
+    def _measure(self, line: _Line, parts: tuple[np.ndarray, np.ndarray, np.ndarray], reach: float) -> None:
+        """Read the true peaks of the groups that a gain up to *reach* could bring near the ceiling (in
+        place, and in the spill).  Oversampling every line cost 40 % of a render: most groups of
+        levelled speech stay more than 6 dB (the headroom) under the ceiling.  The search reads 3 dB
+        further than the gain it tries, so that its next tries need not read again."""
         samples, peaks, _energies = parts
-        reach = factor * _REACH
         wanted = peaks * np.float32(loudness.TP_HEADROOM * reach) > self.ceiling
         true = loudness.group_true_peaks(samples, line.entry.start, wanted, self.rate)
         np.maximum(peaks[:true.shape[0]], true, out=peaks[:true.shape[0]])
@@ -509,7 +510,7 @@ def _island(mix: BlockMix, island: list[_Line]) -> tuple[int, np.ndarray]:
     gb = max(ln.g0 + ln.groups for ln in island) + mix.reach
     peaks = np.zeros(gb - ga, np.float32)
     buffer = np.zeros(((gb - ga) * group,) if mix.settings.channels == 1 else ((gb - ga) * group, 2), np.float32)
-    parts = [mix.parts(line, line.gain * line.top_weight * g) for line in island]
+    parts = [mix.parts(line, line.gain * line.top_weight * g, reach=1.0) for line in island]   # the final gain
     for line, (samples, line_peaks, _energy) in zip(island, parts):
         at = line.g0 - ga
         peaks[at:at + line_peaks.shape[0]] += line_peaks * np.float32(line.gain * line.top_weight * g)

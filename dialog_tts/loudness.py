@@ -138,11 +138,13 @@ def true_peak_per_frame(samples: np.ndarray, rate: int, oversampling: int | None
         up = stream.resample_chunk(chunk, last=start + BLOCK >= frames)
         up = np.concatenate([pending, up]) if pending.shape[0] else up
         usable = (up.shape[0] // oversampling) * oversampling
-        block = _max_every(abs_max_channels(up[:usable]), oversampling)
+        pending = up[usable:].copy()
+        # |x| in place where mono: a new 8x array for it cost a third of the reading (page faults)
+        magnitude = np.abs(up[:usable], out=up[:usable]) if channels == 1 else abs_max_channels(up[:usable])
+        block = _max_every(magnitude, oversampling)
         n = min(block.shape[0], frames - filled)
         peaks[filled:filled + n] = block[:n]
         filled += n
-        pending = up[usable:]
     if filled < frames:  # the resampler's tail: fall back to the sample peaks
         peaks[filled:] = abs_max_channels(samples[filled:])
     return np.maximum(peaks, abs_max_channels(samples))
