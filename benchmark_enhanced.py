@@ -804,7 +804,7 @@ def register_book_voice() -> None:
             return "book 1"
 
         def synthesize(self, text: str, voice: object) -> Clip:
-            clip = clips[sum(map(ord, text)) % len(clips)]
+            clip = clips[int("".join(filter(str.isdigit, text)) or 0) % len(clips)]   # paragraph i: clip i mod 24
             return Clip(clip.samples.copy(), clip.sample_rate)
 
     backends.register("book", Book)
@@ -812,8 +812,10 @@ def register_book_voice() -> None:
 
 def book_script(path: Path, hours: float) -> Path:
     """*hours* of two narrators' lines for the 'book' voice (its clips last 1.5 to 5 s)."""
+    from dialog_tts.mix import MixSettings, placed_frames
+
     clips = [synthetic_dialog(0.1, seed=seed)[0].clip for seed in range(24)]
-    seconds = sum(c.samples.shape[0] for c in clips) / len(clips) / 24000 + 0.25
+    seconds = sum(placed_frames(c, MixSettings()) for c in clips) / len(clips) / 24000 + 0.25   # trimmed
     lines = round(hours * 3600 / seconds)
     path.write_text("".join(f"{'AB'[i % 2]}: Paragraph {i} of the book, read aloud.\n" for i in range(lines)),
                     encoding="utf-8")
