@@ -209,12 +209,14 @@ class PiperBackend(Backend):
                 from piper.config import PiperConfig
             except ImportError as exc:
                 raise BackendUnavailableError(f"piper is not installed ({exc.name}): pip install piper-tts") from exc
+            from .derived import ort_session
+
             options = onnxruntime.SessionOptions()
             options.intra_op_num_threads = self.threads_per_call
             options.inter_op_num_threads = 1
             config = json.loads(Path(f"{model}.json").read_text(encoding="utf-8"))
-            session = onnxruntime.InferenceSession(str(model), sess_options=options,
-                                                   providers=["CPUExecutionProvider"])
+            stat = model.stat()   # the copy's key: the model file's identity, as in the cache fingerprint
+            session = ort_session(model, f"{model} {stat.st_size} {stat.st_mtime_ns}", options)
             voice = PiperVoice(session=session, config=PiperConfig.from_dict(config))
             self._voices[key] = voice
             return voice
