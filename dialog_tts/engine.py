@@ -264,7 +264,9 @@ class Engine:
         """For each job, whether its audio is in the cache (nothing is decoded)."""
         if self.cache is None:
             return [False] * len(jobs)
-        return [self.cache_key(job) in self.cache for job in jobs]
+        keys = [self.cache_key(job) for job in jobs]
+        peek = getattr(self.cache, "peek", None)     # AudioCache: without opening diskcache
+        return list(peek(keys)) if peek is not None else [key in self.cache for key in keys]
 
     # ------------------------------------------------------------ the run
     def run(self, jobs: Sequence[Job]) -> EngineResult:
