@@ -42,14 +42,14 @@ from . import backends
 from .errors import DialogTTSError, QualityFailed, SynthesisError
 from .executors import Executor, ThreadExecutor
 from .gate import Gate, LineQuality, Take, best_take
-from .ordered import Lane, in_order, steps, worker_pool
 from .quality import Verdict
 from .voice import Voice
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:   # the scheduler (concurrent.futures) loads when lines run: a dry run never needs it
     from tenacity import RetryCallState, Retrying
 
     from .audio import Clip
+    from .ordered import Lane
 
 log = logging.getLogger("dialog_tts")
 
@@ -264,7 +264,9 @@ class Engine:
         """For each job, whether its audio is in the cache (nothing is decoded)."""
         if self.cache is None:
             return [False] * len(jobs)
-        return [self.cache_key(job) in self.cache for job in jobs]
+        keys = [self.cache_key(job) for job in jobs]
+        peek = getattr(self.cache, "peek", None)     # AudioCache: without opening diskcache
+        return list(peek(keys)) if peek is not None else [key in self.cache for key in keys]
 
     # ------------------------------------------------------------ the run
     def run(self, jobs: Sequence[Job]) -> EngineResult:
@@ -300,6 +302,8 @@ class Engine:
         return Stream(run, _streamed(self, run, window, ramp))
 
     def _execute(self, run: _Run) -> EngineResult:
+        from .ordered import steps, worker_pool
+
         cached, pending = _split(_units(run.jobs), self.cache, self.cache_key)
         if cached or pending:
             self._slots = self._slots or self.executor.capacity(self.workers)
@@ -683,6 +687,8 @@ class _Lanes:
         return lane
 
     def _new(self, name: str | None) -> Lane[_Unit, _Done]:
+        from .ordered import Lane
+
         engine, stop = self.engine, self.stop
         if name is None:
             return Lane(engine.workers, _one_each, lambda units: partial(engine._read, units[0], stop))
@@ -757,6 +763,8 @@ def _streamed(engine: Engine, run: _Run, window: int | None,
             return None
         run.outcomes[index] = replace(outcome, clip=None)   # the run keeps counters and errors, not audio
         return outcome
+
+    from .ordered import in_order, steps, worker_pool
 
     with worker_pool(engine._slots, run.stop) as pool:
         rounds = steps(pool, lanes.queue, engine._slots, run.collect)

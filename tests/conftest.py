@@ -130,6 +130,19 @@ def private_cache(tmp_path_factory, monkeypatch):
     return path
 
 
+@pytest.fixture(scope="session")
+def model_cache_folder(tmp_path_factory):
+    return tmp_path_factory.mktemp("models")
+
+
+@pytest.fixture(autouse=True)
+def private_model_cache(model_cache_folder, monkeypatch):
+    """Derived model data (optimized ONNX graphs, hibari's G2P tables) go to one folder of this test session
+    (made once, as on a user's machine), never to the user's ~/.cache."""
+    monkeypatch.setenv("DIALOG_TTS_MODEL_CACHE", str(model_cache_folder))
+    return model_cache_folder
+
+
 @pytest.fixture(autouse=True)
 def no_hibari_downloads(tmp_path_factory, monkeypatch):
     """hibari looks for downloaded voices in an empty folder: the offline default cast, whatever the machine has."""

@@ -396,3 +396,30 @@ def test_a_value_file_copied_over_another_is_synthesized_again(write_script, ton
     assert len(warnings_about(result, "was corrupted")) == 1
     assert "1 synthesized, 1 cached" in result.output and len(tone_backend.calls) == 3
     assert (tmp_path / "1.wav").read_bytes() == (tmp_path / "2.wav").read_bytes()
+
+
+def test_peek_answers_as_in_does_without_opening_diskcache(tmp_path, mounts):
+    keys = fill_cache(tmp_path / "c", count=20)
+    absent = [make_key("tone", "f", {}, f"absent {i}") for i in range(5)]
+    with AudioCache(tmp_path / "c") as cache:          # a new process's cache: diskcache not opened yet
+        assert cache.peek([*keys, *absent]) == [True] * 20 + [False] * 5
+        assert cache._store is None                    # answered by a plain read-only query
+        assert [key in cache for key in [*keys, *absent]] == [True] * 20 + [False] * 5
+        assert cache.peek([keys[0], absent[0]]) == [True, False]      # diskcache open now: asked directly
+    mounts.read_only(tmp_path / "c")
+    with AudioCache(tmp_path / "c") as cache:
+        assert cache.peek([keys[0], absent[0]]) == [True, False]
+
+
+def test_peek_makes_no_cache_where_there_is_none(tmp_path):
+    with AudioCache(tmp_path / "none") as cache:
+        assert cache.peek([make_key("tone", "f", {}, "x")]) == [False]
+    assert not (tmp_path / "none").exists()
+
+
+def test_peek_on_a_damaged_database_heals_it_as_in_does(tmp_path, caplog):
+    keys = fill_cache(tmp_path / "c", count=20)
+    damage(tmp_path / "c" / "cache.db", "random bytes")
+    with AudioCache(tmp_path / "c") as cache, caplog.at_level("WARNING", logger="dialog_tts"):
+        assert cache.peek(keys[:3]) == [False] * 3
+    assert sum("was damaged" in r.getMessage() for r in caplog.records) == 1

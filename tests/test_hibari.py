@@ -43,6 +43,18 @@ def test_heart_speaks_offline_and_deterministically(hibari):
     assert 165 < median_f0(first.samples, first.sample_rate) < 230      # a woman's voice
 
 
+def test_heart_is_hibaris_own_output_bit_for_bit(hibari):
+    """The backend loads heart from its optimized copy with the G2P tables read word by word
+    (dialog_tts.backends.derived, hibari_g2p); hibari on its own gives the same samples."""
+    from hibari import Hibari
+
+    reference = Hibari(voice="heart", threads=1)
+    for text in (TEXT, "Dr. Patel paid $4.99 on March 3rd. Really? Zxqwv said no!"):
+        ours = hibari.synthesize(text, hibari.resolve(Voice("heart", "hibari")))
+        theirs = np.concatenate(list(reference.stream(text, speed=1.0, seed=0)))
+        assert ours.samples.tobytes() == theirs.tobytes()
+
+
 def test_rate_pitch_and_volume_shape_the_voice(hibari):
     plain = speak(hibari)
     seconds = spoken_seconds(plain)

