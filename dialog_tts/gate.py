@@ -3,7 +3,8 @@
 The engine calls :meth:`Gate.judge` on each take it synthesizes (on the worker
 thread that made it, so the checks, the recognizer's included, run alongside
 the other lines' synthesis) and keeps the first take that passes, or, when
-none does, the least bad one (:func:`best_take`).
+none does, the least bad one (:func:`best_take`).  The recognizer hears only
+the takes that pass the cheap checks.
 """
 
 from __future__ import annotations
@@ -99,7 +100,7 @@ def best_take(takes: list[Take]) -> Take:
 
 
 class Gate:
-    """Judges takes for one render; thread-safe (the recognizer keeps a decoder per thread)."""
+    """Judges takes for one render; thread-safe (the recognizer lends each thread a decoder)."""
 
     def __init__(self, settings: GateSettings | None = None) -> None:
         self.settings = settings or GateSettings()
@@ -125,8 +126,8 @@ class Gate:
             return Verdict()
         verdict = check_take(clip, text, wpm=backend.base_wpm, speed=voice.speed(backend.base_wpm),
                              volume_db=voice.volume, speech=backend.speech, thresholds=self.settings.thresholds)
-        if self.recognizer is None or not backend.speech:
-            return verdict
+        if self.recognizer is None or not backend.speech or not verdict.passed:
+            return verdict              # a take the cheap checks failed is retaken anyway: no need to hear it
         language = backend.language(voice, text)
         from .asr import judged, recognizes
 

@@ -12,8 +12,9 @@ from dialog_tts import script as script_mod
 from dialog_tts.audio import Clip, pcm24
 from dialog_tts.backends import get_backend
 from dialog_tts.gate import Take, best_take
-from dialog_tts.quality import Check, Thresholds, Verdict, check_take, frame_db, longest_run, spoken_words
+from dialog_tts.quality import Check, Thresholds, Verdict, check_take, frame_db, longest_run, measure, spoken_words
 from dialog_tts.voice import Rate, Voice
+from measure import take_figures
 
 LONG = "Hello there, how are you doing today? I hope the weather is kind to you."
 
@@ -84,6 +85,44 @@ def test_frame_measures_against_numpy_reference():
     assert longest_run(np.zeros(4, bool)) == 0
 
 
+def _takes_to_measure() -> list[np.ndarray]:
+    rng = np.random.default_rng(5)
+    x = speech_like(LONG)
+    takes = [glitch(x, fault) for fault in ("clean", "truncate", "loop", "clip", "tone", "gap")]
+    takes.append(np.concatenate([x, (0.1 * rng.standard_normal(FAKE_RATE)).astype(np.float32)]))
+    scaled_clip = (np.clip(x * 6.0, -1.0, 1.0) * 0.7).astype(np.float32)         # clipped, then turned down
+    takes += [scaled_clip, -scaled_clip, x[:1023], x[:4097], np.zeros(3000, np.float32), x[:2]]
+    takes.append(pcm24(Clip(np.clip(x * 3.0, -1.0, 1.0), FAKE_RATE)).samples)     # flat tops at both polarities
+    return takes
+
+
+def test_measure_matches_a_plain_reference():
+    """The vectorized figures (two passes, block maxima, running sums) against frame-by-frame loops."""
+    for x in _takes_to_measure():
+        got, want = measure(x, FAKE_RATE)._asdict(), take_figures(x, FAKE_RATE)
+        assert got["peak_db"] == pytest.approx(want["peak_db"], abs=1e-3)
+        assert got["clipped"] == pytest.approx(want["clipped"], abs=1e-9)
+        for name in ("span", "pause", "steady"):
+            assert got[name] == pytest.approx(want[name], abs=1e-9), (name, len(x))
+
+
+def _syllables_token_by_token(text: str) -> float:
+    """The rule, plainly: a token's vowel groups (at least 1), 1.45 a digit, 1.45 a symbol."""
+    import re
+
+    total = 1.45 * len(re.findall(r"[$%&+=@#]", text))
+    for token in re.findall(r"[A-Za-z0-9]+", text):
+        groups = len(re.findall(r"[aeiouy]+", token, re.IGNORECASE))
+        total += 1.45 * len(token) if token.isdigit() else max(1, groups)
+    return total / 1.45
+
+
+@pytest.mark.parametrize("text", ["Mr. O'Brien don't", "In 1987, 60% of 3rd-graders", "Shh... hmm_hmm B2B",
+                                  "It costs $4.99, or about 3 euros.", "YES!! Queueing & rhythm @ 10:30", ""])
+def test_spoken_words_reads_ascii_as_the_token_rules_say(text):
+    assert spoken_words(text) == pytest.approx(_syllables_token_by_token(text))
+
+
 def test_best_take_is_the_first_that_passed_else_the_least_bad():
     ok = Verdict((Check("level", True, -10.0, ""),))
     bad = Verdict((Check("duration", False, 0.2, "", excess=0.5),))
@@ -126,3 +165,32 @@ def test_a_clean_render_of_the_samples_passes_at_the_first_take(tmp_path):
         for line in result.lines:
             assert line.quality is not None and line.quality["kept_take"] == 1 and line.quality["passed"]
             assert set(line.quality["checks"]) == {"level", "clipping", "duration", "pause", "steady"}
+
+
+def varied_lines(count: int) -> list[str]:
+    """The benchmark's varied English lines (short replies, questions, numbers, long sentences), seeded."""
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).parents[1]))
+    try:
+        import benchmark_enhanced
+    finally:
+        sys.path.pop(0)
+    return benchmark_enhanced.varied_lines(count)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("backend", "name", "count"), [("espeak", "en-us", 150), ("espeak", "en-us+f3", 60),
+                                                         ("hibari", "heart", 60), ("piper", "joe", 12)])
+def test_clean_takes_of_a_long_varied_script_pass(backend, name, count):
+    """No false alarm on the calibration lines (the benchmark checks 300 of them on every voice)."""
+    inst = get_backend(backend).bind({}, workers=1)
+    voice = inst.resolve(Voice(name, backend))
+    alarms = []
+    for text in varied_lines(count):
+        verdict = check_take(pcm24(inst.synthesize(text, voice)), text, wpm=inst.base_wpm,
+                             speed=voice.speed(inst.base_wpm))
+        if not verdict.passed:
+            alarms.append(f"{voice.describe()} {text!r}: {verdict.describe()}")
+    assert alarms == []
