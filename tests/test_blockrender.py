@@ -159,7 +159,7 @@ def test_report_and_up_to_date_work_in_blocks(tone_backend, write_script, tmp_pa
 
 
 LONG = textwrap.dedent("""
-    import resource, sys
+    import sys
     sys.path.insert(0, {tests!r})
     from conftest import ToneBackend
     from dialog_tts import backends
@@ -167,7 +167,8 @@ LONG = textwrap.dedent("""
     backends.register("tone", ToneBackend)
     synthesize_dialog({script!r}, {out!r}, voices={{"A": "low,backend=tone", "B": "high,backend=tone"}}, lufs=-16.0,
                       sample_rate=16000, stereo=False, cache=False, mix_in_blocks={blocks})
-    print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+    # VmHWM: this process's own peak (ru_maxrss would carry the parent's peak over the exec)
+    print(next(int(x.split()[1]) for x in open("/proc/self/status") if x.startswith("VmHWM:")))
 """)
 
 
