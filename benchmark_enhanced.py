@@ -1057,8 +1057,8 @@ def bench_quality(quick: bool) -> Section:
     return Section("Quality gate", rows, notes + [
         "The checks' rows: takes of varied English lines (short replies, questions, numbers, long sentences), "
         "synthesized one by one on one thread, each checked right after it was made (as the engine does); the "
-        "median column is the checks' time for all of them, the name says it as a share of their synthesis "
-        "time. The recognizer rows: whole `dialog-tts` runs of samples/podcast.txt (--no-cache, default "
+        "median column is the checks' CPU time for all of them, the name says it as a share of their synthesis's "
+        "CPU time (the process's, so that other processes on a busy machine count in neither). The recognizer rows: whole `dialog-tts` runs of samples/podcast.txt (--no-cache, default "
         "--workers), piper only (--backend piper) and the default cast (hibari and piper), --check basic and "
         "--check asr taken in turn; ratio = asr / basic."])
 
@@ -1077,11 +1077,11 @@ def quality_cost(backend_name: str, voices: list[str], texts: list[str]) -> tupl
     for v, name in enumerate(voices):
         voice = backend.resolve(Voice(name, backend_name))
         for text in texts if v == 0 else texts[: len(texts) // 4]:
-            started = time.perf_counter()
+            started = time.process_time()     # CPU time: other processes on a busy machine count in neither
             clip = pcm24(backend.synthesize(text, voice))
-            middle = time.perf_counter()
+            middle = time.process_time()
             verdict = check_take(clip, text, wpm=backend.base_wpm, speed=voice.speed(backend.base_wpm))
-            check += time.perf_counter() - middle
+            check += time.process_time() - middle
             synth += middle - started
             takes += 1
             if not verdict.passed:
