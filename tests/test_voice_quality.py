@@ -1,21 +1,28 @@
 """The automatic voices, measured: intelligible to an offline recognizer, women's and men's pitch, distinct.
 
 Every voice of the default palettes (the offline default cast, and hibari's and piper's
-palettes) speaks the same eight ordinary sentences.  pocketsphinx (16 kHz, its bundled
-en-US model) transcribes them and jiwer scores the word error rate; ``median_f0``
-measures the pitch.  Piper's voices draw random noise inside the model, so the test
-seeds onnxruntime and loads a fresh piper backend per voice to measure the same audio
-every run (hibari has a fixed seed of its own).
+palettes) speaks the 60 held-out sentences of ``voice_sentences.txt`` (507 words, so one
+misheard word is 0.2 % of word error rate).  The file's other 60 sentences are for choosing
+voice variants, so that a choice is confirmed on sentences it was not tuned to.
+pocketsphinx (16 kHz, its bundled en-US model, one config for every voice) transcribes them
+and jiwer scores the word error rate; ``median_f0`` measures the pitch.  Piper's voices draw
+random noise inside the model, so the test seeds onnxruntime and loads a fresh piper backend
+per voice to measure the same audio every run (hibari has a fixed seed of its own).
 
-The WER bound is 1.5 × the best voice's, with the best taken as at least 10 %: on these
-eight sentences (72 words) the best voices score 2-4 errors, so 1.5 × that would compare
-single words; over 24 such sentences every natural voice here scored 3-11 %.  The
-voices this bound guards against score 40-100 %.
+Issue 10's bound, every voice within 1.5 x the best voice's WER, is stated as an expected
+failure: no offline palette built from heart and joe met it (README, "Automatic casting").
+The guard that holds counts the best as at least 10 %.
+
+pocketsphinx holds the GIL while it decodes, so the voices are measured in two spawned
+processes (each voice whole in one of them, so its audio is the same as measured alone).
 """
 
 from __future__ import annotations
 
 import itertools
+import multiprocessing
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
 
 import jiwer
 import numpy as np
@@ -25,19 +32,25 @@ from dialog_tts import backends, casting
 from dialog_tts.voice import Voice
 from measure import Recognizer, median_f0, words
 
-SENTENCES = [
-    "The weather will be warm and sunny all week.",
-    "Please call your mother before the train leaves.",
-    "We found the old map under the kitchen table.",
-    "Nobody expected the meeting to end so early.",
-    "He bought three apples and a loaf of bread.",
-    "The children were playing in the garden after school.",
-    "I think we should start the show with the news.",
-    "She wrote a long letter to her brother in London.",
-]
-WER_FLOOR = 0.10
+SENTENCE_FILE = Path(__file__).with_name("voice_sentences.txt")
+MAX_WER_RATIO = 1.5
+WER_FLOOR = 0.10   # the guard's floor under the best voice's WER
 WOMEN_ABOVE_HZ, MEN_BELOW_HZ = 165.0, 140.0
 MIN_PITCH_RATIO = 1.08
+PITCH_CLIPS = 8     # the median F0 is taken over the first eight sentences
+
+
+def sentences(section: str) -> list[str]:
+    """The sentences under ``[section]`` in voice_sentences.txt (comments and blank lines skipped)."""
+    found: dict[str, list[str]] = {}
+    current: list[str] = []
+    for line in SENTENCE_FILE.read_text(encoding="utf-8").splitlines():
+        line = line.strip()
+        if line.startswith("[") and line.endswith("]"):
+            current = found.setdefault(line[1:-1], [])
+        elif line and not line.startswith("#"):
+            current.append(line)
+    return found[section]
 
 
 def palette_voices() -> list[tuple[str, str]]:
@@ -48,8 +61,8 @@ def palette_voices() -> list[tuple[str, str]]:
     return list(dict.fromkeys(found))
 
 
-def measure(backend_name: str, voice_name: str) -> dict:
-    """Synthesize the sentences with a fresh backend instance: WER, median F0, sex."""
+def measure(backend_name: str, voice_name: str, section: str = "held-out") -> dict:
+    """Synthesize a section's sentences with a fresh backend instance: WER, median F0, sex."""
     import onnxruntime
 
     onnxruntime.set_seed(0)     # piper's noise: the same audio every run
@@ -57,21 +70,27 @@ def measure(backend_name: str, voice_name: str) -> dict:
     backend = factory()
     voice = backend.resolve(Voice(voice_name, backend_name))
     recognize = Recognizer()
+    texts = sentences(section)
     heard, spoken = [], []
-    for text in SENTENCES:
+    for text in texts:
         clip = backend.synthesize(text, voice)
         heard.append(words(recognize(clip.samples, clip.sample_rate)))
         spoken.append(clip)
     backend.close()
     rate = spoken[0].sample_rate
-    f0 = median_f0(np.concatenate([c.samples for c in spoken[:4]]), rate)
+    f0 = median_f0(np.concatenate([c.samples for c in spoken[:PITCH_CLIPS]]), rate)
+    scored = jiwer.process_words([words(t) for t in texts], heard)
+    errors = scored.substitutions + scored.deletions + scored.insertions
     return {"voice": f"{backend_name}:{voice_name}", "gender": backend.voice_gender(voice_name),
-            "f0": f0, "wer": jiwer.wer([words(t) for t in SENTENCES], heard)}
+            "f0": round(f0, 1), "wer": scored.wer, "errors": errors,
+            "words": sum(len(words(t).split()) for t in texts)}
 
 
 @pytest.fixture(scope="module")
 def table():
-    return [measure(b, v) for b, v in palette_voices()]
+    voices = palette_voices()
+    with ProcessPoolExecutor(max_workers=2, mp_context=multiprocessing.get_context("spawn")) as pool:
+        return list(pool.map(measure, *zip(*voices)))
 
 
 @pytest.mark.slow
@@ -81,9 +100,24 @@ def test_default_palettes_hold_two_women_and_two_men(table):
 
 
 @pytest.mark.slow
-def test_every_palette_voice_is_intelligible(table):
+@pytest.mark.xfail(strict=True, reason=(
+    "issue 10's bound does not hold for the offline palette: pocketsphinx mishears piper's joe variants "
+    "about twice as often as hibari's heart (held-out set: heart 3.4 %, heart-low 3.7 %, joe-light 6.1 %, "
+    "joe-tenor 11.8 %); no joe variant measured (0 to +4.4 semitones, rate 0.9x, noise_scale 1/3, three "
+    "seeds) came under 5 % on both sets"))
+def test_every_palette_voice_is_as_intelligible_as_the_best(table):
     best = min(row["wer"] for row in table)
-    bound = 1.5 * max(best, WER_FLOOR)
+    for row in table:
+        assert row["wer"] <= MAX_WER_RATIO * best, (row, f"bound {MAX_WER_RATIO * best:.3f}", table)
+
+
+@pytest.mark.slow
+def test_no_palette_voice_is_far_less_intelligible_than_the_best(table):
+    """The guard that holds today: 1.5 x the best, the best counted as at least 10 %.
+
+    The voices it keeps out (joe-deep, joe-high, joe-bass, joe-alto, espeak's) score 40-100 %.
+    """
+    bound = MAX_WER_RATIO * max(min(row["wer"] for row in table), WER_FLOOR)
     for row in table:
         assert row["wer"] <= bound, (row, f"bound {bound:.3f}", table)
 
@@ -102,3 +136,9 @@ def test_voices_of_one_sex_differ_in_pitch(table):
     for a, b in itertools.combinations(table, 2):
         if a["gender"] == b["gender"]:
             assert max(a["f0"], b["f0"]) / min(a["f0"], b["f0"]) >= MIN_PITCH_RATIO, (a, b)
+
+
+def test_the_sentence_sets_are_disjoint_and_sixty_each():
+    chosen_on, measured_on = sentences("selection"), sentences("held-out")
+    assert len(chosen_on) == len(measured_on) == 60
+    assert not {words(t) for t in chosen_on} & {words(t) for t in measured_on}
