@@ -848,12 +848,14 @@ def bench_book(quick: bool) -> Section:
     r = Row(f"{hours:g} h render in blocks ({len(report['lines'])} lines, 24 kHz stereo, --lufs -16, WAV): "
             f"peak memory {peak / 2**20:.0f} MiB", seconds)
     r.ratio, r.baseline = peak / mix_bytes, "the mix as one float32 array (peak RSS / its size)"
-    r.goal, r.met = "peak < 600 MB", peak < 600e6
+    whole_file = abs(info.duration - report["duration"]) < 1.0     # the file holds all of the mix
+    r.goal, r.met = "peak < 600 MB, the whole book in the file", peak < 600e6 and whole_file
     r.extra.update({"peak_mib": round(peak / 2**20), "mix_mib": round(mix_bytes / 2**20),
                     "loudness": report.get("loudness"), "true_peak": report.get("true_peak")})
     notes = [f"The whole process (`dialog-tts --mix-in-blocks`; auto picks blocks beyond 1 GiB of mix) with a "
              f"registered backend whose lines are synthetic speech-like clips; VmHWM of the process. "
-             f"The file: {info.duration / 3600:.2f} h, report loudness {report.get('loudness')} LUFS, "
+             f"The file ({info.format}): {info.duration / 3600:.2f} h of {report['duration'] / 3600:.2f} h mixed, "
+             f"report loudness {report.get('loudness')} LUFS, "
              f"true peak {report.get('true_peak')} dBTP. The whole mix would be {mix_bytes / 2**20:.0f} MiB."]
     import shutil
     shutil.rmtree(tmp, ignore_errors=True)

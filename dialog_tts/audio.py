@@ -290,6 +290,7 @@ def write(path: str | os.PathLike[str], samples: np.ndarray, sample_rate: int,
 
     fmt, subtype = output_format(path, bit_depth)
     channels = 1 if samples.ndim == 1 else samples.shape[1]
+    fmt = container_for(fmt, subtype, samples.shape[0], channels)
     try:
         with atomic_path(path) as tmp:
             try:
@@ -301,6 +302,18 @@ def write(path: str | os.PathLike[str], samples: np.ndarray, sample_rate: int,
                 raise OutputError(f"cannot write audio: {write_failure(exc, tmp)}", path=os.fspath(path)) from exc
     except OSError as exc:                                  # the temporary file, or the rename over *path*
         raise OutputError(f"cannot write audio: {write_failure(exc, path)}", path=os.fspath(path)) from exc
+
+
+_WAV_LIMIT = 0xFFFFFFFF - (1 << 16)      # RIFF sizes are 32-bit: a WAV holds under 4 GiB (header room kept)
+_SAMPLE_BYTES = {"PCM_16": 2, "PCM_24": 3, "PCM_32": 4, "FLOAT": 4}
+
+
+def container_for(fmt: str, subtype: str | None, frames: int, channels: int) -> str:
+    """*fmt*, or RF64 (WAV with 64-bit sizes, EBU Tech 3306) where a WAV of *frames* frames would pass
+    4 GiB: libsndfile stops writing a plain WAV there without an error (a 20-hour book ended at 12.4 h)."""
+    if fmt == "WAV" and frames * channels * _SAMPLE_BYTES.get(subtype or "", 4) > _WAV_LIMIT:
+        return "RF64"
+    return fmt
 
 
 def write_failure(exc: Exception, path: str | os.PathLike[str]) -> str:

@@ -176,7 +176,7 @@ def _encode(path: str, suffix: str, bm: blockmix.BlockMix, prod: produce.Product
     bm.taken.clear()
     with blockwrite.open_writer(path, suffix, settings.sample_rate, settings.channels,
                                 bit_depth=settings.bit_depth, bitrate=produce.mp4.parse_bitrate(prod.bitrate),
-                                chapters=marks) as writer:
+                                chapters=marks, frames=bm.frames) as writer:
         for block in bm.blocks():
             writer.write(block)
 

@@ -49,11 +49,13 @@ _WAV_BITS = {"PCM_16": 16, "PCM_24": 24, "FLOAT": 32}
 
 
 def open_writer(target: Target, suffix: str, rate: int, channels: int, *, bit_depth: int | None = None,
-                bitrate: int | None = None, chapters: Sequence[ChapterMark] = (), seed: int = 0) -> BlockWriter:
+                bitrate: int | None = None, chapters: Sequence[ChapterMark] = (), seed: int = 0,
+                frames: int | None = None) -> BlockWriter:
     """A writer of *target* (a path, a binary file, or ``-`` for stdout) in the format of *suffix*.
 
     *bit_depth* is 16 (TPDF-dithered with *seed*), 24, or None for float samples (WAV)
-    and for the lossy formats; *bitrate* (bits per second) and *chapters* are AAC's
+    and for the lossy formats; *frames*, where known, is how many frames will come (a WAV
+    beyond 4 GiB is then written as RF64); *bitrate* (bits per second) and *chapters* are AAC's
     (M4A/M4B); the other encoders keep the settings :func:`audio.write` gives them.
     Raises :class:`InputError` for a format or bit depth the target cannot take.
     """
@@ -73,6 +75,8 @@ def open_writer(target: Target, suffix: str, rate: int, channels: int, *, bit_de
     fmt, subtype = _soundfile_format(suffix, bit_depth, target)
     if stream and suffix == ".wav":
         return _WavStream(target, rate, channels, subtype or "", seed)  # type: ignore[arg-type]
+    if frames is not None:     # a file that a plain WAV's 32-bit sizes cannot hold is written as RF64
+        fmt = audio.container_for(fmt, subtype, frames, channels)
     return _SoundfileWriter(target, suffix, rate, channels, (fmt, subtype), seed)
 
 

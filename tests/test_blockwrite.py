@@ -289,3 +289,18 @@ def test_the_meter_gives_no_loudness_under_400_ms():
     meter.add(signal(6000, 1, 16000))
     lufs, peak = meter.result()
     assert lufs is None and peak < 0
+
+
+def test_a_wav_too_big_for_32_bit_sizes_is_written_as_rf64(tmp_path):
+    """A plain WAV stops at 4 GiB (libsndfile stopped a 20-hour book at 12.4 hours, silently): a WAV
+    announced beyond that is RF64, which soundfile and ffmpeg read back."""
+    assert audio.container_for("WAV", "PCM_16", 2**29, 2) == "WAV"                # 2 GiB
+    assert audio.container_for("WAV", "PCM_16", 20 * 3600 * 24000, 2) == "RF64"   # 6.9 GB
+    assert audio.container_for("FLAC", "PCM_16", 20 * 3600 * 24000, 2) == "FLAC"
+    x = signal(24000, 2, 24000)
+    path = tmp_path / "book.wav"
+    with open_writer(path, ".wav", 24000, 2, bit_depth=24, frames=20 * 3600 * 24000) as writer:
+        writer.write(x)
+    info = sf.info(path)
+    assert info.format == "RF64" and info.frames == 24000
+    assert np.abs(sf.read(path, dtype="float32")[0] - x).max() < 2 ** -22
