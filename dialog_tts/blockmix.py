@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import math
 import tempfile
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import IO, Iterable, Iterator
 
 import numpy as np
@@ -551,6 +551,8 @@ def stream(mix: BlockMix, lines: Iterable[tuple[Entry, np.ndarray]], *,
 
     The gain is :func:`predicted_gain`; the caller sets ``mix.frames`` (the timeline's end) before
     the iterator runs out, and the last block ends there."""
+    if mix.settings.leveling == "speaker":    # a speaker's level needs all its lines: a stream levels each line
+        mix.settings = replace(mix.settings, leveling="line")
     out = _Out(mix.settings.channels, block)
     island: list[_Line] = []
     end = -1

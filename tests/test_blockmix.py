@@ -131,3 +131,15 @@ def test_memory_does_not_grow_with_length():
     short, long = _peak_allocation(10), _peak_allocation(60)
     # the mix of 60 minutes would be 115 MB; each line keeps a few hundred bytes
     assert long - short < 3_000_000, (short, long)
+
+
+def test_a_stream_levels_by_line_when_asked_by_speaker():
+    outs = []
+    for leveling in ("line", "speaker"):
+        settings = mix.MixSettings(lufs=-16.0, leveling=leveling, allow_quieter=True)
+        clips, timeline = scene(9, settings)
+        bm = blockmix.BlockMix(settings, spill=False)
+        bm.frames = timeline.frames
+        lines = ((e, mix.prepare(clips[e.index], settings)[:e.frames]) for e in timeline.lines)
+        outs.append(np.concatenate(list(blockmix.stream(bm, lines))))
+    assert np.array_equal(outs[0], outs[1])
