@@ -48,7 +48,6 @@ STREAM_BLOCK = 4800 * 4            # frames per block out of a stream (0.8 s at 
 _FILE_BLOCK = 1 << 20             # frames per block out of a long render (audio.WRITE_BLOCK: the same dither)
 _BINS = np.arange(-200.0, 40.0, 0.01)   # dB: the histogram of group peaks
 _COMPENSATE_ROUNDS = mix_module.COMPENSATE_ROUNDS
-_MAX_COMPENSATION_DB = mix_module.MAX_COMPENSATION_DB
 _REACH = db_to_gain(3.0)          # true peaks are read for up to 3 dB more gain than asked (then again)
 _TOP_PERCENTILE = 99.5             # the largest gain is counted from this percentile of the lines' peaks
 
@@ -378,13 +377,8 @@ class _Search:
             unit = sums.setdefault(self._unit(i, line), [0.0, 0.0])
             unit[0] += plain
             unit[1] += plain + self.taken.get(i, 0.0)
-        total = [sum(u[0] for u in sums.values()), sum(u[1] for u in sums.values())]
-        if min(total) <= 0:
-            return False
-        average = 10 * math.log10(total[0] / total[1])
-        wanted = {k: max(-_MAX_COMPENSATION_DB, min(_MAX_COMPENSATION_DB, 10 * math.log10(a / b) - average))
-                  if a > 0 and b > 0 else 0.0 for k, (a, b) in sums.items()}
-        if max(abs(wanted[k] - self.extra.get(k, 0.0)) for k in wanted) < 0.05:
+        wanted = mix_module.compensation(sums, self.extra)
+        if wanted is None:
             return False
         self.set_extra(wanted)
         return True

@@ -330,13 +330,8 @@ class _Levels:
             unit = sums.setdefault(self._unit(i, entry), [0.0, 0.0])
             unit[0] += float(plain[rows].sum())
             unit[1] += float(limited[rows].sum())
-        total = [sum(u[0] for u in sums.values()), sum(u[1] for u in sums.values())]
-        if min(total) <= 0:
-            return False
-        average = 10 * math.log10(total[0] / total[1])
-        wanted = {k: max(-MAX_COMPENSATION_DB, min(MAX_COMPENSATION_DB, 10 * math.log10(a / b) - average))
-                  if a > 0 and b > 0 else 0.0 for k, (a, b) in sums.items()}
-        if max(abs(wanted[k] - self.extra.get(k, 0.0)) for k in wanted) < 0.05:
+        wanted = compensation(sums, self.extra)
+        if wanted is None:
             return False
         self.set_extra(normalizer, wanted)
         return True
@@ -366,6 +361,21 @@ class _Levels:
             for c, weight in enumerate(pan):
                 energies[level.first:level.first + subs.shape[0], c] += subs * weight ** 2
         return energies
+
+
+def compensation(sums: dict[object, list[float]], extra: dict[object, float]) -> dict[object, float] | None:
+    """The extra gain (dB) per line or speaker that gives back what the limiter takes from it beyond the
+    average, from each one's [plain, limited] energies; None when every one is within 0.05 dB of *extra*
+    (what it has) or nothing sounds.  Both mixers compensate with it."""
+    total = [sum(u[0] for u in sums.values()), sum(u[1] for u in sums.values())]
+    if not sums or min(total) <= 0:
+        return None
+    average = 10 * math.log10(total[0] / total[1])
+    wanted = {k: max(-MAX_COMPENSATION_DB, min(MAX_COMPENSATION_DB, 10 * math.log10(a / b) - average))
+              if a > 0 and b > 0 else 0.0 for k, (a, b) in sums.items()}
+    if max(abs(wanted[k] - extra.get(k, 0.0)) for k in wanted) < 0.05:
+        return None
+    return wanted
 
 
 def line_volume(entry: Entry) -> float:
