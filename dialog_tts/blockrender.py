@@ -134,24 +134,16 @@ def record_of(line: Line, job: engine.Job, o: engine.Outcome) -> LineRecord:
                       flags=o.quality.flags() if o.quality is not None else [])
 
 
-@dataclass
-class Finished:
-    """The figures of a block render's audio (as :class:`mix.MixResult` gives them), and the file's."""
-
-    figures: blockmix.Figures
-    written: produce.Written
-
-
-def write_file(out: Any, bm: blockmix.BlockMix, figures: blockmix.Figures, prod: produce.Production,
-               render_settings: mix.MixSettings, settings: mix.MixSettings, parsed: Script, timeline: Timeline,
-               bit_depth: str | None) -> produce.Written:
+def write_file(out: Any, bm: blockmix.BlockMix, prod: produce.Production,
+               render_settings: mix.MixSettings, settings: mix.MixSettings, parsed: Script,
+               timeline: Timeline) -> produce.Written:
     """Write the block mix to *out* (a file), re-limiting lower while a lossy file's decoded peak is over."""
     marks = chapters(timeline) if prod.chapters else []
     written = produce.Written(chapters=marks)
     suffix = Path(out).suffix.lower()
     with atomic_path(out) as tmp:
         for _encode_round in range(deliver.MAX_ENCODES):
-            _encode(tmp, suffix, bm, prod, settings, marks, bit_depth)
+            _encode(tmp, suffix, bm, prod, settings, marks)
             if not is_lossy(out):
                 break
             got, peak = blockwrite.measure_file(tmp)
@@ -163,15 +155,14 @@ def write_file(out: Any, bm: blockmix.BlockMix, figures: blockmix.Figures, prod:
             raise OutputError(f"the encoded file still peaks at {written.true_peak:+.2f} dBTP, over the "
                               f"{render_settings.true_peak:g} dBTP ceiling, after {deliver.MAX_ENCODES} encodes")
         tag_values = tags.Tags.merged(parsed.meta, prod.tags)
-        if (tag_values or marks) and suffix not in produce.mp4.FORMATS:
-            tags.write(tmp, tag_values, marks, settings.sample_rate, fmt=suffix)
-        elif tag_values and suffix in produce.mp4.FORMATS:
-            tags.write(tmp, tag_values, [], settings.sample_rate, fmt=suffix)
+        in_mp4 = suffix in produce.mp4.FORMATS        # its chapters are written with its audio
+        if tag_values or (marks and not in_mp4):
+            tags.write(tmp, tag_values, [] if in_mp4 else marks, settings.sample_rate, fmt=suffix)
     return written
 
 
 def _encode(path: str, suffix: str, bm: blockmix.BlockMix, prod: produce.Production, settings: mix.MixSettings,
-            marks: list[Any], bit_depth: str | None) -> None:
+            marks: list[Any]) -> None:
     bm.peak = 0.0
     bm.taken.clear()
     with blockwrite.open_writer(path, suffix, settings.sample_rate, settings.channels,
@@ -181,8 +172,7 @@ def _encode(path: str, suffix: str, bm: blockmix.BlockMix, prod: produce.Product
             writer.write(block)
 
 
-def stream_to(target: Any, suffix: str, blocks: Iterator[np.ndarray], settings: mix.MixSettings,
-              bit_depth: str | None) -> None:
+def stream_to(target: Any, suffix: str, blocks: Iterator[np.ndarray], settings: mix.MixSettings) -> None:
     """Write *blocks* to *target* (stdout's binary stream) as they come."""
     with blockwrite.open_writer(target, suffix, settings.sample_rate, settings.channels,
                                 bit_depth=settings.bit_depth) as writer:
@@ -251,7 +241,6 @@ class BlockRun:
         self.out, self.prod, self.settings, self.key, self.extras = out, prod, settings, key, extras
         self.started = started
         self.found = Pass()
-        self.figures: blockmix.Figures | None = None
         self.result: Any = None
         self.sample_rate, self.channels = settings.sample_rate, settings.channels
 
@@ -279,9 +268,8 @@ class BlockRun:
             assert timeline is not None
             figures = self._located(lambda: bm.finish(timeline.frames))
             if path is not None:
-                written = self._located(lambda: write_file(path, bm, figures, self.prod, self.renderer.settings,
-                                                           self.settings, self.parsed, timeline,
-                                                           self.renderer.options.bit_depth))
+                written = self._located(lambda: write_file(path, bm, self.prod, self.renderer.settings,
+                                                           self.settings, self.parsed, timeline))
             else:
                 written = produce.Written(chapters=chapters(timeline) if self.prod.chapters else [])
                 for _block in bm.blocks():
@@ -352,7 +340,7 @@ class BlockRun:
         FLAC or MP3 whose length its header cannot tell is one that libsndfile refuses to read)."""
         suffix = self.prod.stream_suffix()
         if suffix == ".wav":
-            stream_to(stdout(), suffix, self.stream(), self.settings, self.renderer.options.bit_depth)
+            stream_to(stdout(), suffix, self.stream(), self.settings)
             return self.result
         with tempfile.TemporaryDirectory(prefix="dialog-tts-") as folder:
             path = os.path.join(folder, f"out{suffix}")
