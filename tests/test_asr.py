@@ -36,16 +36,33 @@ def take(backend: str, voice: str, text: str) -> tuple[Clip, Voice, object]:
     return pcm24(inst.synthesize(text, resolved)), resolved, inst
 
 
+def kept_take(recognizer: Recognizer, voice: str, text: str) -> tuple[float, list[str]]:
+    """The word error rate of the take a render keeps: piper draws fresh noise on every call (onnxruntime
+    takes no per-call seed), so, like the gate, make up to its default number of takes and keep the best.
+    Every take, kept or not, must be told apart from a wrong text."""
+    heard = []
+    best = 1.0
+    for _ in range(GateSettings().takes):
+        clip, _voice, _inst = take("piper", voice, text)
+        wer, words = recognizer.word_error_rate(clip, text)
+        heard.append(words)
+        wrong, _ = recognizer.word_error_rate(clip, WRONG)
+        assert wrong >= 0.8, (WRONG, words)
+        best = min(best, wer)
+        if wer <= 0.6:                                          # within the default --max-wer: kept
+            break
+    return best, heard
+
+
 @pytest.mark.parametrize("voice", ["joe", "joe-tenor", "joe-light"])
 def test_the_default_voices_are_heard_and_a_wrong_text_is_not(recognizer, voice):
+    # Measured on 12 takes of each sentence: joe 0-0.4 per take; the CI run of 346f8e7 drew one take at
+    # 0.625 ("whispering the red and grow up to the station"), which the gate would have retaken.
     rates = []
     for text in SENTENCES:
-        clip, _voice, _inst = take("piper", voice, text)
-        wer, heard = recognizer.word_error_rate(clip, text)
+        wer, heard = kept_take(recognizer, voice, text)
         rates.append(wer)
-        assert wer <= 0.6, (text, heard)                       # within the default --max-wer
-        wrong, _ = recognizer.word_error_rate(clip, WRONG)
-        assert wrong >= 0.8, (WRONG, heard)
+        assert wer <= 0.6, (text, heard)
     assert sum(rates) / len(rates) <= 0.3
 
 
