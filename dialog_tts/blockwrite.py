@@ -412,11 +412,9 @@ class StreamMeter:
             self.frames += x.shape[0]
 
     def _add_energy(self, x: np.ndarray) -> None:
-        from scipy.signal import sosfilt
+        from .loudness import sosfilt, sub_block_edges_between
 
-        from .loudness import sub_block_edges_between
-
-        y, self._zi = sosfilt(self._sos, x.astype(np.float64), axis=0, zi=self._zi)
+        y, self._zi = sosfilt(self._sos, x.astype(np.float64), self._zi)
         y *= y
         energy = y if y.ndim == 1 else y.sum(axis=1)     # BS.1770 channel weights: 1 (mono, left, right)
         pos, end = self.frames, self.frames + x.shape[0]

@@ -12,8 +12,10 @@
 from __future__ import annotations
 
 import math
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import lru_cache
 
 import numpy as np
 
@@ -150,6 +152,25 @@ def true_peak_per_frame(samples: np.ndarray, rate: int, oversampling: int | None
     return np.maximum(peaks, abs_max_channels(samples))
 
 
+def running_min(x: np.ndarray, size: int) -> np.ndarray:
+    """``out[k] = min(x[k:k + size])`` for every full window (len(x) - size + 1 values).
+
+    van Herk / Gil-Werman: minima accumulated forward and backward within blocks of *size*, so
+    three passes whatever the window.  Written here rather than taken from scipy.ndimage's
+    minimum_filter1d (same values: a minimum is exact) because importing scipy.ndimage took
+    0.37 s of a render on this machine, more than the limiter it serves."""
+    n = x.shape[0] - size + 1
+    if n <= 0:
+        return x[:0].copy()
+    blocks = -(-x.shape[0] // size)
+    padded = np.full(blocks * size, np.inf, dtype=x.dtype)
+    padded[:x.shape[0]] = x
+    grid = padded.reshape(blocks, size)
+    forward = np.minimum.accumulate(grid, axis=1).ravel()
+    backward = np.minimum.accumulate(grid[:, ::-1], axis=1)[:, ::-1].ravel()
+    return np.minimum(backward[:n], forward[size - 1:size - 1 + n])
+
+
 def limiter_gain(peaks: np.ndarray, ceiling: float, rate: float, attack: float = _ATTACK,
                  hold: float = _HOLD) -> np.ndarray:
     """Smooth gain per frame that keeps ``peaks * gain`` at or below *ceiling*.
@@ -160,8 +181,6 @@ def limiter_gain(peaks: np.ndarray, ceiling: float, rate: float, attack: float =
     that need, so every peak is held, and the gain moves without steps.
     *rate* is frames per second (a float where a frame is a group of samples).
     """
-    from scipy.ndimage import minimum_filter1d
-
     need = np.minimum(1.0, ceiling / np.maximum(peaks, 1e-12)).astype(np.float32)
     n = need.shape[0]
     if n == 0 or float(need.min()) >= 1.0:
@@ -171,7 +190,7 @@ def limiter_gain(peaks: np.ndarray, ceiling: float, rate: float, attack: float =
     size = h + w
     # window_min[k] = min(need[k-h .. k+w-1]): a forward window over a padded copy
     padded = np.concatenate([np.ones(h, np.float32), need, np.ones(w - 1, np.float32)])
-    window_min = minimum_filter1d(padded, size=size, mode="nearest")[size // 2:size // 2 + n]
+    window_min = running_min(padded, size)
     # averaged over the attack; before the start the first value stands in (it holds those frames too)
     lead = np.full(w - 1, window_min[0], dtype=np.float64)
     csum = np.concatenate([np.zeros(1), np.cumsum(np.concatenate([lead, window_min]), dtype=np.float64)])
@@ -217,17 +236,74 @@ class LineLevel:
         return gated_loudness(self.blocks)
 
 
+_SOSFILT_MODULE = "scipy.signal._sosfilt"
+
+
+@lru_cache(maxsize=1)
+def _sosfilt_loop() -> Callable[..., None] | None:
+    """The compiled loop inside ``scipy.signal.sosfilt``, loaded without the ``scipy.signal`` package.
+
+    Why not ``from scipy.signal import sosfilt``: with scipy 1.17 that import took 0.75 s of every render
+    here (the package rewrites the docstrings of some 650 functions with array-API notes and imports
+    scipy.stats), against 16 ms for the loop itself: about a third of a 6-minute cached re-render and of
+    the first audio of a stream.  The loop is the one ``sosfilt`` calls, so results are bit-identical.
+    None where a scipy release has moved it (the public function is used then).
+    """
+    import importlib.machinery
+    import importlib.util
+    import sysconfig
+    from pathlib import Path
+
+    try:
+        loaded = sys.modules.get(_SOSFILT_MODULE)
+        if loaded is None:
+            spec = importlib.util.find_spec("scipy")
+            folder = Path(next(iter(spec.submodule_search_locations or ()))) if spec else None
+            path = folder / "signal" / f"_sosfilt{sysconfig.get_config_var('EXT_SUFFIX')}" if folder else None
+            if path is None or not path.is_file():
+                return None
+            loader = importlib.machinery.ExtensionFileLoader(_SOSFILT_MODULE, str(path))
+            module_spec = importlib.util.spec_from_file_location(_SOSFILT_MODULE, path, loader=loader)
+            if module_spec is None:
+                return None
+            loaded = importlib.util.module_from_spec(module_spec)
+            sys.modules[_SOSFILT_MODULE] = loaded       # once per process: scipy.signal finds it there too
+            loader.exec_module(loaded)
+        loop = loaded._sosfilt
+    except (ImportError, AttributeError, OSError, StopIteration):
+        return None
+    return loop if callable(loop) else None
+
+
+def sosfilt(sos: np.ndarray, x: np.ndarray, zi: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """``scipy.signal.sosfilt(sos, x, axis=0, zi=zi)`` for x of shape ``(n,)`` or ``(n, channels)``:
+    the filtered signal (x's dtype, or sos's where wider) and the final state, shaped as scipy shapes it."""
+    loop = _sosfilt_loop()
+    dtype = np.result_type(sos, x, *(() if zi is None else (zi,)))
+    sections = sos.shape[0]
+    state_shape = (sections, 2, *x.shape[1:])
+    state = np.zeros(state_shape, dtype) if zi is None else np.asarray(zi, dtype)
+    if loop is None:
+        from scipy.signal import sosfilt as public
+
+        y, final = public(sos, x, axis=0, zi=state)
+        return y, final
+    signals = np.array(np.moveaxis(x.reshape(x.shape[0], -1), 0, -1), dtype, order="C")     # (channels, n)
+    flat = np.array(np.moveaxis(state.reshape(sections, 2, -1), -1, 0), order="C")   # a copy: (channels, sections, 2)
+    loop(sos.astype(dtype, copy=False), signals, flat)
+    y = np.moveaxis(signals, -1, 0).reshape(x.shape)
+    return y, np.moveaxis(flat, 0, -1).reshape(state_shape)
+
+
 def k_squared(samples: np.ndarray, rate: int, tail: int = 0) -> np.ndarray:
     """The squared K-weighted signal of one mono line followed by *tail* frames of its ring-out.
 
     Filtered in float32 (3e-6 dB from float64, three times faster), plus a constant of
     1e-20 that keeps the filter's state out of float32's denormal range (exact silence
     otherwise made it ten times slower)."""
-    from scipy.signal import sosfilt
-
     x = np.concatenate([samples, np.zeros(tail, np.float32)])
     x += np.float32(_DENORMAL_GUARD)
-    y = sosfilt(k_weighting_sos(rate).astype(np.float32), x)
+    y, _ = sosfilt(k_weighting_sos(rate).astype(np.float32), x)
     y *= y
     return y
 
@@ -298,8 +374,6 @@ class _Loudness:
 
     def energies(self, first: int, last: int, gain: Callable[[int, int], np.ndarray] | None = None) -> np.ndarray:
         """Sum of squared K-weighted samples per channel of sub-blocks first..last-1 (x times *gain*)."""
-        from scipy.signal import sosfilt
-
         x, edges = self.x, self.edges
         channels = 1 if x.ndim == 1 else x.shape[1]
         out = np.zeros((last - first, channels))
@@ -313,7 +387,7 @@ class _Loudness:
             if gain is not None:
                 g = gain(pos, end)
                 chunk *= g if chunk.ndim == 1 else g[:, None]
-            y, zi = sosfilt(self.sos, chunk, axis=0, zi=zi)
+            y, zi = sosfilt(self.sos, chunk, zi)
             y *= y
             keep_from = max(pos, start)
             lo = int(np.searchsorted(edges, keep_from, side="right")) - 1

@@ -58,3 +58,16 @@ def test_dry_run_imports_no_numpy(tmp_path):
                           "dialog_tts.backends.hibari_g2p"])
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert json.loads(out.stdout.strip().splitlines()[-1]) == []
+
+
+def test_a_render_with_a_loudness_target_imports_neither_scipy_signal_nor_ndimage(tmp_path):
+    """K-weighting runs scipy's compiled sosfilt loop and the limiter's running minimum is NumPy:
+    `import scipy.signal` alone took 0.75 s of every render (issue 13)."""
+    out = tmp_path / "o.wav"
+    args = ["-s", "samples/scene.txt", "--backend", "espeak", "--lufs", "-16", "--true-peak", "-6",
+            "--cache-dir", str(tmp_path / "c"), "-o", str(out), "-q"]
+    code = PROBE.replace("m.split('.')[0] in {heavy!r}", "m in {heavy!r}").format(
+        args=args, heavy=["scipy.signal", "scipy.ndimage", "scipy.stats", "dialog_tts.loudness"])
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert json.loads(result.stdout.strip().splitlines()[-1]) == ["dialog_tts.loudness"]
+    assert out.stat().st_size > 44

@@ -15,8 +15,10 @@ import numpy as np
 import pyebur128
 import pyloudnorm
 import pytest
+from scipy.ndimage import minimum_filter1d
 from scipy.signal import resample_poly, sosfilt, sosfreqz
 
+from dialog_tts import loudness
 from dialog_tts.loudness import _Loudness, k_weighting_sos, normalize_loudness
 
 RATES = [16000, 22050, 24000, 44100, 48000]
@@ -143,9 +145,39 @@ def test_loudness_module_boundary():
     """loudness.py needs only NumPy/SciPy/soxr and audio's dB helper (no mixer, no I/O); nothing in the
     package reads pyloudnorm; the mixer reaches the loudness code through dialog_tts.loudness."""
     loudness = _imports(ROOT / "dialog_tts" / "loudness.py")
-    assert loudness <= {"__future__", "math", "dataclasses", "collections.abc", "numpy", "soxr",
-                        "scipy.ndimage", "scipy.signal", ".audio"}
+    assert loudness <= {"__future__", "math", "sys", "dataclasses", "functools", "collections.abc", "numpy", "soxr",
+                        "scipy.signal", ".audio",
+                        # finding scipy's compiled sosfilt loop without importing scipy.signal
+                        "importlib.machinery", "importlib.util", "sysconfig", "pathlib"}
     for path in (ROOT / "dialog_tts").rglob("*.py"):
         assert not any(m.split(".")[0] == "pyloudnorm" for m in _imports(path)), path
     mix_source = (ROOT / "dialog_tts" / "mix.py").read_text(encoding="utf-8")
     assert "loudness.Normalizer(" in mix_source and "sosfilt" not in mix_source
+
+
+@pytest.mark.parametrize(("dtype", "shape"), [(np.float32, (30001,)), (np.float64, (30001,)), (np.float64, (30001, 2))])
+def test_the_sosfilt_loop_gives_scipys_sosfilt_bit_for_bit(dtype, shape):
+    """dialog_tts.loudness.sosfilt calls scipy's compiled loop without importing scipy.signal: same bits,
+    with and without a carried state, split anywhere."""
+    x = np.random.default_rng(7).standard_normal(shape).astype(dtype)
+    sos = k_weighting_sos(44100).astype(dtype)
+    state = np.zeros((2, 2, *shape[1:]), dtype)
+    assert loudness._sosfilt_loop() is not None            # the fast path is taken with this scipy
+    whole, _ = loudness.sosfilt(sos, x)
+    assert whole.dtype == dtype and np.array_equal(whole, sosfilt(sos, x, axis=0))
+    head, carried = loudness.sosfilt(sos, x[:12345], state)
+    tail, final = loudness.sosfilt(sos, x[12345:], carried)
+    ref_head, ref_carried = sosfilt(sos, x[:12345], axis=0, zi=state)
+    ref_tail, ref_final = sosfilt(sos, x[12345:], axis=0, zi=ref_carried)
+    assert np.array_equal(head, ref_head) and np.array_equal(tail, ref_tail)
+    assert np.array_equal(carried, ref_carried) and np.array_equal(final, ref_final)
+    assert not np.shares_memory(head, x)                    # the input is left alone
+
+
+@pytest.mark.parametrize("size", [1, 2, 5, 64, 481])
+def test_the_running_minimum_equals_scipy_ndimages(size):
+    x = np.random.default_rng(size).random(5000).astype(np.float32)
+    x[1000:1300] = 0.25                                     # a plateau, as the limiter's need has
+    expected = minimum_filter1d(x, size=size, mode="nearest")[size // 2:size // 2 + x.size - size + 1]
+    assert np.array_equal(loudness.running_min(x, size), expected)
+    assert loudness.running_min(x[:size - 1], size).size == 0
