@@ -64,13 +64,11 @@ def row(name: str, runs: list[float], **kw: object) -> Row:
 # ---------------------------------------------------------------- the fake backend
 
 def register_fixed_latency(latency: float = LATENCY) -> None:
-    """Register backend 'fixed': every line takes *latency* seconds and returns 2.5 s of tone."""
-    import math
+    """Register backend 'fixed': every line takes *latency* seconds and returns 2.5 s of tone.
 
-    import numpy as np
-
+    NumPy and the Clip type are imported when a line is synthesized, as the real backends do, so that
+    a run that synthesizes nothing (an up-to-date re-run) pays for what the tool imports, not the fake."""
     from dialog_tts import backends
-    from dialog_tts.audio import Clip
     from dialog_tts.backends.base import Backend, VoiceInfo
 
     class FixedLatency(Backend):
@@ -92,6 +90,12 @@ def register_fixed_latency(latency: float = LATENCY) -> None:
             return "fixed 1"
 
         def synthesize(self, text, voice):  # type: ignore[no-untyped-def]
+            import math
+
+            import numpy as np
+
+            from dialog_tts.audio import Clip
+
             time.sleep(latency)
             rate = 24000
             t = np.arange(int(LINE_SECONDS * rate)) / rate

@@ -18,7 +18,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterable, Mapping, Union
 
-from . import backends, casting, engine, speakers
+from . import backends, casting, engine, speakers, specs, uptodate
 from . import jobs as jobs_mod
 from . import lexicon as lexicon_mod
 from . import script as script_mod
@@ -32,7 +32,6 @@ from .timeline import build as build_timeline
 from .voice import Voice
 
 if TYPE_CHECKING:  # the mixer and writers (NumPy) load when a render mixes: --dry-run stays light
-    from . import mix, produce
     from .audio import Clip
 
 log = logging.getLogger("dialog_tts")
@@ -149,14 +148,12 @@ class RenderOptions:
     comment: str | None = None
     cover: PathLike | None = None
 
-    def production(self) -> produce.Production:
+    def production(self) -> specs.Production:
         """The production options, checked (missing files and bad values are usage errors)."""
-        from . import produce
-
         def text(value: Any) -> str | None:
             return None if value is None else os.fspath(value)
 
-        prod = produce.Production(
+        prod = specs.Production(
             text(self.music), self.music_level, self.duck, self.duck_attack, self.duck_release,
             self.music_lead, intro=text(self.intro), outro=text(self.outro), subtitles=text(self.subtitles),
             stems=text(self.stems), review=text(self.review), chapters=self.chapters, bitrate=self.bitrate,
@@ -211,12 +208,10 @@ class RenderOptions:
         if self.bit_depth is not None and self.bit_depth not in ("16", "24", "32f"):
             raise InputError(f"bit depth {self.bit_depth!r} is not one of 16, 24, 32f")
 
-    def mix_settings(self) -> mix.MixSettings:
+    def mix_settings(self) -> specs.MixSettings:
         """The mix's settings; every numeric option checked against its documented range first."""
-        from . import mix
-
         self.check_mix()
-        return mix.MixSettings(sample_rate=self.sample_rate, channels=2 if self.stereo else 1,
+        return specs.MixSettings(sample_rate=self.sample_rate, channels=2 if self.stereo else 1,
                                gap=self.gap_ms / 1000.0, lufs=self.lufs, true_peak=self.true_peak,
                                leveling=self.leveling, allow_quieter=self.allow_quieter)
 
@@ -273,7 +268,7 @@ class Renderer:
         self._ready: tuple[list[engine.Job], engine.EngineResult] | None = None
 
     @cached_property   # the mix's settings, built on first use: planning needs no mixer
-    def settings(self) -> mix.MixSettings:
+    def settings(self) -> specs.MixSettings:
         return self.options.mix_settings()
 
     def close(self) -> None:
@@ -340,22 +335,20 @@ class Renderer:
 
     def render(self, script: PathLike | Script, out: PathLike | None) -> DialogResult:
         """Render one script to *out* (``None``: mix and measure, write nothing)."""
-        from . import mix, produce, uptodate
-        from .blockrender import conclude
         started = time.perf_counter()
         prod = self.options.production()
         settings = _output_settings(out, prod, self.settings, self.options.bit_depth)
         parsed, cast, jobs = self._prepare(script)
-        extras = produce.extra_outputs(prod, parsed, out)
-        check_outputs(self.options, script, out, extras, prod.stems)
+        extras = specs.extra_outputs(prod, parsed, out)
         key = self._render_key(parsed, jobs, out, prod, settings)
         if key is not None and out is not None and not self.options.force:
-            kept = self._up_to_date(out, key, started, extras)
+            kept = self._up_to_date(script, out, key, started, extras)   # no NumPy, mixer or writers loaded
             if kept is not None:
                 return kept
+        check_outputs(self.options, script, out, extras, prod.stems)
+        from . import blockrender, mix, produce
         if self._ready is None and blockrender_wanted(self, prod, out, jobs, settings):
-            from .blockrender import BlockRun
-            return BlockRun(self, parsed, cast, jobs, out, prod, settings, key, extras, started).render()
+            return blockrender.BlockRun(self, parsed, cast, jobs, out, prod, settings, key, extras, started).render()
         run = self._synthesized(jobs)
         records = _records(parsed, jobs, run)
         voice_names = {parsed.speakers[k]: v.describe() for k, v in cast.items()}
@@ -375,7 +368,7 @@ class Renderer:
                                             music, self.options.bit_depth, boundaries)
         except LoudnessError as exc:
             raise exc.locate(path=parsed.path) from None
-        conclude(dialog, parsed.path, timeline, mixed, written, out, started)
+        blockrender.conclude(dialog, parsed.path, timeline, mixed, written, out, started)
         if key is not None and out is not None and not run.failures and not run.stats.flagged:
             uptodate.remember(self._cache, out, key, dialog, extras)
         self._write_report(dialog)
@@ -388,19 +381,20 @@ class Renderer:
 
     # ------------------------------------------------------------ outputs, up-to-date outputs and the report
     def _render_key(self, parsed: Script, jobs: list[engine.Job], out: PathLike | None,
-                    prod: produce.Production, settings: mix.MixSettings) -> str | None:
-        from . import produce, uptodate
-        if out is None or self._cache is None or os.fspath(out) == produce.STDOUT:
+                    prod: specs.Production, settings: specs.MixSettings) -> str | None:
+        if out is None or self._cache is None or os.fspath(out) == specs.STDOUT:
             return None
         return uptodate.render_key(parsed, [self.engine.cache_key(job) for job in jobs],
                                    [(job.voice.pan, job.voice.gain) for job in jobs], settings, out,
-                                   produce.identity(prod, parsed))
+                                   specs.identity(prod, parsed))
 
-    def _up_to_date(self, out: PathLike, key: str, started: float, extras: list[str]) -> DialogResult | None:
-        from . import uptodate
+    def _up_to_date(self, script: PathLike | Script, out: PathLike, key: str, started: float,
+                    extras: list[str]) -> DialogResult | None:
+        """The kept result if *out* and *extras* hold this render as written (left alone: only the report is)."""
         dialog = uptodate.unchanged(self._cache, out, key, time.perf_counter() - started, extras)
         if dialog is None:
             return None
+        check_outputs(self.options, script, None, [], None)
         count = len(dialog.lines)
         self.engine.emit(engine.ProgressEvent(count, count, f"{out} is up to date", engine.Stats(count, cached=count)))
         log.info("%s is up to date (nothing changed since it was written; --force renders it again)", out)
@@ -495,35 +489,33 @@ def check_outputs(options: RenderOptions, script: PathLike | Script, out: PathLi
     The stems folder is made when the stems are written: if it is not there yet, the
     folder it goes in is checked instead of each stem.
     """
-    from . import audio, outputs, produce
+    from . import outputs
 
     if stems is not None and not Path(stems).is_dir():
         extras = [p for p in extras if Path(p).parent != Path(stems)]
         outputs.check_folder(Path(stems).resolve().parent, shown=stems)
     wanted: list[tuple[PathLike, str]] = []
-    if out is not None and os.fspath(out) != produce.STDOUT:
-        audio.output_format(out)
+    if out is not None and os.fspath(out) != specs.STDOUT:
+        specs.output_format(out)
         wanted.append((out, "audio"))
     if options.report is not None:
         wanted.append((options.report, "report"))
     wanted += [(path, outputs.kind_of(path)) for path in extras]
     given = [None if isinstance(script, Script) else script, options.speaker_map, options.lexicon,
              options.music, options.intro, options.outro, options.cover]
-    inputs = [p for p in given if p is not None and os.fspath(p) != produce.STDOUT]
+    inputs = [p for p in given if p is not None and os.fspath(p) != specs.STDOUT]
     outputs.check_outputs(wanted, inputs, force=options.force)
 
 
-def _output_settings(out: PathLike | None, prod: produce.Production, settings: mix.MixSettings,
-                     bit_depth: str | None) -> mix.MixSettings:
+def _output_settings(out: PathLike | None, prod: specs.Production, settings: specs.MixSettings,
+                     bit_depth: str | None) -> specs.MixSettings:
     """The mixer's settings for writing *out*: its bit depth, or room under the ceiling for a lossy encoder."""
-    from . import audio, deliver, produce
-
     if out is None:
         return settings
-    target = f"out{prod.stream_suffix()}" if os.fspath(out) == produce.STDOUT else out
+    target = f"out{prod.stream_suffix()}" if os.fspath(out) == specs.STDOUT else out
     if bit_depth is not None:
-        audio.output_format(target, bit_depth)   # a usage error before any synthesis
-    return deliver.mix_settings_for(target, settings, bit_depth)
+        specs.output_format(target, bit_depth)   # a usage error before any synthesis
+    return specs.mix_settings_for(target, settings, bit_depth)
 
 
 def _records(parsed: Script, jobs: list[engine.Job], run: engine.EngineResult) -> list[LineRecord]:
@@ -533,8 +525,8 @@ def _records(parsed: Script, jobs: list[engine.Job], run: engine.EngineResult) -
     return [record_of(line, job, o) for line, job, o in zip(parsed.lines, jobs, run.outcomes)]
 
 
-def blockrender_wanted(renderer: Renderer, prod: produce.Production, out: PathLike | None,
-                       jobs: list[engine.Job], settings: mix.MixSettings) -> bool:
+def blockrender_wanted(renderer: Renderer, prod: specs.Production, out: PathLike | None,
+                       jobs: list[engine.Job], settings: specs.MixSettings) -> bool:
     """Whether this render is mixed in blocks (:func:`dialog_tts.blockrender.wanted`)."""
     from .blockrender import wanted
 

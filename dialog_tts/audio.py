@@ -16,24 +16,17 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import InputError, OutputError
+from . import specs
+from .errors import OutputError
 from .outputs import atomic_path, check_outputs
 
-#: Output formats by file extension: soundfile format and sample subtype (16-bit for WAV and FLAC).
-FORMATS: dict[str, tuple[str, str | None]] = {
-    ".wav": ("WAV", "PCM_16"),
-    ".flac": ("FLAC", "PCM_16"),
-    ".ogg": ("OGG", "VORBIS"),
-    ".opus": ("OGG", "OPUS"),
-    ".mp3": ("MP3", "MPEG_LAYER_III"),
-}
-#: AAC in MP4, written by dialog_tts.mp4 (PyAV), not soundfile.
-MP4_FORMATS: dict[str, tuple[str, str | None]] = {".m4a": ("MP4", "AAC"), ".m4b": ("MP4", "AAC")}
-#: Sample formats of the lossless outputs by bit depth ("32f": 32-bit float, WAV only: FLAC has none).
-PCM_SUBTYPES: dict[str, dict[str, str]] = {
-    ".wav": {"16": "PCM_16", "24": "PCM_24", "32f": "FLOAT"},
-    ".flac": {"16": "PCM_16", "24": "PCM_24"},
-}
+# defined in dialog_tts.specs (values, no NumPy); kept here for the modules that used them from here
+FORMATS = specs.FORMATS
+MP4_FORMATS = specs.MP4_FORMATS
+PCM_SUBTYPES = specs.PCM_SUBTYPES
+is_lossy = specs.is_lossy
+output_format = specs.output_format
+
 #: Rates libopus encodes; other rates are resampled to 48 kHz for .opus.
 OPUS_RATES = (8000, 12000, 16000, 24000, 48000)
 WRITE_BLOCK = 1 << 20  # frames per block when writing
@@ -189,29 +182,6 @@ def _xing_size_fixed(data: bytes) -> bytes:
     if int.from_bytes(data[field:field + 4], "big") == actual:
         return data
     return data[:field] + actual.to_bytes(4, "big") + data[field + 4:]
-
-
-def output_format(path: str | os.PathLike[str], bit_depth: str | None = None) -> tuple[str, str | None]:
-    """The soundfile format and subtype for *path*'s extension (and *bit_depth*); a usage error for others."""
-    ext = Path(path).suffix.lower()
-    if ext not in FORMATS and ext not in MP4_FORMATS:
-        raise InputError(f"cannot write {ext or 'files without an extension'}: use one of "
-                         f"{', '.join([*FORMATS, *MP4_FORMATS])}", path=os.fspath(path))
-    depths = PCM_SUBTYPES.get(ext)
-    if bit_depth is not None and depths is None:
-        raise InputError(f"--bit-depth applies to .wav and .flac, not {ext}", path=os.fspath(path))
-    if ext in MP4_FORMATS:
-        return MP4_FORMATS[ext]
-    if bit_depth is None or depths is None:
-        return FORMATS[ext]
-    if bit_depth not in depths:
-        raise InputError(f"{ext} cannot hold {bit_depth}-bit samples (use {' or '.join(depths)})",
-                         path=os.fspath(path))
-    return FORMATS[ext][0], depths[bit_depth]
-
-
-def is_lossy(path: str | os.PathLike[str]) -> bool:
-    return Path(path).suffix.lower() not in PCM_SUBTYPES
 
 
 _LOW_HALF = 0 if sys.byteorder == "little" else 1   # where a uint32's low 16 bits sit

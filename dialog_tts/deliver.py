@@ -18,16 +18,17 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from . import audio, loudness
+from . import audio, loudness, specs
 from .errors import LoudnessError, OutputError
 from .mix import MixResult, MixSettings
+
+# defined in dialog_tts.specs (values, no NumPy); kept here for the modules that used them from here
+LOSSY_MARGIN_DB = specs.LOSSY_MARGIN_DB
+mix_settings_for = specs.mix_settings_for
 
 if TYPE_CHECKING:
     import numpy as np
 
-#: How much lower than the ceiling the mixer holds the peaks for each lossy format, as a first guess at
-#: what its encoder adds (measured on speech at 16-48 kHz: MP3 up to 0.4 dB, Vorbis 0.8, Opus 0.9).
-LOSSY_MARGIN_DB = {".mp3": 0.5, ".ogg": 1.0, ".opus": 1.0}
 MAX_ENCODES = 4
 _STEP_DB = 0.1      # extra room taken each time an encode came out over the ceiling
 
@@ -40,15 +41,6 @@ class Written:
     true_peak: float | None
     encodes: int = 1
     notes: tuple[str, ...] = ()
-
-
-def mix_settings_for(path: str | os.PathLike[str], settings: MixSettings, bit_depth: str | None) -> MixSettings:
-    """The mixer's settings for writing *path*: its PCM grid, or room under the ceiling for a lossy encoder."""
-    ext = Path(path).suffix.lower()
-    if audio.is_lossy(path):
-        return replace(settings, bit_depth=None, true_peak=settings.true_peak - LOSSY_MARGIN_DB.get(ext, 0.0))
-    depth = bit_depth or "16"
-    return replace(settings, bit_depth=None if depth == "32f" else int(depth))
 
 
 def encode(path: str | os.PathLike[str], mixed: MixResult, settings: MixSettings,

@@ -24,7 +24,7 @@ from typing import Iterator, Sequence, Union
 
 import numpy as np
 
-from . import loudness
+from . import loudness, specs
 from . import music as music_mod
 from . import timeline as timeline_mod
 from .audio import Clip, db_to_gain, quantize, resample
@@ -34,11 +34,14 @@ from .script import Line, Pause, speaker_key
 from .timeline import Entry, Timeline
 from .voice import Voice
 
+# defined in dialog_tts.specs (values, no NumPy); kept here for the modules that used them from here
+BIT_DEPTHS = specs.BIT_DEPTHS
+MixSettings = specs.MixSettings
+
 log = logging.getLogger("dialog_tts")
 
 _BLOCK = loudness.BLOCK  # frames per block when clipping the result
 LEVELING = timeline_mod.LEVELING
-BIT_DEPTHS = (16, 24)        # PCM grids the result can be rounded to (None: float)
 LEVEL_REFERENCE = -20.0      # LUFS lines are levelled to while mixing (the final gain moves them all)
 _MAX_LEVEL_DB = 18.0         # levelling moves a line or a speaker by at most this much either way
 COMPENSATE_ROUNDS = 4       # rounds of giving back what the limiter takes from some lines more than others
@@ -62,33 +65,6 @@ class Silence:
 
 
 Item = Union[Placement, Silence]
-
-
-@dataclass(frozen=True)
-class MixSettings:
-    sample_rate: int = 24000
-    channels: int = 2
-    gap: float = 0.25              # seconds of silence between consecutive clips
-    lufs: float | None = None      # integrated loudness target, LUFS
-    true_peak: float = -1.0        # ceiling in dBTP, held with or without ``lufs``
-    leveling: str = "line"         # "line", "speaker" or "off"
-    bit_depth: int | None = None   # round the result to 16-bit (TPDF dither) or 24-bit PCM; None: float
-    allow_quieter: bool = False    # keep the loudest reachable result when ``lufs`` is out of reach
-    fade: float = 0.005            # seconds of fade at each clip edge
-    trim_db: float = -45.0         # trim threshold, dB below the clip's peak
-    trim_floor_db: float = -70.0   # ... but never below this absolute level
-
-    def __post_init__(self) -> None:
-        if self.channels not in (1, 2):
-            raise ValueError("channels must be 1 or 2")
-        if self.sample_rate < 8000 or self.sample_rate > 192000:
-            raise ValueError("sample rate must be 8000-192000 Hz")
-        if self.gap < 0:
-            raise ValueError("gap must not be negative")
-        if self.leveling not in LEVELING:
-            raise ValueError(f"leveling must be one of {', '.join(LEVELING)}")
-        if self.bit_depth is not None and self.bit_depth not in BIT_DEPTHS:
-            raise ValueError("bit depth must be 16, 24 or None (float)")
 
 
 @dataclass

@@ -17,8 +17,12 @@ from typing import Any, BinaryIO, Iterator, Sequence
 
 import numpy as np
 
-from .errors import InputError, OutputError
+from . import specs
+from .errors import OutputError
 from .timeline import ChapterMark
+
+# defined in dialog_tts.specs (values, no NumPy); kept here for the modules that used them from here
+parse_bitrate = specs.parse_bitrate
 
 FORMATS = {".m4a": "ipod", ".m4b": "ipod"}
 DEFAULT_BITRATE = 128_000
@@ -134,15 +138,3 @@ def decoded_true_peak(path: str | os.PathLike[str], rate: int) -> float:
     return 20 * math.log10(peak) if peak > 0 else -math.inf
 
 
-def parse_bitrate(text: str | int | None) -> int | None:
-    """``96k``, ``128000`` or None → bits per second."""
-    if text is None or isinstance(text, int):
-        return text
-    value = text.strip().lower()
-    try:
-        bits = int(float(value[:-1]) * 1000) if value.endswith("k") else int(value)
-    except ValueError:
-        raise InputError(f"bitrate {text!r}: write it as 96k or 96000") from None
-    if not 16_000 <= bits <= 512_000:
-        raise InputError(f"bitrate {text!r} is out of range (16k to 512k)")
-    return bits

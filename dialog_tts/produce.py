@@ -11,7 +11,6 @@ built from the same timeline.
 from __future__ import annotations
 
 import os
-import re
 import shutil
 import sys
 import tempfile
@@ -19,56 +18,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
-from . import audio, deliver, mix, mp4, music, review, sources, subtitles, tags
-from .errors import InputError
+from . import audio, deliver, mix, mp4, music, review, sources, specs, subtitles, tags
 from .script import Script
 from .timeline import ChapterMark, Timeline, bookend, chapters
 
-STDOUT = "-"
-AUDIO_FORMATS = (".wav", ".flac", ".ogg", ".opus", ".mp3", ".m4a", ".m4b")
-
-
-@dataclass(frozen=True)
-class Production:
-    """The production options of a render (from :class:`dialog_tts.api.RenderOptions`)."""
-
-    music: str | None = None
-    music_level: float = -12.0
-    duck: float = 12.0
-    duck_attack: float = 0.3
-    duck_release: float = 0.8
-    music_lead: float = 1.0
-    music_fade_in: float = 1.0
-    music_fade_out: float = 2.0
-    intro: str | None = None
-    outro: str | None = None
-    subtitles: str | None = None
-    stems: str | None = None
-    review: str | None = None
-    chapters: bool = True
-    bitrate: str | int | None = None
-    fmt: str | None = None                    # output format for --out - (stdout)
-    tags: dict[str, Any] = field(default_factory=dict)
-
-    def check(self) -> None:
-        """Usage errors before any synthesis: missing files, unknown extensions, bad values."""
-        for what, path in (("music", self.music), ("intro", self.intro), ("outro", self.outro),
-                           ("cover", self.tags.get("cover"))):
-            if path and not Path(path).is_file():
-                raise InputError(f"{what} file not found", path=str(path))
-        if self.subtitles and Path(self.subtitles).suffix.lower() not in subtitles.FORMATS:
-            raise InputError("subtitles must be .srt or .vtt", path=str(self.subtitles))
-        if self.review and Path(self.review).suffix.lower() not in (".html", ".htm"):
-            raise InputError("the review page must be an .html file", path=str(self.review))
-        if self.duck < 0 or min(self.duck_attack, self.duck_release, self.music_lead) < 0:
-            raise InputError("--duck, its attack and release, and --music-lead must not be negative")
-        if self.fmt is not None and f".{self.fmt.lstrip('.')}" not in AUDIO_FORMATS:
-            raise InputError(f"unknown format {self.fmt!r} (use one of {', '.join(AUDIO_FORMATS)})")
-        mp4.parse_bitrate(self.bitrate)
-
-    def stream_suffix(self) -> str:
-        return f".{(self.fmt or 'wav').lstrip('.')}"
-
+# defined in dialog_tts.specs (values, no NumPy); kept here for the modules that used them from here
+AUDIO_FORMATS = specs.AUDIO_FORMATS
+STDOUT = specs.STDOUT
+Production = specs.Production
+_stem_suffix = specs._stem_suffix
+extra_outputs = specs.extra_outputs
+identity = specs.identity
+stem_path = specs.stem_path
 
 def arrange(timeline: Timeline, prod: Production, settings: mix.MixSettings) -> tuple[Timeline, music.Music | None]:
     """The timeline with intro, outro and the bed's span; the music to mix (None without any)."""
@@ -91,41 +52,6 @@ def arrange(timeline: Timeline, prod: Production, settings: mix.MixSettings) -> 
 
 def _frames(clip: audio.Clip | None, rate: int) -> int:
     return 0 if clip is None else mix.resampled_length(clip.frames, clip.sample_rate, rate)
-
-
-def identity(prod: Production, parsed: Script) -> list[Any]:
-    """Everything of the production that decides the outputs' bytes (files by their content)."""
-    files = {what: sources.file_digest(path) if path else None
-             for what, path in (("music", prod.music), ("intro", prod.intro), ("outro", prod.outro))}
-    tag_values = tags.Tags.merged(parsed.meta, prod.tags)
-    cover = sources.file_digest(tag_values.cover) if tag_values.cover else None
-    settings = [prod.music_level, prod.duck, prod.duck_attack, prod.duck_release, prod.music_lead,
-                prod.music_fade_in, prod.music_fade_out, prod.chapters, prod.bitrate, prod.fmt]
-    outputs = [_resolved(p) for p in (prod.subtitles, prod.stems, prod.review)]
-    return [files, settings, {**tag_values.__dict__, "cover": cover}, outputs]
-
-
-def _resolved(path: str | None) -> str | None:
-    return str(Path(path).resolve()) if path else None
-
-
-def extra_outputs(prod: Production, parsed: Script, out: str | os.PathLike[str] | None) -> list[str]:
-    """The files a render writes besides *out* (the up-to-date check looks at them too)."""
-    paths = [str(p) for p in (prod.subtitles, prod.review) if p]
-    if prod.stems:
-        names = list(parsed.speakers.values()) + (["music"] if (prod.music or prod.intro or prod.outro) else [])
-        paths += [str(stem_path(prod.stems, name, _stem_suffix(prod, out))) for name in names]
-    return paths
-
-
-def stem_path(folder: str | os.PathLike[str], name: str, suffix: str) -> Path:
-    safe = re.sub(r"[^\w.-]+", "_", name, flags=re.UNICODE).strip("._") or "speaker"
-    return Path(folder) / f"{safe}{suffix}"
-
-
-def _stem_suffix(prod: Production, out: str | os.PathLike[str] | None) -> str:
-    suffix = prod.stream_suffix() if out is None or os.fspath(out) == STDOUT else Path(out).suffix.lower()
-    return suffix if suffix in audio.FORMATS else ".wav"
 
 
 @dataclass

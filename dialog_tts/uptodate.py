@@ -15,7 +15,7 @@ import os
 from pathlib import Path
 from typing import Any, Sequence
 
-from . import audio
+from . import specs
 from .results import DialogResult, Totals
 from .script import Chapter, Pause, Script
 
@@ -34,7 +34,7 @@ def render_key(parsed: Script, line_keys: Sequence[str], mix_fields: Sequence[tu
                 if isinstance(e, Chapter) else [next(keys), *next(voices)] for e in parsed.events]
     s = settings
     payload = [__version__, timeline, s.sample_rate, s.channels, s.gap, s.lufs, s.true_peak,
-               s.leveling, s.bit_depth, s.allow_quieter, audio.output_format(out)]
+               s.leveling, s.bit_depth, s.allow_quieter, specs.output_format(out)]
     if production is not None:
         payload.append(production)
     return hashlib.sha256(json.dumps(payload).encode()).hexdigest()

@@ -71,3 +71,22 @@ def test_a_render_with_a_loudness_target_imports_neither_scipy_signal_nor_ndimag
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert json.loads(result.stdout.strip().splitlines()[-1]) == ["dialog_tts.loudness"]
     assert out.stat().st_size > 44
+
+
+def test_an_up_to_date_output_is_found_without_numpy_the_mixer_or_the_writers(tmp_path):
+    """A re-run whose output is up to date decides it from values (dialog_tts.specs): issue 3's cached
+    re-run at most 1.5x a bare `import numpy, soundfile` start-up."""
+    out = tmp_path / "o.wav"
+    args = ["-s", "samples/scene.txt", "--backend", "espeak", "--cache-dir", str(tmp_path / "c"), "-o", str(out),
+            "--report", str(tmp_path / "r.json")]
+    first = PROBE.replace("m.split('.')[0] in {heavy!r}", "m in {heavy!r}").format(args=args, heavy=["numpy"])
+    assert json.loads(subprocess.run([sys.executable, "-c", first], capture_output=True, text=True,
+                                     check=True).stdout.strip().splitlines()[-1]) == ["numpy"]
+    written = out.stat().st_mtime_ns
+    again = PROBE.replace("m.split('.')[0] in {heavy!r}", "m in {heavy!r}").format(
+        args=args, heavy=["numpy", "soundfile", "soxr", "diskcache", "dialog_tts.mix", "dialog_tts.audio",
+                          "dialog_tts.produce", "dialog_tts.blockrender", "dialog_tts.sources"])
+    result = subprocess.run([sys.executable, "-c", again], capture_output=True, text=True, check=True)
+    assert json.loads(result.stdout.strip().splitlines()[-1]) == []
+    assert out.stat().st_mtime_ns == written                       # left alone
+    assert json.loads((tmp_path / "r.json").read_text())["totals"]["up_to_date"] is True
