@@ -67,9 +67,13 @@ def test_the_default_voices_are_heard_and_a_wrong_text_is_not(recognizer, voice)
 
 
 def test_the_gate_fails_a_take_that_says_something_else(recognizer):
-    clip, voice, inst = take("piper", "joe", SENTENCES[2])
     gate = Gate(GateSettings(check="asr"))
-    assert gate.judge(clip, SENTENCES[2], voice, inst).passed
+    for _ in range(GateSettings().takes):         # a take of the right words passes within the gate's takes
+        clip, voice, inst = take("piper", "joe", SENTENCES[2])
+        if gate.judge(clip, SENTENCES[2], voice, inst).passed:
+            break
+    else:
+        pytest.fail(f"no take of {SENTENCES[2]!r} passed")
     babble, _voice, _inst = take("piper", "joe", WRONG)        # a take of other words, about as long
     verdict = gate.judge(babble, SENTENCES[2], voice, inst)
     assert {c.name for c in verdict.failed} == {"asr"}
@@ -113,5 +117,7 @@ def test_asr_render_reports_what_was_heard(write_script, tmp_path):
     lines = json.loads(report.read_text())["lines"]
     for line in lines:
         asr = line["quality"]["checks"]["asr"]
-        assert asr["passed"] and asr["value"] <= 0.35 and line["quality"]["heard"]
+        # the kept take passed: within the default --max-wer (piper's noise differs every take, so a kept
+        # take of joe-light can read 0 or 0.25 on the same sentence)
+        assert asr["passed"] and 0.0 <= asr["value"] <= 0.6 and line["quality"]["heard"]
     assert np.isfinite([line["quality"]["checks"]["duration"]["value"] for line in lines]).all()
