@@ -1,8 +1,8 @@
 """What a render asks for, as values: the mix's settings, the production's options, the output formats.
 
 Nothing here touches samples, so nothing here imports NumPy: a render that finds its output up to date
-(and the dry run) decides that from these values alone, without loading the mixer or the writers
-(issue 3's cached re-run at most 1.5x a bare start-up).  ``dialog_tts.mix``, ``produce``, ``deliver``,
+decides that from these values alone, without loading the mixer or the writers (issue 3's cached re-run
+at most 1.5x a bare start-up).  ``dialog_tts.mix``, ``produce``, ``deliver``,
 ``audio``, ``mp4`` and ``sources`` re-export what they used to define here.
 """
 
