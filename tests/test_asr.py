@@ -37,9 +37,10 @@ def take(backend: str, voice: str, text: str) -> tuple[Clip, Voice, object]:
 
 
 def kept_take(recognizer: Recognizer, voice: str, text: str) -> tuple[float, list[str]]:
-    """The word error rate of the take a render keeps: piper draws fresh noise on every call (onnxruntime
-    takes no per-call seed), so, like the gate, make up to its default number of takes and keep the best.
-    Every take, kept or not, must be told apart from a wrong text."""
+    """The word error rate of the take a render would keep with --max-wer 0.6 (stricter than the default
+    0.8): piper draws fresh noise on every call (onnxruntime takes no per-call seed), so, like the gate,
+    make up to its default number of takes and keep the best.  Every take, kept or not, must be told apart
+    from a wrong text."""
     heard = []
     best = 1.0
     for _ in range(GateSettings().takes):
@@ -49,7 +50,7 @@ def kept_take(recognizer: Recognizer, voice: str, text: str) -> tuple[float, lis
         wrong, _ = recognizer.word_error_rate(clip, WRONG)
         assert wrong >= 0.8, (WRONG, words)
         best = min(best, wer)
-        if wer <= 0.6:                                          # within the default --max-wer: kept
+        if wer <= 0.6:                                          # within --max-wer 0.6: kept
             break
     return best, heard
 
@@ -111,13 +112,12 @@ def test_voices_the_recognizer_does_not_understand_are_skipped_once(write_script
 def test_asr_render_reports_what_was_heard(write_script, tmp_path):
     script = write_script(f"A: {SENTENCES[0]}\nB: {SENTENCES[1]}\n")
     report = tmp_path / "r.json"
+    # --max-wer 0.35: a piper take above it is retaken (its noise differs every take), so the kept take is within
     result = CliRunner().invoke(main, ["-s", str(script), "-o", str(tmp_path / "o.wav"), "--check", "asr",
-                                       "--report", str(report), "--workers", "2"])
+                                       "--max-wer", "0.35", "--report", str(report), "--workers", "2"])
     assert result.exit_code == 0, result.output
     lines = json.loads(report.read_text())["lines"]
     for line in lines:
         asr = line["quality"]["checks"]["asr"]
-        # the kept take passed: within the default --max-wer (piper's noise differs every take, so a kept
-        # take of joe-light can read 0 or 0.25 on the same sentence)
-        assert asr["passed"] and 0.0 <= asr["value"] <= 0.6 and line["quality"]["heard"]
+        assert asr["passed"] and asr["value"] <= 0.35 and line["quality"]["heard"]
     assert np.isfinite([line["quality"]["checks"]["duration"]["value"] for line in lines]).all()
