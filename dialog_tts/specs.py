@@ -16,12 +16,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .errors import InputError
-from .subtitles import FORMATS as SUBTITLE_FORMATS
-from .tags import Tags
 from .timeline import LEVELING
 
 if TYPE_CHECKING:
     from .script import Script
+
+#: Subtitle formats by extension (dialog_tts.subtitles writes them).
+SUBTITLE_FORMATS = (".srt", ".vtt")
 
 # ---------------------------------------------------------------- audio formats
 
@@ -187,6 +188,8 @@ def file_digest(path: str | os.PathLike[str]) -> str:
 
 def identity(prod: Production, parsed: Script) -> list[Any]:
     """Everything of the production that decides the outputs' bytes (files by their content)."""
+    from .tags import Tags
+
     files = {what: file_digest(path) if path else None
              for what, path in (("music", prod.music), ("intro", prod.intro), ("outro", prod.outro))}
     tag_values = Tags.merged(parsed.meta, prod.tags)

@@ -19,11 +19,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Mapping, Sequence
 
+from . import specs
 from .timeline import ChapterMark, Timeline
 
 MAX_CHARS = 84          # two subtitle rows of 42 characters
 _SENTENCE = re.compile(r"(?<=[.!?…。！？])\s+")
-FORMATS = (".srt", ".vtt")
+FORMATS = specs.SUBTITLE_FORMATS
 
 
 @dataclass(frozen=True)
