@@ -271,6 +271,8 @@ def _sosfilt_loop() -> Callable[..., None] | None:
             loader.exec_module(loaded)
         loop = loaded._sosfilt
     except (ImportError, AttributeError, OSError, StopIteration):
+        if sys.modules.get(_SOSFILT_MODULE) is not None and not hasattr(sys.modules[_SOSFILT_MODULE], "_sosfilt"):
+            del sys.modules[_SOSFILT_MODULE]            # half loaded: scipy.signal must import it afresh
         return None
     return loop if callable(loop) else None
 

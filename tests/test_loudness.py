@@ -174,6 +174,16 @@ def test_the_sosfilt_loop_gives_scipys_sosfilt_bit_for_bit(dtype, shape):
     assert not np.shares_memory(head, x)                    # the input is left alone
 
 
+def test_without_the_compiled_loop_the_public_sosfilt_gives_the_same(monkeypatch):
+    """A scipy release that moves the loop falls back to scipy.signal.sosfilt: same values, same state."""
+    x = np.random.default_rng(3).standard_normal((4000, 2))
+    sos = k_weighting_sos(48000)
+    fast, fast_state = loudness.sosfilt(sos, x, np.zeros((2, 2, 2)))
+    monkeypatch.setattr(loudness, "_sosfilt_loop", lambda: None)
+    slow, slow_state = loudness.sosfilt(sos, x, np.zeros((2, 2, 2)))
+    assert np.array_equal(fast, slow) and np.array_equal(fast_state, slow_state)
+
+
 @pytest.mark.parametrize("size", [1, 2, 5, 64, 481])
 def test_the_running_minimum_equals_scipy_ndimages(size):
     x = np.random.default_rng(size).random(5000).astype(np.float32)
