@@ -394,7 +394,7 @@ class Renderer:
         dialog = uptodate.unchanged(self._cache, out, key, time.perf_counter() - started, extras)
         if dialog is None:
             return None
-        check_outputs(self.options, script, None, [], None)
+        check_outputs(self.options, script, None, [], None, kept=[out, *extras])
         count = len(dialog.lines)
         self.engine.emit(engine.ProgressEvent(count, count, f"{out} is up to date", engine.Stats(count, cached=count)))
         log.info("%s is up to date (nothing changed since it was written; --force renders it again)", out)
@@ -483,13 +483,17 @@ def write_report(path: Path, dialog: DialogResult) -> None:
 
 
 def check_outputs(options: RenderOptions, script: PathLike | Script, out: PathLike | None, extras: list[str],
-                  stems: str | None) -> None:
+                  stems: str | None, kept: Iterable[PathLike] = ()) -> None:
     """Every file a render would write, checked before anything is synthesized (exit 2 if bad).
 
     The stems folder is made when the stems are written: if it is not there yet, the
-    folder it goes in is checked instead of each stem.
+    folder it goes in is checked instead of each stem.  *kept*: outputs found up to date,
+    left as they are but for the part files a killed run left beside them.
     """
     from . import outputs
+
+    for path in kept:
+        outputs.remove_stale_parts(path)
 
     if stems is not None and not Path(stems).is_dir():
         extras = [p for p in extras if Path(p).parent != Path(stems)]

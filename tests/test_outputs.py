@@ -162,6 +162,10 @@ def test_stale_part_files_of_the_same_output_are_removed(run, write_script, tone
     result = run("-s", write_script(TWO), "--backend", "tone", "-o", "out.wav")
     assert result.exit_code == 0, result.output
     assert not stale.exists() and all(p.exists() for p in others)
+    stale.write_bytes(b"partial")                         # killed again, and the output is up to date
+    again = run("-s", write_script(TWO), "--backend", "tone", "-o", "out.wav")
+    assert again.exit_code == 0 and "is up to date" in again.output, again.output
+    assert not stale.exists() and all(p.exists() for p in others)
 
 
 def test_a_part_file_being_written_by_another_process_is_left_alone(tmp_path):
