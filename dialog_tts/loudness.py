@@ -12,7 +12,6 @@
 from __future__ import annotations
 
 import math
-import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import lru_cache
@@ -249,31 +248,10 @@ def _sosfilt_loop() -> Callable[..., None] | None:
     the first audio of a stream.  The loop is the one ``sosfilt`` calls, so results are bit-identical.
     None where a scipy release has moved it (the public function is used then).
     """
-    import importlib.machinery
-    import importlib.util
-    import sysconfig
-    from pathlib import Path
+    from .compiled import load_extension
 
-    try:
-        loaded = sys.modules.get(_SOSFILT_MODULE)
-        if loaded is None:
-            spec = importlib.util.find_spec("scipy")
-            folder = Path(next(iter(spec.submodule_search_locations or ()))) if spec else None
-            path = folder / "signal" / f"_sosfilt{sysconfig.get_config_var('EXT_SUFFIX')}" if folder else None
-            if path is None or not path.is_file():
-                return None
-            loader = importlib.machinery.ExtensionFileLoader(_SOSFILT_MODULE, str(path))
-            module_spec = importlib.util.spec_from_file_location(_SOSFILT_MODULE, path, loader=loader)
-            if module_spec is None:
-                return None
-            loaded = importlib.util.module_from_spec(module_spec)
-            sys.modules[_SOSFILT_MODULE] = loaded       # once per process: scipy.signal finds it there too
-            loader.exec_module(loaded)
-        loop = loaded._sosfilt
-    except (ImportError, AttributeError, OSError, StopIteration):
-        if sys.modules.get(_SOSFILT_MODULE) is not None and not hasattr(sys.modules[_SOSFILT_MODULE], "_sosfilt"):
-            del sys.modules[_SOSFILT_MODULE]            # half loaded: scipy.signal must import it afresh
-        return None
+    loaded = load_extension(_SOSFILT_MODULE, "_sosfilt")
+    loop = getattr(loaded, "_sosfilt", None)
     return loop if callable(loop) else None
 
 

@@ -243,8 +243,10 @@ class HibariBackend(Backend):
         with self._load_lock:
             model = self._models.get(key)
             if model is None:
+                from .hibari_fft import import_hibari
+
                 try:
-                    from hibari import Hibari
+                    Hibari = import_hibari().Hibari
                 except ImportError as exc:
                     raise BackendUnavailableError(f"hibari is not installed ({exc.name}): "
                                                   f"pip install hibari-tts") from exc
