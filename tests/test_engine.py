@@ -20,9 +20,10 @@ import pytest
 import soundfile as sf
 from click.testing import CliRunner
 
-from conftest import FlakyBackend
+from conftest import FlakyBackend, ToneBackend
 from dialog_tts import backends, synthesize_dialog
 from dialog_tts.api import Renderer, RenderOptions
+from dialog_tts.backends.base import Backend
 from dialog_tts.cache import AudioCache
 from dialog_tts.cli import main
 from dialog_tts.engine import Backoff, Engine, Job, ProgressEvent, Source, Stats
@@ -607,6 +608,40 @@ def test_progress_is_reported_on_the_thread_that_runs_the_engine(flaky, extra_ba
     assert events[-1].stats == result.stats == Stats(lines=21, synthesized=21)
     assert all(isinstance(o.source, Source) and o.source is Source.SYNTHESIZED for o in result.outcomes)
     assert len(batching.batches) == 3 and sorted(map(len, batching.batches)) == [1, 4, 4]
+
+
+class ViewsBackend(ToneBackend):
+    """Binds as real backends do (a copy per render, with its workers) and records the workers of the view
+    that speaks each line."""
+
+    name = "views"
+    bind = Backend.bind
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.workers_seen: list[int] = []
+
+    def synthesize(self, text: str, voice: Voice):
+        self.workers_seen.append(self.workers)
+        return super().synthesize(text, voice)
+
+
+def test_a_run_with_fewer_lines_to_synthesize_than_workers_binds_for_the_calls_it_makes(extra_backends, tmp_path):
+    """A backend shares the cores among the calls running together (piper's threads are cores / workers):
+    a run that synthesizes one line (an edit) binds its view for one call, so that call gets them all;
+    cached lines do not count, and a run with more lines than workers binds for the workers."""
+    views = extra_backends("views", ViewsBackend())
+    cache = AudioCache(tmp_path / "cache")
+    engine = Engine(4, cache=cache)
+    voice = Voice("mid", backend="views")
+    engine.run([Job(f"Line {i}.", voice) for i in range(6)])
+    assert views.workers_seen == [4] * 6
+    engine.run([Job(f"Line {i}.", voice) for i in range(6)] + [Job("An edited line.", voice)])
+    assert views.workers_seen == [4] * 6 + [1]
+    engine.run([Job("Two more.", voice), Job("And three.", voice), Job("Line 1.", voice)])
+    assert views.workers_seen == [4] * 6 + [1, 2, 2]
+    assert engine.backend("views").workers == 2
+    cache.close()
 
 
 def test_outcome_kinds_are_an_enum_with_the_report_strings():

@@ -148,6 +148,16 @@ def test_every_listed_espeak_voice_and_palette_voice_speaks():
         assert clip.duration > 0.1, name
 
 
+def test_one_edited_piper_line_gets_every_core():
+    """An engine of 4 workers synthesizing one piper line binds piper for that one call: cores threads."""
+    import os
+
+    engine = Engine(4)
+    result = engine.run([Job("Only this line changed.", Voice("joe", "piper"))])
+    assert result.outcomes[0].clip is not None
+    assert engine.backend("piper").threads_per_call == (os.cpu_count() or 1)
+
+
 def test_threads_per_worker():
     shared = backends.get_backend("piper")
     import os
