@@ -73,6 +73,19 @@ def test_a_render_with_a_loudness_target_imports_neither_scipy_signal_nor_ndimag
     assert out.stat().st_size > 44
 
 
+def test_a_limited_render_without_a_target_does_not_import_numpy_ma(tmp_path):
+    """The limiter's regions are found without np.unique, whose first call imports numpy.ma (7 ms of a
+    render). A ceiling of -20 dBTP makes the limiter work on every line of the scene."""
+    out = tmp_path / "o.wav"
+    args = ["-s", "samples/scene.txt", "--backend", "espeak", "--true-peak", "-20",
+            "--cache-dir", str(tmp_path / "c"), "-o", str(out), "-q"]
+    code = PROBE.replace("m.split('.')[0] in {heavy!r}", "m in {heavy!r}").format(
+        args=args, heavy=["numpy.ma", "dialog_tts.loudness"])
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert json.loads(result.stdout.strip().splitlines()[-1]) == ["dialog_tts.loudness"]
+    assert out.stat().st_size > 44
+
+
 def test_an_up_to_date_output_is_found_without_numpy_the_mixer_or_the_writers(tmp_path):
     """A re-run whose output is up to date decides it from values (dialog_tts.specs): issue 3's cached
     re-run at most 1.5x a bare `import numpy, soundfile` start-up."""

@@ -190,3 +190,11 @@ def test_the_running_minimum_equals_scipy_ndimages(size):
     expected = minimum_filter1d(x, size=size, mode="nearest")[size // 2:size // 2 + x.size - size + 1]
     assert np.array_equal(loudness.running_min(x, size), expected)
     assert loudness.running_min(x[:size - 1], size).size == 0
+
+
+@pytest.mark.parametrize("values", [[], [3], [5, 5], [4, 1, 4, 9, 1, 0, 2, 2], list(range(50, 0, -3)) * 2])
+def test_unique_is_numpys(values):
+    """loudness._unique stands in for np.unique (whose first call imports numpy.ma): the same values."""
+    array = np.array(values, dtype=np.int64)
+    got = loudness._unique(array)
+    assert got.dtype == np.int64 and np.array_equal(got, np.unique(array))
