@@ -103,8 +103,9 @@ class PiperBackend(Backend):
     extra_options = frozenset({"speaker", "noise_scale", "noise_w_scale"})
     base_wpm = 215.0  # joe's natural rate on English prose, measured (words / trimmed duration)
     settings = {"threads": Setting("threads", int_in(1, 256),
-                                   "onnxruntime threads per synthesis call [default: cores / workers]")}
-    #: onnxruntime threads per synthesis call (None: the cores shared among the workers)
+                                   "onnxruntime threads per synthesis call [default: cores / calls at once]")}
+    #: onnxruntime threads per synthesis call (None: the cores shared among the calls a run makes at once,
+    #: its workers or fewer: see engine._fit_views)
     threads: int | None = None
 
     def __init__(self) -> None:
