@@ -452,9 +452,11 @@ def _fit_views(engine: Engine, pending: Sequence[_Unit]) -> None:
     cores the idle workers would have had: one edited piper line was 0.48 to 0.60 s
     on one thread here, and 0.29 to 0.35 s on two.  (Which view makes a line does not
     change its cache key: a setting that changes the audio, like hibari's threads, is
-    set, not derived from the workers.)
+    set, not derived from the workers.)  Only in this machine's threads: on a Ray
+    cluster a call's threads are the CPUs its task asks for, and one call asking for
+    every core of this machine might fit no node, so the views keep the render's workers.
     """
-    if not pending:
+    if not pending or engine.executor.name != "thread":
         return
     workers = min(engine.workers, len(pending))
     with engine._lock:

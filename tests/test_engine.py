@@ -34,6 +34,7 @@ from dialog_tts.errors import (
     TransientSynthesisError,
     UnknownVoiceError,
 )
+from dialog_tts.executors import ThreadExecutor
 from dialog_tts.voice import Rate, Voice
 
 GAP = 0.25          # the default --gap-ms, in seconds
@@ -642,6 +643,22 @@ def test_a_run_with_fewer_lines_to_synthesize_than_workers_binds_for_the_calls_i
     assert views.workers_seen == [4] * 6 + [1, 2, 2]
     assert engine.backend("views").workers == 2
     cache.close()
+
+
+class ElsewhereExecutor(ThreadExecutor):
+    """Runs calls in threads here, but is not the thread executor (as a Ray cluster is not)."""
+
+    name = "elsewhere"
+
+
+def test_views_keep_the_renders_workers_when_the_calls_run_elsewhere(extra_backends):
+    """On a cluster a call's threads are the CPUs its task asks for: one line must not ask for every
+    core of the driver's machine, so an executor other than the thread pool leaves the views alone."""
+    views = extra_backends("views", ViewsBackend())
+    engine = Engine(4, executor=ElsewhereExecutor())
+    engine.run([Job("One line only.", Voice("mid", backend="views"))])
+    assert views.workers_seen == [4]
+    engine.executor.close()
 
 
 def test_outcome_kinds_are_an_enum_with_the_report_strings():
