@@ -15,7 +15,6 @@ for a whole take held every other thread for as long as it took).
 from __future__ import annotations
 
 import functools
-import os
 import re
 import threading
 from collections.abc import Iterator
@@ -121,8 +120,9 @@ class Decoders:
 @functools.lru_cache(maxsize=1)
 def decoders() -> Decoders:
     """The process's decoders (one per core this process may run on)."""
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    return Decoders(max(1, cores or 1))
+    from .backends.base import usable_cores
+
+    return Decoders(usable_cores())
 
 
 class Recognizer:

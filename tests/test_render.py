@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import itertools
+import shutil
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -10,6 +13,7 @@ import soundfile as sf
 from click.testing import CliRunner
 
 from dialog_tts import backends, synthesize_dialog
+from dialog_tts.backends.base import usable_cores
 from dialog_tts.cli import main
 from dialog_tts.engine import Engine, Job
 from dialog_tts.voice import Voice
@@ -150,20 +154,28 @@ def test_every_listed_espeak_voice_and_palette_voice_speaks():
 
 def test_one_edited_piper_line_gets_every_core():
     """An engine of 4 workers synthesizing one piper line binds piper for that one call: cores threads."""
-    import os
-
     engine = Engine(4)
     result = engine.run([Job("Only this line changed.", Voice("joe", "piper"))])
     assert result.outcomes[0].clip is not None
-    assert engine.backend("piper").threads_per_call == (os.cpu_count() or 1)
+    assert engine.backend("piper").threads_per_call == usable_cores()
 
 
 def test_threads_per_worker():
     shared = backends.get_backend("piper")
-    import os
-    assert shared.bind({}, workers=2).threads_per_call == max(1, (os.cpu_count() or 1) // 2)
+    assert shared.bind({}, workers=2).threads_per_call == max(1, usable_cores() // 2)
     piper = shared.bind({"threads": "1"}, workers=1)
     assert piper.threads_per_call == 1
     clip = piper.synthesize("Threads set.", piper.resolve(Voice("joe")))
     assert clip.duration > 0.3
 
+
+
+@pytest.mark.skipif(shutil.which("taskset") is None, reason="needs taskset (util-linux)")
+def test_threads_follow_the_cores_the_process_may_use():
+    """Pinned to one core (as a container's cpuset pins it), piper's calls get one thread, not one per core
+    of the machine."""
+    code = ("from dialog_tts import backends; from dialog_tts.backends.base import usable_cores; "
+            "print(usable_cores(), backends.get_backend('piper').bind({}, workers=1).threads_per_call)")
+    out = subprocess.run(["taskset", "-c", "0", sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True)
+    assert out.stdout.split() == ["1", "1"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import os
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, replace
 from functools import cache
@@ -24,6 +25,14 @@ def package_version(distribution: str) -> str:
     from ..dists import version
 
     return version(distribution) or "?"
+
+
+def usable_cores() -> int:
+    """The cores this process may run on: its CPU affinity where the system reports one (a container's
+    cpuset, ``taskset``), else every core of the machine."""
+    if hasattr(os, "sched_getaffinity"):
+        return max(1, len(os.sched_getaffinity(0)))
+    return max(1, os.cpu_count() or 1)
 
 
 def install_hint(extra: str, package: Path | None = None) -> str:

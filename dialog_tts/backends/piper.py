@@ -23,7 +23,7 @@ from ..delivery import Delivery
 from ..errors import BackendUnavailableError, SynthesisError, UnknownVoiceError, VoiceSpecError
 from ..lexicon import Entry
 from ..voice import Voice, close_matches
-from .base import Backend, Setting, VoiceInfo, int_in, package_version, shaped
+from .base import Backend, Setting, VoiceInfo, int_in, package_version, shaped, usable_cores
 
 if TYPE_CHECKING:
     from ..audio import Clip
@@ -114,7 +114,7 @@ class PiperBackend(Backend):
 
     @property
     def threads_per_call(self) -> int:
-        return self.threads or max(1, (os.cpu_count() or 1) // self.workers)
+        return self.threads or max(1, usable_cores() // self.workers)
 
     @property
     def cpus_per_call(self) -> int:
