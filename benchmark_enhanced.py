@@ -899,7 +899,8 @@ def _det_engine(executor: object, workers: int, latency: float = 0.0) -> Callabl
     """A function running *n* distinct lines of the deterministic fake (tests/ray_fakes.py) through an engine."""
     sys.path.insert(0, str(HERE / "tests"))
     from dialog_tts import backends
-    from dialog_tts.engine import Engine, Job
+    from dialog_tts.engine import Engine
+    from dialog_tts.jobs import Job
     from dialog_tts.voice import Voice
     from ray_fakes import DetBackend
 

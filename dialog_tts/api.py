@@ -18,21 +18,38 @@ from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterable, Mapping, Union
 
-from . import backends, casting, engine, speakers, specs, uptodate
+from . import backends, casting, speakers
 from . import jobs as jobs_mod
 from . import lexicon as lexicon_mod
 from . import script as script_mod
 from .errors import DialogTTSError, InputError, LoudnessError, OutputError, SynthesisError, SynthesisFailed
 from .gate import Gate, GateSettings
+from .keys import Keys
 from .quality import Thresholds
-from .results import BatchResult, DialogResult, LineRecord, SpeakerPlan, Totals
 from .script import Script
 from .timeline import LEVELING, LineInput, Timeline
 from .timeline import build as build_timeline
 from .voice import Voice
 
-if TYPE_CHECKING:  # the mixer and writers (NumPy) load when a render mixes: --dry-run stays light
+if TYPE_CHECKING:
+    # A dry run (plan_dialog, --dry-run) parses, casts and looks the jobs up: it loads neither the
+    # engine, nor the output specs, nor the results' types, nor (as every render until it mixes)
+    # the mixer and writers with NumPy.  Those modules are imported where they are used.
+    from . import engine as engine_mod
+    from . import specs
     from .audio import Clip
+    from .results import BatchResult, DialogResult, LineRecord, Totals
+
+#: The result types, importable from here as ever, loaded on first use (see :func:`__getattr__`).
+_RESULTS = ("BatchResult", "DialogResult", "LineRecord", "Totals")
+
+
+def __getattr__(name: str) -> Any:
+    if name in _RESULTS:
+        from . import results
+
+        return getattr(results, name)
+    raise AttributeError(f"module 'dialog_tts.api' has no attribute {name!r}")
 
 log = logging.getLogger("dialog_tts")
 
@@ -150,6 +167,8 @@ class RenderOptions:
 
     def production(self) -> specs.Production:
         """The production options, checked (missing files and bad values are usage errors)."""
+        from . import specs
+
         def text(value: Any) -> str | None:
             return None if value is None else os.fspath(value)
 
@@ -210,10 +229,24 @@ class RenderOptions:
 
     def mix_settings(self) -> specs.MixSettings:
         """The mix's settings; every numeric option checked against its documented range first."""
+        from . import specs
+
         self.check_mix()
         return specs.MixSettings(sample_rate=self.sample_rate, channels=2 if self.stereo else 1,
                                gap=self.gap_ms / 1000.0, lufs=self.lufs, true_peak=self.true_peak,
                                leveling=self.leveling, allow_quieter=self.allow_quieter)
+
+
+@dataclass
+class SpeakerPlan:
+    """One speaker's row of a dry run (:meth:`Renderer.plan`)."""
+
+    speaker: str
+    voice: str
+    lines: int
+    cached: int
+    to_synthesize: int   # distinct lines not in the cache
+    why: str = ""        # why the speaker got this voice
 
 
 def _overrides(voices: VoicesArg) -> list[tuple[str, Mapping[str, Any]]]:
@@ -245,8 +278,8 @@ class Renderer:
     """
 
     def __init__(self, options: RenderOptions | None = None, *,
-                 progress_callback: engine.ProgressCallback | None = None,
-                 sleep: engine.Sleep = time.sleep, on_progress: engine.ProgressListener | None = None) -> None:
+                 progress_callback: engine_mod.ProgressCallback | None = None,
+                 sleep: engine_mod.Sleep = time.sleep, on_progress: engine_mod.ProgressListener | None = None) -> None:
         self.options = options or RenderOptions()
         self.options.check_mix()   # usage errors up front; the settings themselves load the mixer
         self._overrides = _overrides(self.options.voices)
@@ -260,19 +293,27 @@ class Renderer:
             self._cache = AudioCache(self.options.cache_dir, parse_size(self.options.cache_size))
         from .executors import make_executor
 
-        self.engine = engine.Engine(self.options.workers, cache=self._cache, retries=self.options.retries,
-                                    sleep=sleep, progress=progress_callback, listener=on_progress,
-                                    backend_options=self.options.backend_settings(),
-                                    executor=make_executor(self.options.executor, address=self.options.ray_address),
-                                    gate=Gate(self.options.gate_settings()))
-        self._ready: tuple[list[engine.Job], engine.EngineResult] | None = None
+        #: The backends' views and the jobs' cache keys: a dry run needs these and not the engine.
+        self.keys = Keys(self.options.workers, self.options.backend_settings())
+        self._executor = make_executor(self.options.executor, address=self.options.ray_address)
+        self._engine_args = (sleep, progress_callback, on_progress, Gate(self.options.gate_settings()))
+        self._ready: tuple[list[jobs_mod.Job], engine_mod.EngineResult] | None = None
+
+    @cached_property   # made on first use: a dry run never loads the engine
+    def engine(self) -> engine_mod.Engine:
+        from .engine import Engine
+
+        sleep, progress_callback, on_progress, gate = self._engine_args
+        return Engine(self.options.workers, cache=self._cache, retries=self.options.retries, sleep=sleep,
+                      progress=progress_callback, listener=on_progress, executor=self._executor, gate=gate,
+                      keys=self.keys)
 
     @cached_property   # the mix's settings, built on first use: planning needs no mixer
     def settings(self) -> specs.MixSettings:
         return self.options.mix_settings()
 
     def close(self) -> None:
-        self.engine.executor.close()
+        self._executor.close()
         if self._cache is not None:
             self._cache.close()
             self._cache = None
@@ -284,7 +325,7 @@ class Renderer:
         self.close()
 
     # ------------------------------------------------------------ steps
-    def _prepare(self, script: PathLike | Script) -> tuple[Script, casting.Cast, list[engine.Job]]:
+    def _prepare(self, script: PathLike | Script) -> tuple[Script, casting.Cast, list[jobs_mod.Job]]:
         """parse → cast → jobs."""
         parsed = script if isinstance(script, Script) else script_mod.load(
             script, speak_directions=self.options.speak_directions)
@@ -295,7 +336,7 @@ class Renderer:
             log.info("%s: %s (%s)", parsed.speakers[key], voice.describe(), cast.why.get(key, ""))
         return parsed, cast, jobs_mod.build(parsed, cast, self._lexicon)
 
-    def _timeline(self, parsed: Script, jobs: list[engine.Job], clips: list[Clip | None],
+    def _timeline(self, parsed: Script, jobs: list[jobs_mod.Job], clips: list[Clip | None],
                   records: list[LineRecord]) -> Timeline:
         """Each line's length (or, failed, the silence standing for it) placed by the timeline."""
         from . import mix
@@ -309,32 +350,22 @@ class Renderer:
         return build_timeline(parsed.events, inputs, sample_rate=self.settings.sample_rate,
                               gap=self.settings.gap)
 
-    def estimated_seconds(self, job: engine.Job) -> float:
+    def estimated_seconds(self, job: jobs_mod.Job) -> float:
         """How long a line would take to say, for the silence that stands in for it."""
-        backend = self.engine.backend(job.voice.backend)
+        backend = self.keys.backend(job.voice.backend)
         words = max(1, len(job.text.split()))
         return words * 60.0 / (backend.base_wpm * job.voice.speed(backend.base_wpm))
 
     def plan(self, script: PathLike | Script) -> list[SpeakerPlan]:
         """Parse, cast and look up the cache: what a render would synthesize (nothing is)."""
         _parsed, cast, jobs = self._prepare(script)
-        cached = self.engine.lookup(jobs)
-        rows: dict[str, SpeakerPlan] = {}
-        seen: set[str] = set()
-        for job, hit in zip(jobs, cached):
-            key = script_mod.speaker_key(job.speaker)
-            row = rows.setdefault(key, SpeakerPlan(job.speaker, cast[key].describe(), 0, 0, 0,
-                                                   cast.why.get(key, "")))
-            row.lines += 1
-            if hit:
-                row.cached += 1
-            elif job.identity() not in seen:
-                row.to_synthesize += 1
-            seen.add(job.identity())
-        return list(rows.values())
+        return _plan_rows(cast, jobs, self.keys.lookup(jobs, self._cache))
 
     def render(self, script: PathLike | Script, out: PathLike | None) -> DialogResult:
         """Render one script to *out* (``None``: mix and measure, write nothing)."""
+        from . import specs, uptodate
+        from .results import DialogResult, Totals
+
         started = time.perf_counter()
         prod = self.options.production()
         settings = _output_settings(out, prod, self.settings, self.options.bit_depth)
@@ -380,23 +411,28 @@ class Renderer:
         return open_stream(self, script, check_outputs)
 
     # ------------------------------------------------------------ outputs, up-to-date outputs and the report
-    def _render_key(self, parsed: Script, jobs: list[engine.Job], out: PathLike | None,
+    def _render_key(self, parsed: Script, jobs: list[jobs_mod.Job], out: PathLike | None,
                     prod: specs.Production, settings: specs.MixSettings) -> str | None:
+        from . import specs, uptodate
+
         if out is None or self._cache is None or os.fspath(out) == specs.STDOUT:
             return None
-        return uptodate.render_key(parsed, [self.engine.cache_key(job) for job in jobs],
+        return uptodate.render_key(parsed, [self.keys.cache_key(job) for job in jobs],
                                    [(job.voice.pan, job.voice.gain) for job in jobs], settings, out,
                                    specs.identity(prod, parsed))
 
     def _up_to_date(self, script: PathLike | Script, out: PathLike, key: str, started: float,
                     extras: list[str]) -> DialogResult | None:
         """The kept result if *out* and *extras* hold this render as written (left alone: only the report is)."""
+        from . import uptodate
+        from .engine import ProgressEvent, Stats
+
         dialog = uptodate.unchanged(self._cache, out, key, time.perf_counter() - started, extras)
         if dialog is None:
             return None
         check_outputs(self.options, script, None, [], None, kept=[out, *extras])
         count = len(dialog.lines)
-        self.engine.emit(engine.ProgressEvent(count, count, f"{out} is up to date", engine.Stats(count, cached=count)))
+        self.engine.emit(ProgressEvent(count, count, f"{out} is up to date", Stats(count, cached=count)))
         log.info("%s is up to date (nothing changed since it was written; --force renders it again)", out)
         self._write_report(dialog)
         return dialog
@@ -405,7 +441,7 @@ class Renderer:
         if self.options.report is not None:
             write_report(Path(self.options.report), dialog)
 
-    def _synthesized(self, jobs: list[engine.Job]) -> engine.EngineResult:
+    def _synthesized(self, jobs: list[jobs_mod.Job]) -> engine_mod.EngineResult:
         """The engine's result for *jobs*: run now, or already run with a batch's other scripts."""
         ready, self._ready = self._ready, None
         if ready is not None and ready[0] == jobs:
@@ -418,19 +454,41 @@ class Renderer:
         With the Ray executor the lines of all the scripts are scheduled together
         (:func:`_render_together`); locally, script after script.
         """
-        if self.engine.executor.name == "ray":
+        if self._executor.name == "ray":
             return _render_together(self, list(scripts), Path(out_dir), fmt)
-        out_dir = Path(out_dir)
-        results: dict[str, DialogResult] = {}
-        failures: dict[str, DialogTTSError] = {}
-        for script in scripts:
-            out = out_dir / f"{Path(script).stem}.{fmt.lstrip('.')}"
-            try:
-                results[str(script)] = self.render(script, out)
-            except DialogTTSError as exc:
-                failures[str(script)] = exc
-                log.error("%s", exc)
-        return BatchResult(results, failures)
+        return _render_each(self, scripts, Path(out_dir), fmt)
+
+
+def _plan_rows(cast: casting.Cast, jobs: list[jobs_mod.Job], cached: list[bool]) -> list[SpeakerPlan]:
+    """Per speaker: the voice, its lines, how many are cached and how many distinct ones are not."""
+    rows: dict[str, SpeakerPlan] = {}
+    seen: set[str] = set()
+    for job, hit in zip(jobs, cached):
+        key = script_mod.speaker_key(job.speaker)
+        row = rows.setdefault(key, SpeakerPlan(job.speaker, cast[key].describe(), 0, 0, 0, cast.why.get(key, "")))
+        row.lines += 1
+        if hit:
+            row.cached += 1
+        elif job.identity() not in seen:
+            row.to_synthesize += 1
+        seen.add(job.identity())
+    return list(rows.values())
+
+
+def _render_each(renderer: Renderer, scripts: Iterable[PathLike], out_dir: Path, fmt: str) -> BatchResult:
+    """Script after script, each to ``out_dir/<name>.<fmt>``; a failure is kept and the next script goes on."""
+    from .results import BatchResult
+
+    results: dict[str, DialogResult] = {}
+    failures: dict[str, DialogTTSError] = {}
+    for script in scripts:
+        out = out_dir / f"{Path(script).stem}.{fmt.lstrip('.')}"
+        try:
+            results[str(script)] = renderer.render(script, out)
+        except DialogTTSError as exc:
+            failures[str(script)] = exc
+            log.error("%s", exc)
+    return BatchResult(results, failures)
 
 def _lexicon_of(options: RenderOptions, speaker_map: speakers.SpeakerMap | None) -> lexicon_mod.Lexicon | None:
     """The speaker map's ``lexicon:`` with ``--lexicon``'s entries over it."""
@@ -444,7 +502,8 @@ def _lexicon_of(options: RenderOptions, speaker_map: speakers.SpeakerMap | None)
 def _render_together(renderer: Renderer, scripts: list[PathLike], out_dir: Path, fmt: str) -> BatchResult:
     """All the scripts' lines in one engine run, so that many short scripts keep every node
     busy; each script is mixed and written as soon as its own lines are done."""
-    planned: list[tuple[PathLike, list[engine.Job]]] = []
+    from .results import BatchResult
+    planned: list[tuple[PathLike, list[jobs_mod.Job]]] = []
     failures: dict[str, DialogTTSError] = {}
     for script in scripts:
         try:
@@ -454,7 +513,7 @@ def _render_together(renderer: Renderer, scripts: list[PathLike], out_dir: Path,
             log.error("%s", exc)
     results: dict[str, DialogResult] = {}
 
-    def write(index: int, run: engine.EngineResult) -> None:
+    def write(index: int, run: engine_mod.EngineResult) -> None:
         script, jobs = planned[index]
         renderer._ready = (jobs, run)       # render() takes these results instead of running the engine
         try:
@@ -490,7 +549,7 @@ def check_outputs(options: RenderOptions, script: PathLike | Script, out: PathLi
     folder it goes in is checked instead of each stem.  *kept*: outputs found up to date,
     left as they are but for the part files a killed run left beside them.
     """
-    from . import outputs
+    from . import outputs, specs
 
     for path in kept:
         outputs.remove_stale_parts(path)
@@ -514,6 +573,8 @@ def check_outputs(options: RenderOptions, script: PathLike | Script, out: PathLi
 def _output_settings(out: PathLike | None, prod: specs.Production, settings: specs.MixSettings,
                      bit_depth: str | None) -> specs.MixSettings:
     """The mixer's settings for writing *out*: its bit depth, or room under the ceiling for a lossy encoder."""
+    from . import specs
+
     if out is None:
         return settings
     target = f"out{prod.stream_suffix()}" if os.fspath(out) == specs.STDOUT else out
@@ -522,7 +583,7 @@ def _output_settings(out: PathLike | None, prod: specs.Production, settings: spe
     return specs.mix_settings_for(target, settings, bit_depth)
 
 
-def _records(parsed: Script, jobs: list[engine.Job], run: engine.EngineResult) -> list[LineRecord]:
+def _records(parsed: Script, jobs: list[jobs_mod.Job], run: engine_mod.EngineResult) -> list[LineRecord]:
     """One report record per line: the line as written, its voice and its synthesis outcome."""
     from .blockrender import record_of
 
@@ -530,7 +591,7 @@ def _records(parsed: Script, jobs: list[engine.Job], run: engine.EngineResult) -
 
 
 def blockrender_wanted(renderer: Renderer, prod: specs.Production, out: PathLike | None,
-                       jobs: list[engine.Job], settings: specs.MixSettings) -> bool:
+                       jobs: list[jobs_mod.Job], settings: specs.MixSettings) -> bool:
     """Whether this render is mixed in blocks (:func:`dialog_tts.blockrender.wanted`)."""
     from .blockrender import wanted
 
@@ -547,8 +608,8 @@ def _options(kwargs: dict[str, Any]) -> RenderOptions:
 
 
 def synthesize_dialog(script: PathLike | Script, out: PathLike | None = None, *,
-                      progress_callback: engine.ProgressCallback | None = None,
-                      sleep: engine.Sleep = time.sleep, **options: Any) -> DialogResult:
+                      progress_callback: engine_mod.ProgressCallback | None = None,
+                      sleep: engine_mod.Sleep = time.sleep, **options: Any) -> DialogResult:
     """Render *script* (a path or a parsed :class:`Script`) to *out*.
 
     *options* are the fields of :class:`RenderOptions` (``voices``, ``speaker_map``,
@@ -565,8 +626,8 @@ def synthesize_dialog(script: PathLike | Script, out: PathLike | None = None, *,
 
 
 def synthesize_batch(scripts: Iterable[PathLike], out_dir: PathLike, *, fmt: str = "wav",
-                     progress_callback: engine.ProgressCallback | None = None,
-                     on_progress: engine.ProgressListener | None = None, **options: Any) -> BatchResult:
+                     progress_callback: engine_mod.ProgressCallback | None = None,
+                     on_progress: engine_mod.ProgressListener | None = None, **options: Any) -> BatchResult:
     """Render many scripts in one process (one cache, backends loaded once)."""
     from . import audio
 

@@ -29,6 +29,7 @@ import numpy as np
 from . import blockmix, blockwrite, deliver, engine, mix, produce, tags
 from .audio import Clip, is_lossy
 from .errors import InputError, OutputError, SynthesisFailed
+from .jobs import Job
 from .outputs import atomic_path
 from .results import LineRecord
 from .script import Line, Script
@@ -78,7 +79,7 @@ class Pass:
     stats: engine.Stats | None = None
 
 
-def lines(eng: engine.Engine, parsed: Script, jobs: Sequence[engine.Job], settings: mix.MixSettings,
+def lines(eng: engine.Engine, parsed: Script, jobs: Sequence[Job], settings: mix.MixSettings,
           keep_going: bool, found: Pass, estimate: Any, *, streamed: bool = False
           ) -> Iterator[tuple[Any, np.ndarray]]:
     """(timeline entry, prepared samples) of each placed line in order, as the engine gives them;
@@ -93,7 +94,7 @@ def lines(eng: engine.Engine, parsed: Script, jobs: Sequence[engine.Job], settin
     found.timeline = builder.finish()
 
 
-def _outcomes(run: Any, builder: Builder, parsed: Script, jobs: Sequence[engine.Job], settings: mix.MixSettings,
+def _outcomes(run: Any, builder: Builder, parsed: Script, jobs: Sequence[Job], settings: mix.MixSettings,
               keep_going: bool, found: Pass, estimate: Any, stop_on_failure: bool
               ) -> Iterator[tuple[Any, np.ndarray]]:
     failed = False
@@ -114,7 +115,7 @@ def _outcomes(run: Any, builder: Builder, parsed: Script, jobs: Sequence[engine.
         yield from _placed(builder, line, job, clip, settings, found)
 
 
-def _placed(builder: Builder, line: Line, job: engine.Job, clip: Clip, settings: mix.MixSettings,
+def _placed(builder: Builder, line: Line, job: Job, clip: Clip, settings: mix.MixSettings,
             found: Pass) -> Iterator[tuple[Any, np.ndarray]]:
     samples = mix.placed(clip, settings)
     entry = builder.add(LineInput(line, job.voice, samples.shape[0]))[-1]
@@ -125,7 +126,7 @@ def _placed(builder: Builder, line: Line, job: engine.Job, clip: Clip, settings:
         yield entry, samples
 
 
-def record_of(line: Line, job: engine.Job, o: engine.Outcome) -> LineRecord:
+def record_of(line: Line, job: Job, o: engine.Outcome) -> LineRecord:
     """The report record of one line: the line as written, its voice and its synthesis outcome."""
     return LineRecord(line.line_no, line.speaker, line.text, job.voice.backend, job.voice.name,
                       o.source == "cache", o.source, o.attempts, round(o.seconds, 4),
@@ -234,7 +235,7 @@ def open_stream(renderer: Any, script: Any, check_outputs: Any) -> BlockRun:
 class BlockRun:
     """One render mixed in blocks: :meth:`render` (a file, or nothing) or :meth:`stream` (blocks out)."""
 
-    def __init__(self, renderer: Any, parsed: Script, cast: Any, jobs: list[engine.Job], out: Any,
+    def __init__(self, renderer: Any, parsed: Script, cast: Any, jobs: list[Job], out: Any,
                  prod: produce.Production, settings: mix.MixSettings, key: str | None, extras: list[str],
                  started: float) -> None:
         self.renderer, self.parsed, self.cast, self.jobs = renderer, parsed, cast, jobs

@@ -27,7 +27,6 @@ the above stays here, on the driver, whichever runs the calls.
 
 from __future__ import annotations
 
-import json
 import logging
 import threading
 import time
@@ -42,6 +41,8 @@ from . import backends
 from .errors import DialogTTSError, QualityFailed, SynthesisError
 from .executors import Executor, ThreadExecutor
 from .gate import Gate, LineQuality, Take, best_take
+from .jobs import Job
+from .keys import Keys
 from .quality import Verdict
 from .voice import Voice
 
@@ -55,25 +56,6 @@ log = logging.getLogger("dialog_tts")
 
 ProgressCallback = Callable[[int, int, str], None]
 Sleep = Callable[[float], None]
-
-
-@dataclass(frozen=True)
-class Job:
-    """One line to synthesize, and where it came from (for messages)."""
-
-    text: str
-    voice: Voice
-    path: str = "<script>"
-    line_no: int = 0
-    speaker: str = ""
-
-    def where(self) -> str:
-        words = self.text if len(self.text) <= 30 else self.text[:29].rstrip() + "…"
-        return f"{self.path}:{self.line_no} {self.speaker} \"{words}\""
-
-    def identity(self) -> str:
-        """Two jobs with the same identity produce the same audio."""
-        return json.dumps([self.voice.synthesis_fields(), self.text], sort_keys=True, ensure_ascii=False)
 
 
 class AudioCacheLike(Protocol):
@@ -212,11 +194,13 @@ class Engine:
                  backoff: Backoff = Backoff(), sleep: Sleep = time.sleep,
                  progress: ProgressCallback | None = None, listener: ProgressListener | None = None,
                  backend_options: Mapping[str, Mapping[str, Any]] | None = None,
-                 executor: Executor | None = None, gate: Gate | None = None) -> None:
+                 executor: Executor | None = None, gate: Gate | None = None, keys: Keys | None = None) -> None:
         if workers < 1:
             raise ValueError("workers must be at least 1")
         if retries < 0:
             raise ValueError("retries must not be negative")
+        if keys is not None and (backend_options or keys.workers != workers):
+            raise ValueError("keys come bound to their own settings and workers: give them or backend_options")
         self.workers = workers
         self.cache = cache
         self.retries = retries
@@ -224,23 +208,17 @@ class Engine:
         self.sleep = sleep
         self.progress = progress
         self.listener = listener
-        self.backend_options = dict(backend_options or {})
+        #: The backends' views and the jobs' cache keys (a Renderer's, shared with its dry runs).
+        self.keys = keys if keys is not None else Keys(workers, backend_options)
         self.executor: Executor = executor or ThreadExecutor()
         self._slots = 0     # backend calls in flight at once: the executor's capacity, settled at the first run
         self.gate = gate if gate is not None and gate.enabled else None   # None: no checks, one take
-        self._backends: dict[str, backends.Backend] = {}
         self._limits: dict[str, threading.BoundedSemaphore] = {}
-        self._fingerprints: dict[tuple[str, Voice], str] = {}
         self._lock = threading.Lock()
 
     def backend(self, name: str) -> backends.Backend:
         """This engine's view of backend *name*: shared models, this render's settings."""
-        with self._lock:
-            view = self._backends.get(name)
-            if view is None:
-                view = self._backends[name] = backends.get_backend(name).bind(
-                    self.backend_options.get(name, {}), workers=self.workers)
-            return view
+        return self.keys.backend(name)
 
     def emit(self, event: ProgressEvent) -> None:
         """Tell the progress callback and the listener (on the thread that runs the engine)."""
@@ -251,22 +229,11 @@ class Engine:
 
     # ------------------------------------------------------------ keys and lookups
     def cache_key(self, job: Job) -> str:
-        from .cache import make_key
-
-        backend = self.backend(job.voice.backend)
-        fp_key = (backend.name, job.voice)
-        fingerprint = self._fingerprints.get(fp_key)
-        if fingerprint is None:
-            fingerprint = self._fingerprints[fp_key] = backend.fingerprint(job.voice)
-        return make_key(backend.name, fingerprint, job.voice.synthesis_fields(), job.text)
+        return self.keys.cache_key(job)
 
     def lookup(self, jobs: Sequence[Job]) -> list[bool]:
         """For each job, whether its audio is in the cache (nothing is decoded)."""
-        if self.cache is None:
-            return [False] * len(jobs)
-        keys = [self.cache_key(job) for job in jobs]
-        peek = getattr(self.cache, "peek", None)     # AudioCache: without opening diskcache
-        return list(peek(keys)) if peek is not None else [key in self.cache for key in keys]
+        return self.keys.lookup(jobs, self.cache)
 
     # ------------------------------------------------------------ the run
     def run(self, jobs: Sequence[Job]) -> EngineResult:
@@ -458,13 +425,7 @@ def _fit_views(engine: Engine, pending: Sequence[_Unit]) -> None:
     """
     if not pending or engine.executor.name != "thread":
         return
-    workers = min(engine.workers, len(pending))
-    with engine._lock:
-        for name in {unit.job.voice.backend for unit in pending}:
-            view = engine._backends.get(name)
-            if view is None or view.workers != workers:
-                engine._backends[name] = backends.get_backend(name).bind(engine.backend_options.get(name, {}),
-                                                                         workers=workers)
+    engine.keys.fit({unit.job.voice.backend for unit in pending}, min(engine.workers, len(pending)))
 
 
 def _batches(backend: backends.Backend, units: list[_Unit]) -> list[list[_Unit]]:

@@ -10,12 +10,12 @@ touch keeps its cast voice and its text, and so its cache key.
 
 from __future__ import annotations
 
-from dataclasses import replace
+import json
+from dataclasses import dataclass, replace
 from typing import Any, Mapping
 
 from . import backends
 from . import delivery as delivery_mod
-from .engine import Job
 from .errors import DialogTTSError
 from .lexicon import Lexicon
 from .script import Script
@@ -23,6 +23,25 @@ from .speakers import parse_spec_fields, voice_from_fields
 from .voice import Voice
 
 _SHAPING = ("rate", "pitch", "volume", "pan", "gain")
+
+
+@dataclass(frozen=True)
+class Job:
+    """One line to synthesize, and where it came from (for messages)."""
+
+    text: str
+    voice: Voice
+    path: str = "<script>"
+    line_no: int = 0
+    speaker: str = ""
+
+    def where(self) -> str:
+        words = self.text if len(self.text) <= 30 else self.text[:29].rstrip() + "…"
+        return f"{self.path}:{self.line_no} {self.speaker} \"{words}\""
+
+    def identity(self) -> str:
+        """Two jobs with the same identity produce the same audio."""
+        return json.dumps([self.voice.synthesis_fields(), self.text], sort_keys=True, ensure_ascii=False)
 
 
 def override_voice(voice: Voice, spec: str, *, where: str = "voice override") -> Voice:

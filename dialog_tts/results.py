@@ -78,16 +78,6 @@ class DialogResult:
 
 
 @dataclass
-class SpeakerPlan:
-    speaker: str
-    voice: str
-    lines: int
-    cached: int
-    to_synthesize: int   # distinct lines not in the cache
-    why: str = ""        # why the speaker got this voice
-
-
-@dataclass
 class BatchResult:
     results: dict[str, DialogResult]
     failures: dict[str, DialogTTSError]

@@ -13,8 +13,9 @@ from click.testing import CliRunner
 
 from dialog_tts import backends, synthesize_dialog
 from dialog_tts.cli import main
-from dialog_tts.engine import Engine, Job
+from dialog_tts.engine import Engine
 from dialog_tts.errors import SynthesisFailed
+from dialog_tts.jobs import Job
 from dialog_tts.voice import Voice
 from edge_server import expected_audio
 

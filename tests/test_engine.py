@@ -26,7 +26,7 @@ from dialog_tts.api import Renderer, RenderOptions
 from dialog_tts.backends.base import Backend
 from dialog_tts.cache import AudioCache
 from dialog_tts.cli import main
-from dialog_tts.engine import Backoff, Engine, Job, ProgressEvent, Source, Stats
+from dialog_tts.engine import Backoff, Engine, ProgressEvent, Source, Stats
 from dialog_tts.errors import (
     DialogTTSError,
     SynthesisError,
@@ -35,6 +35,8 @@ from dialog_tts.errors import (
     UnknownVoiceError,
 )
 from dialog_tts.executors import ThreadExecutor
+from dialog_tts.jobs import Job
+from dialog_tts.keys import Keys
 from dialog_tts.voice import Rate, Voice
 
 GAP = 0.25          # the default --gap-ms, in seconds
@@ -659,6 +661,32 @@ def test_views_keep_the_renders_workers_when_the_calls_run_elsewhere(extra_backe
     engine.run([Job("One line only.", Voice("mid", backend="views"))])
     assert views.workers_seen == [4]
     engine.executor.close()
+
+
+def test_a_renderer_plans_without_the_engine_and_renders_with_the_same_views(extra_backends, write_script,
+                                                                            tmp_path):
+    """A dry run looks the jobs up with the renderer's keys; the engine, made for the first render,
+    uses those keys (the same views, the fingerprints already read), not a second set."""
+    extra_backends("views", ViewsBackend())
+    script = write_script("A: One line.\nB: Another line.\n")
+    options = RenderOptions(voices={"A": "mid,backend=views", "B": "mid,backend=views"}, cache_dir=tmp_path / "cache", workers=3)
+    with Renderer(options) as renderer:
+        view = renderer.keys.backend("views")
+        assert [row.to_synthesize for row in renderer.plan(script)] == [1, 1]
+        assert "engine" not in vars(renderer)      # planning made no engine
+        renderer.render(script, tmp_path / "out.wav")
+        assert renderer.engine.keys is renderer.keys
+        assert renderer.engine.backend("views").workers == 2      # fitted to the run's two lines, in the keys
+        assert renderer.keys.backend("views") is renderer.engine.backend("views") is not view
+        assert [row.cached for row in renderer.plan(script)] == [1, 1]
+
+
+def test_an_engine_takes_keys_bound_for_its_own_workers_or_backend_options_not_both():
+    with pytest.raises(ValueError, match="keys"):
+        Engine(2, keys=Keys(4))
+    with pytest.raises(ValueError, match="keys"):
+        Engine(2, keys=Keys(2), backend_options={"edge": {"timeout": 3}})
+    assert Engine(2, keys=Keys(2, {"edge": {"timeout": 3}})).backend("edge").timeout == 3
 
 
 def test_outcome_kinds_are_an_enum_with_the_report_strings():

@@ -11,9 +11,10 @@ from click.testing import CliRunner
 
 from dialog_tts import synthesize_dialog
 from dialog_tts.cli import main
-from dialog_tts.engine import Engine, Job
+from dialog_tts.engine import Engine
 from dialog_tts.errors import SynthesisFailed
 from dialog_tts.gate import Gate, GateSettings
+from dialog_tts.jobs import Job
 from dialog_tts.voice import Voice
 
 LINES = {

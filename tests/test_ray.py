@@ -165,7 +165,8 @@ def test_backend_cap_holds_across_the_cluster(cluster, det, write_script, tmp_pa
 
 def test_a_stream_on_the_cluster_comes_in_job_order_with_the_thread_pool_s_audio(cluster, det):
     """Engine.stream with the Ray executor: the same outcomes as a local run, in order, within the window."""
-    from dialog_tts.engine import Engine, Job
+    from dialog_tts.engine import Engine
+    from dialog_tts.jobs import Job
     from dialog_tts.ray_executor import RayExecutor
     from dialog_tts.voice import Voice
 

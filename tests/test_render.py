@@ -15,7 +15,8 @@ from click.testing import CliRunner
 from dialog_tts import backends, synthesize_dialog
 from dialog_tts.backends.base import usable_cores
 from dialog_tts.cli import main
-from dialog_tts.engine import Engine, Job
+from dialog_tts.engine import Engine
+from dialog_tts.jobs import Job
 from dialog_tts.voice import Voice
 from measure import median_f0, rms_db
 
