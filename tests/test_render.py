@@ -171,6 +171,26 @@ def test_threads_per_worker():
 
 
 
+def test_a_long_lived_process_keeps_two_piper_sessions_per_model():
+    """Each thread count is its own onnxruntime session: the views a process meets (its renders' workers,
+    a re-render's one line on every core) keep at most two per model, the least recently used let go."""
+    from dialog_tts.backends.piper import SESSIONS_PER_MODEL, PiperBackend
+
+    shared = PiperBackend()                 # its own sessions, not the registry's
+
+    def speak(threads: int) -> object:
+        view = shared.bind({"threads": str(threads)}, workers=1)
+        assert view.synthesize("One more.", view.resolve(Voice("joe"))).duration > 0.2
+        return view._load(view._model_for("joe")[0])
+
+    first = speak(1)
+    assert speak(1) is first and speak(2) is not first
+    assert speak(1) is first                                    # used last: 2 is now the older one
+    speak(3)
+    assert [k[1] for k in shared._voices] == [1, 3] and SESSIONS_PER_MODEL == 2
+    assert speak(1) is first
+
+
 @pytest.mark.skipif(shutil.which("taskset") is None, reason="needs taskset (util-linux)")
 def test_threads_follow_the_cores_the_process_may_use():
     """Pinned to one core (as a container's cpuset pins it), piper's calls get one thread, not one per core

@@ -98,6 +98,12 @@ def _speaker_count(model: Path) -> int:
     return int(config.get("num_speakers") or 1) if isinstance(config, dict) else 1
 
 
+#: Loaded sessions kept per model, the least recently used let go beyond: one for each thread count in
+#: use (a render's calls at once; a re-render's one line on every core: engine._fit_views), so that a
+#: long-lived process rendering script after script does not hold a session for every count it met.
+SESSIONS_PER_MODEL = 2
+
+
 class PiperBackend(Backend):
     name = "piper"
     extra_options = frozenset({"speaker", "noise_scale", "noise_w_scale"})
@@ -209,8 +215,9 @@ class PiperBackend(Backend):
     def _load(self, model: Path) -> Any:
         key = (model, self.threads_per_call)
         with self._load_lock:
-            voice = self._voices.get(key)
+            voice = self._voices.pop(key, None)
             if voice is not None:
+                self._voices[key] = voice          # the most recently used last
                 return voice
             try:
                 import json
@@ -230,6 +237,9 @@ class PiperBackend(Backend):
             session = ort_session(model, f"{model} {stat.st_size} {stat.st_mtime_ns}", options)
             voice = PiperVoice(session=session, config=PiperConfig.from_dict(config))
             self._voices[key] = voice
+            same_model = [k for k in self._voices if k[0] == model]
+            for old in same_model[:-SESSIONS_PER_MODEL]:    # calls still running on it keep it until they end
+                del self._voices[old]
             return voice
 
     def synthesize(self, text: str, voice: Voice) -> Clip:
