@@ -23,22 +23,21 @@ from . import jobs as jobs_mod
 from . import lexicon as lexicon_mod
 from . import script as script_mod
 from .errors import DialogTTSError, InputError, LoudnessError, OutputError, SynthesisError, SynthesisFailed
-from .gate import Gate, GateSettings
 from .keys import Keys
-from .quality import Thresholds
 from .script import Script
-from .timeline import LEVELING, LineInput, Timeline
-from .timeline import build as build_timeline
-from .voice import Voice
+from .voice import LEVELING, Voice
 
 if TYPE_CHECKING:
     # A dry run (plan_dialog, --dry-run) parses, casts and looks the jobs up: it loads neither the
-    # engine, nor the output specs, nor the results' types, nor (as every render until it mixes)
-    # the mixer and writers with NumPy.  Those modules are imported where they are used.
+    # engine and its quality gate, nor the timeline, the output specs or the results' types, nor (as
+    # every render until it mixes) the mixer and writers with NumPy.  They are imported where used.
     from . import engine as engine_mod
     from . import specs
     from .audio import Clip
+    from .gate import Gate, GateSettings
+    from .quality import Thresholds
     from .results import BatchResult, DialogResult, LineRecord, Totals
+    from .timeline import Timeline
 
 #: The result types, importable from here as ever, loaded on first use (see :func:`__getattr__`).
 _RESULTS = ("BatchResult", "DialogResult", "LineRecord", "Totals")
@@ -82,6 +81,9 @@ def _backend_options(given: BackendOptionsArg) -> dict[str, dict[str, Any]]:
         out.setdefault(name.lower(), {})[key.strip().lower()] = value.strip()
     return out
 
+
+#: The render options of the quality gate that can be wrong (:meth:`RenderOptions.gate_settings` checks them).
+_GATE_OPTIONS = ("check", "takes", "max_wer", "thresholds")
 
 #: Limits of the render options (README, "Limits").
 MAX_GAP_MS = 60_000.0
@@ -189,6 +191,9 @@ class RenderOptions:
 
     def gate_settings(self) -> GateSettings:
         """The quality gate's settings (usage errors for bad values; the asr extra checked when asked for)."""
+        from .gate import GateSettings
+        from .quality import Thresholds
+
         thresholds = self.thresholds or Thresholds()
         if self.max_wer is not None:
             thresholds = replace(thresholds, max_wer=self.max_wer)
@@ -198,6 +203,10 @@ class RenderOptions:
 
             require()
         return settings
+
+    def gate_given(self) -> bool:
+        """Whether any quality-gate option differs from its default (and so is checked up front)."""
+        return any(getattr(self, f.name) != f.default for f in fields(self) if f.name in _GATE_OPTIONS)
 
     def backend_settings(self) -> dict[str, dict[str, Any]]:
         """Per backend, the run settings given (the aliases included), each checked by its backend."""
@@ -296,17 +305,20 @@ class Renderer:
         #: The backends' views and the jobs' cache keys: a dry run needs these and not the engine.
         self.keys = Keys(self.options.workers, self.options.backend_settings())
         self._executor = make_executor(self.options.executor, address=self.options.ray_address)
-        self._engine_args = (sleep, progress_callback, on_progress, Gate(self.options.gate_settings()))
+        # Usage errors up front: a gate option given is checked now; the gate left as it comes is
+        # made with the engine (a dry run loads neither it nor its checks)
+        self._gate = _gate(self.options) if self.options.gate_given() else None
+        self._engine_args = (sleep, progress_callback, on_progress)
         self._ready: tuple[list[jobs_mod.Job], engine_mod.EngineResult] | None = None
 
     @cached_property   # made on first use: a dry run never loads the engine
     def engine(self) -> engine_mod.Engine:
         from .engine import Engine
 
-        sleep, progress_callback, on_progress, gate = self._engine_args
+        sleep, progress_callback, on_progress = self._engine_args
         return Engine(self.options.workers, cache=self._cache, retries=self.options.retries, sleep=sleep,
-                      progress=progress_callback, listener=on_progress, executor=self._executor, gate=gate,
-                      keys=self.keys)
+                      progress=progress_callback, listener=on_progress, executor=self._executor,
+                      gate=self._gate or _gate(self.options), keys=self.keys)
 
     @cached_property   # the mix's settings, built on first use: planning needs no mixer
     def settings(self) -> specs.MixSettings:
@@ -340,6 +352,9 @@ class Renderer:
                   records: list[LineRecord]) -> Timeline:
         """Each line's length (or, failed, the silence standing for it) placed by the timeline."""
         from . import mix
+        from .timeline import LineInput
+        from .timeline import build as build_timeline
+
         inputs = []
         for line, job, clip, record in zip(parsed.lines, jobs, clips, records):
             if clip is None:  # --keep-going: silence as long as the line would take
@@ -457,6 +472,12 @@ class Renderer:
         if self._executor.name == "ray":
             return _render_together(self, list(scripts), Path(out_dir), fmt)
         return _render_each(self, scripts, Path(out_dir), fmt)
+
+
+def _gate(options: RenderOptions) -> Gate:
+    from .gate import Gate
+
+    return Gate(options.gate_settings())
 
 
 def _plan_rows(cast: casting.Cast, jobs: list[jobs_mod.Job], cached: list[bool]) -> list[SpeakerPlan]:

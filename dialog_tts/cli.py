@@ -19,7 +19,7 @@ import click
 
 from . import __version__
 from .errors import DialogTTSError
-from .voice import DEFAULT_BACKEND
+from .voice import DEFAULT_BACKEND, LEVELING
 
 if TYPE_CHECKING:
     from .engine import ProgressEvent
@@ -186,7 +186,7 @@ def _voice_and_mix_options() -> list[Callable[..., Any]]:
         click.option("--true-peak", type=click.FloatRange(-20, 0), default=-1.0, show_default=True,
                      metavar="DBTP", help="True-peak ceiling in dBTP, held with or without --lufs "
                                           "(lossy files: measured after decoding)."),
-        click.option("--leveling", type=click.Choice(["line", "speaker", "off"]), default="line",
+        click.option("--leveling", type=click.Choice(LEVELING), default="line",
                      show_default=True,
                      help="Bring each line (or each speaker's lines together) to one speech loudness before "
                           "mixing; off keeps the levels as synthesized."),

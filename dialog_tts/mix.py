@@ -41,7 +41,6 @@ MixSettings = specs.MixSettings
 log = logging.getLogger("dialog_tts")
 
 _BLOCK = loudness.BLOCK  # frames per block when clipping the result
-LEVELING = timeline_mod.LEVELING
 LEVEL_REFERENCE = -20.0      # LUFS lines are levelled to while mixing (the final gain moves them all)
 _MAX_LEVEL_DB = 18.0         # levelling moves a line or a speaker by at most this much either way
 COMPENSATE_ROUNDS = 4       # rounds of giving back what the limiter takes from some lines more than others

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .errors import InputError
-from .timeline import LEVELING
+from .voice import LEVELING
 
 if TYPE_CHECKING:
     from .script import Script

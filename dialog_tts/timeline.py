@@ -24,10 +24,6 @@ from typing import Sequence, Union
 from .script import Chapter, Line, Pause
 from .voice import Voice
 
-#: How lines are levelled before the mix ("line", "speaker", "off"); here, without NumPy, so that
-#: options can be checked before anything loads the mixer (mix.LEVELING is this tuple).
-LEVELING = ("line", "speaker", "off")
-
 
 class Kind(str, Enum):
     """What an entry of the timeline is."""

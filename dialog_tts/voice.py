@@ -21,6 +21,10 @@ COMMON_KEYS = ("voice", "backend", "gender", "rate", "pitch", "volume", "pan", "
 GENDERS = ("female", "male")
 #: Keys that only change the mix; they never change what a backend synthesizes.
 MIX_KEYS = frozenset({"pan", "gain"})
+#: How the voices' lines are levelled before the mix (``--leveling``): each line, each speaker's lines
+#: together, or not.  Here, in the leaf module, so that options are checked before the timeline or the
+#: mixer loads.
+LEVELING = ("line", "speaker", "off")
 
 _NUMBER = r"[+-]?(?:\d+(?:\.\d*)?|\.\d+)"
 _RATE_WPM = re.compile(rf"^(?P<v>{_NUMBER})\s*(?:wpm)?$", re.IGNORECASE)

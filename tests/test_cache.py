@@ -14,7 +14,7 @@ from click.testing import CliRunner
 
 from dialog_tts import synthesize_dialog
 from dialog_tts.audio import Clip
-from dialog_tts.cache import AudioCache, default_dir, make_key, parse_size
+from dialog_tts.cache import AudioCache, default_dir, make_key, parse_size, sha256
 from dialog_tts.cli import main
 
 HUNDRED = "".join(f"{'AB'[i % 2]}: This is line number {i} of the script.\n" for i in range(100))
@@ -23,6 +23,18 @@ HUNDRED = "".join(f"{'AB'[i % 2]}: This is line number {i} of the script.\n" for
 def render(script, out, **options):
     options.setdefault("backend", "tone")
     return synthesize_dialog(script, out, **options)
+
+
+def test_keys_are_the_sha256_they_always_were():
+    """The key's digest comes from CPython's own sha256 module, not hashlib's (OpenSSL): the same
+    digests, so every cache written before keeps its entries."""
+    import hashlib
+
+    for data in (b"", b"abc", "Hello, w\u00f6rld.".encode(), bytes(range(256)) * 1000):
+        assert sha256(data).hexdigest() == hashlib.sha256(data).hexdigest()
+    # written by the previous main, which took hashlib.sha256
+    assert make_key("piper", "piper-tts 1.8; joe", {"name": "joe", "rate": 1.25}, "Hello, w\u00f6rld.") == \
+        "a0d1eb74aae9d9b5cb6613b0feddb9c1cc115b37d6731771f4a5829375383510"
 
 
 def test_second_run_is_served_from_the_cache(write_script, tone_backend, tmp_path):

@@ -142,6 +142,24 @@ def test_bad_gate_options_are_usage_errors(write_script, tmp_path):
         assert result.exit_code == 2, (args, result.output)
 
 
+def test_bad_gate_options_are_usage_errors_before_the_engine_is_made(write_script, tmp_path):
+    """A renderer makes its gate with its engine, at the first render; a gate option given is checked
+    when the renderer is made, so a dry run (which makes no engine) rejects it too."""
+    from dialog_tts.api import Renderer, RenderOptions, plan_dialog
+    from dialog_tts.errors import InputError
+
+    script = write_script("A: Hi.\n")
+    for bad in ({"takes": 0}, {"check": "loud"}, {"max_wer": 0.0}, {"takes": 11}):
+        with pytest.raises(InputError):
+            Renderer(RenderOptions(**bad))
+        with pytest.raises(InputError):
+            plan_dialog(script, cache_dir=tmp_path / "cache", **bad)
+    with Renderer(RenderOptions(takes=2, cache_dir=tmp_path / "cache")) as renderer:
+        assert renderer.engine.gate is not None and renderer.engine.gate.takes == 2
+    with Renderer(RenderOptions(cache_dir=tmp_path / "cache")) as renderer:
+        assert renderer.engine.gate is not None and renderer.engine.gate.settings == GateSettings()
+
+
 def test_the_review_page_marks_flagged_lines(glitchy, write_script, tmp_path):
     glitchy.plan[LINES["clip"]] = ["clip"] * 3
     page = tmp_path / "review.html"

@@ -22,7 +22,6 @@ torch and qwen_tts are imported only when a line is synthesized.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import logging
 import os
@@ -99,7 +98,13 @@ def _model_identity(model: str) -> str:
                     parts.append([f"{folder}/{name}", st.st_size, st.st_mtime_ns])
         except OSError:  # missing or unreadable: loading the model will say so
             continue
-    return hashlib.sha256(json.dumps([str(path.resolve()), parts]).encode()).hexdigest()[:16]
+    return _sha256_hex(json.dumps([str(path.resolve()), parts]).encode())[:16]
+
+
+def _sha256_hex(data: bytes) -> str:
+    import hashlib  # here, not at the top: OpenSSL is not loaded for `dialog-tts voices`
+
+    return hashlib.sha256(data).hexdigest()
 
 
 def _model_config(model: str) -> dict[str, Any] | None:
@@ -461,8 +466,8 @@ class QwenBackend(Backend):
         identity = _model_identity(model_id)
         out = []
         for ref, ref_text, weight in self._references(voice):
-            key = hashlib.sha256(json.dumps(["qwen-prompt", identity, _file_identity(ref), ref_text]).encode())
-            out.append(((key.hexdigest(), model_id, ref, ref_text), weight))
+            key = _sha256_hex(json.dumps(["qwen-prompt", identity, _file_identity(ref), ref_text]).encode())
+            out.append(((key, model_id, ref, ref_text), weight))
         return out
 
     def prepare(self, voices: Sequence[Voice], cache: Any = None) -> dict[Voice, BaseException]:
@@ -516,7 +521,7 @@ class QwenBackend(Backend):
         languages = [v.option("language") or "auto" for v in voices]
         takes = [int(v.option("take") or 1) for v in voices]
         seed_text = "\n".join(texts) + ("" if max(takes) == 1 else f"\ntakes {takes}")
-        torch.manual_seed(int(hashlib.sha256(seed_text.encode()).hexdigest()[:8], 16))
+        torch.manual_seed(int(_sha256_hex(seed_text.encode())[:8], 16))
         try:
             if kind == "custom_voice":
                 wavs, rate = model.generate_custom_voice(list(texts), speaker=[v.name for v in voices],
