@@ -22,10 +22,11 @@ from . import backends, casting, speakers
 from . import jobs as jobs_mod
 from . import lexicon as lexicon_mod
 from . import script as script_mod
+from .defaults import LEVELING
 from .errors import DialogTTSError, InputError, LoudnessError, OutputError, SynthesisError, SynthesisFailed
 from .keys import Keys
 from .script import Script
-from .voice import LEVELING, Voice
+from .voice import Voice
 
 if TYPE_CHECKING:
     # A dry run (plan_dialog, --dry-run) parses, casts and looks the jobs up: it loads neither the

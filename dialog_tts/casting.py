@@ -23,10 +23,11 @@ from dataclasses import dataclass, field, replace
 from typing import Any, Iterable, Mapping
 
 from . import backends
+from .defaults import DEFAULT_BACKEND
 from .errors import DialogTTSError, InputError, UnknownVoiceError
 from .script import Script, speaker_key
 from .speakers import SpeakerMap, voice_from_fields
-from .voice import DEFAULT_BACKEND, Voice
+from .voice import Voice
 
 #: Words in a speaker's name that hint at a woman (whole words, any case, a trailing dot ignored).
 FEMALE_WORDS = frozenset("""mrs miss ms lady madam madame mme mlle mademoiselle dame queen princess duchess

@@ -7,7 +7,7 @@ heavy is imported at module level (``dialog-tts --help`` stays instant).
 from __future__ import annotations
 
 import contextlib
-import logging
+import functools
 import os
 import re
 import sys
@@ -18,8 +18,8 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from . import __version__
+from .defaults import DEFAULT_BACKEND, LEVELING
 from .errors import DialogTTSError
-from .voice import DEFAULT_BACKEND, LEVELING
 
 if TYPE_CHECKING:
     from .engine import ProgressEvent
@@ -136,24 +136,34 @@ def _parse_voice(ctx: click.Context, param: click.Parameter, values: tuple[str, 
         raise click.BadParameter(exc.message, ctx=ctx, param=param) from None
 
 
-class _EchoHandler(logging.Handler):
-    """Log records to the current stderr, as ``Warning: ...`` / ``Error: ...``."""
+@functools.cache
+def _echo() -> Any:
+    """The handler that writes log records to the current stderr, as ``Warning: ...`` / ``Error: ...``.
 
-    writer: Callable[[str], None] | None = None  # the progress bar's, while one is shown
+    Made on first use: ``dialog-tts --help`` logs nothing, and importing logging took about 4 ms of
+    its start-up.  Its ``writer`` is the progress bar's while one is shown."""
+    import logging
 
-    def emit(self, record: logging.LogRecord) -> None:
-        prefix = {"WARNING": "Warning: ", "ERROR": "Error: "}.get(record.levelname, "")
-        text = printable(prefix + record.getMessage())
-        if _EchoHandler.writer is not None:
-            _EchoHandler.writer(text)
-        else:
-            click.echo(text, err=True)
+    class EchoHandler(logging.Handler):
+        writer: Callable[[str], None] | None = None
+
+        def emit(self, record: logging.LogRecord) -> None:
+            prefix = {"WARNING": "Warning: ", "ERROR": "Error: "}.get(record.levelname, "")
+            text = printable(prefix + record.getMessage())
+            if self.writer is not None:
+                self.writer(text)
+            else:
+                click.echo(text, err=True)
+
+    return EchoHandler()
 
 
 def _setup_logging(quiet: bool, verbose: int) -> None:
+    import logging
+
     logger = logging.getLogger("dialog_tts")
-    if not any(isinstance(h, _EchoHandler) for h in logger.handlers):
-        logger.addHandler(_EchoHandler())
+    if _echo() not in logger.handlers:
+        logger.addHandler(_echo())
     logger.setLevel(logging.ERROR if quiet else logging.DEBUG if verbose > 1 else
                     logging.INFO if verbose else logging.WARNING)
 
@@ -400,7 +410,7 @@ class _progress_bar:
                 from tqdm import tqdm
 
                 self.bar = tqdm(total=event.total, unit="line", file=sys.stderr, leave=False, dynamic_ncols=True)
-                _EchoHandler.writer = self.bar.write
+                _echo().writer = self.bar.write
             self.bar.update(event.done - self.bar.n)
             stats = event.stats
             self.bar.set_postfix(cached=stats.cached, retries=stats.retries, retakes=stats.retakes,
@@ -410,7 +420,7 @@ class _progress_bar:
     def __exit__(self, *exc: object) -> None:
         if self.bar is not None:
             self.bar.close()
-            _EchoHandler.writer = None
+            _echo().writer = None
 
 
 def _print_plan(rows: list[Any]) -> None:

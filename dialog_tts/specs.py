@@ -15,8 +15,8 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from .defaults import LEVELING
 from .errors import InputError
-from .voice import LEVELING
 
 if TYPE_CHECKING:
     from .script import Script

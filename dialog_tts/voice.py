@@ -12,19 +12,12 @@ import re
 from dataclasses import dataclass
 from typing import Any, Iterable
 
-#: The backend of speakers whose voice names none (the only place it is spelled).
-DEFAULT_BACKEND = "piper"
-
 #: Keys every backend understands; backends may accept more (``Backend.extra_options``).
 COMMON_KEYS = ("voice", "backend", "gender", "rate", "pitch", "volume", "pan", "gain")
 #: The values of ``gender`` (also accepted in a spec's voice position: ``A="female,pan=-0.3"``).
 GENDERS = ("female", "male")
 #: Keys that only change the mix; they never change what a backend synthesizes.
 MIX_KEYS = frozenset({"pan", "gain"})
-#: How the voices' lines are levelled before the mix (``--leveling``): each line, each speaker's lines
-#: together, or not.  Here, in the leaf module, so that options are checked before the timeline or the
-#: mixer loads.
-LEVELING = ("line", "speaker", "off")
 
 _NUMBER = r"[+-]?(?:\d+(?:\.\d*)?|\.\d+)"
 _RATE_WPM = re.compile(rf"^(?P<v>{_NUMBER})\s*(?:wpm)?$", re.IGNORECASE)

@@ -35,6 +35,15 @@ def test_help_does_not_import_numpy():
 
 
 
+def test_help_loads_neither_logging_nor_the_voice_module():
+    """`--help` is Click and the option list: logging (set up when a command runs) and the voice
+    module's dataclass and parsers (the defaults shown come from dialog_tts.defaults) stay unloaded."""
+    code = PROBE.replace("m.split('.')[0] in {heavy!r}", "m in {heavy!r}").format(
+        args=["--help"], heavy=["logging", "dialog_tts.voice"])
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert json.loads(out.stdout.strip().splitlines()[-1]) == []
+
+
 #: What start-up must not pay for when only listing voices (issue 13: at most 4x `python -c pass`): numpy,
 #: the metadata machinery (dialog_tts.dists reads the dist-info folders instead), urllib (hibari's voices.py),
 #: zipfile (importlib.resources), yaml (only for a map), the spec parser (only for --voices), hashlib (OpenSSL:

@@ -13,8 +13,9 @@ import threading
 from dataclasses import replace
 from typing import Callable
 
+from ..defaults import DEFAULT_BACKEND
 from ..errors import DialogTTSError, UnknownBackendError, UnknownVoiceError, VoiceSpecError
-from ..voice import COMMON_KEYS, DEFAULT_BACKEND, Voice, close_matches
+from ..voice import COMMON_KEYS, Voice, close_matches
 from .base import Backend, Setting, VoiceInfo
 
 __all__ = [
