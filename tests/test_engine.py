@@ -782,8 +782,21 @@ def test_no_backend_call_starts_after_an_interrupt(extra_backends):
     assert sorted(gated.calls) == ["Line 0.", "Line 1."]   # no retry, no new line after the interrupt
 
 
+@pytest.fixture
+def ctrl_c_as_in_a_terminal():
+    """Python turns SIGINT into KeyboardInterrupt unless its parent ignored the signal, as a shell does for
+    a command started in the background (`pytest &`); interrupt_main() then does nothing.  These tests
+    press Ctrl-C as a terminal would, so they want Python's own handler, whoever started pytest."""
+    import signal
+
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, previous)
+
+
 @pytest.mark.parametrize("mode", ["--mix-whole", "--mix-in-blocks"])
-def test_cli_ctrl_c_exits_130_with_one_line(cli, write_script, tmp_path, extra_backends, private_cache, mode):
+def test_cli_ctrl_c_exits_130_with_one_line(cli, write_script, tmp_path, extra_backends, private_cache, mode,
+                                            ctrl_c_as_in_a_terminal):
     backend = extra_backends("interrupting", InterruptingBackend(after=4))
     write_script(TWO_HUNDRED)
     result = cli("-s", "script.txt", "--backend", "interrupting", "--workers", "2", "-o", "o.wav", mode)
