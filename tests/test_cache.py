@@ -37,6 +37,28 @@ def test_keys_are_the_sha256_they_always_were():
         "a0d1eb74aae9d9b5cb6613b0feddb9c1cc115b37d6731771f4a5829375383510"
 
 
+def test_clips_go_on_the_24_bit_grid_as_in_float64():
+    """pcm24 works in float32 in place: every sample must be what the float64 formula gave (the cache
+    holds clips made either way, and a changed sample would change output bytes)."""
+    from dialog_tts.audio import pcm24
+
+    def reference(x: np.ndarray) -> np.ndarray:
+        y = np.clip(x.astype(np.float64) * 2.0 ** 23, -2.0 ** 23, 2.0 ** 23 - 1)
+        return (np.round(y) / 2.0 ** 23).astype(np.float32)
+
+    rng = np.random.default_rng(1)
+    halves = ((rng.integers(-2 ** 23, 2 ** 23, 100_000) + 0.5) / 2 ** 23).astype(np.float32)   # ties to even
+    edges = np.array([np.nan, np.inf, -np.inf, -0.0, 0.0, 1.0, -1.0, 1e-45, -1e-45, 3e38, -3e38, 0.99999994,
+                      0.9999999, 2 ** -24, -(2 ** -24), 3 * 2 ** -24, 1.5, -1.5], np.float32)
+    for x in (rng.uniform(-1.5, 1.5, 200_000).astype(np.float32), halves, edges,
+              rng.standard_normal((5000, 2)).astype(np.float32)):
+        got, want = pcm24(Clip(x, 24000)).samples, reference(x)
+        assert got.dtype == np.float32 and got.shape == x.shape
+        assert np.array_equal(got, want, equal_nan=True)
+        assert np.array_equal(np.signbit(got), np.signbit(want))
+    assert pcm24(Clip(edges, 24000)).samples is not edges                   # the caller's clip is left alone
+
+
 def test_second_run_is_served_from_the_cache(write_script, tone_backend, tmp_path):
     script = write_script("A: Hello there.\nB: General Kenobi.\n")
     first = render(script, tmp_path / "1.wav")
