@@ -1,9 +1,9 @@
 """The quality gate's checks: is a synthesized take plausibly the line that was asked for?
 
 Neural voices fail without an exception: they truncate, fall silent, loop,
-clip, or hum.  Every take is measured here, cheaply (:func:`measure`): two
-passes over the samples (its 10 ms frame energies, and its blocks' peaks for
-clipping), then a dozen NumPy calls on the frame energies:
+clip, or hum.  Every take is measured here, cheaply (:func:`measure`): its
+10 ms frame energies and peaks in one pass over the samples, the few frames
+near the peak again for clipping, then the frame energies alone:
 
 ``level``     the loudest 10 ms frame, dBFS: empty or near-silent audio fails;
 ``clipping``  the share of samples on flat tops (equal neighbours near the peak);
@@ -21,10 +21,14 @@ three rates) over the sample scripts and 300 varied lines: no clean take
 fails (benchmark_enhanced.py --only quality shows the false-alarm rate).
 The optional recognizer check lives in :mod:`dialog_tts.asr`.
 
-These are written in NumPy rather than taken from a library because each is
-a few vectorized lines over the frame energies, and the gate aims at 2 % of
-synthesis time at most: met for piper and hibari, not for espeak, which says
-a line in 4 ms (measured: benchmark_enhanced.py --only quality).
+No library computes these figures, so they are written here, twice: in one
+compiled pass (:mod:`dialog_tts._takecheck`, built from ``_takecheck.c`` where
+the install finds a C compiler) and in NumPy (:func:`measure_numpy`, used
+where it was not built; the tests hold both to the same frame-by-frame
+reference).  The gate aims at 2 % of synthesis time at most.  espeak says a
+line in 4 to 6 ms, and right after a synthesis the NumPy version's forty
+calls cost 190 to 290 us a take (the caches are cold), 4 to 5.6 % of it;
+the compiled pass costs 50 to 60 us (benchmark_enhanced.py --only quality).
 """
 
 from __future__ import annotations
@@ -181,7 +185,8 @@ def expected_seconds(text: str, wpm: float) -> float:
 
 # ---------------------------------------------------------------- the measurements
 #
-# The gate runs on the worker right after each synthesis.  What it costs is
+# The NumPy version (measure_numpy).  The gate runs on the worker right after
+# each synthesis.  What it costs is
 # the passes over the samples and the number of NumPy calls: each call costs
 # 5,000 to 20,000 instructions whatever its size (callgrind), as much as the
 # frame energies of 20 to 50 frames.  So a take is read twice (the frames'
@@ -301,8 +306,34 @@ class Figures(NamedTuple):
     steady: float        # seconds of the longest steady stretch
 
 
+@functools.cache
+def compiled() -> Any:
+    """The compiled pass (:mod:`dialog_tts._takecheck`), or None where the install could not build it."""
+    try:
+        from . import _takecheck
+    except ImportError:
+        return None
+    return _takecheck
+
+
 def measure(samples: np.ndarray, rate: int, speech: bool = True) -> Figures:
-    """The figures of a take (mono float samples); *speech* False: level and clipping only."""
+    """The figures of a take (mono float samples); *speech* False: level and clipping only.
+
+    One compiled pass where the install built :mod:`dialog_tts._takecheck`
+    (a C compiler at install time), else :func:`measure_numpy`: the same
+    figures, three to five times slower right after a synthesis.
+    """
+    fast = compiled()
+    if fast is not None:
+        try:
+            return Figures._make(fast.measure(samples, max(1, round(rate * FRAME)), speech))
+        except TypeError:                   # not contiguous 1-D float32 samples: NumPy reads any layout
+            pass
+    return measure_numpy(samples, rate, speech)
+
+
+def measure_numpy(samples: np.ndarray, rate: int, speech: bool = True) -> Figures:
+    """:func:`measure` in NumPy: two passes over the samples, then a dozen calls on the frame energies."""
     import numpy as np
 
     size = max(1, round(rate * FRAME))

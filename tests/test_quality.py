@@ -96,14 +96,80 @@ def _takes_to_measure() -> list[np.ndarray]:
     return takes
 
 
-def test_measure_matches_a_plain_reference():
-    """The vectorized figures (two passes, block maxima, running sums) against frame-by-frame loops."""
+@pytest.fixture(params=["compiled", "numpy"])
+def measure_path(request, monkeypatch):
+    """Each test that takes it runs twice: through the compiled pass, then through NumPy alone."""
+    from dialog_tts import quality
+
+    if request.param == "compiled":
+        if quality.compiled() is None:
+            pytest.skip("dialog_tts._takecheck was not built (no C compiler at install)")
+    else:
+        monkeypatch.setattr(quality, "compiled", lambda: None)
+    return request.param
+
+
+def test_measure_matches_a_plain_reference(measure_path):
+    """The figures (one compiled pass, or NumPy's two passes, block maxima and running sums) against
+    frame-by-frame loops."""
     for x in _takes_to_measure():
         got, want = measure(x, FAKE_RATE)._asdict(), take_figures(x, FAKE_RATE)
         assert got["peak_db"] == pytest.approx(want["peak_db"], abs=1e-3)
         assert got["clipped"] == pytest.approx(want["clipped"], abs=1e-9)
         for name in ("span", "pause", "steady"):
             assert got[name] == pytest.approx(want[name], abs=1e-9), (name, len(x))
+
+
+def test_the_compiled_pass_is_built_where_a_compiler_is():
+    """The install builds dialog_tts._takecheck wherever it finds a C compiler; a build that broke
+    would leave the gate on the slower NumPy pass without a word, so this says it."""
+    import shutil
+    import sysconfig
+
+    from dialog_tts import quality
+
+    compiler = (sysconfig.get_config_var("CC") or "cc").split()[0]
+    if shutil.which(compiler) is None:
+        pytest.skip(f"no C compiler ({compiler}) on this machine: the NumPy pass is used")
+    assert quality.compiled() is not None
+
+
+def test_the_compiled_pass_gives_numpys_figures_on_real_takes():
+    """Both paths, on clean and damaged takes of espeak and piper (float32 sums in another order
+    differ in their last bits: the figures agree to far below any limit)."""
+    from dialog_tts import quality
+
+    if quality.compiled() is None:
+        pytest.skip("dialog_tts._takecheck was not built")
+    for backend, name in (("espeak", "en-us"), ("piper", "joe")):
+        inst = get_backend(backend).bind({}, workers=1)
+        voice = inst.resolve(Voice(name, backend))
+        for text in varied_lines(8):
+            clip = pcm24(inst.synthesize(text, voice))
+            x, rate = clip.samples, clip.sample_rate
+            for take in (x, glitch(x, "clip"), glitch(x, "gap"), glitch(x, "tone"), np.zeros_like(x)):
+                fast, slow = measure(take, rate), quality.measure_numpy(take, rate)
+                assert fast.clipped == slow.clipped and fast.span == slow.span and fast.pause == slow.pause
+                assert fast.steady == slow.steady and fast.peak_db == pytest.approx(slow.peak_db, abs=1e-4)
+
+
+def test_samples_the_compiled_pass_cannot_read_are_measured_by_numpy():
+    """float64, strided or stereo samples: the same figures as contiguous float32."""
+    x = speech_like(LONG)
+    want = measure(x, FAKE_RATE)
+    for other in (x.astype(np.float64), np.repeat(x, 2)[::2], np.stack([x, x], axis=1)[:, 0]):
+        got = measure(other, FAKE_RATE)
+        assert got.span == want.span and got.pause == want.pause and got.steady == want.steady
+        assert got.peak_db == pytest.approx(want.peak_db, abs=1e-4) and got.clipped == want.clipped
+    from dialog_tts import quality
+
+    fast = quality.compiled()
+    if fast is not None:                     # the compiled pass refuses them (and measure then asks NumPy)
+        for other in (x.astype(np.float64), np.repeat(x, 2)[::2], np.stack([x, x], axis=1)):
+            with pytest.raises(TypeError):
+                fast.measure(other, 160, True)
+        with pytest.raises(ValueError):
+            fast.measure(x, 0, True)
 
 
 def _syllables_token_by_token(text: str) -> float:
