@@ -6,6 +6,8 @@ import math
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from conftest import FAKE_RATE, glitch, speech_like
 from dialog_tts import script as script_mod
@@ -170,6 +172,36 @@ def test_samples_the_compiled_pass_cannot_read_are_measured_by_numpy():
                 fast.measure(other, 160, True)
         with pytest.raises(ValueError):
             fast.measure(x, 0, True)
+
+
+_FIGURE = st.floats(allow_nan=True, allow_infinity=True, width=32) | st.sampled_from([0.0, 0.5, 1.0, 1.5, 0.6])
+
+
+@settings(max_examples=400, deadline=None)
+@given(figures=st.tuples(_FIGURE, _FIGURE, _FIGURE, _FIGURE, _FIGURE),
+       predicted=st.floats(0.0, 30.0), speed=st.floats(0.25, 4.0), volume=st.floats(-60.0, 12.0),
+       speech=st.booleans(), max_steady=st.floats(0.0, 5.0))
+def test_a_verdict_knows_at_once_what_its_checks_say(figures, predicted, speed, volume, speech, max_steady):
+    """check_take decides pass or fail without making the check records; made later, they agree."""
+    from dialog_tts.quality import Figures, Judged
+
+    judged = Judged(Figures(*figures), predicted, speed, volume, speech, Thresholds(max_steady=max_steady))
+    verdict = Verdict.of(judged)
+    assert verdict.passed == all(c.passed for c in judged.checks())
+    assert repr(verdict.checks) == repr(judged.checks()) and verdict == Verdict(verdict.checks)  # NaN != NaN
+    assert [c.name for c in verdict.checks] == (["level", "clipping", "duration", "pause", "steady"] if speech
+                                                else ["level", "clipping"])
+
+
+def test_verdicts_compare_pickle_and_print_as_their_checks():
+    import pickle
+
+    verdict = check_take(Clip(glitch(speech_like(LONG), "gap"), FAKE_RATE), LONG, wpm=170.0)
+    assert not verdict.passed and [c.name for c in verdict.failed] == ["pause"]
+    copy = pickle.loads(pickle.dumps(verdict))
+    assert copy == verdict and hash(copy) == hash(verdict) and copy.passed is False
+    assert repr(verdict).startswith("Verdict(checks=(Check(name='level'") and "pause" in verdict.describe()
+    assert Verdict() == Verdict(()) and Verdict().passed and Verdict().to_json() == {}
 
 
 def _syllables_token_by_token(text: str) -> float:
