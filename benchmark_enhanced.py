@@ -1055,6 +1055,7 @@ def bench_quality(quick: bool) -> Section:
         r, note = quality_cost(backend_name, voices, texts)
         rows.append(r)
         notes.append(note)
+    notes.append(numpy_checks_cost(texts[: len(texts) // 2]))
     from importlib.util import find_spec
 
     if find_spec("pocketsphinx") is None or find_spec("jiwer") is None:
@@ -1103,6 +1104,39 @@ def quality_cost(backend_name: str, voices: list[str], texts: list[str]) -> tupl
             f"synthesis {1000 * synth / takes:.1f} ms a take ({100 * check / synth:.2f} %)."
             + "".join(f" Alarm: {a}." for a in alarms[:5]))
     return r, note
+
+
+def numpy_checks_cost(texts: list[str]) -> str:
+    """espeak's checks through the compiled pass and through NumPy alone, taken in turn, each right after a
+    synthesis of its own (as in quality_cost)."""
+    from dialog_tts import quality
+    from dialog_tts.audio import pcm24
+    from dialog_tts.backends import get_backend
+    from dialog_tts.voice import Voice
+
+    built = quality.compiled
+    if built() is None:
+        return "The compiled pass (dialog_tts._takecheck) was not built here: every checks row above is NumPy's."
+    backend = get_backend("espeak").bind({}, workers=1)
+    voice = backend.resolve(Voice("en-us", "espeak"))
+    synth = {"compiled": 0.0, "numpy": 0.0}
+    check = dict(synth)
+    try:
+        for text in texts:
+            for path in synth:
+                quality.compiled = built if path == "compiled" else (lambda: None)
+                started = time.process_time()
+                clip = pcm24(backend.synthesize(text, voice))
+                middle = time.process_time()
+                quality.check_take(clip, text, wpm=backend.base_wpm, speed=voice.speed(backend.base_wpm))
+                check[path] += time.process_time() - middle
+                synth[path] += middle - started
+    finally:
+        quality.compiled = built
+    share = {path: 100 * check[path] / synth[path] for path in synth}
+    return (f"espeak's checks by path, taken in turn on {len(texts)} lines (en-us): the compiled pass "
+            f"{1000 * check['compiled'] / len(texts):.3f} ms a take ({share['compiled']:.2f} % of synthesis), "
+            f"NumPy alone {1000 * check['numpy'] / len(texts):.3f} ms ({share['numpy']:.2f} %).")
 
 
 def bench_asr_wall(n: int) -> list[Row]:
