@@ -123,16 +123,19 @@ def test_measure_matches_a_plain_reference(measure_path):
 
 
 def test_the_compiled_pass_is_built_where_a_compiler_is():
-    """The install builds dialog_tts._takecheck wherever it finds a C compiler; a build that broke
-    would leave the gate on the slower NumPy pass without a word, so this says it."""
+    """The install builds dialog_tts._takecheck wherever it finds a C compiler and Python's headers; a
+    build that broke would leave the gate on the slower NumPy pass without a word, so this says it."""
     import shutil
     import sysconfig
+    from pathlib import Path
 
     from dialog_tts import quality
 
     compiler = (sysconfig.get_config_var("CC") or "cc").split()[0]
     if shutil.which(compiler) is None:
         pytest.skip(f"no C compiler ({compiler}) on this machine: the NumPy pass is used")
+    if not Path(sysconfig.get_paths()["include"], "Python.h").is_file():
+        pytest.skip("no Python headers on this machine (python3-dev): the NumPy pass is used")
     assert quality.compiled() is not None
 
 
