@@ -36,6 +36,7 @@ ENTRY_POINT_GROUP = "dialog_tts.backends"
 
 _BUILTINS: dict[str, str] = {
     "piper": "dialog_tts.backends.piper:PiperBackend",
+    "kokoro": "dialog_tts.backends.kokoro:KokoroBackend",
     "hibari": "dialog_tts.backends.hibari:HibariBackend",
     "espeak": "dialog_tts.backends.espeak:EspeakBackend",
     "edge": "dialog_tts.backends.edge:EdgeBackend",

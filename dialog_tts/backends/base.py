@@ -296,6 +296,10 @@ class Backend(ABC):
                 return info.gender.lower() if info.gender.lower() in ("female", "male") else ""
         return ""
 
+    def voice_accent(self, name: str) -> str:
+        """``"british"``, ``"american"`` or ``""`` (unknown, or not English) for voice *name*, for casting."""
+        return ""
+
     def fingerprint(self, voice: Voice) -> str:
         """Identity of the code and model behind *voice*, for the cache key."""
         return self.name

@@ -186,6 +186,11 @@ class HibariBackend(Backend):
         entry = self.registry().get(DERIVED.get(key, (key, 0.0))[0])
         return str(entry.get("gender", "")) if entry else ""
 
+    def voice_accent(self, name: str) -> str:
+        key = name.strip().lower()
+        entry = self.registry().get(DERIVED.get(key, (key, 0.0))[0])
+        return ("british" if entry.get("british") else "american") if entry else ""
+
     def list_voices(self) -> list[VoiceInfo]:
         infos = []
         for name, entry in self.registry().items():

@@ -1,0 +1,119 @@
+"""Kokoro's voices measured the way the suite judges them: pocketsphinx WER, median F0, timbre.
+
+Used by tests/test_kokoro_voices.py (the palette's bounds) and run as a script to refresh the
+figures ``dialog-tts voices`` shows (``dialog_tts/data/kokoro/voices.json``):
+
+    python tests/kokoro_measure.py            # every English voice, two processes, one thread each
+
+The figures are of one onnxruntime thread per call (Kokoro's output depends slightly on the thread
+count), on the held-out sentences the suite uses (:data:`SENTENCES`).
+"""
+
+from __future__ import annotations
+
+import json
+import multiprocessing
+import os
+import sys
+import time
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+
+import numpy as np
+
+HERE = Path(__file__).parent
+SENTENCE_FILE = HERE / "voice_sentences.txt"
+#: The held-out sentences measured (the first ones of the section): enough words that one misheard
+#: word is about 0.7 % of WER, few enough for the suite to measure every palette voice in CI.
+SENTENCES = 16
+PITCH_CLIPS = 8      # the median F0 is taken over the first eight sentences
+N_MFCC = 13
+
+
+def sentences(section: str = "held-out") -> list[str]:
+    found: dict[str, list[str]] = {}
+    current: list[str] = []
+    for line in SENTENCE_FILE.read_text(encoding="utf-8").splitlines():
+        line = line.strip()
+        if line.startswith("[") and line.endswith("]"):
+            current = found.setdefault(line[1:-1], [])
+        elif line and not line.startswith("#"):
+            current.append(line)
+    return found[section]
+
+
+def timbre(samples: np.ndarray, rate: int) -> np.ndarray:
+    """The voice's mean MFCCs 1-12 over its voiced frames (librosa): where its spectral envelope sits."""
+    import librosa
+
+    x = np.asarray(samples, dtype=np.float32)
+    mfcc = librosa.feature.mfcc(y=x, sr=rate, n_mfcc=N_MFCC, n_fft=1024, hop_length=240)
+    energy = librosa.feature.rms(y=x, frame_length=1024, hop_length=240)[0]
+    voiced = energy > 0.1 * energy.max()
+    return mfcc[1:, voiced[: mfcc.shape[1]]].mean(axis=1)
+
+
+def measure(name: str, count: int = SENTENCES) -> dict:
+    """One voice: WER, errors, words, median F0, timbre (two halves, for its own spread), real-time factor."""
+    import jiwer
+
+    from dialog_tts import backends
+    from dialog_tts.voice import Voice
+    from measure import Recognizer, median_f0, words
+
+    backend = backends.get_backend("kokoro").bind({"threads": 1}, workers=1)
+    voice = backend.resolve(Voice(name, "kokoro"))
+    recognize = Recognizer()
+    texts = sentences()[:count]
+    backend.synthesize("Warm up.", voice)
+    heard, clips, spent = [], [], 0.0
+    for text in texts:
+        start = time.perf_counter()
+        clip = backend.synthesize(text, voice)
+        spent += time.perf_counter() - start
+        heard.append(words(recognize(clip.samples, clip.sample_rate)))
+        clips.append(clip)
+    rate = clips[0].sample_rate
+    audio = [c.samples for c in clips]
+    scored = jiwer.process_words([words(t) for t in texts], heard)
+    half = len(audio) // 2
+    return {"name": name, "gender": backend.voice_gender(name), "wer": round(scored.wer, 4),
+            "errors": scored.substitutions + scored.deletions + scored.insertions,
+            "words": sum(len(words(t).split()) for t in texts),
+            "f0": round(median_f0(np.concatenate(audio[:PITCH_CLIPS]), rate), 1),
+            "timbre": timbre(np.concatenate(audio), rate).round(3).tolist(),
+            "timbre_halves": [timbre(np.concatenate(audio[:half]), rate).round(3).tolist(),
+                              timbre(np.concatenate(audio[half:]), rate).round(3).tolist()],
+            "rtf": round(spent / sum(c.duration for c in clips), 3)}
+
+
+def _init(model_cache: str | None) -> None:
+    sys.path.insert(0, str(HERE))
+    if model_cache:
+        os.environ["DIALOG_TTS_MODEL_CACHE"] = model_cache
+
+
+def measure_all(names: list[str], model_cache: str | None = None, processes: int = 2) -> list[dict]:
+    """Each voice whole in one of *processes* spawned processes (pocketsphinx holds the GIL)."""
+    with ProcessPoolExecutor(max_workers=processes, mp_context=multiprocessing.get_context("spawn"),
+                             initializer=_init, initargs=(model_cache,)) as pool:
+        return list(pool.map(measure, names))
+
+
+def main() -> None:
+    from dialog_tts.backends import kokoro
+
+    path = Path(kokoro.__file__).parents[1] / "data" / "kokoro" / "voices.json"
+    table = json.loads(path.read_text(encoding="utf-8"))
+    names = [row["name"] for row in table["voices"]]
+    rows = {r["name"]: r for r in measure_all(names)}
+    for row in table["voices"]:
+        found = rows[row["name"]]
+        row.update(wer=found["wer"], f0=found["f0"], rtf=found["rtf"])
+    json.dump(rows, open(sys.argv[1] if len(sys.argv) > 1 else "/tmp/kokoro_measured.json", "w"), indent=1)
+    path.write_text(json.dumps(table, indent=1) + "\n", encoding="utf-8")
+
+
+if __name__ == "__main__":
+    _init(None)
+    main()
