@@ -11,6 +11,35 @@ from __future__ import annotations
 import os
 from typing import Sequence
 
+#: The longest line of an error message; a longer one (a 10,000-character voice name echoed
+#: back, say) keeps its start and its end, with the count of characters left out between.
+MAX_MESSAGE_LINE = 1000
+
+
+def excerpt(text: object, width: int = 40) -> str:
+    """*text* as a message quotes it: ``repr`` (control characters escaped), cut to about *width* characters.
+
+    For echoing what a user gave (a word, a name, a spec) or what a file holds:
+    never more than a short, escaped excerpt, whatever its length.
+    """
+    text = str(text)
+    if len(text) <= width:
+        return repr(text)
+    return repr(text[:width - 1] + "…") + f" ({len(text):,} characters)"
+
+
+def _capped(message: str) -> str:
+    """*message* with every line cut to at most :data:`MAX_MESSAGE_LINE` characters (start and end kept)."""
+    if len(message) <= MAX_MESSAGE_LINE:
+        return message
+    lines = []
+    for line in message.split("\n"):
+        if len(line) > MAX_MESSAGE_LINE:
+            head, tail = MAX_MESSAGE_LINE * 7 // 10, MAX_MESSAGE_LINE * 2 // 10
+            line = f"{line[:head]}… ({len(line) - head - tail:,} characters left out) …{line[-tail:]}"
+        lines.append(line)
+    return "\n".join(lines)
+
 
 class DialogTTSError(Exception):
     """Base class of every error dialog-tts raises on purpose."""
@@ -19,6 +48,7 @@ class DialogTTSError(Exception):
 
     def __init__(self, message: str, *, path: str | os.PathLike[str] | None = None,
                  line: int | None = None) -> None:
+        message = _capped(message)
         super().__init__(message)
         self.message = message
         self.path = os.fspath(path) if path is not None else None

@@ -12,14 +12,16 @@
 The block starts with ``---`` on the script's first line and ends at the next
 ``---`` line; inside, ``key: value`` lines (YAML).  Its lines are blanked, not
 removed, so that line numbers in messages still match the file.  A ``cover``
-path is relative to the script's folder.
+path is relative to the script's folder: a regular file of at most 10 MB.  Each
+value is one line of text, taken as written (``title: No`` is "No"), and checked
+as the options are (:func:`dialog_tts.tags.check_value`).
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from .errors import ScriptError
+from .errors import InputError, ScriptError, excerpt
 
 KEYS = ("title", "artist", "album", "year", "comment", "cover")
 
@@ -32,29 +34,50 @@ def split(text: str, *, path: str, base: Path) -> tuple[dict[str, str], str]:
     end = next((i for i in range(1, len(lines)) if lines[i].rstrip("\r").strip() == "---"), None)
     if end is None:
         raise ScriptError("front matter opened with '---' is never closed by a '---' line", path=path, line=1)
-    meta = _parse(lines[1:end], path=path)
-    if "cover" in meta and path != "<stdin>":
-        meta["cover"] = str((base / meta["cover"]).resolve())
+    meta, where = _parse(lines[1:end], path=path)
+    if meta.get("cover"):
+        from .tags import check_cover
+
+        if path != "<stdin>":
+            meta["cover"] = str((base / meta["cover"]).resolve())
+        try:
+            check_cover(meta["cover"])     # not read here: /dev/zero or a FIFO would never end
+        except InputError as exc:
+            raise ScriptError(f"front matter: cover {excerpt(meta['cover'], 80)}: {exc.message}",
+                              path=path, line=where["cover"]) from None
     return meta, "\n".join([""] * (end + 1) + lines[end + 1:])
 
 
-def _parse(lines: list[str], *, path: str) -> dict[str, str]:
+def _parse(lines: list[str], *, path: str) -> tuple[dict[str, str], dict[str, int]]:
+    """(tags, the line of each) from the block's *lines* (the script's lines 2, 3, ...)."""
     import yaml
 
+    from .tags import check_value
+
     meta: dict[str, str] = {}
+    where: dict[str, int] = {}
     for offset, raw in enumerate(lines, start=2):
         if not raw.strip() or raw.lstrip().startswith("#"):
             continue
         try:
-            item = yaml.safe_load(raw)
-        except yaml.YAMLError:
-            item = None
-        if not isinstance(item, dict) or len(item) != 1:
-            raise ScriptError(f"front matter: write 'key: value', not {raw.strip()!r}", path=path, line=offset)
-        key, value = next(iter(item.items()))
-        key = str(key).strip().lower()
-        if key not in KEYS:
-            raise ScriptError(f"front matter: unknown key {key!r} (known: {', '.join(KEYS)})",
+            node = yaml.compose(raw, Loader=yaml.SafeLoader)
+        except (yaml.YAMLError, RecursionError):
+            node = None
+        if not isinstance(node, yaml.MappingNode) or len(node.value) != 1:
+            raise ScriptError(f"front matter: write 'key: value', not {excerpt(raw.strip())}",
                               path=path, line=offset)
-        meta[key] = "" if value is None else str(value)
-    return meta
+        key_node, value_node = node.value[0]
+        key = str(key_node.value).strip().lower()
+        if key not in KEYS:
+            raise ScriptError(f"front matter: unknown key {excerpt(key)} (known: {', '.join(KEYS)})",
+                              path=path, line=offset)
+        if not isinstance(value_node, yaml.ScalarNode):
+            raise ScriptError(f"front matter: {key} is one line of text, not a list or a mapping",
+                              path=path, line=offset)
+        value = "" if value_node.tag == "tag:yaml.org,2002:null" else str(value_node.value)
+        try:
+            meta[key] = value if key == "cover" else check_value(key, value)
+        except InputError as exc:
+            raise ScriptError(f"front matter: {exc.message}", path=path, line=offset) from None
+        where[key] = offset
+    return meta, where

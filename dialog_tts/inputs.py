@@ -5,7 +5,8 @@ that ``/dev/zero``, ``/dev/urandom`` or a FIFO with no writer is a one-line
 error instead of a process that grows until the kernel stops it (or waits
 forever).  YAML inputs are composed first and their node graph walked with a
 budget before anything is constructed, so that an alias bomb (``&a [*a, *a]``
-nested a few levels) is rejected instead of expanded.
+nested a few levels) is rejected instead of expanded, and so is nesting deeper
+than :data:`MAX_YAML_DEPTH` (PyYAML composes and constructs by recursion).
 """
 
 from __future__ import annotations
@@ -20,6 +21,8 @@ from .errors import InputError
 MAX_INPUT_BYTES = 50 * 1000 ** 2
 #: The most YAML values a speaker map or lexicon may hold, aliases counted as expanded.
 MAX_YAML_NODES = 100_000
+#: The deepest nesting of lists and mappings a speaker map or lexicon may have (they need 4 or 5).
+MAX_YAML_DEPTH = 32
 
 ErrorFactory = Callable[..., InputError]
 
@@ -43,7 +46,7 @@ def read_bytes(path: str | os.PathLike[str], *, what: str, error: ErrorFactory =
         if stat.S_ISDIR(mode):
             raise error(f"is a directory, not a {what} file", path=shown)
         if not stat.S_ISREG(mode):
-            raise error(f"is {_kind(mode)}: a {what} must be a regular file", path=shown)
+            raise error(f"is {file_kind(mode)}: a {what} must be a regular file", path=shown)
         with os.fdopen(os.dup(fd), "rb") as f:
             data = f.read(limit + 1)
     except OSError as exc:
@@ -55,7 +58,8 @@ def read_bytes(path: str | os.PathLike[str], *, what: str, error: ErrorFactory =
     return data
 
 
-def _kind(mode: int) -> str:
+def file_kind(mode: int) -> str:
+    """What a file that is not a regular one is, in words: "a FIFO", "a device", ..."""
     if stat.S_ISFIFO(mode):
         return "a FIFO"
     if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
@@ -102,6 +106,8 @@ def compose_yaml(text: str, *, path: str, error: ErrorFactory) -> tuple[Any, Any
         root = loader.get_single_node()
     except yaml.YAMLError as exc:
         raise yaml_error(exc, text, path=path, error=error) from None
+    except RecursionError:
+        raise _too_deep(_deep_line(text), path=path, error=error) from None
     if root is not None:
         _check_size(root, path=path, error=error)
     return loader, root
@@ -114,17 +120,42 @@ def _check_size(root: Any, *, path: str, error: ErrorFactory) -> None:
     stops as soon as the budget is spent, whatever the nesting.
     """
     count = 0
-    stack = [root]
+    stack = [(root, 1)]
     while stack:
-        node = stack.pop()
+        node, depth = stack.pop()
         count += 1
         if count > MAX_YAML_NODES:
             raise error(f"the YAML holds more than {MAX_YAML_NODES} values once its aliases are expanded "
                         f"(an alias bomb?)", path=path, line=root.start_mark.line + 1)
         value = node.value
         if isinstance(value, list):
+            if depth > MAX_YAML_DEPTH:
+                raise _too_deep(node.start_mark.line + 1, path=path, error=error)
             for item in value:
                 if isinstance(item, tuple):
-                    stack.extend(item)
+                    stack.extend((n, depth + 1) for n in item)
                 else:
-                    stack.append(item)
+                    stack.append((item, depth + 1))
+
+
+def _too_deep(line: int | None, *, path: str, error: ErrorFactory) -> InputError:
+    return error(f"the YAML nests lists and mappings more than {MAX_YAML_DEPTH} deep", path=path, line=line)
+
+
+def _deep_line(text: str) -> int | None:
+    """The line where *text*'s nesting first goes deeper than MAX_YAML_DEPTH (PyYAML's parser is not
+    recursive, unlike its composer), or None."""
+    import yaml
+
+    depth = 0
+    try:
+        for event in yaml.parse(text, Loader=yaml.SafeLoader):
+            if isinstance(event, yaml.CollectionStartEvent):
+                depth += 1
+                if depth > MAX_YAML_DEPTH:
+                    return int(event.start_mark.line) + 1 if event.start_mark is not None else None
+            elif isinstance(event, yaml.CollectionEndEvent):
+                depth -= 1
+    except yaml.YAMLError:
+        return None
+    return None

@@ -21,12 +21,14 @@ import re
 from dataclasses import dataclass
 from typing import Any, Callable, Mapping
 
-from .errors import VoiceSpecError
+from .errors import VoiceSpecError, excerpt
 from .inputs import compose_yaml, read_text
 
 MAX_WORD_LENGTH = 100
 MAX_VALUE_LENGTH = 300
 _KEYS = ("say", "phonemes", "espeak")
+#: How much of a word a message quotes: the file may not be a lexicon at all (/etc/shadow).
+_SHOWN = 20
 
 
 @dataclass(frozen=True)
@@ -71,7 +73,7 @@ class Lexicon:
 
 def _entry(word: str, value: Any, *, path: str, line: int | None) -> Entry:
     def fail(msg: str) -> VoiceSpecError:
-        return VoiceSpecError(f"lexicon word {word!r}: {msg}", path=path, line=line)
+        return VoiceSpecError(f"lexicon word {excerpt(word, _SHOWN)}: {msg}", path=path, line=line)
 
     if not word.strip() or len(word) > MAX_WORD_LENGTH or word != word.strip():
         raise fail(f"a word is 1 to {MAX_WORD_LENGTH} characters, without leading or trailing spaces")
@@ -81,7 +83,7 @@ def _entry(word: str, value: Any, *, path: str, line: int | None) -> Entry:
         raise fail("give a respelling (Siobhan: Shiv-awn) or a mapping ({phonemes: \"ʃɪˈvɔːn\"})")
     unknown = sorted(str(k) for k in value if k not in _KEYS)
     if unknown:
-        raise fail(f"unknown key {unknown[0]!r} (known: {', '.join(_KEYS)})")
+        raise fail(f"unknown key {excerpt(unknown[0], _SHOWN)} (known: {', '.join(_KEYS)})")
     fields: dict[str, str] = {}
     for key in _KEYS:
         text = value.get(key)
@@ -111,12 +113,13 @@ def from_node(loader: Any, node: Any, *, path: str) -> Lexicon:
             raise VoiceSpecError("lexicon words must be plain text", path=path, line=line)
         word = str(key_node.value)
         if word.lower() in seen:
-            raise VoiceSpecError(f"lexicon word {word!r} is listed twice", path=path, line=line)
+            raise VoiceSpecError(f"lexicon word {excerpt(word, _SHOWN)} is listed twice", path=path, line=line)
         seen.add(word.lower())
         try:
             value = loader.construct_object(value_node, deep=True)
         except yaml.YAMLError as exc:
-            raise VoiceSpecError(f"lexicon word {word!r}: {exc}".splitlines()[0], path=path, line=line) from None
+            raise VoiceSpecError(f"lexicon word {excerpt(word, _SHOWN)}: {exc}".splitlines()[0], path=path,
+                                 line=line) from None
         entries[word] = _entry(word, value, path=path, line=line)
     return Lexicon(entries)
 

@@ -15,6 +15,7 @@ import base64
 import html
 import json
 import os
+import re
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -32,8 +33,10 @@ def audio_source(page: str | os.PathLike[str], audio: str | os.PathLike[str] | N
     if data is not None or audio is None:
         mime = MIME.get(ext, "audio/wav")
         return f"data:{mime};base64,{base64.b64encode(data or b'').decode('ascii')}"
+    from urllib.parse import quote
+
     rel = os.path.relpath(Path(audio).resolve(), Path(page).resolve().parent)
-    return "/".join(rel.split(os.sep))
+    return "/".join(quote(part, safe="") for part in rel.split(os.sep))   # ep#1.wav, q?x.wav, a:b.wav
 
 
 def line_items(timeline: Timeline, records: Sequence[Any]) -> list[dict[str, Any]]:
@@ -60,13 +63,26 @@ def page(title: str, src: str, items: list[dict[str, Any]], chapters: Sequence[C
     chapter_list = "".join(f'<li><button type="button" class="chapter" data-start="{c.start / rate:.3f}">'
                            f'{html.escape(c.title)}</button></li>' for c in chapters)
     legend = "".join(f'<li style="color:{colour[s]}">{html.escape(s)}</li>' for s in speakers)
-    return (_TEMPLATE.replace("{{title}}", html.escape(title))
-            .replace("{{src}}", html.escape(src, quote=True))
-            .replace("{{chapters}}", f'<nav aria-label="Chapters"><h2>Chapters</h2><ol>{chapter_list}</ol></nav>'
-                     if chapters else "")
-            .replace("{{legend}}", legend)
-            .replace("{{rows}}", rows)
-            .replace("{{data}}", json.dumps(items).replace("</", "<\\/")))
+    parts = {"title": html.escape(title), "src": html.escape(src, quote=True),
+             "chapters": f'<nav aria-label="Chapters"><h2>Chapters</h2><ol>{chapter_list}</ol></nav>'
+             if chapters else "",
+             "legend": legend, "rows": rows, "data": script_json(items)}
+    # one pass: a line's text that reads "{{data}}" stays text
+    return _SLOT.sub(lambda m: parts[m.group(1)], _TEMPLATE)
+
+
+_SLOT = re.compile(r"\{\{(title|src|chapters|legend|rows|data)\}\}")
+
+
+def script_json(value: Any) -> str:
+    """*value* as JSON safe inside a ``<script>`` element: no ``<``, ``>`` or ``&`` at all.
+
+    ``</script>`` would end the element and ``<!--`` (followed by ``<script``) would
+    put the parser in a state where the page's own script is swallowed; as ``\\u003c``
+    escapes they are the same JSON strings.
+    """
+    text = json.dumps(value)
+    return text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
 
 
 def _row(n: int, item: dict[str, Any], colour: str) -> str:

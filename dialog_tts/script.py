@@ -23,6 +23,11 @@ Rules (README, "Script format"):
   directions of a turn (its label's parenthetical included) so far travel with
   each :class:`Line` it yields; the jobs step turns the known ones into delivery.
 * UTF-8 with or without BOM, LF or CRLF line ends; at most 50 MB, from a regular file.
+  A control character (NUL, ESC, a lone CR, ...; tab aside) anywhere is an error
+  naming its line: it would cut or garble what is spoken.
+* A spoken line holds at most :data:`MAX_LINE_CHARS` characters: a longer turn
+  is split, at its lines' ends and then at sentence ends, into several lines of
+  the same speaker; a single sentence longer than that is an error.
 """
 
 from __future__ import annotations
@@ -43,6 +48,8 @@ MAX_NAME_LENGTH = 40
 MAX_LABEL_LENGTH = 100
 #: The longest ``[pause ...]`` (seconds).
 MAX_PAUSE_SECONDS = 60.0
+#: The most characters one spoken line (one clip) says: about ten minutes of speech.
+MAX_LINE_CHARS = 10_000
 _NAME_PUNCTUATION = frozenset(" .,'’-_&")
 # A label: name, optional (direction), optional {override}, colon.  The name's class excludes
 # every character that may follow it, so the match cannot backtrack; it only ever sees the
@@ -53,6 +60,13 @@ _BRACKET = re.compile(r"\[([^\[\]]*)\]")
 _PAUSE = re.compile(r"^\s*pause\b(?P<arg>.*)$", re.IGNORECASE)
 _PAUSE_VALUE = re.compile(r"^\s*(?P<num>\d{1,9}(?:\.\d{1,9})?|\.\d{1,9})\s*(?P<unit>ms|s)\s*$", re.IGNORECASE)
 _SPACE = re.compile(r"\s+")
+# What a label that _LABEL does not read looks like: a name, then from its first bracket on
+# anything but a colon, ending with a closing bracket right before the colon ("B (x) (y):",
+# "B [aside]:").  Such a line is a label, so it must be a valid one; never text to speak.
+_LABEL_SHAPED = re.compile(r"[^:(){}\[\]]*[(\[{][^:]*[)\]}][ \t]*:")
+# Control characters (tab, LF and a CR before LF aside): a NUL cuts what a backend speaks.
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]|\r(?![\r\n]|\Z)")
+_SENTENCE_END = re.compile(r"(?<=[.!?…。！？;])\s+")
 
 
 def speaker_key(name: str) -> str:
@@ -168,6 +182,13 @@ def _label(raw: str, *, path: str, line_no: int) -> Label | None:
         return None
     m = _LABEL.match(raw, 0, min(len(raw), MAX_LABEL_LENGTH + 1))
     if m is None:
+        shaped = _LABEL_SHAPED.match(raw, 0, min(len(raw), MAX_LABEL_LENGTH + 1))
+        if shaped is not None:
+            label = shaped.group()[:-1].strip()
+            raise ScriptError(f"cannot read the label {_shown(label)!r}: {_label_problem(label)}; a label is "
+                              f"a name, then at most one (direction) and one {{voice override}}, in that order, "
+                              f"then a colon (indent the line if it continues the previous turn)",
+                              path=path, line=line_no)
         return None
     end = m.end()
     if raw[end - 2:end - 1].isdigit() and raw[end:end + 1].isdigit():   # 10:30, 3:1: not a label
@@ -188,6 +209,24 @@ def _label(raw: str, *, path: str, line_no: int) -> Label | None:
 
 def _shown(text: str, width: int = 50) -> str:
     return text if len(text) <= width else text[:width - 1] + "…"
+
+
+def _label_problem(label: str) -> str:
+    """What is wrong with a label-shaped prefix that the label pattern does not read."""
+    if "[" in label or "]" in label:
+        return "a direction in a label goes in parentheses, as in 'B (aside):'"
+    depth = 0
+    for ch in label:
+        depth += (ch in "({") - (ch in ")}")
+        if depth > 1 or depth < 0:
+            return "brackets inside brackets"
+    if label.count("(") > 1:
+        return "more than one (direction): give them in one, as in '(quietly, aside)'"
+    if label.count("{") > 1:
+        return "more than one {voice override}: give its settings in one, as in '{en-us+f3,rate=0.9x}'"
+    if "{" in label and "(" in label and label.index("{") < label.index("("):
+        return "the (direction) comes before the {voice override}"
+    return "text between the brackets and the colon"
 
 
 def _name_problem(name: str) -> str:
@@ -211,7 +250,7 @@ class _Builder:
         self.speaker: str | None = None
         self.directions: list[str] = []
         self.override = ""
-        self.parts: list[str] = []
+        self.parts: list[tuple[str, int]] = []    # (words, line number)
         self.start_line = 0
 
     def start_turn(self, label: Label, line_no: int) -> None:
@@ -257,17 +296,45 @@ class _Builder:
                               path=self.path, line=line_no)
         if not self.parts:
             self.start_line = line_no
-        self.parts.append(words)
+        self.parts.append((words, line_no))
 
     def flush(self) -> None:
         if self.parts and self.speaker is not None:
-            self.events.append(Line(self.speaker, " ".join(self.parts), self.start_line,
-                                    tuple(self.directions), self.override))
+            directions = tuple(self.directions)
+            if sum(len(words) + 1 for words, _ in self.parts) - 1 <= MAX_LINE_CHARS:
+                chunks = [(" ".join(words for words, _ in self.parts), self.start_line)]
+            else:
+                chunks = self._split()
+            for text, line_no in chunks:
+                self.events.append(Line(self.speaker, text, line_no, directions, self.override))
         self.parts = []
+
+    def _split(self) -> list[tuple[str, int]]:
+        """The turn in progress as (text, line number) chunks of at most MAX_LINE_CHARS characters each.
+
+        Split at the script's line ends, then at sentence ends (. ! ? … ;), the pieces packed
+        back together in order up to the limit; a sentence longer than the limit is an error.
+        """
+        chunks: list[tuple[list[str], int, int]] = []   # (pieces, line number, characters)
+        for words, line_no in self.parts:
+            for sentence in _SENTENCE_END.split(words):
+                if len(sentence) > MAX_LINE_CHARS:
+                    raise ScriptError(f"a sentence of {len(sentence):,} characters is longer than one spoken "
+                                      f"line may be ({MAX_LINE_CHARS:,} characters, about ten minutes of "
+                                      f"speech): end its sentences with . ! or ? (a long turn is split "
+                                      f"there) or break the text into several turns", path=self.path, line=line_no)
+                if chunks and chunks[-1][2] + 1 + len(sentence) <= MAX_LINE_CHARS:
+                    pieces, first, size = chunks[-1]
+                    pieces.append(sentence)
+                    chunks[-1] = (pieces, first, size + 1 + len(sentence))
+                else:
+                    chunks.append(([sentence], line_no, len(sentence)))
+        return [(" ".join(pieces), first) for pieces, first, _size in chunks]
 
 
 def parse_text(text: str, *, path: str = "<script>", speak_directions: bool = False) -> Script:
     """Parse script *text* (already decoded) into a :class:`Script`."""
+    _check_controls(text, path=path)
     builder = _Builder(path, speak_directions)
     for line_no, raw in enumerate(text.split("\n"), start=1):
         raw = raw.rstrip("\r")
@@ -292,6 +359,20 @@ def parse_text(text: str, *, path: str = "<script>", speak_directions: bool = Fa
     if not any(isinstance(e, Line) for e in builder.events):
         raise ScriptError("the script has no spoken lines (expected lines like 'A: Hello')", path=path)
     return Script(builder.events, path, builder.speakers)
+
+
+def _check_controls(text: str, *, path: str) -> None:
+    """ScriptError naming the line and column of the first control character in *text*, if any."""
+    m = _CONTROL.search(text)
+    if m is None:
+        return
+    line = text.count("\n", 0, m.start()) + 1
+    column = m.start() - (text.rfind("\n", 0, m.start()) + 1) + 1
+    char = m.group()
+    what = "carriage return" if char == "\r" else "control character"
+    raise ScriptError(f"{what} {char!r} (U+{ord(char):04X}) at column {column}: a script holds no control "
+                      f"characters, tab aside (they would cut or garble what is spoken); remove it",
+                      path=path, line=line)
 
 
 def _is_directions_only(stripped: str) -> bool:

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any, Mapping
 
 from . import lexicon
-from .errors import VoiceSpecError
+from .errors import VoiceSpecError, excerpt
 from .inputs import compose_yaml, read_text, yaml_error
 from .lexicon import Lexicon
 from .script import speaker_key
@@ -85,7 +85,7 @@ def parse_spec_fields(spec: str, *, where: str) -> dict[str, str]:
             key, _, value = part.partition("=")
             key = key.strip().lower()
             if key in fields:
-                raise VoiceSpecError(f"{where}: {key!r} given twice in {spec!r}")
+                raise VoiceSpecError(f"{where}: {excerpt(key)} given twice in {excerpt(spec, 80)}")
             fields[key] = value.strip()
             last_key = key
         elif i == 0:
@@ -94,7 +94,7 @@ def parse_spec_fields(spec: str, *, where: str) -> dict[str, str]:
         elif last_key is not None:
             fields[last_key] = f"{fields[last_key]},{part}".strip()
         else:
-            raise VoiceSpecError(f"{where}: cannot read {part.strip()!r} in {spec!r}; "
+            raise VoiceSpecError(f"{where}: cannot read {excerpt(part.strip())} in {excerpt(spec, 80)}; "
                                  f"write voice[,key=value...]")
     return fields
 
@@ -104,10 +104,10 @@ def parse_assignment(text: str) -> tuple[str, dict[str, str]]:
     name, sep, spec = text.partition("=")
     name = name.strip()
     if not sep or not name:
-        raise VoiceSpecError(f"--voices {text!r}: expected NAME=SPEC, as in A=\"joe,pan=-0.3\"")
+        raise VoiceSpecError(f"--voices {excerpt(text, 80)}: expected NAME=SPEC, as in A=\"joe,pan=-0.3\"")
     if len(spec) >= 2 and spec[0] == spec[-1] and spec[0] in "\"'":
         spec = spec[1:-1]
-    where = f"--voices {name}"
+    where = f"--voices {name if len(name) <= 40 else excerpt(name)}"
     fields = parse_spec_fields(spec, where=where)
     voice_from_fields(fields, where=where)  # validate values now, before any work
     return name, fields
@@ -156,7 +156,7 @@ def load_speaker_map(path: str | os.PathLike[str]) -> SpeakerMap:
                 result.defaults, result.defaults_line = fields, line
                 continue
             if key in result.entries:
-                raise VoiceSpecError(f"speaker {name!r} is mapped twice", path=shown, line=line)
+                raise VoiceSpecError(f"speaker {excerpt(name)} is mapped twice", path=shown, line=line)
             result.entries[key] = (name, fields, line)
         return result
     except yaml.YAMLError as exc:
@@ -192,11 +192,11 @@ def _entry_fields(loader: Any, node: Any, name: str, path: str) -> dict[str, Any
         return {}
     if isinstance(value, str):
         try:
-            return dict(parse_spec_fields(value, where=f"speaker {name!r}"))
+            return dict(parse_spec_fields(value, where=f"speaker {excerpt(name)}"))
         except VoiceSpecError as exc:
             raise exc.locate(path=path, line=line) from None
     if not isinstance(value, dict):
-        raise VoiceSpecError(f"speaker {name!r}: expected a mapping or a voice spec string",
+        raise VoiceSpecError(f"speaker {excerpt(name)}: expected a mapping or a voice spec string",
                              path=path, line=line)
     fields: dict[str, Any] = {}
     assert isinstance(node, yaml.MappingNode)

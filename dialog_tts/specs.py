@@ -156,10 +156,16 @@ class Production:
 
     def check(self) -> None:
         """Usage errors before any synthesis: missing files, unknown extensions, bad values."""
-        for what, path in (("music", self.music), ("intro", self.intro), ("outro", self.outro),
-                           ("cover", self.tags.get("cover"))):
+        for what, path in (("music", self.music), ("intro", self.intro), ("outro", self.outro)):
             if path and not Path(path).is_file():
                 raise InputError(f"{what} file not found", path=str(path))
+        from .tags import check_cover, check_value
+
+        if self.tags.get("cover"):      # a regular file, not too large (never read here)
+            check_cover(self.tags["cover"])
+        for key, value in self.tags.items():
+            if key != "cover" and value is not None:
+                check_value(key, str(value))
         if self.subtitles and Path(self.subtitles).suffix.lower() not in SUBTITLE_FORMATS:
             raise InputError("subtitles must be .srt or .vtt", path=str(self.subtitles))
         if self.review and Path(self.review).suffix.lower() not in (".html", ".htm"):

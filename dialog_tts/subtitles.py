@@ -97,6 +97,11 @@ def _escape(text: str) -> str:
     return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
+def _note_text(text: str) -> str:
+    """*text* fit for a WebVTT NOTE block: one line, never ``-->`` (which would make the line a cue's timing)."""
+    return " ".join(text.split()).replace("-->", "-- >")
+
+
 def srt(items: Sequence[Cue]) -> str:
     blocks = [f"{i}\n{_clock(c.start, ',')} --> {_clock(c.end, ',')}\n{c.speaker}: {c.text}\n"
               for i, c in enumerate(items, start=1)]
@@ -106,7 +111,7 @@ def srt(items: Sequence[Cue]) -> str:
 def vtt(items: Sequence[Cue], chapters: Sequence[ChapterMark] = (), rate: int = 1) -> str:
     head = ["WEBVTT", ""]
     if chapters:
-        head += ["NOTE Chapters"] + [f"{_clock(c.start / rate, '.')} {c.title}" for c in chapters] + [""]
+        head += ["NOTE Chapters"] + [f"{_clock(c.start / rate, '.')} {_note_text(c.title)}" for c in chapters] + [""]
     blocks = [f"{i}\n{_clock(c.start, '.')} --> {_clock(c.end, '.')}\n<v {_escape(c.speaker)}>{_escape(c.text)}\n"
               for i, c in enumerate(items, start=1)]
     return "\n".join(head) + "\n" + "\n".join(blocks)

@@ -14,15 +14,71 @@
 from __future__ import annotations
 
 import base64
+import datetime
 import os
+import re
+import stat
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
-from .errors import InputError, OutputError
-from .timeline import ChapterMark
+from .errors import InputError, OutputError, excerpt
+
+if TYPE_CHECKING:   # the front matter's checks load this module: no timeline for a dry run
+    from .timeline import ChapterMark
 
 FIELDS = ("title", "artist", "album", "year", "comment")
+#: The largest cover image (a FLAC picture block holds at most 16 MiB).
+MAX_COVER_BYTES = 10 * 1000 ** 2
+# Control characters: a newline splits an ID3 title in two, a NUL cuts a comment short.
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+_COMMENT_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")   # a comment may hold lines and tabs
+_YEAR = re.compile(r"(\d{4})(?:-(\d{2})(?:-(\d{2}))?)?")
+
+
+def check_value(key: str, value: str) -> str:
+    """*value* for the tag *key*, checked: InputError (no location; the caller adds it) if it is not valid.
+
+    No control characters (a comment may hold newlines and tabs); a year is
+    ``YYYY``, ``YYYY-MM`` or ``YYYY-MM-DD``, a real date (what ID3's TDRC, Vorbis
+    DATE and MP4's ©day all read).
+    """
+    bad = (_COMMENT_CONTROL if key == "comment" else _CONTROL).search(value)
+    if bad is not None:
+        allowed = "; a comment may hold newlines" if key != "comment" else ""
+        raise InputError(f"{key} holds the control character {bad.group()!r} (U+{ord(bad.group()):04X}): "
+                         f"a tag is text{allowed}")
+    if key == "year" and value:
+        m = _YEAR.fullmatch(value)
+        try:
+            if m is None:
+                raise ValueError
+            datetime.date(int(m.group(1)), int(m.group(2) or 1), int(m.group(3) or 1))
+        except ValueError:
+            raise InputError(f"year {excerpt(value)} is not a year: write 2025, 2025-03 or 2025-03-14") from None
+    return value
+
+
+def check_cover(path: str | os.PathLike[str]) -> None:
+    """InputError (naming *path*) unless *path* is a regular file of at most MAX_COVER_BYTES.
+
+    Only ``stat`` is called: a FIFO is not opened (which would wait for a writer) and
+    ``/dev/zero`` is not read.
+    """
+    from .inputs import file_kind
+
+    shown = os.fspath(path)
+    try:
+        info = os.stat(shown)
+    except FileNotFoundError:
+        raise InputError("cover file not found", path=shown) from None
+    except OSError as exc:
+        raise InputError(f"cannot read the cover image: {exc.strerror or exc}", path=shown) from None
+    if not stat.S_ISREG(info.st_mode):
+        raise InputError(f"is {file_kind(info.st_mode)}: a cover must be a regular file (a JPEG or PNG image)",
+                         path=shown)
+    if info.st_size > MAX_COVER_BYTES:
+        raise InputError(f"the cover image is larger than {MAX_COVER_BYTES // 1000 ** 2} MB", path=shown)
 
 
 @dataclass(frozen=True)
@@ -50,11 +106,9 @@ class Tags:
         """(image bytes, MIME type) of the cover, or None."""
         if not self.cover:
             return None
-        path = Path(self.cover)
-        try:
-            data = path.read_bytes()
-        except OSError as exc:
-            raise InputError(f"cannot read the cover image: {exc.strerror or exc}", path=self.cover) from None
+        from .inputs import read_bytes
+
+        data = read_bytes(self.cover, what="cover image", limit=MAX_COVER_BYTES)   # a regular file, bounded
         if data.startswith(b"\x89PNG"):
             return data, "image/png"
         if data.startswith(b"\xff\xd8"):

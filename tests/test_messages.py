@@ -67,13 +67,18 @@ def test_python_dash_m_runs_the_command():
 def test_control_characters_in_errors_are_shown_escaped(write_script, flaky, tmp_path):
     from dialog_tts.errors import SynthesisError
     text = "\x1bc\x1b(0pwned\x07 Red alert."       # terminal reset, line-drawing set, bell
-    flaky.failures[text] = [SynthesisError("refused \x1b[31mloudly\x1b[0m")]
-    script = write_script(f"A: {text}\n")
+    script = write_script(f"A: Fine.\nA: {text}\n")
+    result = CliRunner().invoke(main, ["-s", str(script), "--backend", "flaky", "--retries", "0",
+                                       "-o", str(tmp_path / "o.wav")])
+    assert result.exit_code == 2                       # a script holds no control characters
+    assert "\x1b" not in result.output and "\x07" not in result.output      # no raw control bytes
+    assert f"{script}:2: control character '\\x1b' (U+001B) at column 4" in result.output
+    flaky.failures["Red alert."] = [SynthesisError("refused \x1b[31mloudly\x1b[0m")]
+    script = write_script("A: Red alert.\n")
     result = CliRunner().invoke(main, ["-s", str(script), "--backend", "flaky", "--retries", "0",
                                        "-o", str(tmp_path / "o.wav")])
     assert result.exit_code == 1
-    assert "\x1b" not in result.output and "\x07" not in result.output      # no raw control bytes
-    assert '"\\x1bc\\x1b(0pwned\\x07 Red' in result.output                 # shown escaped instead
+    assert "\x1b" not in result.output                                      # a backend's message, escaped
     assert "refused \\x1b[31mloudly\\x1b[0m" in result.output
 
 

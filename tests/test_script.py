@@ -9,6 +9,7 @@ import pytest
 from dialog_tts.errors import InputError, ScriptError
 from dialog_tts.script import (
     MAX_LABEL_LENGTH,
+    MAX_LINE_CHARS,
     MAX_NAME_LENGTH,
     MAX_PAUSE_SECONDS,
     Line,
@@ -467,10 +468,15 @@ def test_a_colon_beyond_the_label_window_is_text():
 
 def test_label_search_is_linear_on_a_1mb_line():
     # The old label regex backtracked quadratically (29 s for 160 kB); now only the first
-    # MAX_LABEL_LENGTH + 1 characters are ever matched, so 1 MB is as quick as 1 kB.
-    text = "A: hi\nB" + " " * 1_000_000 + "x\n"
-    script = parse_text(text)
-    assert [(l.speaker, l.text[:4], len(l.text)) for l in script.lines] == [("A", "hi B", 1_000_005)]
+    # MAX_LABEL_LENGTH + 1 characters are ever matched, so 1 MB is as quick as 1 kB.  A
+    # sentence that long is more than one spoken line may say: refused, naming its line.
+    with pytest.raises(ScriptError, match="a sentence of 1,000,002 characters") as err:
+        parse_text("A: hi\nB" + " " * 1_000_000 + "x\n")
+    assert err.value.line == 2
+    script = parse_text("A: hi\nB" + " x." * 400_000 + "\n")      # 1.2 MB of short sentences: split
+    assert " ".join(l.text for l in script.lines) == "hi B" + " x." * 400_000
+    assert {l.speaker for l in script.lines} == {"A"} and [l.line_no for l in script.lines][:2] == [1, 2]
+    assert max(len(l.text) for l in script.lines) <= MAX_LINE_CHARS and len(script.lines) == 121
 
 
 @pytest.mark.parametrize("directive, match", [
