@@ -50,6 +50,8 @@ MAX_LABEL_LENGTH = 100
 MAX_PAUSE_SECONDS = 60.0
 #: The most characters one spoken line (one clip) says: about ten minutes of speech.
 MAX_LINE_CHARS = 10_000
+#: The most different directions one turn may hold (each of its lines carries them all).
+MAX_TURN_DIRECTIONS = 100
 _NAME_PUNCTUATION = frozenset(" .,'’-_&")
 # A label: name, optional (direction), optional {override}, colon.  The name's class excludes
 # every character that may follow it, so the match cannot backtrack; it only ever sees the
@@ -257,7 +259,7 @@ class _Builder:
         self.flush()
         key = speaker_key(label.name)
         self.speaker = self.speakers.setdefault(key, label.name)
-        self.directions = list(label.directions)
+        self.directions = list(dict.fromkeys(label.directions))
         self.override = label.override
         self.start_line = line_no
 
@@ -274,11 +276,22 @@ class _Builder:
                 self.events.append(Pause(seconds, line_no))
             else:
                 if self.speaker is not None:
-                    self.directions.extend(split_directions(inner))
+                    self._add_directions(split_directions(inner), line_no)
                 if self.speak_directions:
                     self._add_words(inner, line_no)
             pos = m.end()
         self._add_words(self._checked(text[pos:], line_no), line_no)
+
+    def _add_directions(self, directions: list[str], line_no: int) -> None:
+        """Add the turn's new *directions*; each is kept once (delivery counts a tag once), and
+        their number is bounded, since every line of the turn carries them all."""
+        for direction in directions:
+            if direction in self.directions:
+                continue
+            if len(self.directions) >= MAX_TURN_DIRECTIONS:
+                raise ScriptError(f"more than {MAX_TURN_DIRECTIONS} different directions in one turn: start a "
+                                  f"new turn ('Name: ...') now and then", path=self.path, line=line_no)
+            self.directions.append(direction)
 
     def _checked(self, words: str, line_no: int) -> str:
         """*words* (text between directions), which must hold no stray bracket."""

@@ -410,3 +410,19 @@ def test_error_messages_keep_their_start_and_end_and_every_line_is_capped():
     lines = str(err).splitlines()
     assert lines[0].startswith("start yyy") and lines[0].endswith("yyy end") and len(lines[0]) <= MAX_MESSAGE_LINE + 40
     assert lines[1] == "second line"
+
+
+# ------------------------------------------------------------------ 2 (parser): a turn's directions stay bounded
+
+def test_a_turn_keeps_each_direction_once_and_refuses_too_many_different_ones():
+    from dialog_tts.script import MAX_TURN_DIRECTIONS
+
+    # Every line of a turn carries the turn's directions so far: 8,000 pauses each after a new
+    # direction made 8,000 tuples of up to 8,000 (quadratic); now each is kept once, at most 100.
+    script = parse_text("A (softly): " + "".join(f"[d{i % 50}] y [softly] [pause 1ms] " for i in range(8000)))
+    assert len(script.lines) == 8000
+    assert script.lines[-1].directions == ("softly", *(f"d{i}" for i in range(50)))
+    with pytest.raises(ScriptError, match=f"more than {MAX_TURN_DIRECTIONS} different directions") as err:
+        parse_text("A: " + "".join(f"[d{i}] y [pause 1ms]\n" for i in range(8000)))
+    assert err.value.line == MAX_TURN_DIRECTIONS + 1
+    assert parse_text("A: [d1] x\nB: [d2] y\n").lines[1].directions == ("d2",)        # a new turn starts afresh
