@@ -68,6 +68,7 @@ _SPACE = re.compile(r"\s+")
 _LABEL_SHAPED = re.compile(r"[^:(){}\[\]]*[(\[{][^:]*[)\]}][ \t]*:")
 # Control characters (tab, LF and a CR before LF aside): a NUL cuts what a backend speaks.
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]|\r(?![\r\n]|\Z)")
+_LEADING_DIRECTIONS = re.compile(r"(?:\[[^\[\]]*\][ \t]*)+")
 _SENTENCE_END = re.compile(r"(?<=[.!?…。！？;])\s+")
 
 
@@ -359,6 +360,8 @@ def parse_text(text: str, *, path: str = "<script>", speak_directions: bool = Fa
         if not stripped or raw.startswith("#"):
             continue
         label = _label(raw, path=path, line_no=line_no)
+        if label is None and raw.startswith("["):
+            _no_label_after_directions(raw, path=path, line_no=line_no)
         if label is not None:
             builder.start_turn(label, line_no)
             builder.add_text(label.text, line_no)
@@ -372,6 +375,18 @@ def parse_text(text: str, *, path: str = "<script>", speak_directions: bool = Fa
     if not any(isinstance(e, Line) for e in builder.events):
         raise ScriptError("the script has no spoken lines (expected lines like 'A: Hello')", path=path)
     return Script(builder.events, path, builder.speakers)
+
+
+def _no_label_after_directions(raw: str, *, path: str, line_no: int) -> None:
+    """ScriptError if the unindented *raw*, after its leading ``[...]``, reads as a label: it would be spoken."""
+    m = _LEADING_DIRECTIONS.match(raw)
+    rest = raw[m.end():] if m else ""
+    label = _label(rest, path=path, line_no=line_no) if rest else None
+    if label is not None and m is not None:
+        name, directions = _shown(label.name, 40), _shown(raw[:m.end()].strip(), 40)
+        raise ScriptError(f"the label {name!r} comes after {directions}, so it would be spoken: a label starts "
+                          f"its line (write '{name}: {directions} ...', or put {directions} on a line of its "
+                          f"own)", path=path, line=line_no)
 
 
 def _check_controls(text: str, *, path: str) -> None:

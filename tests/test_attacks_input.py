@@ -426,3 +426,17 @@ def test_a_turn_keeps_each_direction_once_and_refuses_too_many_different_ones():
         parse_text("A: " + "".join(f"[d{i}] y [pause 1ms]\n" for i in range(8000)))
     assert err.value.line == MAX_TURN_DIRECTIONS + 1
     assert parse_text("A: [d1] x\nB: [d2] y\n").lines[1].directions == ("d2",)        # a new turn starts afresh
+
+
+# ------------------------------------------------------------------ 9: a label after a line's directions
+
+@pytest.mark.parametrize("line", ["[whispering] B: hi", "[pause 1s] B: hi", "[x] [y] B (z): hi", "[x] B [aside]: hi"])
+def test_a_label_after_leading_directions_is_an_error_never_spoken(line):
+    with pytest.raises(ScriptError, match="a label starts its line|cannot read the label") as err:
+        parse_text(f"A: First.\n{line}\n")
+    assert err.value.line == 2
+
+
+def test_leading_directions_before_text_still_continue_the_turn():
+    script = parse_text("A: First.\n[laughs] and then more.\n[pause 1s] 10:30 sharp.\n   [x] B: indented\n")
+    assert [line.text for line in script.lines] == ["First. and then more.", "10:30 sharp. B: indented"]
