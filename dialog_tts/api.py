@@ -18,11 +18,10 @@ from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterable, Mapping, Union
 
-from . import backends, casting, speakers
+from . import backends, casting, speakers, validate
 from . import jobs as jobs_mod
 from . import lexicon as lexicon_mod
 from . import script as script_mod
-from .defaults import LEVELING
 from .errors import DialogTTSError, InputError, LoudnessError, OutputError, SynthesisError, SynthesisFailed
 from .keys import Keys
 from .script import Script
@@ -86,22 +85,16 @@ def _backend_options(given: BackendOptionsArg) -> dict[str, dict[str, Any]]:
 #: The render options of the quality gate that can be wrong (:meth:`RenderOptions.gate_settings` checks them).
 _GATE_OPTIONS = ("check", "takes", "max_wer", "thresholds")
 
-#: Limits of the render options (README, "Limits").
-MAX_GAP_MS = 60_000.0
-MAX_WORKERS = 64
-MAX_RETRIES = 10
+#: Limits of the render options (README, "Limits"); every option's check is in :data:`dialog_tts.validate.OPTIONS`.
+MAX_GAP_MS, MAX_WORKERS, MAX_RETRIES = validate.MAX_GAP_MS, validate.MAX_WORKERS, validate.MAX_RETRIES
 
-
-def _check_number(value: Any, name: str, low: float, high: float, unit: str, *, whole: bool = False) -> None:
-    """InputError unless *value* is a finite number (a whole one if *whole*) from *low* to *high*."""
-    import numbers
-
-    kind = numbers.Integral if whole else numbers.Real
-    if isinstance(value, bool) or not isinstance(value, kind):
-        raise InputError(f"{name} {repr(value)[:40]} is not a {'whole ' if whole else ''}number")
-    number = int(value) if whole else float(value)   # type: ignore[call-overload]
-    if not low <= number <= high:  # also false for nan
-        raise InputError(f"{name} {repr(value)[:40]} is out of range ({low:g} to {high:g}{' ' + unit if unit else ''})")
+#: The options each step of a render checks again before it uses them (a RenderOptions may be changed
+#: after the Renderer checked it whole).
+_MIX_OPTIONS = ("sample_rate", "stereo", "gap_ms", "lufs", "true_peak", "leveling", "bit_depth", "allow_quieter",
+                "workers", "retries")
+_PRODUCTION_OPTIONS = ("music", "music_level", "duck", "duck_attack", "duck_release", "music_lead", "intro",
+                       "outro", "subtitles", "stems", "review", "chapters", "bitrate", "stream_format", "title",
+                       "artist", "album", "year", "comment", "cover")
 
 
 @dataclass
@@ -175,6 +168,7 @@ class RenderOptions:
         def text(value: Any) -> str | None:
             return None if value is None else os.fspath(value)
 
+        validate.check_options(self, _PRODUCTION_OPTIONS)
         prod = specs.Production(
             text(self.music), self.music_level, self.duck, self.duck_attack, self.duck_release,
             self.music_lead, intro=text(self.intro), outro=text(self.outro), subtitles=text(self.subtitles),
@@ -195,6 +189,7 @@ class RenderOptions:
         from .gate import GateSettings
         from .quality import Thresholds
 
+        validate.check_options(self, _GATE_OPTIONS)
         thresholds = self.thresholds or Thresholds()
         if self.max_wer is not None:
             thresholds = replace(thresholds, max_wer=self.max_wer)
@@ -211,6 +206,7 @@ class RenderOptions:
 
     def backend_settings(self) -> dict[str, dict[str, Any]]:
         """Per backend, the run settings given (the aliases included), each checked by its backend."""
+        validate.check_options(self, ["backend_options", *ALIASES])
         settings: dict[str, dict[str, Any]] = {}
         for name, options in _backend_options(self.backend_options).items():
             settings.setdefault(name, {}).update(options)
@@ -223,19 +219,14 @@ class RenderOptions:
             backends.get_backend(name).parse_settings(options)
         return settings
 
+    def check_all(self) -> None:
+        """Usage errors (InputError naming the option) for any option of the wrong type, out of its
+        documented range, nan or inf: the checks the command line makes (imports no NumPy)."""
+        validate.check_options(self)
+
     def check_mix(self) -> None:
         """Usage errors for mix options out of their documented ranges (imports no NumPy)."""
-        _check_number(self.sample_rate, "sample rate", 8000, 192000, "Hz", whole=True)
-        _check_number(self.gap_ms, "gap", 0.0, MAX_GAP_MS, "ms")
-        if self.lufs is not None:
-            _check_number(self.lufs, "loudness target", -70.0, 0.0, "LUFS")
-        _check_number(self.true_peak, "true-peak ceiling", -20.0, 0.0, "dBTP")
-        _check_number(self.workers, "workers", 1, MAX_WORKERS, "", whole=True)
-        _check_number(self.retries, "retries", 0, MAX_RETRIES, "", whole=True)
-        if self.leveling not in LEVELING:
-            raise InputError(f"leveling {self.leveling!r} is not one of {', '.join(LEVELING)}")
-        if self.bit_depth is not None and self.bit_depth not in ("16", "24", "32f"):
-            raise InputError(f"bit depth {self.bit_depth!r} is not one of 16, 24, 32f")
+        validate.check_options(self, _MIX_OPTIONS)
 
     def mix_settings(self) -> specs.MixSettings:
         """The mix's settings; every numeric option checked against its documented range first."""
@@ -272,7 +263,11 @@ def _overrides(voices: VoicesArg) -> list[tuple[str, Mapping[str, Any]]]:
             else:
                 out.append(speakers.parse_assignment(f"{name}={spec}"))
         return out
-    return [v if isinstance(v, tuple) else speakers.parse_assignment(v) for v in voices]
+    out = []
+    for item in voices:
+        validate.voice_item("voices", item)
+        out.append(item if isinstance(item, tuple) else speakers.parse_assignment(item))
+    return out
 
 
 class Renderer:
@@ -290,8 +285,14 @@ class Renderer:
     def __init__(self, options: RenderOptions | None = None, *,
                  progress_callback: engine_mod.ProgressCallback | None = None,
                  sleep: engine_mod.Sleep = time.sleep, on_progress: engine_mod.ProgressListener | None = None) -> None:
+        if options is not None and not isinstance(options, RenderOptions):
+            raise InputError(f"options {validate.shown(options)} is not a RenderOptions "
+                             "(Renderer(RenderOptions(lufs=-16)), or synthesize_dialog(..., lufs=-16))")
+        for name, callback in (("progress_callback", progress_callback), ("sleep", sleep),
+                               ("on_progress", on_progress)):
+            validate.check_callable(name, callback)
         self.options = options or RenderOptions()
-        self.options.check_mix()   # usage errors up front; the settings themselves load the mixer
+        self.options.check_all()   # usage errors up front, every option; the settings themselves load the mixer
         self._overrides = _overrides(self.options.voices)
         self._speaker_map = (speakers.load_speaker_map(self.options.speaker_map)
                              if self.options.speaker_map is not None else None)
@@ -340,6 +341,8 @@ class Renderer:
     # ------------------------------------------------------------ steps
     def _prepare(self, script: PathLike | Script) -> tuple[Script, casting.Cast, list[jobs_mod.Job]]:
         """parse → cast → jobs."""
+        if not isinstance(script, Script):
+            validate.check_path("script", script)
         parsed = script if isinstance(script, Script) else script_mod.load(
             script, speak_directions=self.options.speak_directions)
         cast = casting.cast(parsed, speaker_map=self._speaker_map, overrides=self._overrides,
@@ -383,6 +386,7 @@ class Renderer:
         from .results import DialogResult, Totals
 
         started = time.perf_counter()
+        validate.check_path("out", out, optional=True)
         prod = self.options.production()
         settings = _output_settings(out, prod, self.settings, self.options.bit_depth)
         parsed, cast, jobs = self._prepare(script)
@@ -653,11 +657,15 @@ def synthesize_batch(scripts: Iterable[PathLike], out_dir: PathLike, *, fmt: str
     """Render many scripts in one process (one cache, backends loaded once)."""
     from . import audio
 
+    render_options = _options(options)
+    render_options.check_all()                # usage errors before the output folder is made
+    validate.check_path("out_dir", out_dir)
+    validate.Choice(validate.STREAM_FORMATS, dotted=True).check("fmt", fmt)
     paths = expand_scripts(scripts)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     audio.output_format(f"x.{fmt.lstrip('.')}")
-    with Renderer(_options(options), progress_callback=progress_callback, on_progress=on_progress) as renderer:
+    with Renderer(render_options, progress_callback=progress_callback, on_progress=on_progress) as renderer:
         return renderer.render_many(paths, out_dir, fmt)
 
 
@@ -673,8 +681,11 @@ def expand_scripts(items: Iterable[PathLike]) -> list[Path]:
     A path that does not exist, a folder without scripts, no scripts at all and two
     scripts with the same name (one output file) are usage errors.
     """
+    if isinstance(items, (str, bytes, os.PathLike)) or not isinstance(items, Iterable):
+        raise InputError(f"scripts {validate.shown(items)} is not a list of scripts or folders")
     paths: list[Path] = []
     for item in items:
+        validate.check_path("scripts", item)
         path = Path(item)
         if path.is_dir():
             found = sorted(p for p in path.glob("*.txt") if p.is_file())

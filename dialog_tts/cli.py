@@ -125,6 +125,47 @@ class DialogGroup(click.Group):
             ctx.exit(EXIT_INTERRUPTED)
 
 
+class CheckedNumber(click.ParamType):
+    """A number checked by its rule in :data:`dialog_tts.validate.OPTIONS` (range, nan, inf), as the API checks it."""
+
+    rule: Any
+    number: click.ParamType
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        number = self.number.convert(value, param, ctx)
+        try:
+            self.rule.check(None, number)
+        except DialogTTSError as exc:
+            self.fail(exc.message, param, ctx)
+        return number
+
+
+class _CheckedInt(CheckedNumber, click.IntRange):
+    number = click.INT
+
+
+class _CheckedFloat(CheckedNumber, click.FloatRange):
+    number = click.FLOAT
+
+
+def checked(option: str) -> click.ParamType:
+    """The Click type of the numeric render option *option* (as the API names it), from the table the API
+    checks with: the same range (shown in --help) and the same refusals, nan and inf included."""
+    from .validate import OPTIONS, Number
+
+    rule = OPTIONS[option]
+    if not isinstance(rule, Number):
+        raise TypeError(f"{option} is not a number option")
+    made: CheckedNumber
+    if rule.whole:
+        made = _CheckedInt(int(rule.low), int(rule.high), min_open=rule.low_open)
+    else:
+        low, high = (int(x) if float(x).is_integer() else x for x in (rule.low, rule.high))   # --help: 0<=x<=60
+        made = _CheckedFloat(low, high, min_open=rule.low_open)
+    made.rule = rule
+    return made
+
+
 def _parse_voice(ctx: click.Context, param: click.Parameter, values: tuple[str, ...]) -> list[tuple[str, Any]]:
     if not values:
         return []   # the spec parser's import is skipped: `dialog-tts voices` starts faster
@@ -182,18 +223,18 @@ def _voice_and_mix_options() -> list[Callable[..., Any]]:
                      help="Backend for voices that name none, and cast unmapped speakers from its palette "
                           f"[default: names looked up in every backend, {DEFAULT_BACKEND} first; the automatic "
                           "cast mixes hibari and piper voices]."),
-        click.option("--sample-rate", type=click.IntRange(8000, 192000), default=24000, show_default=True,
+        click.option("--sample-rate", type=checked("sample_rate"), default=24000, show_default=True,
                      help="Output sample rate in Hz."),
         click.option("--stereo/--mono", default=True, show_default=True,
                      help="Stereo (speakers panned) or mono output."),
-        click.option("--gap-ms", type=click.FloatRange(min=0), default=250.0, show_default=True,
+        click.option("--gap-ms", type=checked("gap_ms"), default=250.0, show_default=True,
                      help="Silence between consecutive lines, in milliseconds."),
-        click.option("--lufs", type=click.FloatRange(-70, 0), default=None, metavar="TARGET",
+        click.option("--lufs", type=checked("lufs"), default=None, metavar="TARGET",
                      help="Normalize integrated loudness to TARGET LUFS (e.g. -16 for podcasts); a target "
                           "out of reach under the ceiling fails the run (exit 1)."),
         click.option("--allow-quieter", is_flag=True,
                      help="With --lufs: write the loudest reachable result instead of failing."),
-        click.option("--true-peak", type=click.FloatRange(-20, 0), default=-1.0, show_default=True,
+        click.option("--true-peak", type=checked("true_peak"), default=-1.0, show_default=True,
                      metavar="DBTP", help="True-peak ceiling in dBTP, held with or without --lufs "
                                           "(lossy files: measured after decoding)."),
         click.option("--leveling", type=click.Choice(LEVELING), default="line",
@@ -214,12 +255,12 @@ def _voice_and_mix_options() -> list[Callable[..., Any]]:
 def _run_options() -> list[Callable[..., Any]]:
     """How the lines are synthesized: parallelism, retries, cache, backend settings."""
     return [
-        click.option("--workers", type=click.IntRange(1, 64), default=4, show_default=True,
+        click.option("--workers", type=checked("workers"), default=4, show_default=True,
                      help="Lines synthesized at once."),
-        click.option("--threads", type=click.IntRange(1, 256), default=None, metavar="N",
+        click.option("--threads", type=checked("threads"), default=None, metavar="N",
                      help="CPU threads per worker for local models: alias of --backend-option "
                           "piper.threads=N and hibari.threads=N [default: piper cores / workers, hibari 1]."),
-        click.option("--retries", type=click.IntRange(0, 10), default=2, show_default=True,
+        click.option("--retries", type=checked("retries"), default=2, show_default=True,
                      help="Retries of a line after a transient failure (waits 1 s, 2 s, 4 s ... with jitter)."),
         click.option("--keep-going", is_flag=True,
                      help="Write the mix even if lines fail, with silence in their place."),
@@ -235,11 +276,11 @@ def _run_options() -> list[Callable[..., Any]]:
         click.option("--backend-option", "backend_options", multiple=True, metavar="NAME.KEY=VALUE",
                      help="A backend's own run setting, e.g. qwen.batch_size=8 or edge.timeout=30. "
                           "Repeatable; `dialog-tts backends` lists them."),
-        click.option("--timeout", type=click.FloatRange(min=0.1), default=None, metavar="SECONDS",
+        click.option("--timeout", type=checked("timeout"), default=None, metavar="SECONDS",
                      help="Alias of --backend-option edge.timeout=SECONDS [default: 20 s + 0.1 s a character]."),
-        click.option("--qwen-batch-size", type=click.IntRange(1, 256), default=None, metavar="N",
+        click.option("--qwen-batch-size", type=checked("qwen_batch_size"), default=None, metavar="N",
                      help="Alias of --backend-option qwen.batch_size=N [default: 8]."),
-        click.option("--qwen-models-in-memory", type=click.IntRange(1, 16), default=None, metavar="N",
+        click.option("--qwen-models-in-memory", type=checked("qwen_models_in_memory"), default=None, metavar="N",
                      help="Alias of --backend-option qwen.models_in_memory=N [default: 2]."),
         click.option("--force", is_flag=True,
                      help="Render even when the output already holds this exact render."),
@@ -257,15 +298,15 @@ def _production_options() -> list[Callable[..., Any]]:
     return [
         click.option("--music", type=path, metavar="FILE",
                      help="Music bed under the dialog (any format soundfile reads): looped or trimmed, faded, ducked."),
-        click.option("--music-level", type=click.FloatRange(-60, 12), default=-12.0, show_default=True, metavar="DB",
+        click.option("--music-level", type=checked("music_level"), default=-12.0, show_default=True, metavar="DB",
                      help="Gain of the music bed while nobody speaks, in dB."),
-        click.option("--duck", type=click.FloatRange(0, 60), default=12.0, show_default=True, metavar="DB",
+        click.option("--duck", type=checked("duck"), default=12.0, show_default=True, metavar="DB",
                      help="How many dB the bed goes down while anyone speaks."),
-        click.option("--duck-attack", type=click.FloatRange(0, 5), default=0.3, show_default=True, metavar="SECONDS",
+        click.option("--duck-attack", type=checked("duck_attack"), default=0.3, show_default=True, metavar="SECONDS",
                      help="The duck fades in over this long before a line."),
-        click.option("--duck-release", type=click.FloatRange(0, 10), default=0.8, show_default=True,
+        click.option("--duck-release", type=checked("duck_release"), default=0.8, show_default=True,
                      metavar="SECONDS", help="... and lifts over this long after it."),
-        click.option("--music-lead", type=click.FloatRange(0, 60), default=1.0, show_default=True, metavar="SECONDS",
+        click.option("--music-lead", type=checked("music_lead"), default=1.0, show_default=True, metavar="SECONDS",
                      help="Music alone before the first line and after the last."),
         click.option("--intro", type=path, metavar="FILE", help="Clip played before the dialog."),
         click.option("--outro", type=path, metavar="FILE", help="Clip played after the dialog."),
@@ -301,10 +342,10 @@ def _quality_options() -> list[Callable[..., Any]]:
                      show_default=True,
                      help="Checks of every take: basic (silence, clipping, duration, pauses, tones), asr (also "
                           "transcribe with pocketsphinx: pip install 'dialog-tts[asr]'), or none."),
-        click.option("--takes", type=click.IntRange(1, 10), default=3, show_default=True,
+        click.option("--takes", type=checked("takes"), default=3, show_default=True,
                      help="Takes a line may get: one that fails a check is synthesized again (a new seed where "
                           "the backend has one); with none passing it fails (--keep-going: kept, flagged)."),
-        click.option("--max-wer", type=click.FloatRange(0, 10, min_open=True), default=None, metavar="RATE",
+        click.option("--max-wer", type=checked("max_wer"), default=None, metavar="RATE",
                      help="Word error rate above which --check asr retakes a line [default: 0.8]."),
     ]
 

@@ -73,7 +73,7 @@ def parse_bitrate(text: str | int | None) -> int | None:
     value = text.strip().lower()
     try:
         bits = int(float(value[:-1]) * 1000) if value.endswith("k") else int(value)
-    except ValueError:
+    except (ValueError, OverflowError):    # OverflowError: "infk"
         raise InputError(f"bitrate {text!r}: write it as 96k or 96000") from None
     if not 16_000 <= bits <= 512_000:
         raise InputError(f"bitrate {text!r} is out of range (16k to 512k)")
