@@ -474,6 +474,10 @@ class Renderer:
         With the Ray executor the lines of all the scripts are scheduled together
         (:func:`_render_together`); locally, script after script.
         """
+        if isinstance(scripts, (str, bytes, os.PathLike)) or not isinstance(scripts, Iterable):
+            raise InputError(f"scripts {validate.shown(scripts)} is not a list of scripts")
+        validate.check_path("out_dir", out_dir)
+        validate.Choice(validate.STREAM_FORMATS, dotted=True).check("fmt", fmt)
         if self._executor.name == "ray":
             return _render_together(self, list(scripts), Path(out_dir), fmt)
         return _render_each(self, scripts, Path(out_dir), fmt)
@@ -722,6 +726,9 @@ def preload_voices(speaker_map: PathLike, *, cache_dir: PathLike | None = None,
     """
     from .cache import AudioCache, parse_size
 
+    validate.check_path("speaker_map", speaker_map)
+    validate.check("cache_dir", cache_dir)
+    validate.check("cache_size", cache_size)
     smap = speakers.load_speaker_map(speaker_map)
     names = [entry[0] for entry in smap.entries.values()]
     script = Script([script_mod.Line(n, "-", 0) for n in names], str(speaker_map),
@@ -745,6 +752,7 @@ def preload_voices(speaker_map: PathLike, *, cache_dir: PathLike | None = None,
 
 def list_voices(backend: str | None = None) -> dict[str, list[backends.VoiceInfo]]:
     """Every registered backend's voices (or one backend's), by backend name."""
+    validate.check("backend", backend)
     names = [backend] if backend else backends.available()
     return {name: backends.get_backend(name).list_voices() for name in names}
 

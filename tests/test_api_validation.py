@@ -16,7 +16,15 @@ import soundfile as sf
 from click.testing import CliRunner
 
 from dialog_tts import api, validate
-from dialog_tts.api import Renderer, RenderOptions, plan_dialog, synthesize_batch, synthesize_dialog
+from dialog_tts.api import (
+    Renderer,
+    RenderOptions,
+    list_voices,
+    plan_dialog,
+    preload_voices,
+    synthesize_batch,
+    synthesize_dialog,
+)
 from dialog_tts.cli import CheckedNumber, main
 from dialog_tts.errors import DialogTTSError, InputError
 from dialog_tts.quality import Thresholds
@@ -126,6 +134,11 @@ def test_item_18_music_options_with_a_real_bed(option, value, write_script, tone
     assert tone_backend.calls == [] and not out.exists()
 
 
+def render_many(*args, **kwargs):
+    with Renderer(RenderOptions(backend="tone")) as renderer:
+        return renderer.render_many(*args, **kwargs)
+
+
 @pytest.mark.parametrize(("call", "named"), [
     (lambda s, t: Renderer("x"), "options"),
     (lambda s, t: Renderer({"lufs": -16}), "options"),
@@ -143,6 +156,13 @@ def test_item_18_music_options_with_a_real_bed(option, value, write_script, tone
     (lambda s, t: synthesize_batch([s], t / "out", fmt=5, backend="tone"), "fmt"),
     (lambda s, t: synthesize_batch([s], 5, backend="tone"), "out_dir"),
     (lambda s, t: synthesize_batch([s], t / "out", backend="tone", gap_ms=NAN), "gap_ms"),
+    (lambda s, t: render_many(str(s), t / "out"), "scripts"),
+    (lambda s, t: render_many([s], t / "out", fmt=None), "fmt"),
+    (lambda s, t: render_many([s], None), "out_dir"),
+    (lambda s, t: preload_voices(5), "speaker_map"),
+    (lambda s, t: preload_voices(s, cache_size="lots"), "cache size"),
+    (lambda s, t: preload_voices(s, cache_dir=5), "cache_dir"),
+    (lambda s, t: list_voices(5), "backend"),
 ])
 def test_the_api_functions_arguments_are_checked_too(call, named, write_script, tone_backend, tmp_path):
     script = write_script("A: Hello.\n")
