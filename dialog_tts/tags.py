@@ -97,6 +97,10 @@ class Tags:
         """The script's front matter, overridden by the options given (non-empty ones)."""
         values = {k: str(front_matter.get(k, "") or "") for k in (*FIELDS, "cover")}
         values.update({k: str(v) for k, v in options.items() if v not in (None, "")})
+        for key in FIELDS:              # checked again: a Script built in code brings its own front matter
+            check_value(key, values[key])
+        if values["cover"]:
+            check_cover(values["cover"])
         return cls(**values)
 
     def __bool__(self) -> bool:

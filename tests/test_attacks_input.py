@@ -440,3 +440,29 @@ def test_a_label_after_leading_directions_is_an_error_never_spoken(line):
 def test_leading_directions_before_text_still_continue_the_turn():
     script = parse_text("A: First.\n[laughs] and then more.\n[pause 1s] 10:30 sharp.\n   [x] B: indented\n")
     assert [line.text for line in script.lines] == ["First. and then more.", "10:30 sharp. B: indented"]
+
+
+# ------------------------------------------------------------------ 5, 10: a Script made in code is checked too
+
+@pytest.mark.parametrize("meta, problem", [({"title": "a\nb"}, "title holds the control character"),
+                                           ({"year": "20x5"}, "is not a year"),
+                                           ({"cover": "/dev/zero"}, "a cover must be a regular file")])
+def test_front_matter_of_a_script_built_in_code_is_checked_before_synthesis(tone_backend, tmp_path, meta, problem):
+    from dialog_tts.errors import InputError
+
+    script = parse_text("A: Hello.\n")
+    script.meta = meta
+    out = tmp_path / "o.mp3"
+    box: list = []
+
+    def render():
+        try:
+            synthesize_dialog(script, out, backend="tone")
+        except InputError as exc:
+            box.append(exc)
+
+    thread = threading.Thread(target=render, daemon=True)
+    thread.start()
+    thread.join(60)
+    assert box and problem in str(box[0])
+    assert tone_backend.calls == [] and not out.exists()
