@@ -7,6 +7,7 @@ subtitles that a browser reads as intended.
 
 from __future__ import annotations
 
+import base64
 import os
 import re
 import threading
@@ -291,7 +292,8 @@ TIMING = re.compile(r"^\d{2}:\d{2}:\d{2}\.\d{3} --> \d{2}:\d{2}:\d{2}\.\d{3}$")
 
 
 def test_a_chapter_title_with_an_arrow_never_makes_a_cue(tone_backend, write_script, tmp_path):
-    script = write_script("## Part --> one\nA: Hello there.\n## 00:00:00.000 --> 00:00:09.000 INJECTED SUBTITLE\n"
+    # The first title made the NOTE line "00:00:00.000 --> 00:00:09.000 INJECTED SUBTITLE": a cue to chromium.
+    script = write_script("## --> 00:00:09.000 INJECTED SUBTITLE\nA: Hello there.\n## Part --> two\n"
                           "B: Goodbye now.\n## Three --->-->\nA: The end.\n")
     vtt = tmp_path / "o.vtt"
     synthesize_dialog(script, tmp_path / "o.wav", backend="tone", subtitles=vtt)
@@ -300,6 +302,20 @@ def test_a_chapter_title_with_an_arrow_never_makes_a_cue(tone_backend, write_scr
     assert note.startswith("NOTE Chapters\n") and "-->" not in note and "INJECTED SUBTITLE" in note
     arrows = [line for line in text.splitlines() if "-->" in line]
     assert len(arrows) == 3 and all(TIMING.match(line) for line in arrows)      # one per cue, timings only
+    _need_browser()
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:                                                # as chromium's parser reads it
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=ARGS)
+        try:
+            page = browser.new_page()
+            src = "data:text/vtt;base64," + base64.b64encode(text.encode()).decode("ascii")
+            page.set_content(f'<video id="v"><track id="t" kind="subtitles" default src="{src}"></video>')
+            page.wait_for_function("document.getElementById('t').readyState === 2", timeout=30000)
+            cues = page.evaluate("Array.from(document.getElementById('v').textTracks[0].cues).map(c => c.text)")
+        finally:
+            browser.close()
+    assert cues == ["<v A>Hello there.", "<v B>Goodbye now.", "<v A>The end."]
 
 
 # ------------------------------------------------------------------ 9: label-shaped lines
