@@ -8,18 +8,26 @@ does).  Speakers left without a voice name get their backend's palette in order
 of first appearance; speakers without a pan are spread across the stereo field.
 
 Automatic casting knows sex: a speaker's ``gender`` (spec or map), else a title in
-its name (``Lady``, ``Mr``: :data:`FEMALE_WORDS`, :data:`MALE_WORDS`), picks the
-first unused voice of that sex; a speaker of unknown sex gets the first unused
-voice of the other sex than the speaker before it, so consecutive speakers
-differ.  Without a chosen backend the palette is :data:`DEFAULT_CAST`, which
-spans backends.  Every speaker's voice comes with the reason it was chosen.
+its name (``Lady``, ``Mr``: :data:`FEMALE_WORDS`, :data:`MALE_WORDS`), else its
+first name (gender-guesser's table of given names; ``mostly_`` answers count)
+picks a voice of that sex; a speaker of unknown sex gets a voice of the other sex
+than the speaker before it, so consecutive speakers differ.  No voice is used
+twice while the palette has an unused voice of the sex wanted; past that, the
+voice used least is reused, and the speakers who share it are placed far apart
+in the stereo field.  An ``accent`` (spec or map) picks voices of that accent,
+and front matter ``language: en-GB`` prefers British voices.  Without a chosen
+backend the palette is :data:`DEFAULT_CAST` (Kokoro's voices), or, where the
+kokoro backend cannot load, :data:`FALLBACK_CAST` (said once).  Every speaker's
+voice comes with the reason it was chosen.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 from dataclasses import dataclass, field, replace
+from functools import lru_cache
 from typing import Any, Iterable, Mapping
 
 from . import backends
@@ -29,6 +37,8 @@ from .script import Script, speaker_key
 from .speakers import SpeakerMap, voice_from_fields
 from .voice import Voice
 
+log = logging.getLogger("dialog_tts")
+
 #: Words in a speaker's name that hint at a woman (whole words, any case, a trailing dot ignored).
 FEMALE_WORDS = frozenset("""mrs miss ms lady madam madame mme mlle mademoiselle dame queen princess duchess
     countess baroness empress marchioness aunt auntie grandma granny grandmother mother mum mom sister nun
@@ -37,13 +47,22 @@ FEMALE_WORDS = frozenset("""mrs miss ms lady madam madame mme mlle mademoiselle 
 MALE_WORDS = frozenset("""mr mister sir lord king prince duke earl count baron emperor marquis marquess uncle
     grandpa grandfather father dad brother monk abbot husband man boy lad monsieur""".split())
 
-#: The automatic cast when no backend is chosen: (backend, voice), the natural voices first.  Entries
-#: a backend does not offer now (a hibari voice not downloaded, a backend not installed) are skipped.
-DEFAULT_CAST: tuple[tuple[str, str], ...] = (
+#: Titles that tell no sex: skipped when looking for a speaker's first name ("Dr Emily Stone").
+NEUTRAL_WORDS = frozenset("""dr doctor prof professor rev reverend fr captain capt col colonel major lt lieutenant
+    sgt sergeant general gen admiral commander inspector detective officer constable judge justice saint st
+    old young little big the""".split())
+
+#: The automatic cast when no backend is chosen: kokoro's palette (:func:`_default_cast`).
+DEFAULT_CAST_BACKEND = "kokoro"
+#: The automatic cast where the kokoro backend cannot load: (backend, voice), the natural voices first.
+#: Entries a backend does not offer now (a hibari voice not downloaded) are skipped.
+FALLBACK_CAST: tuple[tuple[str, str], ...] = (
     ("hibari", "heart"), ("piper", "joe-light"),
     ("hibari", "kore"), ("hibari", "fenrir"), ("hibari", "emma"), ("hibari", "fable"),
     ("hibari", "heart-low"), ("piper", "joe-tenor"),
 )
+#: gender-guesser's answers, as a sex ("andy" and "unknown" tell none).
+_GUESSED = {"female": "female", "mostly_female": "female", "male": "male", "mostly_male": "male"}
 
 
 def gender_hint(name: str) -> tuple[str, str] | None:
@@ -55,6 +74,32 @@ def gender_hint(name: str) -> tuple[str, str] | None:
         if lowered in MALE_WORDS:
             return "male", word
     return None
+
+
+@lru_cache(maxsize=1)
+def _name_table() -> Any:
+    from gender_guesser.detector import Detector
+
+    return Detector(case_sensitive=False)
+
+
+def name_hint(name: str) -> tuple[str, str] | None:
+    """(gender, first name) from the first word of *name* that is not a title, by gender-guesser's table.
+
+    After a title, a single word is taken for a surname ("Captain Reed", "Dr Watson") and tells nothing.
+    """
+    words = re.findall(r"[^\W\d_]+", name)
+    rest = [w for w in words if w.lower() not in FEMALE_WORDS | MALE_WORDS | NEUTRAL_WORDS]
+    if not rest or len(rest[0]) < 2 or (len(rest) == 1 and len(words) > 1):
+        return None
+    gender = _GUESSED.get(_name_table().get_gender(rest[0].capitalize()))
+    return (gender, rest[0]) if gender else None
+
+
+def language_accent(language: str) -> str:
+    """The accent front matter's ``language`` asks for: ``en-GB`` british, ``en-US`` american, else ""."""
+    tag = language.strip().lower().replace("_", "-")
+    return {"en-gb": "british", "en-uk": "british", "en-us": "american"}.get(tag, "")
 
 
 class Cast(dict[str, Voice]):
@@ -178,7 +223,7 @@ def cast(script: Script, *, speaker_map: SpeakerMap | None = None,
 
     *default_backend* is the backend of voices that name none, and the palette of speakers
     that name no voice; None (no backend chosen) resolves names with :data:`DEFAULT_BACKEND`
-    first and casts from :data:`DEFAULT_CAST`.
+    first and casts from :data:`DEFAULT_CAST_BACKEND`'s palette.
     """
     fields = _Fields(script, speaker_map, overrides, default_backend)
     voices = Cast()
@@ -198,13 +243,31 @@ def cast(script: Script, *, speaker_map: SpeakerMap | None = None,
                 pending.append((key, replace(voice, backend=backend or ""), src))
         except DialogTTSError as exc:
             raise src.locate(exc) from None
-    _Automatic(script, voices).cast_all(pending)
+    _Automatic(script, voices, prefer_accent=language_accent(script.meta.get("language", ""))).cast_all(pending)
     fields.check_absent()
     ordered = Cast({key: voices[key] for key in script.speakers}, voices.why)
-    unpanned = [k for k, v in ordered.items() if v.pan is None]
-    for key, pan in zip(unpanned, auto_pans(len(unpanned))):
-        ordered[key] = replace(ordered[key], pan=pan)
+    _place(ordered)
     return ordered
+
+
+def _place(voices: Cast) -> None:
+    """Pans for the speakers without one: spread across the stereo field in order of appearance.
+
+    A speaker who reuses a voice (the palette ran out) moves to the side of the field farthest
+    from the voice's other users, so that the two are told apart by place as well.
+    """
+    unpanned = [k for k, v in voices.items() if v.pan is None]
+    pans = dict(zip(unpanned, auto_pans(len(unpanned))))
+    width = max((abs(p) for p in pans.values()), default=0.0) or 0.6
+    placed: dict[tuple[str, str], list[float]] = {}
+    for key, voice in voices.items():
+        users = placed.setdefault((voice.backend, voice.name), [])
+        if key in pans and users:
+            spots = (pans[key], -width, width)
+            pans[key] = max(spots, key=lambda spot: min(abs(spot - other) for other in users))
+        users.append(pans.get(key, voice.pan or 0.0))
+    for key, pan in pans.items():
+        voices[key] = replace(voices[key], pan=pan)
 
 
 @dataclass
@@ -212,6 +275,7 @@ class _Entry:
     backend: str
     name: str
     gender: str
+    accent: str
     order: int
     uses: int = 0
 
@@ -222,33 +286,57 @@ class _Automatic:
 
     script: Script
     voices: Cast
+    prefer_accent: str = ""
     palettes: dict[str, list[_Entry]] = field(default_factory=dict)
+    _keys: list[str] = field(default_factory=list)     # the speakers in order of appearance (made once:
+    _order: dict[str, int] = field(default_factory=dict)   # a lookup per speaker, linear in the speakers)
 
     def palette(self, backend: str) -> list[_Entry]:
-        """The entries of *backend*'s palette ("" = :data:`DEFAULT_CAST`), with voices named already counted."""
+        """The entries of *backend*'s palette ("" = the default cast), with voices named already counted."""
         if backend not in self.palettes:
             pairs = _default_cast() if not backend else [(backend, n) for n in backends.get_backend(backend).palette()]
-            entries = [_Entry(b, n, backends.get_backend(b).voice_gender(n), i) for i, (b, n) in enumerate(pairs)]
-            named = [(v.backend, v.name) for v in self.voices.values()]
+            entries = [_Entry(b, n, backends.get_backend(b).voice_gender(n), backends.get_backend(b).voice_accent(n),
+                              i) for i, (b, n) in enumerate(pairs)]
+            named: dict[tuple[str, str], int] = {}
+            for v in self.voices.values():
+                named[(v.backend, v.name)] = named.get((v.backend, v.name), 0) + 1
             for entry in entries:
-                entry.uses = named.count((entry.backend, entry.name))
+                entry.uses = named.get((entry.backend, entry.name), 0)
             self.palettes[backend] = entries
         return self.palettes[backend]
 
+    def index(self, key: str) -> int:
+        """Where speaker *key* first appears among the script's speakers (0 = first)."""
+        if not self._order:
+            self._keys.extend(self.script.speakers)
+            self._order.update((k, i) for i, k in enumerate(self._keys))
+        return self._order[key]
+
     def previous_gender(self, key: str) -> str:
-        keys = list(self.script.speakers)
-        index = keys.index(key)
-        return self.voices[keys[index - 1]].gender if index and keys[index - 1] in self.voices else ""
+        index = self.index(key)
+        previous = self.voices.get(self._keys[index - 1]) if index else None
+        return previous.gender if previous is not None else ""
 
     def cast_all(self, pending: list[tuple[str, Voice, Source]]) -> None:
         for key, partial, src in pending:
             try:
                 entry, why = self.pick(key, partial, src)
                 voice = backends.resolve_voice(replace(partial, backend=entry.backend, name=entry.name), entry.backend)
-                self.voices[key] = replace(voice, gender=entry.gender)
+                self.voices[key] = replace(voice, gender=entry.gender, accent=partial.accent)
                 self.voices.why[key] = why
             except DialogTTSError as exc:
                 raise src.locate(exc) from None
+
+    def wanted_gender(self, key: str, partial: Voice, src: Source) -> tuple[str, str]:
+        """(sex, because): asked for, else from a title, else from the first name; ("", "") if none tells."""
+        if partial.gender:
+            return partial.gender, src.label
+        name = self.script.speakers[key]
+        if (hint := gender_hint(name)) is not None:
+            return hint[0], f"title {hint[1]!r}"
+        if (guess := name_hint(name)) is not None:
+            return guess[0], f"first name {guess[1]!r}"
+        return "", ""
 
     def pick(self, key: str, partial: Voice, src: Source) -> tuple[_Entry, str]:
         """The palette entry for one speaker, and why."""
@@ -257,35 +345,57 @@ class _Automatic:
         if not entries:
             raise UnknownVoiceError(f"backend {partial.backend!r} has no automatic voices; "
                                     f"name one, as in --voices {self.script.speakers[key]}=VOICE")
-        wanted, because = partial.gender, src.label
-        if not wanted and (hint := gender_hint(self.script.speakers[key])) is not None:
-            wanted, because = hint[0], f"title {hint[1]!r}"
+        accent = partial.accent
+        if accent:
+            entries = [e for e in entries if e.accent == accent] or entries
+        prefer = accent or self.prefer_accent
+        wanted, because = self.wanted_gender(key, partial, src)
         if wanted:
             matching = [e for e in entries if e.gender == wanted]
-            chosen = min(matching or entries, key=lambda e: (e.uses, e.order))
+            chosen = min(matching or entries, key=lambda e: (e.uses, bool(prefer) and e.accent != prefer, e.order))
             note = (f"no {wanted} voice there" if not matching else
-                    f"first unused {wanted} voice" if not chosen.uses else f"every {wanted} voice taken: reused")
+                    f"first unused {wanted} voice" if not chosen.uses else
+                    f"every {wanted} voice taken: the one used least, reused")
             why = f"{wanted} ({because}); {where}, {note}"
         else:
             previous = self.previous_gender(key)
             other = {"female": "male", "male": "female"}.get(previous, "")
-            chosen = min(entries, key=lambda e: (e.uses, bool(other) and e.gender != other, e.order))
-            first = next(iter(self.script.speakers)) == key
+            chosen = min(entries, key=lambda e: (e.uses, bool(other) and e.gender != other,
+                                                 bool(prefer) and e.accent != prefer, e.order))
+            first = self.index(key) == 0
             why = f"{where}, " + ("first voice" if first else "next distinct voice") + (
                 f" after a {previous} one" if other else "")
             if chosen.uses:
-                why += " (every voice taken: reused)"
+                why += " (every voice taken: the one used least, reused)"
+        if prefer and chosen.accent == prefer and not accent:
+            why += f", {prefer} (language {self.script.meta.get('language', '')})"
+        elif accent:
+            why += f", {accent} accent" + ("" if chosen.accent == accent else f" (none there: {chosen.accent})")
         chosen.uses += 1
         return chosen, why
 
 
+_fallback_said = False
+
+
 def _default_cast() -> list[tuple[str, str]]:
-    """:data:`DEFAULT_CAST` less what is not available now."""
+    """Kokoro's palette; where the kokoro backend cannot load, :data:`FALLBACK_CAST` less what is not
+    available now (said once per process, in one line)."""
+    global _fallback_said
+    try:
+        kokoro = backends.get_backend(DEFAULT_CAST_BACKEND)
+        kokoro.check_available()
+        return [(DEFAULT_CAST_BACKEND, n) for n in kokoro.palette()]
+    except DialogTTSError as exc:
+        if not _fallback_said:
+            log.warning("the default voices (kokoro) cannot load, so hibari's and piper's are cast instead: %s",
+                        exc.message)
+            _fallback_said = True
     offered: dict[str, list[str]] = {}
-    for backend, _ in DEFAULT_CAST:
+    for backend, _ in FALLBACK_CAST:
         if backend not in offered:
             try:
                 offered[backend] = backends.get_backend(backend).palette()
             except DialogTTSError:
                 offered[backend] = []
-    return [(b, n) for b, n in DEFAULT_CAST if n in offered[b]]
+    return [(b, n) for b, n in FALLBACK_CAST if n in offered[b]]

@@ -7,6 +7,7 @@
     year: 2025
     comment: Recorded with dialog-tts
     cover: cover.jpg
+    language: en-GB
     ---
 
 The block starts with ``---`` on the script's first line and ends at the next
@@ -14,7 +15,8 @@ The block starts with ``---`` on the script's first line and ends at the next
 removed, so that line numbers in messages still match the file.  A ``cover``
 path is relative to the script's folder: a regular file of at most 10 MB.  Each
 value is one line of text, taken as written (``title: No`` is "No"), and checked
-as the options are (:func:`dialog_tts.tags.check_value`).
+as the options are (:func:`dialog_tts.tags.check_value`).  ``language`` (``en-GB``, ``en-US``) is no tag: the
+automatic cast prefers voices of that accent.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from pathlib import Path
 
 from .errors import InputError, ScriptError, excerpt
 
-KEYS = ("title", "artist", "album", "year", "comment", "cover")
+KEYS = ("title", "artist", "album", "year", "comment", "cover", "language")
 
 
 def split(text: str, *, path: str, base: Path) -> tuple[dict[str, str], str]:

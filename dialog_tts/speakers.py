@@ -1,7 +1,8 @@
 """Voice specs and the YAML speaker map: text in, spec fields out, every error located.
 
 A voice spec is ``voice[,key=value...]`` with the keys ``backend``, ``gender``,
-``rate``, ``pitch``, ``volume``, ``pan``, ``gain`` and any option a backend declares.
+``accent`` (``british`` or ``american``), ``rate``, ``pitch``, ``volume``, ``pan``, ``gain``
+and any option a backend declares.
 A bare ``female`` or ``male`` in the voice position means any voice of that sex.
 The speaker map is YAML: one entry per speaker (a mapping with the same keys
 plus ``voice``, or a spec string) and an optional ``defaults:`` mapping.
@@ -19,7 +20,7 @@ from .errors import VoiceSpecError, excerpt
 from .inputs import compose_yaml, read_text, yaml_error
 from .lexicon import Lexicon
 from .script import speaker_key
-from .voice import GENDERS, Voice, parse_db, parse_gender, parse_pan, parse_pitch, parse_rate
+from .voice import GENDERS, Voice, parse_accent, parse_db, parse_gender, parse_pan, parse_pitch, parse_rate
 
 
 def voice_from_fields(fields: Mapping[str, Any], *, where: str, path: str | None = None,
@@ -53,6 +54,8 @@ def voice_from_fields(fields: Mapping[str, Any], *, where: str, path: str | None
                 kwargs["pan"] = parse_pan(value)
             elif key == "gender":
                 kwargs["gender"] = parse_gender(value)
+            elif key == "accent":
+                kwargs["accent"] = parse_accent(value)
             elif isinstance(value, (str, int, float, bool)):
                 options[key] = value
             else:

@@ -13,9 +13,11 @@ from dataclasses import dataclass
 from typing import Any, Iterable
 
 #: Keys every backend understands; backends may accept more (``Backend.extra_options``).
-COMMON_KEYS = ("voice", "backend", "gender", "rate", "pitch", "volume", "pan", "gain")
+COMMON_KEYS = ("voice", "backend", "gender", "accent", "rate", "pitch", "volume", "pan", "gain")
 #: The values of ``gender`` (also accepted in a spec's voice position: ``A="female,pan=-0.3"``).
 GENDERS = ("female", "male")
+#: The values of ``accent`` (English voices): the names, and what else each is written as.
+ACCENTS = {"british": ("british", "gb", "uk", "en-gb"), "american": ("american", "us", "en-us")}
 #: Keys that only change the mix; they never change what a backend synthesizes.
 MIX_KEYS = frozenset({"pan", "gain"})
 
@@ -59,6 +61,7 @@ class Voice:
     gain: float = 0.0           # dB, applied in the mix
     options: tuple[tuple[str, Any], ...] = ()  # backend-specific keys, sorted
     gender: str = ""            # "female", "male" or "" (unknown): asked for, then the cast voice's; never synthesized
+    accent: str = ""            # "british", "american" or "": asked for (casting picks by it); never synthesized
 
     def option(self, key: str, default: Any = None) -> Any:
         return dict(self.options).get(key, default)
@@ -158,6 +161,14 @@ def parse_gender(value: Any) -> str:
     if text not in GENDERS:
         raise ValueError(f"gender {str(value)!r} is not one of {', '.join(GENDERS)}")
     return text
+
+
+def parse_accent(value: Any) -> str:
+    text = str(value).strip().lower()
+    for accent, spellings in ACCENTS.items():
+        if text in spellings:
+            return accent
+    raise ValueError(f"accent {str(value)[:40]!r} is not one of {', '.join(ACCENTS)}")
 
 
 def parse_pan(value: Any) -> float:

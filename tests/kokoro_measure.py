@@ -3,7 +3,7 @@
 Used by tests/test_kokoro_voices.py (the palette's bounds) and run as a script to refresh the
 figures ``dialog-tts voices`` shows (``dialog_tts/data/kokoro/voices.json``):
 
-    python tests/kokoro_measure.py            # every English voice, two processes, one thread each
+    python tests/kokoro_measure.py figures.jsonl   # every English voice, two processes, one thread each
 
 The figures are of one onnxruntime thread per call (Kokoro's output depends slightly on the thread
 count), on the held-out sentences the suite uses (:data:`SENTENCES`).
@@ -100,20 +100,27 @@ def measure_all(names: list[str], model_cache: str | None = None, processes: int
         return list(pool.map(measure, names))
 
 
-def main() -> None:
+def main(out: Path) -> None:
+    """Measure every voice not yet in *out* (JSON lines, one voice each, appended as each is done),
+    then write the figures into voices.json."""
     from dialog_tts.backends import kokoro
 
     path = Path(kokoro.__file__).parents[1] / "data" / "kokoro" / "voices.json"
     table = json.loads(path.read_text(encoding="utf-8"))
-    names = [row["name"] for row in table["voices"]]
-    rows = {r["name"]: r for r in measure_all(names)}
+    done = {json.loads(line)["name"] for line in out.read_text(encoding="utf-8").splitlines()} if out.exists() else set()
+    todo = [row["name"] for row in table["voices"] if row["name"] not in done]
+    with ProcessPoolExecutor(max_workers=2, mp_context=multiprocessing.get_context("spawn"),
+                             initializer=_init, initargs=(None,)) as pool:
+        for found in pool.map(measure, todo):
+            with open(out, "a", encoding="utf-8") as f:
+                f.write(json.dumps(found) + "\n")
+    rows = {r["name"]: r for r in map(json.loads, out.read_text(encoding="utf-8").splitlines())}
     for row in table["voices"]:
         found = rows[row["name"]]
         row.update(wer=found["wer"], f0=found["f0"], rtf=found["rtf"])
-    json.dump(rows, open(sys.argv[1] if len(sys.argv) > 1 else "/tmp/kokoro_measured.json", "w"), indent=1)
     path.write_text(json.dumps(table, indent=1) + "\n", encoding="utf-8")
 
 
 if __name__ == "__main__":
     _init(None)
-    main()
+    main(Path(sys.argv[1] if len(sys.argv) > 1 else "kokoro_measured.jsonl"))

@@ -15,6 +15,13 @@ from dialog_tts.script import parse_text
 from dialog_tts.speakers import load_speaker_map, parse_assignment
 
 
+def palette_of(gender: str) -> list[str]:
+    """The default cast's voices of one sex (Kokoro's palette), in the order it picks them."""
+    from dialog_tts.backends import kokoro
+
+    return [n for n in kokoro.palette_names() if kokoro.catalogue()[n].gender == gender]
+
+
 def script_of(*names: str):
     return parse_text("\n".join(f"{n}: Line {i}." for i, n in enumerate(names)), path="s.txt")
 
@@ -33,7 +40,8 @@ def test_gender_hint_from_titles(name, hint):
 def test_titles_pick_voices_of_that_sex():
     voices = cast(script_of("Mr Holmes", "Sir Henry", "Lady Agatha", "Mrs Hudson"))
     assert [v.gender for v in voices.values()] == ["male", "male", "female", "female"]
-    assert [v.name for v in voices.values()] == ["joe-light", "joe-tenor", "heart", "heart-low"]
+    men, women = palette_of("male"), palette_of("female")
+    assert [v.name for v in voices.values()] == [men[0], men[1], women[0], women[1]]
     assert voices.why["sirhenry"] == "male (title 'Sir'); default cast, first unused male voice"
 
 
@@ -85,7 +93,7 @@ def test_consecutive_unknown_speakers_alternate_sexes():
 def test_named_voice_sets_the_sex_the_next_speaker_alternates_from():
     voices = cast(script_of("A", "B"), overrides=[parse_assignment("A=joe")])
     assert voices.why["a"] == "--voices"
-    assert (voices["b"].name, voices["b"].gender) == ("heart", "female")
+    assert (voices["b"].name, voices["b"].gender) == (palette_of("female")[0], "female")
     assert voices.why["b"] == "default cast, next distinct voice after a male one"
 
 
@@ -106,9 +114,12 @@ def test_dry_run_shows_the_cast_and_why(write_script):
     assert result.exit_code == 0, result.output
     lines = result.output.splitlines()
     assert lines[0].split()[-1] == "WHY"
-    assert "hibari:heart" in lines[1] and "female (title 'Lady'); default cast, first unused female voice" in lines[1]
-    assert "piper:joe-light" in lines[2] and "default cast, next distinct voice after a female one" in lines[2]
-    assert "piper:joe-tenor" in lines[3] and "male (--voices)" in lines[3]
+    men, women = palette_of("male"), palette_of("female")
+    assert f"kokoro:{women[0]}" in lines[1] and "female (title 'Lady'); default cast, first unused female voice" \
+        in lines[1]
+    assert f"kokoro:{men[0]}" in lines[2] and "male (first name 'Jack'); default cast, first unused male voice" \
+        in lines[2]
+    assert f"kokoro:{men[1]}" in lines[3] and "male (--voices)" in lines[3]
 
 
 def test_verbose_render_logs_the_cast_and_why(write_script, tmp_path, caplog):
@@ -116,5 +127,5 @@ def test_verbose_render_logs_the_cast_and_why(write_script, tmp_path, caplog):
     with caplog.at_level(logging.INFO, logger="dialog_tts"):
         result = CliRunner().invoke(main, ["-s", str(script), "-o", str(tmp_path / "o.wav"), "-v"])
     assert result.exit_code == 0, result.output
-    assert "Sir Toby: piper:joe-light,pan=+0.00 (male (title 'Sir'); default cast, first unused male voice)" \
-        in caplog.text
+    assert f"Sir Toby: kokoro:{palette_of('male')[0]},pan=+0.00 (male (title 'Sir'); default cast, first unused " \
+           "male voice)" in caplog.text

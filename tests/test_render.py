@@ -43,7 +43,7 @@ def test_render_multispeaker_real_backends(write_script, tmp_path):
 
     spans = [(r.start, r.end) for r in result.lines]
     assert [r.speaker for r in result.lines] == ["Anna", "Ben", "Carla", "Anna"]
-    assert [r.backend for r in result.lines] == ["piper", "espeak", "piper", "piper"]
+    assert [r.backend for r in result.lines] == ["piper", "espeak", "kokoro", "piper"]   # Carla: the default cast
     # every line is audible inside its span, and the gaps between spans are silent
     for start, end in spans:
         seg = data[round(start * rate):round(end * rate)]

@@ -18,8 +18,16 @@ def piper_palette() -> list[str]:
     return backends.get_backend("piper").palette()
 
 
-#: The default cast offline with no hibari voice downloaded (conftest points HIBARI_HOME at an empty folder).
-OFFLINE_CAST = [("hibari", "heart"), ("piper", "joe-light"), ("hibari", "heart-low"), ("piper", "joe-tenor")]
+def default_voices(gender: str) -> list[tuple[str, str]]:
+    """The default cast's voices of one sex (Kokoro's palette), in the order it picks them."""
+    from dialog_tts.backends import kokoro
+
+    return [("kokoro", n) for n in kokoro.palette_names() if kokoro.catalogue()[n].gender == gender]
+
+
+#: The default cast for four speakers of unknown sex: a woman, a man, a woman, a man (Kokoro's palette).
+OFFLINE_CAST = [default_voices("female")[0], default_voices("male")[0], default_voices("female")[1],
+                default_voices("male")[1]]
 
 
 def script_of(*names: str, path: str = "s.txt"):
@@ -251,8 +259,8 @@ def test_cast_with_speaker_map(write_map):
     assert (voices["narrator"].backend, voices["narrator"].name) == ("piper", "joe")
     # unmapped (and empty) entries: automatic voices from the default cast, defaults applied; Jack follows
     # Dr. Who's woman's voice, so he gets a man's, and Silent One a woman's after him
-    assert [(voices[k].backend, voices[k].name) for k in ("jack", "silentone")] == [("piper", "joe-light"),
-                                                                                 ("hibari", "heart")]
+    assert [(voices[k].backend, voices[k].name) for k in ("jack", "silentone")] == [default_voices("male")[0],
+                                                                                 default_voices("female")[0]]
     assert all(v.volume == -2.0 and v.rate == Rate(factor=pytest.approx(1.1)) for v in voices.values())
 
 
@@ -406,13 +414,17 @@ def test_backend_argument_casts_distinct_voices_from_its_palette(backend):
 
 
 def test_cast_reuses_the_palette_past_its_end():
-    voices = cast(script_of(*[f"S{i}" for i in range(len(OFFLINE_CAST) + 2)]))
-    assert [(v.backend, v.name) for v in voices.values()] == OFFLINE_CAST + OFFLINE_CAST[:2]
+    palette = [("kokoro", n) for n in backends.get_backend("kokoro").palette()]
+    voices = cast(script_of(*[f"S{i}" for i in range(len(palette) + 2)]))
+    picked = [(v.backend, v.name) for v in voices.values()]
+    assert sorted(picked[:len(palette)]) == sorted(palette)           # every voice once before any twice
+    assert picked[len(palette):] == picked[:2]                         # then the ones used least, in order
 
 
 def test_cast_skips_palette_voices_already_named():
-    voices = cast(script_of("A", "B", "C"), overrides=[("B", {"voice": "HEART"})])
-    assert [voices[k].name for k in "abc"] == ["joe-light", "heart", "joe-tenor"]
+    women, men = default_voices("female"), default_voices("male")
+    voices = cast(script_of("A", "B", "C"), overrides=[("B", {"voice": women[0][1].upper()})])
+    assert [voices[k].name for k in "abc"] == [men[0][1], women[0][1], men[1][1]]
 
 
 def test_voices_override_replaces_the_map_entry_but_defaults_apply(write_map):
@@ -439,7 +451,7 @@ def test_voices_override_replaces_the_map_entry_but_defaults_apply(write_map):
 def test_voice_known_only_to_espeak_is_cast_to_espeak():
     voices = cast(script_of("A", "B"), overrides=[parse_assignment("A=en-gb-x-rp+f3")])
     assert (voices["a"].backend, voices["a"].name) == ("espeak", "en-gb-x-rp+f3")
-    assert (voices["b"].backend, voices["b"].name) == ("piper", "joe-light")   # a man after her
+    assert (voices["b"].backend, voices["b"].name) == default_voices("male")[0]   # a man after her
 
 
 @pytest.mark.parametrize("spec, error, match", [
@@ -495,7 +507,8 @@ def test_explicit_pans_kept_others_spread():
     assert voices["b"].pan == -0.9 and voices["d"].pan == 1.0
     assert [voices["a"].pan, voices["c"].pan] == pytest.approx(auto_pans(2))
     # automatic voices in order of appearance, each of the other sex than the speaker before
-    assert [voices[k].name for k in "abcd"] == ["heart", "joe", "heart-low", "joe-light"]
+    women, men = default_voices("female"), default_voices("male")
+    assert [voices[k].name for k in "abcd"] == [women[0][1], "joe", women[1][1], men[0][1]]
 
 
 def test_single_speaker_is_centred():

