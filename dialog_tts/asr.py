@@ -6,6 +6,13 @@ against the line's text.  Both come with the ``asr`` extra and are imported
 only here, when the check is asked for.  A decoder is not thread-safe, so each
 thread borrows one from the process's few (:class:`Decoders`; one takes 0.3 s to load).
 
+Only the words the recognizer could have heard are counted (:func:`reference`):
+a word outside its dictionary (``cmudict-en-us.dict``, the one its decoder
+loads) cannot be recognized, and a name, though the dictionary may hold it
+("Worthing", "Bracknell"), is one its language model all but never guesses, so
+neither counts as an error, nor do the words the recognizer hears in its place.
+A line with fewer than :data:`MIN_WORDS` counted words is not judged.
+
 pocketsphinx holds the GIL while it decodes, so a take is fed to it a quarter
 of a second at a time: between two pieces the other workers' threads run, and
 the recognizer decodes beside their synthesis instead of stopping it (one call
@@ -25,7 +32,7 @@ from .audio import Clip, resample
 from .errors import InputError
 
 RATE = 16000
-#: Lines with fewer words are not judged: one misheard word of "No." is a word error rate of 1.
+#: Lines with fewer counted words are not judged: one misheard word of "No." is a word error rate of 1.
 MIN_WORDS = 3
 #: Languages the bundled model recognizes (a voice's language must start with one of these).
 LANGUAGES = ("en",)
@@ -39,6 +46,10 @@ _NUMBER_WORDS = frozenset(
     "thousand million billion and point first second third fourth fifth sixth seventh eighth ninth tenth "
     "twelfth thirteenth twentieth thirtieth th st nd rd percent dollars dollar euros euro cents".split())
 _WORD = re.compile(r"[a-z']+|\d+")
+_CASED_WORD = re.compile(r"[A-Za-z']+|\d+")
+#: Titles that make the capitalized words after them a name ("Lady Bracknell", "Mr. Worthing").
+_TITLES = frozenset("mr mrs ms miss dr st sir lady lord rev canon hon captain colonel professor "
+                    "mister missus doctor saint".split())
 
 #: Decoder settings, measured on 96 clean takes of the default voices (piper joe-light and joe-tenor,
 #: hibari heart and heart-low) of varied lines: every other 10 ms frame (``ds``), at most 2,000 HMMs
@@ -75,8 +86,88 @@ def words(text: str) -> list[str]:
 
 
 def judged(text: str) -> bool:
-    """Whether *text* has enough words (numbers left out) for its word error rate to mean something."""
-    return len(comparable(text, "")[0].split()) >= MIN_WORDS
+    """Whether *text* has enough counted words (:func:`reference`) for its word error rate to mean something."""
+    return sum(counted for _word, counted in reference(text)) >= MIN_WORDS
+
+
+@functools.lru_cache(maxsize=1)
+def dictionary() -> frozenset[str]:
+    """The words of the recognizer's pronouncing dictionary (the file its decoder loads), lower-case."""
+    from pocketsphinx import Config
+
+    words = set()
+    with open(Config()["dict"], encoding="utf-8", errors="replace") as lines:
+        for line in lines:
+            head = line.split(" ", 1)[0]
+            words.add(head.split("(", 1)[0].lower())
+    return frozenset(words)
+
+
+def reference(text: str) -> list[tuple[str, bool]]:
+    """*text*'s words as compared (:func:`words`; digits left out where it has any), each with whether
+    it counts: a word the dictionary holds and not part of a name.  A name is a capitalized word that
+    does not start a sentence ("I" aside), or a title followed by one; a word outside the dictionary
+    (an unusual name, a coinage) cannot be heard as written either."""
+    cased = text.replace("’", "'")
+    tokens = list(_CASED_WORD.finditer(cased))
+    known = _dictionary_or_none()
+    out: list[tuple[str, bool]] = []
+    sentence_start, end = True, 0
+    previous = ""
+    for i, match in enumerate(tokens):
+        gap = cased[end:match.start()]
+        if re.search(r"[.!?…:;\"“(\[]", gap) and not (gap.strip() == "." and previous in _SPOKEN):
+            sentence_start = True
+        end = match.end()
+        raw = match.group().strip("'")
+        if not raw:
+            continue
+        lower = raw.lower()
+        word = _SPOKEN.get(lower, lower)
+        following = tokens[i + 1].group().lstrip("'") if i + 1 < len(tokens) else ""
+        capital = raw[0].isupper() and raw != "I"
+        name = (capital and not sentence_start) or (lower in _TITLES and following[:1].isupper())
+        counted = not name and (known is None or word in known or word.isdigit())
+        out.append((word, counted))
+        sentence_start, previous = False, lower
+    if any(word.isdigit() for word, _counted in out):   # as comparable(): numbers left out of both sides
+        out = [(word, counted) for word, counted in out if not word.isdigit() and word not in _NUMBER_WORDS]
+    return out
+
+
+def _dictionary_or_none() -> frozenset[str] | None:
+    """The dictionary, or None where pocketsphinx is not installed (then every word is taken as known)."""
+    try:
+        return dictionary()
+    except (ImportError, OSError, KeyError):
+        return None
+
+
+def score(text: str, heard: str) -> float:
+    """The word error rate of *heard* against *text*'s counted words (:func:`reference`).
+
+    The words are aligned as jiwer aligns them; an error on a word that does not count is no error,
+    nor is a word heard beside one (the recognizer's try at a name: "brack nell").
+    """
+    import jiwer
+
+    ref = reference(text)
+    total = sum(counted for _word, counted in ref)
+    if not total:
+        return 0.0
+    hyp = comparable(text, heard)[1]
+    if not hyp:
+        return 1.0
+    counts = [counted for _word, counted in ref]
+    errors = 0
+    for chunk in jiwer.process_words(" ".join(w for w, _c in ref), hyp).alignments[0]:
+        if chunk.type in ("substitute", "delete"):
+            errors += sum(counts[chunk.ref_start_idx:chunk.ref_end_idx])
+        elif chunk.type == "insert":
+            beside = counts[max(0, chunk.ref_start_idx - 1):chunk.ref_start_idx + 1]
+            if all(beside):
+                errors += chunk.hyp_end_idx - chunk.hyp_start_idx
+    return errors / total
 
 
 def comparable(reference: str, heard: str) -> tuple[str, str]:
@@ -146,11 +237,6 @@ class Recognizer:
         return hyp.hypstr if hyp is not None else ""
 
     def word_error_rate(self, clip: Clip, text: str) -> tuple[float, str]:
-        """(WER of the take against *text*, what was heard)."""
-        import jiwer
-
+        """(WER of the take against *text*'s counted words, what was heard: :func:`score`)."""
         heard = self.transcribe(clip)
-        reference, hypothesis = comparable(text, heard)
-        if not reference:
-            return 0.0, heard
-        return float(jiwer.wer(reference, hypothesis or "<nothing>")), heard
+        return score(text, heard), heard

@@ -121,3 +121,41 @@ def test_asr_render_reports_what_was_heard(write_script, tmp_path):
         asr = line["quality"]["checks"]["asr"]
         assert asr["passed"] and asr["value"] <= 0.35 and line["quality"]["heard"]
     assert np.isfinite([line["quality"]["checks"]["duration"]["value"] for line in lines]).all()
+
+
+# ---------------------------------------------------------------- names and short lines (issue 26)
+
+def test_names_and_words_outside_the_dictionary_are_no_errors():
+    from dialog_tts.asr import dictionary, reference, score
+
+    assert "bracknell" in dictionary() and "quorbly" not in dictionary()     # the decoder's own dictionary
+    assert [w for w, counted in reference("Lady Bracknell is coming to tea, Mr. Worthing.") if not counted] \
+        == ["lady", "bracknell", "mister", "worthing"]
+    # the recognizer's tries at the names, split or swapped for common words, cost nothing
+    assert score("Lady Bracknell is coming to tea this afternoon.",
+                 "lay the brack nell is coming to tea this afternoon") == 0.0
+    assert score("I have introduced you to every one as Ernest.",
+                 "i have introduced you to every one as earnest") == 0.0
+    assert score("The quorbly weather was cold and wet all week.", "the quarterly weather was cold and wet all week") \
+        == 0.0
+    # the words that count are still scored: a take of other words is far off
+    assert score("Lady Bracknell is coming to tea this afternoon.", WRONG) >= 0.8
+    assert score(SENTENCES[0], "the weather was old and wet all week") == pytest.approx(1 / 8)
+
+
+def test_a_line_too_short_to_judge_is_not_judged():
+    from dialog_tts.asr import judged
+
+    for text in ("Mr. Ernest Worthing.", "Lady Augusta Bracknell.", "Yes, sir.", "Miss Prism! Miss Prism!"):
+        assert not judged(text), text
+    assert judged(SENTENCES[0]) and judged("Gwendolen is devoted to bread and butter.")
+
+
+@pytest.mark.parametrize("text", ["Mr. Ernest Worthing.", "Lady Augusta Bracknell."])
+def test_a_title_a_given_name_and_a_surname_pass_the_recognizer_check(text):
+    """Issue 26: such a line scored WER 1.0 on all three takes, and the render failed."""
+    gate = Gate(GateSettings(check="asr"))
+    clip, voice, inst = take("piper", "joe", text)
+    verdict = gate.judge(clip, text, voice, inst)
+    assert verdict.passed, verdict.describe()
+    assert "asr" not in {c.name for c in verdict.checks}                 # not judged by WER at all
