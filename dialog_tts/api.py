@@ -83,7 +83,7 @@ def _backend_options(given: BackendOptionsArg) -> dict[str, dict[str, Any]]:
 
 
 #: The render options of the quality gate that can be wrong (:meth:`RenderOptions.gate_settings` checks them).
-_GATE_OPTIONS = ("check", "takes", "max_wer", "thresholds")
+_GATE_OPTIONS = ("check", "takes", "max_wer", "thresholds", "strict")
 
 #: Limits of the render options (README, "Limits"); every option's check is in :data:`dialog_tts.validate.OPTIONS`.
 MAX_GAP_MS, MAX_WORKERS, MAX_RETRIES = validate.MAX_GAP_MS, validate.MAX_WORKERS, validate.MAX_RETRIES
@@ -183,6 +183,9 @@ class RenderOptions:
     takes: int = 3                  # takes a line may get before it fails the gate
     max_wer: float | None = None    # the recognizer check's limit [default: Thresholds.max_wer]
     thresholds: Thresholds | None = None   # every check's limit [default: Thresholds()]
+    #: Every check hard: a line whose takes fail only soft checks (a long pause, a slow reading) fails
+    #: (or, with ``keep_going``, is kept flagged) instead of being kept with a warning.
+    strict: bool = False
 
     def gate_settings(self) -> GateSettings:
         """The quality gate's settings (usage errors for bad values; the asr extra checked when asked for)."""
@@ -193,7 +196,8 @@ class RenderOptions:
         thresholds = self.thresholds or Thresholds()
         if self.max_wer is not None:
             thresholds = replace(thresholds, max_wer=self.max_wer)
-        settings = GateSettings(str(self.check).lower(), self.takes, thresholds, keep_flagged=self.keep_going)
+        settings = GateSettings(str(self.check).lower(), self.takes, thresholds, keep_flagged=self.keep_going,
+                                strict=self.strict)
         if settings.check == "asr":
             from .asr import require
 
@@ -437,9 +441,11 @@ class Renderer:
 
         if out is None or self._cache is None or os.fspath(out) == specs.STDOUT:
             return None
+        o = self.options      # the checks asked for too: a check asked for later runs on the cached takes
+        gate = [str(o.check).lower(), o.takes, o.max_wer, o.strict, asdict(o.thresholds) if o.thresholds else None]
         return uptodate.render_key(parsed, [self.keys.cache_key(job) for job in jobs],
                                    [(job.voice.pan, job.voice.gain) for job in jobs], settings, out,
-                                   specs.identity(prod, parsed))
+                                   [*specs.identity(prod, parsed), gate])
 
     def _up_to_date(self, script: PathLike | Script, out: PathLike, key: str, started: float,
                     extras: list[str]) -> DialogResult | None:

@@ -132,7 +132,8 @@ def record_of(line: Line, job: Job, o: engine.Outcome) -> LineRecord:
                       o.source == "cache", o.source, o.attempts, round(o.seconds, 4),
                       error=str(o.error) if o.error else None,
                       quality=o.quality.to_json() if o.quality is not None else None,
-                      flags=o.quality.flags() if o.quality is not None else [])
+                      flags=o.quality.flags() if o.quality is not None else [],
+                      warnings=o.quality.warnings() if o.quality is not None else [])
 
 
 def write_file(out: Any, bm: blockmix.BlockMix, prod: produce.Production,

@@ -7,7 +7,10 @@ the text.  Value: a sha256 digest over the key and the data, followed by the cli
 as FLAC; both are checked on read, and an entry that fails either (damaged, or
 another entry's value copied over it) is evicted and reported as missing.
 The cache is bounded (least-recently-used eviction) and safe to share between
-threads and processes.
+threads and processes.  What the quality gate measured on a take (its figures,
+the recognizer's result) is kept with it as the entry's diskcache tag (JSON):
+a re-render judges the cached take from them, and a check asked for later runs
+on the cached audio and is added to them.
 
 The cache never stops a render:
 
@@ -28,7 +31,7 @@ import re
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -133,6 +136,17 @@ def _unseal(key: str, stored: object) -> bytes:
     return stored[_DIGEST:]
 
 
+def _checks_of(tag: object) -> dict[str, Any] | None:
+    """The checks kept as an entry's tag, or None (no tag, or not a JSON object: never trusted further)."""
+    if not isinstance(tag, str):
+        return None
+    try:
+        checks = json.loads(tag)
+    except ValueError:
+        return None
+    return checks if isinstance(checks, dict) else None
+
+
 def _damaged(exc: sqlite3.DatabaseError) -> bool:
     """Whether sqlite says the database file itself is damaged (not merely busy, read-only or full)."""
     name = getattr(exc, "sqlite_errorname", "")   # Python 3.11+
@@ -190,18 +204,22 @@ class _Reader:
         return None
 
     def get(self, key: str) -> bytes | None:
+        return self.get_tagged(key)[0]
+
+    def get_tagged(self, key: str) -> tuple[bytes | None, Any]:
+        """The entry's value and its tag (None, None where there is none)."""
         try:
             with self.lock:
-                row = self.db.execute("SELECT mode, filename, value FROM Cache WHERE key = ? AND raw = 1",
+                row = self.db.execute("SELECT mode, filename, value, tag FROM Cache WHERE key = ? AND raw = 1",
                                       (key,)).fetchone()
             if row is None:
-                return None
-            mode, filename, value = row
+                return None, None
+            mode, filename, value, tag = row
             if mode == 1:
-                return bytes(value)
-            return (self.directory / filename).read_bytes() if mode == 2 and filename else None
+                return bytes(value), tag
+            return ((self.directory / filename).read_bytes() if mode == 2 and filename else None), tag
         except (sqlite3.Error, OSError):
-            return None
+            return None, None
 
     def has(self, key: str) -> bool:
         """Whether *key* has an entry (as diskcache's ``in``: a raw key, not expired); sqlite errors raise."""
@@ -349,18 +367,25 @@ class AudioCache:
     # ------------------------------------------------------------ entries
     def get(self, key: str) -> Clip | None:
         """The cached clip, or None; a corrupted entry is evicted with a warning."""
-        data = self._use(lambda store: store.get(key), lambda: self._read(key))
+        return self.get_entry(key)[0]
+
+    def get_entry(self, key: str) -> tuple[Clip | None, dict[str, Any] | None]:
+        """The cached clip and the checks kept with it (:meth:`put`); (None, None) where there is none."""
+        def read_only() -> tuple[bytes | None, Any]:
+            return self._reader.get_tagged(key) if self._reader is not None else (None, None)
+        data, tag = self._use(lambda store: store.get(key, tag=True), read_only)
         if data is None:
-            return None
+            return None, None
         from .audio import decode
 
         try:
-            return decode(_unseal(key, data))
+            clip = decode(_unseal(key, data))
         except Exception as exc:  # noqa: BLE001 - any decoding failure means the entry is unusable
             log.warning("cache entry %s… was corrupted (%s); it was removed and will be synthesized again",
                         key[:12], exc)
             self._use(lambda store: store.delete(key), lambda: None)
-            return None
+            return None, None
+        return clip, _checks_of(tag)
 
     def __contains__(self, key: str) -> bool:
         return self._use(lambda store: key in store, lambda: self._read(key) is not None)
@@ -370,11 +395,13 @@ class AudioCache:
         found = _peek(self.directory, keys) if self._store is None and self.read_only is None else None
         return found if found is not None else [key in self for key in keys]
 
-    def put(self, key: str, clip: Clip) -> None:
+    def put(self, key: str, clip: Clip, checks: Mapping[str, Any] | None = None) -> None:
+        """Cache *clip* under *key*, with what the quality gate measured on it (*checks*, JSON-able)."""
         from .audio import encode_flac
 
         data = _seal(key, encode_flac(clip))
-        self._use(lambda store: store.set(key, data), lambda: None)
+        tag = json.dumps(dict(checks), ensure_ascii=False, separators=(",", ":")) if checks else None
+        self._use(lambda store: store.set(key, data, tag=tag), lambda: None)
 
     def get_blob(self, key: str) -> bytes | None:
         """Bytes a backend stored with :meth:`put_blob` (e.g. a voice-clone prompt), checksum verified."""

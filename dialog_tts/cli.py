@@ -347,6 +347,9 @@ def _quality_options() -> list[Callable[..., Any]]:
                           "the backend has one); with none passing it fails (--keep-going: kept, flagged)."),
         click.option("--max-wer", type=checked("max_wer"), default=None, metavar="RATE",
                      help="Word error rate above which --check asr retakes a line [default: 0.8]."),
+        click.option("--strict", is_flag=True,
+                     help="Make every check hard: a line whose takes fail only a soft check (a long pause, a slow "
+                          "reading) fails too, instead of being kept with a warning."),
     ]
 
 
@@ -428,6 +431,7 @@ def _summary(result: Any) -> str:
     loud += f", {result.true_peak:.1f} dBTP" if result.true_peak is not None else ""
     failed = f", {t.failed} failed (left silent)" if t.failed else ""
     flagged = f", {t.flagged} flagged (no take passed the checks)" if t.flagged else ""
+    flagged += f", {t.warned} with warnings (only soft checks failed)" if t.warned else ""
     return (f"Wrote {result.path}: {result.duration:.1f} s {layout} {result.sample_rate} Hz{loud}; "
             f"{plural(t.lines, 'line')}: {t.synthesized} synthesized, {t.cached} cached, {t.repeated} repeated, "
             f"{plural(t.retries, 'retry', 'retries')}, {plural(t.retakes, 'retake')}{failed}{flagged}; "

@@ -61,8 +61,8 @@ Sleep = Callable[[float], None]
 class AudioCacheLike(Protocol):
     """What the engine needs of a cache (see :class:`dialog_tts.cache.AudioCache`)."""
 
-    def get(self, key: str) -> Clip | None: ...
-    def put(self, key: str, clip: Clip) -> None: ...
+    def get_entry(self, key: str) -> tuple[Clip | None, dict[str, Any] | None]: ...
+    def put(self, key: str, clip: Clip, checks: Mapping[str, Any] | None = None) -> None: ...
     def __contains__(self, key: str) -> bool: ...
 
 
@@ -115,6 +115,7 @@ class Stats:
     failed: int = 0
     retakes: int = 0             # takes made after a take failed the quality gate
     flagged: int = 0             # lines kept although no take passed (--keep-going)
+    warned: int = 0              # lines kept with a warning: their best take failed only soft checks
 
     def count(self, source: Source) -> None:
         """Count one finished job of kind *source*."""
@@ -126,6 +127,7 @@ class Stats:
         if quality is not None:
             self.retakes += quality.retakes
             self.flagged += quality.flagged
+            self.warned += quality.warned
 
 
 @dataclass(frozen=True)
@@ -285,11 +287,39 @@ class Engine:
         return run.result()
 
     def _read(self, unit: _Unit, stop: threading.Event) -> _Done:
-        """A cached line, decoded in the pool (beside the syntheses); synthesized if the entry went bad."""
-        clip = self.cache.get(unit.key) if self.cache is not None and unit.key is not None else None
+        """A cached line, decoded in the pool (beside the syntheses); synthesized if the entry went bad.
+
+        With the gate on, the cached take is judged again by this render's checks, from the figures
+        kept with it (a check not run on it before, the recognizer's, runs now on the cached audio);
+        one that this render's checks would not keep is synthesized again.
+        """
+        cache = self.cache
+        clip, known = cache.get_entry(unit.key) if cache is not None and unit.key is not None else (None, None)
         if clip is None:
             return self._run_single(unit, stop)
-        return _Done([(unit, Outcome(clip, Source.CACHE))])
+        if self.gate is None:
+            return _Done([(unit, Outcome(clip, Source.CACHE))])
+        job = unit.job
+        verdict = self.gate.judge(clip, job.text, job.voice, self.backend(job.voice.backend), known)
+        if not self.gate.accepts(verdict):
+            log.info("%s: the cached take fails this render's checks (%s); synthesizing it again",
+                     job.where(), verdict.describe())
+            return self._run_single(unit, stop)
+        number = known.get("take") if isinstance(known, dict) else None
+        take = Take(number if isinstance(number, int) and not isinstance(number, bool) else 1, verdict)
+        if _checks(take) != known:          # a check not run before: kept with the take from now on
+            self._cache_put(unit, clip, take)
+        quality = LineQuality((take,), take.number, warned=not verdict.passed, cached=True)
+        return _Done([(unit, Outcome(clip, Source.CACHE, quality=quality))])
+
+    def _cache_put(self, unit: _Unit, clip: Clip, take: Take | None) -> None:
+        """Cache *clip*, with what the checks measured on it (*take*'s verdict)."""
+        if self.cache is None:
+            return
+        try:
+            self.cache.put(unit.key or self.cache_key(unit.job), clip, _checks(take) if take is not None else None)
+        except Exception as exc:  # noqa: BLE001 - a failed write must not lose the line: it is in this run
+            log.warning("could not cache %s: %s", unit.job.where(), exc)
 
     def _limit(self, backend: backends.Backend) -> threading.BoundedSemaphore:
         with self._lock:
@@ -352,11 +382,13 @@ class Engine:
     def _store(self, unit: _Unit, outcome: Outcome) -> None:
         if outcome.quality is not None and outcome.quality.flagged:
             return                       # a take no check passed is not what the cache should hold
-        if self.cache is not None and outcome.clip is not None:
-            try:
-                self.cache.put(unit.key or self.cache_key(unit.job), outcome.clip)
-            except Exception as exc:  # noqa: BLE001 - a failed write must not lose the line: it is in this run
-                log.warning("could not cache %s: %s", unit.job.where(), exc)
+        if outcome.clip is not None:
+            self._cache_put(unit, outcome.clip, outcome.quality.kept_take if outcome.quality is not None else None)
+
+
+def _checks(take: Take) -> dict[str, Any]:
+    """What the cache keeps with a take: its number and what its checks measured."""
+    return {**take.verdict.record(), "take": take.number}
 
 
 def _retrying(engine: Engine, backend: backends.Backend, tally: _Tally, where: str,
@@ -452,7 +484,8 @@ def _takes(engine: Engine, backend: backends.Backend, units: list[_Unit], speak:
     up (the caller splits a batch); a retake that fails ends the retakes.
     """
     where = units[0].job.where() if len(units) == 1 else f"batch of {len(units)} lines"
-    lines = [_Takes(unit) for unit in units]
+    strict = engine.gate is not None and engine.gate.settings.strict
+    lines = [_Takes(unit, strict) for unit in units]
     voices: list[Voice | None] = [u.job.voice for u in units]
     for take in range(1, (engine.gate.takes if engine.gate is not None else 1) + 1):
         todo = [(line, voice) for line, voice in zip(lines, voices) if voice is not None]
@@ -493,8 +526,9 @@ def _checked_clips(backend: backends.Backend, count: int, clips: object) -> list
 class _Takes:
     """One line's takes so far (kept: the best clip only)."""
 
-    def __init__(self, unit: _Unit) -> None:
+    def __init__(self, unit: _Unit, strict: bool = False) -> None:
         self.unit = unit
+        self.strict = strict               # --strict: a take that failed softly is no better than any other
         self.takes: list[Take] = []
         self.clip: Clip | None = None      # the best take's
         self.done = False                  # a take passed (or there is no gate)
@@ -506,7 +540,7 @@ class _Takes:
             self.clip, self.done = clip, True
             return
         self.takes.append(Take(number, verdict, seconds))
-        if best_take(self.takes).number == number:
+        if best_take(self.takes, self.strict).number == number:
             self.clip = clip
         self.done = verdict.passed
 
@@ -514,9 +548,11 @@ class _Takes:
         seconds = self.seconds
         if not self.takes:
             return Outcome(self.clip, Source.SYNTHESIZED, tally.attempts, seconds)
-        best = best_take(self.takes)
-        quality = LineQuality(tuple(self.takes), best.number, flagged=not best.verdict.passed and keep_flagged)
-        if best.verdict.passed or keep_flagged:
+        best = best_take(self.takes, self.strict)
+        acceptable = best.verdict.acceptable(self.strict)
+        quality = LineQuality(tuple(self.takes), best.number, flagged=not acceptable and keep_flagged,
+                              warned=acceptable and not best.verdict.passed)
+        if acceptable or keep_flagged:
             return Outcome(self.clip, Source.SYNTHESIZED, tally.attempts, seconds, quality=quality)
         error = QualityFailed(f"no take passed the quality gate ({len(self.takes)} taken; "
                               f"best, take {best.number}: {best.verdict.describe()})")
@@ -578,6 +614,9 @@ class _Run:
         if outcome.quality is not None and outcome.quality.flagged:
             log.warning("%s: kept, flagged: no take passed the checks (%s)", unit.job.where(),
                         "; ".join(outcome.quality.flags()))
+        elif outcome.quality is not None and outcome.quality.warned:
+            log.warning("%s: kept with a warning: it failed only soft checks (%s)%s", unit.job.where(),
+                        "; ".join(outcome.quality.warnings()), " (cached)" if outcome.quality.cached else "")
         self.emit(ProgressEvent(self.done, len(self.jobs), unit.job.where(), replace(self.stats)))
         if self.groups is not None:
             self.groups.finished(unit.indices, self)

@@ -27,10 +27,13 @@ class LineRecord:
     end: float | None = None
     error: str | None = None
     #: The quality gate's record: checks and figures of the kept take, every take made, which was kept,
-    #: whether the line is flagged (kept though no take passed).  None: not checked (cached, --check none).
+    #: whether the line is flagged (kept though no take passed) or warned (failed only soft checks); a cached
+    #: line's take is judged again from the figures kept with it.  None: not checked (--check none).
     quality: dict[str, Any] | None = None
     #: For a line kept although no take passed (--keep-going): the checks it failed (the review page shows them).
     flags: list[str] = field(default_factory=list)
+    #: For a line kept with a warning (its best take failed only soft checks): those checks.
+    warnings: list[str] = field(default_factory=list)
 
 
 @dataclass

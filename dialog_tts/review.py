@@ -4,7 +4,8 @@ The page holds the transcript (speakers in colours), the chapters and an
 audio player; the audio is the rendered file beside the page (a relative
 link) or embedded as base64.  Clicking a line (or Enter on it) plays from its
 start; the line being spoken is highlighted as the audio plays; failed and
-flagged lines are marked.  Keys: Space or K plays and pauses, J and L go to
+flagged lines are marked, and so are lines kept with a warning (their take
+failed only a soft check: a long pause, a slow reading) for a listen.  Keys: Space or K plays and pauses, J and L go to
 the previous and next line, arrows move between lines.  Nothing is loaded
 from the network: the style and script are inline.
 """
@@ -51,7 +52,7 @@ def line_items(timeline: Timeline, records: Sequence[Any]) -> list[dict[str, Any
         items.append({"start": round(entry.start / rate, 3), "end": round(entry.end / rate, 3),
                       "speaker": entry.speaker, "text": entry.text, "line": entry.source_line,
                       "failed": entry.kind is Kind.MISSING or bool(getattr(record, "error", None)),
-                      "flags": flags})
+                      "flags": flags, "warnings": list(getattr(record, "warnings", None) or [])})
     return items
 
 
@@ -91,7 +92,11 @@ def _row(n: int, item: dict[str, Any], colour: str) -> str:
         marks.append('<span class="mark failed-mark">failed: left silent</span>')
     if item["flags"]:
         marks.append(f'<span class="mark flag-mark">flagged: {html.escape(", ".join(map(str, item["flags"])))}</span>')
-    classes = "line" + (" failed" if item["failed"] else "") + (" flagged" if item["flags"] else "")
+    warnings = item.get("warnings") or []
+    if warnings:
+        marks.append(f'<span class="mark warn-mark">listen: {html.escape(", ".join(map(str, warnings)))}</span>')
+    classes = ("line" + (" failed" if item["failed"] else "") + (" flagged" if item["flags"] else "")
+               + (" warned" if warnings else ""))
     return (f'<li class="{classes}" tabindex="0" role="button" data-index="{n}" data-start="{item["start"]:.3f}" '
             f'data-end="{item["end"]:.3f}" aria-label="Line {item["line"]}, {html.escape(item["speaker"])}">'
             f'<span class="time">{_clock(item["start"])}</span> '
@@ -122,9 +127,11 @@ ol.lines { list-style: none; padding: 0; }
 .line.current { background: #fff4c2; border-left-color: #c99a00; }
 .line.failed { background: #fde8e7; }
 .line.flagged { border-left-color: #b3261e; }
+.line.warned { border-left-color: #a35a00; }
 .time { font-variant-numeric: tabular-nums; color: #666; font-size: .85rem; }
 .speaker { font-weight: 600; }
 .mark { margin-left: .5rem; font-size: .8rem; padding: 0 .3rem; border-radius: 3px; background: #b3261e; color: #fff; }
+.warn-mark { background: #8a4b00; }
 .legend { display: flex; gap: 1rem; list-style: none; padding: 0; margin: .25rem 0; font-weight: 600; }
 nav ol { padding-left: 1.25rem; }
 button.chapter { background: none; border: none; color: #1f5fbf; text-decoration: underline; cursor: pointer;

@@ -299,7 +299,7 @@ class GlitchyBackend(FakeBackend):
     """Speaks speech-like audio, but fails in the way ``plan[text]`` says on the first takes.
 
     ``plan[text]`` lists one fault per take ("truncate", "silence", "loop", "clip",
-    "tone", or "clean"); takes past the list are clean.  Seeded by the take, as a
+    "tone", "gap", "pause", or "clean"); takes past the list are clean.  Seeded by the take, as a
     stochastic backend with seeds would be: take *n* always sounds the same.
     """
 
@@ -356,6 +356,8 @@ def glitch(x: np.ndarray, fault: str) -> np.ndarray:
         return np.concatenate([x, (0.3 * np.sin(2 * math.pi * 440 * t)).astype(np.float32)])
     if fault == "gap":
         return np.concatenate([x[: len(x) // 2], np.zeros(4 * FAKE_RATE, np.float32), x[len(x) // 2:]])
+    if fault == "pause":        # a long pause, not a broken take: a soft failure of the pause check
+        return np.concatenate([x[: len(x) // 2], np.zeros(5 * FAKE_RATE // 2, np.float32), x[len(x) // 2:]])
     assert fault == "clean", fault
     return x
 

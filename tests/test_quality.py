@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import re
 
 import numpy as np
 import pytest
@@ -295,3 +296,106 @@ def test_clean_takes_of_a_long_varied_script_pass(backend, name, count):
         if not verdict.passed:
             alarms.append(f"{voice.describe()} {text!r}: {verdict.describe()}")
     assert alarms == []
+
+
+# ---------------------------------------------------------------- what the punctuation predicts (issue 26)
+
+def _spoken(text: str, gaps: dict[int, float], wpm: float = 170.0) -> np.ndarray:
+    """speech_like audio of *text* with silences inserted: ``gaps[i]`` seconds after its word *i* (from 0);
+    each stretch of words is as long as the gate predicts for it."""
+    words = text.split()
+    parts, start = [], 0
+    for i in sorted(gaps) + [len(words) - 1]:
+        chunk = " ".join(words[start:i + 1])
+        parts.append(speech_like(chunk, wpm, seed=i))
+        if i in gaps:
+            parts.append(np.zeros(int(gaps[i] * FAKE_RATE), np.float32))
+        start = i + 1
+    return np.concatenate(parts)
+
+
+@pytest.mark.parametrize("ellipsis", ["...", ". . .", "…", ".  .  ."])
+def test_every_spelling_of_an_ellipsis_asks_for_the_same_pause(ellipsis):
+    from dialog_tts.quality import PAUSE_SECONDS, pauses
+
+    assert pauses(f"Well{ellipsis} yes, I suppose so")[1] == pytest.approx(PAUSE_SECONDS["ellipsis"])
+    assert pauses(f"Really? {ellipsis} I call that business")[1] == pytest.approx(
+        PAUSE_SECONDS["end"] + PAUSE_SECONDS["ellipsis"])              # one pause: the marks run together
+
+
+def test_pauses_come_from_dashes_and_sentence_ends_between_words_only():
+    from dialog_tts.quality import PAUSE_SECONDS, pauses
+
+    for dash in (" - ", "—", " — ", "--", " – "):
+        assert pauses(f"I play accurately{dash}any one can")[1] == pytest.approx(PAUSE_SECONDS["dash"])
+    assert pauses("I don't know that I am much interested")[0] == 0.0
+    assert pauses("Yes. No. Perhaps.") == (pytest.approx(2 * PAUSE_SECONDS["end"]), PAUSE_SECONDS["end"])
+    assert pauses("...and then- ") == (0.0, 0.0)                       # at the line's ends: no gap inside it
+    assert pauses("Mr. Ernest Worthing, J. P. of the Manor House") == (PAUSE_SECONDS["comma"],) * 2
+    assert pauses("A well-known man") == (0.0, 0.0)                    # a hyphen is no dash
+
+
+# The four false alarms of issue 26 (a piper and hibari render of a Wilde play), each a real reading:
+# the figures the issue gives, on speech as long as the gate predicts for the words.
+@pytest.mark.parametrize(("text", "gaps"), [
+    ("I thought you had come up for pleasure? . . . I call that business, and a very serious business too.",
+     {6: 1.64}),
+    ("Quite . . . impossible.", {0: 1.4}),               # two words: 3x the words' own prediction
+    ("How perfectly delightful! . . . Do sit down, Mr. Worthing, and tell me everything.", {2: 1.75}),
+    ("I don't play accurately - any one can play accurately - but I play with wonderful expression.", {3: 2.12}),
+])
+def test_the_pauses_a_text_asks_for_are_no_failure(text, gaps):
+    x = _spoken(text, gaps)
+    verdict = check_take(Clip(x, FAKE_RATE), text, wpm=170.0)
+    assert verdict.passed, verdict.describe()
+    plain = re.sub(r"[^\w\s']", " ", text)              # no punctuation: the prediction before issue 26
+    assert not check_take(Clip(x, FAKE_RATE), plain, wpm=170.0).passed
+
+
+def test_a_two_word_line_with_an_ellipsis_may_take_three_times_its_words():
+    from dialog_tts.quality import expected_seconds
+
+    text = "Quite . . . impossible."
+    x = _spoken(text, {0: 2.0}, wpm=100.0)                             # drawn out, and a long pause
+    span = measure(x, FAKE_RATE).span
+    assert span / expected_seconds(text, 170.0) > 3.0                  # the issue's 3.04x of the words alone
+    assert check_take(Clip(x, FAKE_RATE), text, wpm=170.0).passed
+
+
+def test_the_line_rate_scales_the_pauses():
+    text = "Well . . . I suppose so, if you really must."
+    x = _spoken(text, {0: 2.8}, wpm=85.0)                              # half the rate: pauses twice as long
+    assert check_take(Clip(x, FAKE_RATE), text, wpm=170.0, speed=0.5).passed
+    assert not check_take(Clip(_spoken(text, {0: 2.8}), FAKE_RATE), text, wpm=170.0, speed=1.0).passed
+
+
+def test_a_long_pause_or_slow_reading_fails_softly_and_a_broken_take_hard():
+    x = speech_like(LONG)
+    soft = check_take(Clip(glitch(x, "pause"), FAKE_RATE), LONG, wpm=170.0)
+    assert not soft.passed and [c.name for c in soft.failed] == ["pause"] and soft.failed[0].soft
+    assert soft.acceptable() and not soft.acceptable(strict=True)
+    assert "failed (soft)" in soft.describe() and soft.to_json()["pause"]["soft"] is True
+    slow = check_take(Clip(speech_like(LONG, wpm=80.0), FAKE_RATE), LONG, wpm=170.0)   # half the pace
+    assert [c.name for c in slow.failed] == ["duration"] and slow.acceptable()
+    for fault in ("gap", "loop", "truncate", "silence", "clip", "tone"):
+        verdict = check_take(Clip(glitch(x, fault), FAKE_RATE), LONG, wpm=170.0)
+        assert verdict.hard_failed and not verdict.acceptable(), fault
+
+
+def test_a_soft_failure_is_kept_over_a_hard_one_and_a_pass_over_both():
+    x = speech_like(LONG)
+    hard = Take(1, check_take(Clip(glitch(x, "gap"), FAKE_RATE), LONG, wpm=170.0))
+    soft = Take(2, check_take(Clip(glitch(x, "pause"), FAKE_RATE), LONG, wpm=170.0))
+    good = Take(3, check_take(Clip(x, FAKE_RATE), LONG, wpm=170.0))
+    assert best_take([hard, soft]).number == 2 and best_take([hard, soft, good]).number == 3
+    assert best_take([hard, soft], strict=True).number == 2 or hard.verdict.badness < soft.verdict.badness
+
+
+def test_a_verdict_is_made_again_from_its_record():
+    from dialog_tts.quality import Figures
+
+    x = glitch(speech_like(LONG), "pause")
+    verdict = check_take(Clip(x, FAKE_RATE), LONG, wpm=170.0)
+    again = check_take(Clip(np.zeros(1, np.float32), FAKE_RATE), LONG, wpm=170.0,
+                       figures=Figures(*verdict.record()["figures"]))        # the audio is not read again
+    assert again.checks == verdict.checks
