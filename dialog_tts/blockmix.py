@@ -29,17 +29,18 @@ that nothing more will join it.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import tempfile
 from dataclasses import dataclass, field, replace
-from typing import IO, Iterable, Iterator
+from typing import IO, BinaryIO, Callable, Iterable, Iterator, cast
 
 import numpy as np
 
 from . import loudness
 from . import mix as mix_module
 from .audio import db_to_gain
-from .errors import LoudnessError
+from .errors import LoudnessError, OutputError
 from .mix import LEVEL_REFERENCE, MixSettings, level_gain, line_volume, pan_gains
 from .script import speaker_key
 from .timeline import Entry
@@ -50,6 +51,9 @@ _BINS = np.arange(-200.0, 40.0, 0.01)   # dB: the histogram of group peaks
 _COMPENSATE_ROUNDS = mix_module.COMPENSATE_ROUNDS
 _REACH = db_to_gain(3.0)          # true peaks are read for up to 3 dB more gain than asked (then again)
 _TOP_PERCENTILE = 99.5             # the largest gain is counted from this percentile of the lines' peaks
+_RENDER_CHUNK = 1 << 18           # frames of an island mixed at once (a multiple of loudness.GROUP)
+_MEASURE_GROUPS = (1 << 20) // loudness.GROUP   # groups of a line whose true peaks are read at once
+_MEASURE_MARGIN = 8192            # frames of context read around them (more than loudness reads around its own)
 
 
 class Spill:
@@ -59,26 +63,44 @@ class Spill:
     or crashed render leaves nothing behind."""
 
     def __init__(self, folder: str | None = None) -> None:
-        self._file: IO[bytes] = tempfile.TemporaryFile(prefix=".dialog-tts-spill-", dir=folder)
+        self._folder = folder or tempfile.gettempdir()
+        with self._failing():
+            self._file: IO[bytes] = tempfile.TemporaryFile(prefix=".dialog-tts-spill-", dir=folder)
         self._end = 0
+
+    @contextlib.contextmanager
+    def _failing(self) -> Iterator[None]:
+        """An OSError (a full disk, a file too large) as one OutputError naming the folder."""
+        try:
+            yield
+        except OSError as exc:
+            reason = exc.strerror or str(exc)
+            raise OutputError(f"cannot write the mix's temporary file here: {reason}", path=self._folder) from None
 
     def put(self, array: np.ndarray) -> int:
         """Append *array* (float32); its offset in items."""
         data = np.ascontiguousarray(array, dtype=np.float32)
-        self._file.seek(self._end)
-        self._file.write(data.tobytes())
+        with self._failing():
+            self._file.seek(self._end)
+            self._file.write(data.data.cast("B"))     # no bytes copy of a long line
         offset, self._end = self._end // 4, self._end + data.nbytes
         return offset
 
     def set(self, offset: int, array: np.ndarray) -> None:
         """Overwrite items from *offset* with *array* (float32)."""
-        self._file.seek(offset * 4)
-        self._file.write(np.ascontiguousarray(array, dtype=np.float32).tobytes())
+        with self._failing():
+            self._file.seek(offset * 4)
+            self._file.write(np.ascontiguousarray(array, dtype=np.float32).data.cast("B"))
 
     def get(self, offset: int, count: int) -> np.ndarray:
         """*count* float32 items from *offset*."""
-        self._file.seek(offset * 4)
-        return np.frombuffer(self._file.read(count * 4), dtype=np.float32).copy()
+        out = np.empty(count, np.float32)
+        with self._failing():
+            self._file.seek(offset * 4)
+            got = cast(BinaryIO, self._file).readinto(out.data.cast("B"))     # type: ignore[attr-defined]
+            if got != out.nbytes:
+                raise OSError(f"the spill file ended early ({got} of {out.nbytes} bytes)")
+        return out
 
     def close(self) -> None:
         self._file.close()
@@ -153,18 +175,8 @@ class BlockMix:
         """Analyse the next placed line (its prepared samples, as :func:`mix.prepare` gives them)."""
         if samples.shape[0] == 0 or entry.voice is None:
             return None
-        rate = self.rate
-        tail = loudness.tail_frames(rate)
-        squared = loudness.k_squared(samples, rate, tail)
-        k0 = max(0, loudness.sub_block_of(entry.start, rate) - 1)
-        k1 = loudness.sub_block_of(entry.start + squared.shape[0], rate) + 2
-        edges = loudness.sub_block_edges_between(k0, k1, rate)
-        level = loudness.measure_line(samples, rate, entry.start, edges, entry.start + squared.shape[0],
-                                      squared=squared)
-        level = loudness.LineLevel(level.blocks, level.first + k0, level.subs)
-        energies = loudness.group_sums(squared, entry.start)
-        peaks = loudness.group_maxima(np.abs(samples), entry.start)   # true peaks are read when needed
-        peaks = np.concatenate([peaks, np.zeros(energies.shape[0] - peaks.shape[0], np.float32)])
+        # in chunks: a line of any length costs a few MB beside its samples (true peaks are read when needed)
+        level, energies, peaks = loudness.measure_placed_line(samples, self.rate, entry.start)
         gain = entry.voice.gain
         if self.settings.leveling == "line":
             gain += level_gain(level.loudness - line_volume(entry))
@@ -172,7 +184,9 @@ class BlockMix:
                      energies.shape[0])
         self._count_peaks(peaks, line.gain * line.top_weight)
         if self.spill is not None:
-            line.at = self.spill.put(np.concatenate([samples, peaks, energies]))
+            line.at = self.spill.put(samples)
+            self.spill.put(peaks)
+            self.spill.put(energies)
         else:
             line.held = (samples, peaks, energies)
         self.lines.append(line)
@@ -197,37 +211,61 @@ class BlockMix:
         return pan_gains(entry.voice.pan or 0.0) if self.settings.channels == 2 and entry.voice else (1.0,)
 
     def parts(self, line: _Line, factor: float | None = None,
-              reach: float = _REACH) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """(samples, group peaks, group energies) of *line*, from memory or the spill; with *factor*
-        (the gain its peaks will be multiplied by), its peaks are true peaks wherever that could
-        bring them near the ceiling (:meth:`_measure`)."""
+              reach: float = _REACH) -> tuple[np.ndarray, np.ndarray]:
+        """(group peaks, group energies) of *line*, from memory or the spill; with *factor* (the
+        gain its peaks will be multiplied by), its peaks are true peaks wherever that could bring
+        them near the ceiling (:meth:`_measure`)."""
         if line.held is not None:
-            parts = line.held
+            parts = line.held[1], line.held[2]
         else:
             assert self.spill is not None
             n, g = line.entry.frames, line.groups
-            data = self.spill.get(line.at, n + 2 * g)
-            parts = data[:n], data[n:n + g], data[n + g:]
+            data = self.spill.get(line.at + n, 2 * g)
+            parts = data[:g], data[g:]
         if factor is not None and self.unsure(line, factor):
-            self._measure(line, parts, factor * reach)
+            self._measure(line, parts[0], factor * reach)
         return parts
+
+    def samples(self, line: _Line, a: int, b: int) -> np.ndarray:
+        """Samples a..b-1 of *line* (clipped to it), from memory or the spill."""
+        a, b = max(0, a), max(0, min(line.entry.frames, b))
+        if b <= a:
+            return np.zeros(0, np.float32)
+        if line.held is not None:
+            return line.held[0][a:b]
+        assert self.spill is not None
+        return self.spill.get(line.at + a, max(0, b - a))
 
     def unsure(self, line: _Line, factor: float) -> bool:
         """Whether *line*'s peaks times *factor* could reach the ceiling without their true peaks read yet."""
         return factor > line.measured and line.peak * loudness.TP_HEADROOM * factor > self.ceiling
 
-    def _measure(self, line: _Line, parts: tuple[np.ndarray, np.ndarray, np.ndarray], reach: float) -> None:
+    def _measure(self, line: _Line, peaks: np.ndarray, reach: float) -> None:
         """Read the true peaks of the groups that a gain up to *reach* could bring near the ceiling (in
         place, and in the spill).  Oversampling every line cost 40 % of a render: most groups of
         levelled speech stay more than 6 dB (the headroom) under the ceiling.  The search reads 3 dB
         further than the gain it tries, so that its next tries need not read again."""
-        samples, peaks, _energies = parts
         wanted = peaks * np.float32(loudness.TP_HEADROOM * reach) > self.ceiling
-        true = loudness.group_true_peaks(samples, line.entry.start, wanted, self.rate)
-        np.maximum(peaks[:true.shape[0]], true, out=peaks[:true.shape[0]])
+        start, n, group = line.entry.start, line.entry.frames, loudness.GROUP
+        margin = _MEASURE_MARGIN
+        # in chunks on the mix's group grid, each read with context around it: bounded memory for any line
+        for g in np.flatnonzero(np.add.reduceat(wanted, np.arange(0, wanted.shape[0], _MEASURE_GROUPS)) > 0):
+            g_a, g_b = int(g) * _MEASURE_GROUPS, min(wanted.shape[0], (int(g) + 1) * _MEASURE_GROUPS)
+            a = max(0, (line.g0 + g_a) * group - start - margin)          # line frames read
+            b = min(n, (line.g0 + g_b) * group - start + margin)
+            if b <= a:
+                continue
+            w0 = (start + a) // group - line.g0                               # the window's first group
+            window = self.samples(line, a, b)
+            w_groups = -(-((start + a) % group + window.shape[0]) // group)
+            want = np.zeros(w_groups, bool)
+            lo, hi = max(g_a, w0), min(g_b, w0 + w_groups)
+            want[lo - w0:hi - w0] = wanted[lo:hi]
+            true = loudness.group_true_peaks(window, start + a, want, self.rate)
+            np.maximum(peaks[lo:hi], true[lo - w0:hi - w0], out=peaks[lo:hi])
         line.peak, line.measured = float(peaks.max()), reach
         if line.held is None and self.spill is not None:
-            self.spill.set(line.at + samples.shape[0], peaks)
+            self.spill.set(line.at + n, peaks)
 
     # ------------------------------------------------------------ gain
     def finish(self, frames: int) -> Figures:
@@ -291,7 +329,7 @@ class BlockMix:
         g = db_to_gain(self.gain_db)
         measured = loudness.loudness_of(energies * g * g, self.frames, self.rate) if self.lines else -math.inf
         figures.loudness = measured if math.isfinite(measured) else None
-        figures.true_peak = 20.0 * math.log10(self.peak) if self.peak > 0 else None
+        figures.true_peak = 20.0 * math.log10(self.peak) + loudness.REPORT_ALLOWANCE_DB if self.peak > 0 else None
         return figures
 
 
@@ -356,7 +394,7 @@ class _Search:
             factor = line.gain * line.top_weight * g
             if line.peak * factor <= mix.ceiling and not mix.unsure(line, factor):
                 continue
-            _samples, peaks, group_energy = mix.parts(line, factor)
+            peaks, group_energy = mix.parts(line, factor)
             curve = _limit(peaks * np.float32(factor), mix.ceiling, mix.rate, mix.reach)
             taken = group_energy * (curve.astype(np.float64) ** 2 - 1.0)
             first, rows = _group_rows(line, taken, mix.rate)
@@ -487,45 +525,96 @@ def _render(mix: BlockMix, lines: Iterable[_Line], out: _Out, frames: int) -> It
 
 
 def _emit(mix: BlockMix, island: list[_Line], out: _Out, frames: int | None = None) -> Iterator[np.ndarray]:
-    """One island into *out* (cut at *frames*, the mix's end, where known)."""
-    first, audio = _island(mix, island)
+    """One island into *out* (cut at *frames*, the mix's end, where known), mixed a chunk at a time."""
+    first, length, render = _island(mix, island)
     skip = max(0, out.position - first)    # islands never overlap: only the first one can start before 0
     yield from out.silence(first + skip - out.position)
-    audio = audio[skip:]
     # past its last line an island is silence: where the mix's end is not known yet, it stops there
     end = frames if frames is not None else max(line.entry.end for line in island)
-    yield from out.put(audio[:max(0, end - out.position)])
+    stop = min(length, max(skip, end - first))
+    for a in range(skip, stop, _RENDER_CHUNK):
+        yield from out.put(render(a, min(stop, a + _RENDER_CHUNK)))
+    for line in island:
+        line.held = None          # streamed lines are released once placed
 
 
-def _island(mix: BlockMix, island: list[_Line]) -> tuple[int, np.ndarray]:
-    """(first frame, limited audio) of one island, from a group before its lines to a group after."""
+def _island(mix: BlockMix, island: list[_Line]) -> tuple[int, int, Callable[[int, int], np.ndarray]]:
+    """(first frame, frames, render) of one island, from a group before its lines to a group after:
+    ``render(a, b)`` gives its limited audio a..b-1 (frames from the first), so that no buffer as
+    long as the island (or a line in it) is ever made."""
     group, g = loudness.GROUP, db_to_gain(mix.gain_db)
     ga = max(0, island[0].g0 - mix.reach)
     gb = max(ln.g0 + ln.groups for ln in island) + mix.reach
     peaks = np.zeros(gb - ga, np.float32)
-    buffer = np.zeros(((gb - ga) * group,) if mix.settings.channels == 1 else ((gb - ga) * group, 2), np.float32)
     parts = [mix.parts(line, line.gain * line.top_weight * g, reach=1.0) for line in island]   # the final gain
-    for line, (samples, line_peaks, _energy) in zip(island, parts):
+    for line, (line_peaks, _energy) in zip(island, parts):
         at = line.g0 - ga
         peaks[at:at + line_peaks.shape[0]] += line_peaks * np.float32(line.gain * line.top_weight * g)
-        start = line.entry.start - ga * group
-        for c, weight in enumerate(line.weights):
-            target = buffer[start:start + samples.shape[0]] if buffer.ndim == 1 else \
-                buffer[start:start + samples.shape[0], c]
-            target += samples * np.float32(line.gain * weight)
-        line.held = None          # streamed lines are released once placed
     curve = loudness.limit_groups(peaks, mix.ceiling, mix.rate) if float(peaks.max()) > mix.ceiling else \
         np.ones(peaks.shape, np.float32)
+    origin = ga * group
+    shape = [curve * np.float32(g)]          # the gain per group that render applies (held again below)
+
+    def render(a: int, b: int) -> np.ndarray:
+        buffer = np.zeros((b - a,) if mix.settings.channels == 1 else (b - a, 2), np.float32)
+        for line in island:
+            start = line.entry.start - origin
+            samples = mix.samples(line, a - start, b - start)
+            if not samples.shape[0]:
+                continue
+            at = max(0, start - a)
+            for c, weight in enumerate(line.weights):
+                target = buffer[at:at + samples.shape[0]] if buffer.ndim == 1 else \
+                    buffer[at:at + samples.shape[0], c]
+                target += samples * np.float32(line.gain * weight)
+        frame_gain = loudness.frame_curve(shape[0], a, b)
+        buffer *= frame_gain if buffer.ndim == 1 else frame_gain[:, None]
+        return buffer
+
+    # the limited result is read again where the limiter moved the gain, and limited again where over
+    wanted = loudness.limited_groups(peaks, curve, 1.0, mix.ceiling)
+    read = np.zeros(peaks.shape, np.float32)
+    for round_ in range(loudness.HOLD_ROUNDS):
+        if not wanted.any():
+            break
+        read = _read_groups(render, wanted, mix.rate, (gb - ga) * group)
+        extra = loudness.relimit(read, wanted, mix.ceiling, mix.rate, round_)
+        if extra is None:
+            break
+        curve = curve * extra
+        shape[0] = curve * np.float32(g)
+        wanted = wanted | (extra < np.float32(1.0))
     following = np.append(curve[1:], curve[-1:])
-    mix.peak = max(mix.peak, float((peaks * np.maximum(curve, following)).max()))
-    for line, (_samples, _peaks, energy) in zip(island, parts):
+    estimate = np.where(wanted, read, peaks * np.maximum(curve, following))
+    # for the report: groups that could be the highest yet are read from the result (where no gain brought
+    # them near the ceiling, their peaks are sample peaks: lower bounds)
+    unread = ~wanted & (estimate * np.float32(loudness.TP_HEADROOM) > max(mix.peak, float(estimate.max())))
+    if unread.any():
+        estimate = np.maximum(estimate, _read_groups(render, unread, mix.rate, (gb - ga) * group))
+    mix.peak = max(mix.peak, float(estimate.max()))
+    for line, (_peaks, energy) in zip(island, parts):
         at = line.g0 - ga
         taken = energy * (curve[at:at + energy.shape[0]].astype(np.float64) ** 2 - 1.0)
         if taken.any():
             mix.taken.append((*_group_rows(line, taken, mix.rate), line.weights))
-    frame_gain = loudness.frame_curve(curve * np.float32(g), 0, buffer.shape[0])
-    buffer *= frame_gain if buffer.ndim == 1 else frame_gain[:, None]
-    return ga * group, buffer
+    return origin, (gb - ga) * group, render
+
+
+def _read_groups(render: Callable[[int, int], np.ndarray], wanted: np.ndarray, rate: int,
+                 frames: int) -> np.ndarray:
+    """The true peak of each *wanted* group of an island (0 elsewhere), rendered and read in chunks
+    with context around them."""
+    group, margin = loudness.GROUP, _MEASURE_MARGIN
+    read = np.zeros(wanted.shape, np.float32)
+    for k in np.flatnonzero(np.add.reduceat(wanted, np.arange(0, wanted.shape[0], _MEASURE_GROUPS)) > 0):
+        g_a, g_b = int(k) * _MEASURE_GROUPS, min(wanted.shape[0], (int(k) + 1) * _MEASURE_GROUPS)
+        a, b = max(0, g_a * group - margin), min(frames, g_b * group + margin)     # on the group grid
+        lo = g_a - a // group
+        want = np.zeros(-(-b // group) - a // group, bool)
+        want[lo:lo + g_b - g_a] = wanted[g_a:g_b]
+        true = loudness.group_true_peaks(render(a, b), 0, want, rate)
+        read[g_a:g_b] = np.where(wanted[g_a:g_b], true[lo:lo + g_b - g_a], np.float32(0.0))
+    return read
 
 
 def predicted_gain(settings: MixSettings, first: _Line | None) -> float:

@@ -4,7 +4,8 @@
   the energies of 100 ms sub-blocks so that a long mix is never copied;
 - the loudness of one line (:func:`measure_line`), gated so that pauses and short
   lines do not read quiet, and its share of the mix's sub-block energies;
-- the true peak of every frame (the signal oversampled to 192 kHz or more);
+- the true peak of every frame (the signal oversampled 8x by an interpolator whose passband
+  reaches Nyquist, :class:`Oversampler`), and a bound of it that no finer reading exceeds;
 - a look-ahead limiter, and :func:`normalize_loudness`, which brings a buffer to a
   loudness target (or a fixed gain) with its true peak under a ceiling, in place.
 """
@@ -20,7 +21,7 @@ import numpy as np
 
 from .audio import db_to_gain
 
-TRUE_PEAK_RATE = 192000   # true peaks are read at this rate or above (8x at 24 kHz, 4x at 48 kHz)
+OVERSAMPLING = 8          # true peaks are read 8x oversampled, whatever the rate (see Oversampler)
 BLOCK = 1 << 16  # frames per block (a multiple of the limiter's group)
 
 # Loudness normalization works on a long mix without copying it: the K-weighted energy of
@@ -32,7 +33,7 @@ BLOCK = 1 << 16  # frames per block (a multiple of the limiter's group)
 _SUB_SECONDS = 0.1        # BS.1770: 400 ms gating blocks, 75 % overlap → 100 ms steps
 _GROUP = 32               # frames per limiter group
 _WARM = 0.1               # seconds of filter warm-up before a region filtered again
-_TP_MARGIN = 256          # frames of context around an oversampled segment
+_TP_MARGIN = 4352         # frames of context around an oversampled segment (the interpolator's reach and more)
 _TP_SEGMENT = 16384       # true peaks are oversampled in whole segments of this many frames
 _TP_HEADROOM = 2.0        # a true peak is assumed at most 2x (6 dB) over the sample peak
 _ATTACK = 0.003           # limiter look-ahead, seconds
@@ -41,9 +42,20 @@ _TAIL = 0.02              # seconds of K-filter ring-out kept after a line (the 
 _DENORMAL_GUARD = 1e-20   # added to a line before K-weighting it in float32 (its energy: 1e-40 a sample)
 _PROPORTIONAL = 1e-5      # stereo channels this close to proportional are read as one (a panned mono line)
 _TOP_PERCENTILE = 99.5    # the limiter's largest push is counted from this percentile of the peaks
-# The limiter holds peaks this far under the ceiling: a 192 kHz reading can miss up to about 0.06 dB
-# of a peak that a finer one finds (measured on speech at 16-48 kHz against 16x and FFT interpolation).
-_CEILING_MARGIN_DB = 0.1
+# Meters disagree near Nyquist: libebur128's short 4x interpolator lets through images of what lies just
+# under Nyquist and reads up to 0.03 dB over this reading there (on clicks, fast limiting and noise at 0.9-1.0
+# of Nyquist, tests/test_true_peak.py).  A reported true peak includes this allowance, so that it is at least
+# what those meters read; the limiter holds the peaks the allowance (and 0.02 dB for the interpolator's last
+# 0.1 % below Nyquist, where its gain falls) under the ceiling.
+REPORT_ALLOWANCE_DB = 0.05
+_CEILING_MARGIN_DB = 0.02 + REPORT_ALLOWANCE_DB
+# Half-sample interpolator (Oversampler): 2 x 4096 taps of a Kaiser-windowed sinc (beta 7), applied by FFT.
+# Its gain is flat within 0.002 dB up to 0.999 of Nyquist.  Written here because soxr's passband ends near
+# 0.95 of Nyquist (its quality recipes have no wider one), and content between 0.95 and 1.0 of Nyquist
+# (clicks, a limiter's fast gain changes) raises inter-sample peaks that other meters (libebur128, ffmpeg,
+# FFT interpolation) read.  Content that close to Nyquist needs a filter this long to be interpolated.
+_HALF_TAPS = 4096
+_KAISER_BETA = 7.0
 SHORTFALL_LU = 0.5        # a loudness target missed by more than this is not reached
 
 # BS.1770's K-weighting: a high shelf (+4 dB above about 1.5 kHz, the head's acoustic
@@ -113,36 +125,176 @@ def _max_every(x: np.ndarray, k: int) -> np.ndarray:
 
 
 def oversampling_for(rate: int) -> int:
-    """The oversampling factor that reads true peaks at TRUE_PEAK_RATE or above.
+    """The oversampling factor of a true peak reading: 8 at every rate.
 
-    4x is BS.1770's minimum, but at 24 kHz (96 kHz) it under-reads inter-sample peaks by up
-    to 0.16 dB on speech: 8x (192 kHz) finds them, so the factor follows the rate."""
-    return max(1, -(-TRUE_PEAK_RATE // rate))
+    What the grid misses depends on the factor, not on the rate (content reaches Nyquist at any
+    rate): at 8x up to 0.17 dB, which :func:`_peak_bounds` adds back where the curvature says so."""
+    return OVERSAMPLING
+
+
+@lru_cache(maxsize=1)
+def _half_sample_taps() -> np.ndarray:
+    """The interpolator's taps: sinc at offsets -4095.5 .. 4095.5, Kaiser-windowed (float32)."""
+    offsets = np.arange(-_HALF_TAPS + 1, _HALF_TAPS + 1) - 0.5
+    return (np.sinc(offsets) * np.kaiser(2 * _HALF_TAPS, _KAISER_BETA)).astype(np.float32)
+
+
+@lru_cache(maxsize=16)
+def _half_sample_spectrum(size: int) -> np.ndarray:
+    return np.fft.rfft(_half_sample_taps(), size)
+
+
+_FFT_SIZE = 1 << 17      # overlap-save pieces: 94 % of each is new output
+
+
+@lru_cache(maxsize=64)
+def _fast_size(n: int) -> int:
+    """The smallest 2**a 3**b 5**c at least *n* (sizes pocketfft transforms fast)."""
+    best = 1 << (n - 1).bit_length()
+    five = 1
+    while five < best:
+        three = five
+        while three < best:
+            size = three << max(0, (-(-n // three) - 1).bit_length())
+            best = min(best, size)
+            three *= 3
+        five *= 5
+    return best
+
+
+def _valid_convolution(x: np.ndarray) -> np.ndarray:
+    """``np.convolve(x, taps, 'valid')`` along axis 0, by FFT in overlapping pieces (overlap-save)."""
+    taps = 2 * _HALF_TAPS
+    count = x.shape[0] - taps + 1
+    out = np.empty((max(0, count), *x.shape[1:]), np.float32)
+    done = 0
+    while done < count:
+        piece = x[done:done + _FFT_SIZE]
+        size = _FFT_SIZE if piece.shape[0] == _FFT_SIZE else _fast_size(piece.shape[0])
+        spectrum = np.fft.rfft(piece, size, axis=0)
+        spectrum *= _half_sample_spectrum(size) if x.ndim == 1 else _half_sample_spectrum(size)[:, None]
+        y = np.fft.irfft(spectrum, size, axis=0)
+        n = piece.shape[0] - taps + 1
+        out[done:done + n] = y[taps - 1:taps - 1 + n]
+        done += n
+    return out
+
+
+class Oversampler:
+    """8x oversampling whose passband reaches Nyquist, for audio handed over in blocks, in order.
+
+    Two steps: the half-sample points are interpolated with a long windowed sinc (FFT convolution),
+    which doubles the rate with the band intact up to 0.99 of the old Nyquist; soxr then takes the
+    doubled signal up 4x, where all of its content lies well inside soxr's passband.  The output is
+    aligned with the input: sample ``j`` is at frame ``j / 8``.  The signal is silent before the
+    first block and after the last one (``last=True``)."""
+
+    def __init__(self, rate: int, channels: int, oversampling: int = OVERSAMPLING) -> None:
+        import soxr
+
+        self.channels, self.factor = channels, oversampling
+        shape = (0,) if channels == 1 else (0, channels)
+        self._input = np.zeros((_HALF_TAPS - 1, *shape[1:]), np.float32)   # frames the filter still needs
+        self._unpaired = np.zeros(shape, np.float32)     # frames whose half-sample point is not known yet
+        self._up = (soxr.ResampleStream(2 * rate, oversampling * rate, channels, dtype="float32", quality="HQ")
+                    if oversampling > 2 else None)
+
+    def push(self, x: np.ndarray, last: bool = False) -> np.ndarray:
+        """The oversampled signal as far as *x* (and the blocks before it) determine it."""
+        x = np.asarray(x, np.float32)
+        tail = np.zeros((_HALF_TAPS * last, *x.shape[1:]), np.float32)
+        data = np.concatenate([self._input, x, tail])
+        halves = _valid_convolution(data)
+        self._input = data[halves.shape[0]:]
+        frames = np.concatenate([self._unpaired, x]) if self._unpaired.shape[0] else x
+        n = halves.shape[0]
+        doubled = np.empty((2 * n, *x.shape[1:]), np.float32)
+        doubled[0::2], doubled[1::2] = frames[:n], halves
+        self._unpaired = frames[n:].copy()
+        if self._up is None:
+            return doubled
+        return self._up.resample_chunk(doubled, last=last)
+
+
+_BOUND_WINDOW = 32        # frames (the limiter's group) whose highest frame is raised to a bound of their peak
+
+
+def _peak_bounds(up: np.ndarray, before: np.ndarray, after: np.ndarray, factor: int, first: int) -> np.ndarray:
+    """For each frame of the oversampled *up* (*factor* points a frame; *before* and *after*: the
+    points next to it; *first*: the index of its first frame in the whole signal), the peak of its
+    points (the larger channel); the highest frame of each window of 32 (counted from the signal's
+    first frame) is raised to a bound of the window's true peak.
+
+    Between grid points a band-limited signal rises over the highest one by at most the curvature
+    there times (step / 2)**2 / 2, that is ``|v[-1] - 2 v + v[+1]| / 8``: the window's largest
+    curvature, added to its highest point, bounds its peak.  At most 0.005 dB under a tone at
+    Nyquist sampled 8x at the worst phase (its highest point alone is 0.17 dB under, a 16x grid's
+    0.04 dB), and next to nothing over the peak for speech, whose curvature on an 8x grid is small."""
+    n = up.shape[0] // factor
+    lead = first % _BOUND_WINDOW
+    windows = -(-(lead + n) // _BOUND_WINDOW)
+    # |curvature| at every point: differences of differences, the edges from the points next to them
+    steps = np.diff(np.concatenate([before, up, after]), axis=0)
+    curvature = np.subtract(steps[1:], steps[:-1], out=steps[:-1])
+    np.abs(curvature, out=curvature)
+    if lead or n % _BOUND_WINDOW:      # laid out on whole windows
+        laid = np.zeros((windows * _BOUND_WINDOW * factor, *up.shape[1:]), np.float32)
+        laid[lead * factor:lead * factor + up.shape[0]] = curvature
+        curvature = laid
+    most = curvature.reshape(windows, -1).max(axis=1) * np.float32(0.125)
+    magnitude = np.abs(up) if up.ndim == 1 else abs_max_channels(up)
+    peaks = _max_every(magnitude, factor)
+    # the highest frame of each window gets the window's largest correction
+    padded = np.zeros(windows * _BOUND_WINDOW, np.float32)
+    padded[lead:lead + n] = peaks
+    grid = padded.reshape(windows, _BOUND_WINDOW)
+    at = grid.argmax(axis=1)
+    grid[np.arange(windows), at] += most
+    return padded[lead:lead + n]
+
+
+class PeakReader:
+    """Per-frame true peak bounds (:func:`_peak_bounds`) of audio handed over in blocks, in order."""
+
+    def __init__(self, rate: int, channels: int, oversampling: int = OVERSAMPLING) -> None:
+        self.factor = oversampling
+        self._shape = (0,) if channels == 1 else (0, channels)
+        self._sampler = Oversampler(rate, channels, oversampling)
+        self._pending = np.zeros(self._shape, np.float32)                # points of frames not complete yet
+        self._before = np.zeros((1, *self._shape[1:]), np.float32)       # silence before the first frame
+        self._frames = 0                                                   # frames read so far
+
+    def push(self, x: np.ndarray, last: bool = False) -> np.ndarray:
+        """The bounds of the frames that *x* (and the blocks before it) complete; with *last*, of all."""
+        factor = self.factor
+        up = self._sampler.push(x, last=last)
+        up = np.concatenate([self._pending, up]) if self._pending.shape[0] else up
+        if last:    # silence after the last frame
+            up = np.concatenate([up, np.zeros((factor, *self._shape[1:]), np.float32)])
+        usable = max(0, (up.shape[0] - 1) // factor) * factor      # one point after them is needed
+        if usable == 0:
+            self._pending = up.copy()
+            return np.zeros(0, np.float32)
+        bounds = _peak_bounds(up[:usable], self._before, up[usable:usable + 1], factor, self._frames)
+        self._before, self._pending = up[usable - 1:usable].copy(), up[usable:].copy()
+        self._frames += bounds.shape[0]
+        return bounds
 
 
 def true_peak_per_frame(samples: np.ndarray, rate: int, oversampling: int | None = None) -> np.ndarray:
-    """For each frame, the highest absolute value of the oversampled signal (all channels),
-    oversampled to at least 192 kHz unless *oversampling* says otherwise."""
-    import soxr
-
-    oversampling = oversampling or oversampling_for(rate)
+    """For each frame, the true peak near it (all channels): the signal oversampled 8x
+    (:class:`Oversampler`, unless *oversampling* says otherwise), never under the sample peak.
+    The highest frame of each run of 32 (from the first) is a bound: corrected for what the grid
+    can miss (:func:`_peak_bounds`), at least as high as finer readings."""
+    oversampling = oversampling or OVERSAMPLING
     if oversampling == 1:
         return abs_max_channels(samples)
     frames = samples.shape[0]
-    channels = 1 if samples.ndim == 1 else samples.shape[1]
-    stream = soxr.ResampleStream(rate, rate * oversampling, channels, dtype="float32", quality="HQ")
+    reader = PeakReader(rate, 1 if samples.ndim == 1 else samples.shape[1], oversampling)
     peaks = np.empty(frames, dtype=np.float32)
     filled = 0
-    pending = np.zeros((0,) if channels == 1 else (0, channels), dtype=np.float32)
     for start in range(0, frames, BLOCK):
-        chunk = np.ascontiguousarray(samples[start:start + BLOCK])
-        up = stream.resample_chunk(chunk, last=start + BLOCK >= frames)
-        up = np.concatenate([pending, up]) if pending.shape[0] else up
-        usable = (up.shape[0] // oversampling) * oversampling
-        pending = up[usable:].copy()
-        # |x| in place where mono: a new 8x array for it cost a third of the reading (page faults)
-        magnitude = np.abs(up[:usable], out=up[:usable]) if channels == 1 else abs_max_channels(up[:usable])
-        block = _max_every(magnitude, oversampling)
+        block = reader.push(np.ascontiguousarray(samples[start:start + BLOCK]), last=start + BLOCK >= frames)
         n = min(block.shape[0], frames - filled)
         peaks[filled:filled + n] = block[:n]
         filled += n
@@ -317,6 +469,72 @@ def measure_line(samples: np.ndarray, rate: int, start: int, edges: np.ndarray, 
     inner = edges[first + 1:][edges[first + 1:] < start + y.shape[0]] - start
     subs = np.add.reduceat(y, np.concatenate([[0], inner]).astype(np.int64)).astype(np.float64)
     return LineLevel(blocks, first, subs)
+
+
+_LINE_CHUNK = 1 << 20     # frames of a line filtered at once by measure_placed_line (a multiple of _GROUP)
+
+
+def _add_binned(out: np.ndarray, values: np.ndarray, offset: int, bounds: np.ndarray) -> None:
+    """Add to ``out[k]`` the sum of *values* (frames offset.. of a longer run) that fall in
+    ``bounds[k]:bounds[k + 1]`` (*bounds* increasing, from 0): np.add.reduceat, one chunk at a time."""
+    end = offset + values.shape[0]
+    k0 = int(np.searchsorted(bounds, offset, side="right")) - 1
+    k1 = int(np.searchsorted(bounds, end, side="left"))
+    starts = np.concatenate([[offset], bounds[k0 + 1:k1]]).astype(np.int64) - offset
+    out[k0:k0 + starts.shape[0]] += np.add.reduceat(values, starts)
+
+
+def measure_placed_line(samples: np.ndarray, rate: int, start: int) -> tuple[LineLevel, np.ndarray, np.ndarray]:
+    """(level, K-weighted energy per group, sample peak per group) of one mono line placed at frame
+    *start* of an unbounded mix: :func:`measure_line` (``first`` counted from the mix's first
+    sub-block), :func:`group_sums` of :func:`k_squared` and :func:`group_maxima` of its magnitude,
+    filtered and summed in chunks, so that a line of any length needs a few MB beside itself.
+    Both group arrays cover the line and its 20 ms of ring-out."""
+    n = samples.shape[0]
+    tail = tail_frames(rate)
+    total = n + tail
+    own_step = round(_SUB_SECONDS * rate)
+    long_line = n >= 0.4 * rate
+    own = np.arange(block_count(n, rate) + 3) * own_step if long_line else np.zeros(1, np.int64)
+    own = own[own < n]
+    own_sums = np.zeros(own.shape[0])
+    k0 = max(0, sub_block_of(start, rate) - 1)
+    k1 = sub_block_of(start + total, rate) + 2
+    edges = sub_block_edges_between(k0, k1, rate)
+    first = int(np.searchsorted(edges, start, side="right")) - 1
+    inner = edges[first + 1:][edges[first + 1:] < start + total] - start
+    sub_bounds = np.concatenate([[0], inner]).astype(np.int64)
+    subs = np.zeros(sub_bounds.shape[0])
+    group_bounds = np.arange(-(start % _GROUP), total, _GROUP)
+    group_bounds[0] = 0
+    energies = np.zeros(group_bounds.shape[0])
+    peaks = []
+    sos = k_weighting_sos(rate).astype(np.float32)
+    state = None
+    cut = -start % _GROUP + _LINE_CHUNK        # chunks after the first start on the mix's group grid
+    pos = 0
+    while pos < total:
+        stop = min(total, cut if pos == 0 else pos + _LINE_CHUNK)
+        x = np.zeros(stop - pos, np.float32)
+        own_part = samples[pos:min(stop, n)]
+        x[:own_part.shape[0]] = own_part
+        x += np.float32(_DENORMAL_GUARD)
+        y, state = sosfilt(sos, x, state)
+        y *= y
+        if pos < n:
+            _add_binned(own_sums, y[:min(stop, n) - pos], pos, own)
+            peaks.append(group_maxima(np.abs(own_part), start + pos))
+        _add_binned(subs, y, pos, sub_bounds)
+        _add_binned(energies, y, pos, group_bounds)
+        pos = stop
+    if long_line:
+        sub = np.concatenate([own_sums, np.zeros(block_count(n, rate) + 3 - own_sums.shape[0])])
+        blocks = (sub[:-3] + sub[1:-2] + sub[2:-1] + sub[3:]) / (0.4 * rate)
+    else:
+        blocks = np.array([float(own_sums.sum()) / max(n, 1)])
+    group_peaks = np.concatenate([*peaks, np.zeros(0, np.float32)])
+    group_peaks = np.concatenate([group_peaks, np.zeros(energies.shape[0] - group_peaks.shape[0], np.float32)])
+    return LineLevel(blocks, first + k0, subs), energies.astype(np.float32), group_peaks
 
 
 def sub_block_edges_between(first: int, last: int, rate: int) -> np.ndarray:
@@ -544,7 +762,8 @@ def _apply_curve(x: np.ndarray, group_gain: np.ndarray) -> None:
 
 def _final_true_peak(x: np.ndarray, rate: int, peaks: np.ndarray, measured: np.ndarray,
                      curve: np.ndarray) -> float:
-    """The true peak (dBTP) of the normalized *x*, measuring again only where it is not yet known.
+    """The true peak (dBTP) of the normalized *x*, measuring again only where it is not yet known
+    (with the meters' allowance, REPORT_ALLOWANCE_DB).
 
     A group whose true peak was measured before the gain keeps it times the largest gain
     applied to it (the gain moves slowly and linearly across a group).  Other groups are
@@ -560,11 +779,12 @@ def _final_true_peak(x: np.ndarray, rate: int, peaks: np.ndarray, measured: np.n
     if could_exceed.any():
         again, _ = _group_peaks(x, rate, lambda _sample_peaks: could_exceed)
         known = max(known, float(again[could_exceed].max()))
-    return 20.0 * math.log10(known) if known > 0 else -math.inf
+    return 20.0 * math.log10(known) + REPORT_ALLOWANCE_DB if known > 0 else -math.inf
 
 
 def true_peak_db(x: np.ndarray, rate: int) -> float:
-    """The true peak (dBTP) of *x*, read at 192 kHz or above wherever it could be the highest."""
+    """The true peak (dBTP) of *x*, read 8x oversampled wherever it could be the highest: a bound
+    (:func:`true_peak_per_frame`) at least as high as finer readings."""
     peaks = _sample_group_peaks(x)
     return _final_true_peak(x, rate, peaks, np.zeros(peaks.shape, bool), np.ones(peaks.shape, np.float32))
 
@@ -823,7 +1043,52 @@ def _finish(gains: _LimitedGain, gain: float, got: float | None, notes: tuple[st
         _apply_curve(gains.x, curve)
     if got is None and gains.meter is not None:
         got = gains.loudness_at(gain)
+    x, rate = gains.x, gains.rate
+    wanted = limited_groups(gains.peaks, curve, db_to_gain(gain), gains.ceiling)
+    read = np.zeros(0, np.float32)
+    for _round in range(HOLD_ROUNDS):        # the limited result read again, and limited again where over
+        if not wanted.any():
+            break
+        read, _measured = _group_peaks(x, rate, _constant(wanted))
+        extra = relimit(read, wanted, gains.ceiling, rate, _round)
+        if extra is None:
+            break
+        _apply_curve(x, extra)
+        curve = curve * extra
+        wanted = wanted | (extra < np.float32(1.0))
     peak = None
     if report_peak or got is not None:
-        peak = _final_true_peak(gains.x, gains.rate, gains.peaks, gains.measured, curve)
+        peaks, measured = gains.peaks, gains.measured
+        if read.size:    # where the result was read, its reading stands (the others: bounds from before)
+            peaks, measured = np.where(wanted, 0.0, peaks).astype(np.float32), measured & ~wanted
+        peak = _final_true_peak(x, rate, peaks, measured, curve)
+        if read.size:
+            peak = max(peak, 20.0 * math.log10(max(float(read[wanted].max()), 1e-12)) + REPORT_ALLOWANCE_DB)
     return Normalization(got if gains.meter is not None else None, peak, notes, gain_db=gain)
+
+
+def _constant(wanted: np.ndarray) -> Callable[[np.ndarray], np.ndarray]:
+    """A candidate choice (for :func:`_group_peaks`) that is *wanted* whatever the sample peaks."""
+    return lambda _sample_peaks: wanted
+
+
+HOLD_ROUNDS = 4
+_HOLD_STEP = 0.997        # each round limits 0.026 dB lower than the one before
+
+
+def limited_groups(peaks: np.ndarray, curve: np.ndarray, gain: float, ceiling: float) -> np.ndarray:
+    """The groups whose result must be read again: where the limiter moved the gain (its gain
+    changes put content near Nyquist that can raise inter-sample peaks over what was read before
+    them) and the peaks (times the gain, times the headroom) could reach the ceiling."""
+    following = np.append(curve[1:], curve[-1:])
+    moved = np.minimum(curve, following) < np.float32(gain) * np.float32(0.99999)
+    return moved & (peaks * np.maximum(curve, following) * np.float32(_TP_HEADROOM) > np.float32(ceiling))
+
+
+def relimit(read: np.ndarray, wanted: np.ndarray, ceiling: float, rate: int, round_: int) -> np.ndarray | None:
+    """Extra gain per group that holds the *read* peaks of the *wanted* groups under the ceiling
+    (a little lower each round); None when none is over."""
+    peaks = np.where(wanted, read, np.float32(0.0)).astype(np.float32)
+    if float(peaks.max()) <= ceiling:
+        return None
+    return limit_groups(peaks, ceiling * _HOLD_STEP ** (round_ + 1), rate)

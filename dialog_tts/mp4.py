@@ -48,12 +48,19 @@ def write(path: str | os.PathLike[str], samples: np.ndarray, rate: int, *, bitra
 
 def _encode(path: str | os.PathLike[str], samples: np.ndarray, rate: int, bitrate: int,
             chapters: Sequence[ChapterMark], scale: float) -> None:
+    import av
+
+    from .audio import write_failure
+
     channels = 1 if samples.ndim == 1 else samples.shape[1]
     container, stream = open_aac(path, rate, channels, bitrate=bitrate, chapters=chapters)
-    with container:
-        for start in range(0, samples.shape[0], 64 * _FRAME):
-            encode_block(container, stream, samples[start:start + 64 * _FRAME], scale)
-        finish(container, stream)
+    try:
+        with container:
+            for start in range(0, samples.shape[0], 64 * _FRAME):
+                encode_block(container, stream, samples[start:start + 64 * _FRAME], scale)
+            finish(container, stream)
+    except (OSError, av.FFmpegError) as exc:      # a full disk, a file too large: one line, as the others give
+        raise OutputError(f"cannot write audio: {write_failure(exc, path)}", path=_shown(path)) from None
 
 
 def open_aac(target: str | os.PathLike[str] | BinaryIO, rate: int, channels: int, *, bitrate: int,
@@ -130,11 +137,11 @@ def decode(path: str | os.PathLike[str]) -> tuple[np.ndarray, int]:
 
 
 def decoded_true_peak(path: str | os.PathLike[str], rate: int) -> float:
-    """The true peak (dBTP, 4x oversampled) of the file as a player decodes it."""
-    from .loudness import true_peak_per_frame
+    """The true peak (dBTP, 8x oversampled, as a bound) of the file as a player decodes it."""
+    from .loudness import REPORT_ALLOWANCE_DB, true_peak_per_frame
 
     samples, got_rate = decode(path)
     peak = float(true_peak_per_frame(np.ascontiguousarray(samples), got_rate).max()) if samples.size else 0.0
-    return 20 * math.log10(peak) if peak > 0 else -math.inf
+    return 20 * math.log10(peak) + REPORT_ALLOWANCE_DB if peak > 0 else -math.inf
 
 

@@ -167,7 +167,9 @@ def test_lossy_files_hold_the_ceiling_after_decoding(hard, write_script, tmp_pat
     peak = oversampled_peak_db(x, got_rate)
     assert peak <= -1.0
     assert ebur128_lufs(x, got_rate) == pytest.approx(-18.0, abs=0.5)
-    assert result.true_peak == pytest.approx(peak, abs=0.1)          # the decoded file's figure
+    # the decoded file's figure: read up to Nyquist with the meters' allowance, so at least this
+    # reference (a decoded Vorbis file at 22.05 kHz has content near Nyquist that it reads lower)
+    assert peak - 0.01 <= result.true_peak <= peak + 0.15
     if ext == ".opus" and rate not in (8000, 12000, 16000, 24000, 48000):
         assert got_rate == 48000                                     # encoded from 48 kHz
 
