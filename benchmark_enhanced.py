@@ -410,7 +410,7 @@ def bench_kokoro(quick: bool) -> Section:
     best = min(bare.values(), key=lambda r: r.seconds)
     rows = list(bare.values())
     for key in ours:
-        r = row(f"dialog-tts, {count} lines, {key}" + (" (--workers 4, kokoro threads = cores / workers)"
+        r = row(f"dialog-tts, {count} lines, {key}" + (" (--workers 4, 1 thread per call)"
                                                         if key == "default" else ""), runs[key])
         r.ratio, r.baseline = best.seconds / r.seconds, best.name
         if key == "default":

@@ -26,6 +26,9 @@ SENTENCE_FILE = HERE / "voice_sentences.txt"
 #: The held-out sentences measured (the first ones of the section): enough words that one misheard
 #: word is about 0.7 % of WER, few enough for the suite to measure every palette voice in CI.
 SENTENCES = 16
+#: The suite measures every palette voice on the first eight of them (about 70 words): the bounds' check
+#: in CI's time; the figures shown come from all sixteen.
+SUITE_SENTENCES = 8
 PITCH_CLIPS = 8      # the median F0 is taken over the first eight sentences
 N_MFCC = 13
 
@@ -87,17 +90,42 @@ def measure(name: str, count: int = SENTENCES) -> dict:
             "rtf": round(spent / sum(c.duration for c in clips), 3)}
 
 
+#: The bounds a palette voice must meet (issue 25, item 4), and how many voices of each group it keeps.
+WER_RATIO, WER_FLOOR = 2.0, 0.12
+WOMEN_ABOVE_HZ, MEN_BELOW_HZ = 145.0, 160.0
+KEEP = {"american": 6, "british": 2}     # per sex: six American women and men, two British of each
+GRADES = ["A", "A-", "B+", "B", "B-", "C+", "C", "C-", "D+", "D", "D-", "F+", "F"]
+
+
+def choose_palette(table: list[dict]) -> list[str]:
+    """The palette from measured voices: per accent, those within the WER bound of that accent's best
+    (British voices are judged against each other) and in their sex's pitch range; American voices first,
+    each group by grade, then WER, at most :data:`KEEP` of each sex."""
+    palette: list[str] = []
+    for accent, keep in KEEP.items():
+        rows = [r for r in table if r["accent"] == accent and
+                (r["f0"] > WOMEN_ABOVE_HZ if r["gender"] == "female" else r["f0"] < MEN_BELOW_HZ)]
+        if not rows:
+            continue
+        bound = max(WER_RATIO * min(r["wer"] for r in rows), WER_FLOOR)
+        passing = sorted((r for r in rows if r["wer"] <= bound), key=lambda r: (GRADES.index(r["grade"]), r["wer"]))
+        chosen = [r["name"] for sex in ("female", "male") for r in [p for p in passing if p["gender"] == sex][:keep]]
+        palette += sorted(chosen, key=lambda n: [r["name"] for r in passing].index(n))
+    return palette
+
+
 def _init(model_cache: str | None) -> None:
     sys.path.insert(0, str(HERE))
     if model_cache:
         os.environ["DIALOG_TTS_MODEL_CACHE"] = model_cache
 
 
-def measure_all(names: list[str], model_cache: str | None = None, processes: int = 2) -> list[dict]:
+def measure_all(names: list[str], model_cache: str | None = None, processes: int = 2,
+                count: int = SENTENCES) -> list[dict]:
     """Each voice whole in one of *processes* spawned processes (pocketsphinx holds the GIL)."""
     with ProcessPoolExecutor(max_workers=processes, mp_context=multiprocessing.get_context("spawn"),
                              initializer=_init, initargs=(model_cache,)) as pool:
-        return list(pool.map(measure, names))
+        return list(pool.map(measure, names, [count] * len(names)))
 
 
 def main(out: Path) -> None:
@@ -118,9 +146,26 @@ def main(out: Path) -> None:
     for row in table["voices"]:
         found = rows[row["name"]]
         row.update(wer=found["wer"], f0=found["f0"], rtf=found["rtf"])
+    table["palette"] = choose_palette(table["voices"])
+    table.pop("note", None)
     path.write_text(json.dumps(table, indent=1) + "\n", encoding="utf-8")
 
 
 if __name__ == "__main__":
     _init(None)
     main(Path(sys.argv[1] if len(sys.argv) > 1 else "kokoro_measured.jsonl"))
+
+
+def markdown() -> str:
+    """voices.json as the README's table: every English voice, palette voices first."""
+    from dialog_tts.backends import kokoro
+
+    palette = kokoro.palette_names()
+    rows = ["| voice | sex | accent | grade | WER | median F0 | real-time factor | in the default cast |",
+            "|---|---|---|---|---|---|---|---|"]
+    voices = sorted(kokoro.catalogue().values(), key=lambda v: (v.name not in palette,
+                                                                 palette.index(v.name) if v.name in palette else 0))
+    for v in voices:
+        rows.append(f"| `{v.name}` | {v.gender} | {v.accent} | {v.grade} | {v.wer:.1%} | {v.f0:.0f} Hz | "
+                    f"{v.rtf:.2f} | {palette.index(v.name) + 1 if v.name in palette else 'no'} |")
+    return "\n".join(rows)

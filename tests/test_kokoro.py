@@ -182,3 +182,12 @@ def test_the_recognizer_check_skips_british_voices():
     assert kokoro_backend.recognizable(Voice("am_echo", "kokoro"))
     assert not kokoro_backend.recognizable(Voice("bf_emma", "kokoro"))
     assert kokoro_backend.language(Voice("bm_george", "kokoro")) == "en-GB"
+
+
+def test_the_cache_key_does_not_depend_on_the_workers():
+    """The thread count is a setting (default 1), never derived from the workers: a re-render that
+    synthesizes one edited line finds the other lines' keys unchanged, and they are the same audio."""
+    voice = Voice("af_sky", "kokoro")
+    kokoro_backend = backends.get_backend("kokoro")
+    assert kokoro_backend.bind({}, workers=1).fingerprint(voice) == kokoro_backend.bind({}, workers=8).fingerprint(voice)
+    assert "threads 1" in kokoro_backend.bind({}, workers=8).fingerprint(voice)

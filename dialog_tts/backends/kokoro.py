@@ -34,7 +34,7 @@ from ..delivery import Delivery
 from ..errors import BackendUnavailableError, SynthesisError, UnknownVoiceError
 from ..lexicon import Entry
 from ..voice import Voice, close_matches
-from .base import Backend, Setting, VoiceInfo, int_in, package_version, shaped, usable_cores
+from .base import Backend, Setting, VoiceInfo, int_in, package_version, shaped
 
 if TYPE_CHECKING:
     from ..audio import Clip
@@ -189,10 +189,11 @@ class KokoroBackend(Backend):
     name = "kokoro"
     base_wpm = 190.0  # the voices' natural rate on English prose, measured (words / trimmed duration)
     settings: ClassVar[Mapping[str, Setting]] = {"threads": Setting(
-        "threads", int_in(1, 256), "onnxruntime threads per synthesis call (part of the cache key) "
-                                   "[default: cores / calls at once]")}
-    #: onnxruntime threads per call; None: the cores shared among the calls a run makes at once
-    threads: int | None = None
+        "threads", int_in(1, 256), "onnxruntime threads per synthesis call (part of the cache key) [default: 1]")}
+    #: onnxruntime threads per call.  Kokoro's sums depend on it, so it is a setting, never derived from the
+    #: workers: the same line is the same audio in every render (one thread, as many calls as workers, is
+    #: the choice benchmark_enhanced.py's kokoro section measures against one session with every core).
+    threads: int = 1
 
     def __init__(self) -> None:
         self._sessions: dict[int, Any] = {}
@@ -201,15 +202,8 @@ class KokoroBackend(Backend):
         self._lock = threading.Lock()
 
     @property
-    def threads_per_call(self) -> int:
-        return self.threads or max(1, usable_cores() // self.workers)
-
-    @property
     def cpus_per_call(self) -> int:
-        return self.threads_per_call
-
-    def portable_settings(self) -> dict[str, Any]:
-        return {**super().portable_settings(), "threads": self.threads_per_call}
+        return self.threads
 
     # ------------------------------------------------------------ voices
     def _voice(self, name: str) -> KokoroVoice:
@@ -271,7 +265,7 @@ class KokoroBackend(Backend):
         files = provenance()["voices"]["files"]
         return (f"kokoro {provenance()['model']['sha256'][:16]}; {found.name} sha256 "
                 f"{files[found.name + '.bin'][:16]}; g2p hibari-tts {package_version('hibari-tts')}; "
-                f"threads {self.threads_per_call}")
+                f"threads {self.threads}")
 
     # ------------------------------------------------------------ synthesis
     def apply_delivery(self, voice: Voice, delivery: Delivery) -> Voice:
@@ -283,7 +277,7 @@ class KokoroBackend(Backend):
         return f"[{word}](/{entry.phonemes}/)" if entry.phonemes else entry.say or word
 
     def _session(self) -> Any:
-        threads = self.threads_per_call
+        threads = self.threads
         with self._lock:
             session = self._sessions.get(threads)
             if session is None:
@@ -298,7 +292,7 @@ class KokoroBackend(Backend):
                 options.log_severity_level = 3
                 stat = model.stat()
                 session = ort_session(model, f"{model} {stat.st_size} {stat.st_mtime_ns}", options)
-                self._sessions = {threads: session}   # one session: a run's calls share it
+                self._sessions[threads] = session   # one per thread count: a run's calls share it
             return session
 
     def _style(self, name: str) -> Any:
