@@ -590,9 +590,11 @@ def check_outputs(options: RenderOptions, script: PathLike | Script, out: PathLi
     for path in kept:
         outputs.remove_stale_parts(path)
 
+    if stems is not None:
+        outputs.check_no_loop(stems, shown=stems)
     if stems is not None and not Path(stems).is_dir():
         extras = [p for p in extras if Path(p).parent != Path(stems)]
-        outputs.check_folder(Path(stems).resolve().parent, shown=stems)
+        outputs.check_folder(Path(os.path.realpath(stems)).parent, shown=stems)
     wanted: list[tuple[PathLike, str]] = []
     if out is not None and os.fspath(out) != specs.STDOUT:
         specs.output_format(out)

@@ -12,7 +12,6 @@ import os
 import shutil
 import sys
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 
@@ -302,8 +301,20 @@ def write_failure(exc: Exception, path: str | os.PathLike[str]) -> str:
     if isinstance(exc, OSError) and exc.strerror:
         return exc.strerror
     try:
-        if shutil.disk_usage(Path(path).resolve().parent).free < _NEARLY_FULL:
+        if shutil.disk_usage(os.path.dirname(os.path.realpath(path))).free < _NEARLY_FULL:
             return os.strerror(errno.ENOSPC)
+        if _at_size_limit(path):
+            return os.strerror(errno.EFBIG)
     except OSError:
         pass
     return str(exc)
+
+
+def _at_size_limit(path: str | os.PathLike[str]) -> bool:
+    """Whether *path* has grown to the largest file this process may write (``ulimit -f``)."""
+    try:
+        import resource
+    except ImportError:     # not POSIX
+        return False
+    soft, _hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+    return soft != resource.RLIM_INFINITY and os.stat(path).st_size + _NEARLY_FULL >= soft

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import logging
 import os
-import shutil
 import sys
 import tempfile
 import time
@@ -30,7 +29,7 @@ from . import blockmix, blockwrite, deliver, engine, mix, produce, tags
 from .audio import Clip, is_lossy
 from .errors import InputError, OutputError, SynthesisFailed
 from .jobs import Job
-from .outputs import atomic_path
+from .outputs import atomic_path, copy_to_stdout
 from .results import LineRecord
 from .script import Line, Script
 from .timeline import Builder, Kind, LineInput, Timeline, chapters
@@ -180,7 +179,7 @@ def stream_to(target: Any, suffix: str, blocks: Iterator[np.ndarray], settings: 
                                 bit_depth=settings.bit_depth) as writer:
         for block in blocks:
             writer.write(block)
-            target.flush()
+            writer.flush()
 
 
 def stdout() -> Any:
@@ -347,7 +346,5 @@ class BlockRun:
         with tempfile.TemporaryDirectory(prefix="dialog-tts-") as folder:
             path = os.path.join(folder, f"out{suffix}")
             dialog = self._render_to(path)
-            with open(path, "rb") as f:
-                shutil.copyfileobj(f, stdout(), 1 << 20)
-            stdout().flush()
+            copy_to_stdout(path)
         return dialog

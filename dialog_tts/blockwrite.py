@@ -34,7 +34,7 @@ from typing import Any, BinaryIO, Iterator, Sequence, Union
 
 import numpy as np
 
-from . import audio, mp4
+from . import audio, mp4, outputs
 from .errors import DialogTTSError, InputError, OutputError
 from .timeline import ChapterMark
 
@@ -148,6 +148,12 @@ class BlockWriter:
         with self._translated():
             self._close()
 
+    def flush(self) -> None:
+        """Hand what the target (a file object) buffers on to it, as a stream's reader waits for it."""
+        if not isinstance(self.target, (str, os.PathLike)):
+            with self._translated():
+                self.target.flush()
+
     def __enter__(self) -> BlockWriter:
         return self
 
@@ -164,8 +170,11 @@ class BlockWriter:
             yield
         except DialogTTSError:
             raise
-        except self._errors as exc:
-            raise _failure(exc, self.target) from exc
+        except self._errors as exc:     # the sink's own error first: libsndfile reports it as its own
+            raise _failure(self._sink_error() or exc, self.target) from exc
+
+    def _sink_error(self) -> OSError | None:
+        return None
 
     def _write(self, block: np.ndarray) -> None:
         raise NotImplementedError
@@ -177,6 +186,10 @@ class BlockWriter:
 def _failure(exc: BaseException, target: Target) -> OutputError:
     if isinstance(target, (str, os.PathLike)):
         reason = audio.write_failure(exc, target)     # type: ignore[arg-type]
+    elif target is sys.stdout.buffer and isinstance(exc, OSError):
+        return outputs.stdout_failure(exc)
+    elif isinstance(exc, AssertionError):             # soundfile's check that libsndfile took every frame
+        reason = "the output took only part of the audio (closed, or full)"
     else:
         reason = getattr(exc, "strerror", None) or str(exc)
     return OutputError(f"cannot write audio: {reason}", path=_shown(target))
@@ -195,7 +208,8 @@ class _SoundfileWriter(BlockWriter):
         import soundfile as sf
 
         super().__init__(target, rate, channels, _quantizer(fmt[1], seed))
-        self._errors = (OSError, sf.SoundFileError)
+        # AssertionError: soundfile's own check that libsndfile wrote every frame (a descriptor that failed)
+        self._errors = (OSError, sf.SoundFileError, AssertionError)
         self._subtype = fmt[1]
         self._resampler = None
         out_rate = rate
@@ -214,8 +228,11 @@ class _SoundfileWriter(BlockWriter):
             self._check()
 
     def _check(self) -> None:
-        if isinstance(self._sink, _ForwardSink):
+        if isinstance(self._sink, (_ForwardSink, _SeekableSink)):
             self._sink.check()
+
+    def _sink_error(self) -> OSError | None:
+        return getattr(getattr(self, "_sink", None), "error", None)
 
     def _write(self, block: np.ndarray) -> None:
         if self._resampler is not None:
@@ -270,13 +287,51 @@ def _sink(target: Target, suffix: str) -> Any:
     if isinstance(target, (str, os.PathLike)):
         return os.fspath(target)
     if _seekable(target):
-        return target
+        return _SeekableSink(target)
     if suffix == ".mp3":
         with contextlib.suppress(AttributeError, OSError, ValueError):
             fd = target.fileno()
             target.flush()
             return fd
     return _ForwardSink(target)
+
+
+class _SeekableSink:
+    """A file object that can seek, as soundfile's virtual file, its errors kept for the writer to raise.
+
+    Raised inside libsndfile's callbacks, an error (a full disk, ``> /dev/full``) would be printed
+    as "Exception ignored from cffi callback" and lost, and soundfile would then fail its own
+    assert; here the writes after it are dropped and :meth:`check` raises it when libsndfile returns.
+    """
+
+    def __init__(self, raw: BinaryIO) -> None:
+        self.raw = raw
+        self.error: OSError | None = None
+
+    def check(self) -> None:
+        if self.error is not None:
+            raise self.error
+
+    def _guarded(self, op: Any, fallback: Any) -> Any:
+        if self.error is None:
+            try:
+                return op()
+            except OSError as exc:
+                self.error = exc
+        return fallback
+
+    def tell(self) -> int:
+        return int(self._guarded(self.raw.tell, 0))
+
+    def seek(self, offset: int, whence: int = os.SEEK_SET) -> int:
+        return int(self._guarded(lambda: self.raw.seek(offset, whence), 0))
+
+    def read(self, size: int = -1) -> bytes:
+        return bytes(self._guarded(lambda: self.raw.read(size), b""))
+
+    def write(self, data: bytes) -> int:
+        self._guarded(lambda: outputs.write_all(self.raw, data), None)
+        return len(data)
 
 
 class _ForwardSink:
@@ -314,7 +369,7 @@ class _ForwardSink:
         if self.pos + n > self.end and self.error is None:     # what lies past the end goes out
             skip = max(0, self.end - self.pos)
             try:
-                self.raw.write(data[skip:])
+                outputs.write_all(self.raw, memoryview(data)[skip:])
             except OSError as exc:                    # a closed pipe: told after libsndfile returns
                 self.error = exc
             self.end = self.pos + n
@@ -333,7 +388,7 @@ class _WavStream(BlockWriter):
         super().__init__(target, rate, channels, _quantizer(subtype, seed))
         self._subtype, self._out = subtype, target
         with self._translated():
-            target.write(wav_stream_header(rate, channels, subtype))
+            outputs.write_all(target, wav_stream_header(rate, channels, subtype))
 
     def _write(self, block: np.ndarray) -> None:
         pcm = audio.pcm_block(block, self._subtype)
@@ -341,10 +396,11 @@ class _WavStream(BlockWriter):
             data = pcm.astype("<i4").view(np.uint8).reshape(-1, 4)[:, 1:]
         else:
             data = pcm.astype("<i2" if self._subtype == "PCM_16" else "<f4")
-        self._out.write(data.tobytes())
+        outputs.write_all(self._out, data.tobytes())
 
     def _close(self) -> None:
         self._out.flush()
+        outputs.check_taken(self._out)
 
 
 def wav_stream_header(rate: int, channels: int, subtype: str) -> bytes:

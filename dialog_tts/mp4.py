@@ -48,12 +48,19 @@ def write(path: str | os.PathLike[str], samples: np.ndarray, rate: int, *, bitra
 
 def _encode(path: str | os.PathLike[str], samples: np.ndarray, rate: int, bitrate: int,
             chapters: Sequence[ChapterMark], scale: float) -> None:
+    import av
+
+    from .audio import write_failure
+
     channels = 1 if samples.ndim == 1 else samples.shape[1]
     container, stream = open_aac(path, rate, channels, bitrate=bitrate, chapters=chapters)
-    with container:
-        for start in range(0, samples.shape[0], 64 * _FRAME):
-            encode_block(container, stream, samples[start:start + 64 * _FRAME], scale)
-        finish(container, stream)
+    try:
+        with container:
+            for start in range(0, samples.shape[0], 64 * _FRAME):
+                encode_block(container, stream, samples[start:start + 64 * _FRAME], scale)
+            finish(container, stream)
+    except (OSError, av.FFmpegError) as exc:      # a full disk, a file too large: one line, as the others give
+        raise OutputError(f"cannot write audio: {write_failure(exc, path)}", path=_shown(path)) from None
 
 
 def open_aac(target: str | os.PathLike[str] | BinaryIO, rate: int, channels: int, *, bitrate: int,

@@ -8,10 +8,19 @@ or with ``--force``.
 
 Files are written to a temporary ``.NAME.XXXXXXXX.part.EXT`` beside the real
 target (a symlink is followed, so the final rename never crosses file systems)
-and renamed over it only when complete.  The temporary file is removed on any
-exception and, through :func:`remove_live_parts` (the command line's SIGTERM and
-SIGHUP handler), on those signals.  A part file left by a process that was
-killed outright (``kill -9``) is removed by the next run writing the same output.
+and renamed over it only when complete.  A writer asked to write atomically into
+a part file that is being written already writes into it (part files never nest).
+The temporary file is removed on any exception and, through
+:func:`remove_live_parts` (the command line's SIGTERM and SIGHUP handler), on
+those signals.  A part file left by a process that was killed outright
+(``kill -9``), nested ones from earlier versions included, is removed by the
+next run writing the same output (``--force`` or not, up to date or not).
+
+Audio written to stdout goes through :func:`write_all` (a raw stdout, as with
+``python -u`` or ``PYTHONUNBUFFERED``, may take only part of a write) and a
+failure there (a closed pipe, a full disk) is one :class:`OutputError` naming
+``<stdout>``; what stdout still buffers is then dropped, so that the exit
+does not fail a second time.
 
 No NumPy here: the command line imports this module for its signal handler.
 """
@@ -19,16 +28,18 @@ No NumPy here: the command line imports this module for its signal handler.
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import logging
 import os
 import re
+import sys
 import tempfile
 import threading
 from pathlib import Path
-from typing import IO, Iterator, Sequence
+from typing import IO, Any, Iterator, Sequence
 
-from .errors import InputError
+from .errors import DialogTTSError, InputError, OutputError
 
 log = logging.getLogger("dialog_tts")
 
@@ -46,8 +57,10 @@ def real_target(path: str | os.PathLike[str]) -> Path:
 
 
 def _part_pattern(target: Path) -> re.Pattern[str]:
-    """Names of our temporary files for *target*: ``tempfile.mkstemp``'s 8 random characters."""
-    return re.compile(rf"\.{re.escape(target.name)}\.[a-z0-9_]{{8}}\.part{re.escape(target.suffix.lower())}")
+    """Names of our temporary files for *target*: ``tempfile.mkstemp``'s 8 random characters; also the
+    nested ones (``..NAME.X.part.EXT.Y.part.EXT``) that earlier versions left when killed."""
+    part = rf"\.[a-z0-9_]{{8}}\.part{re.escape(target.suffix.lower())}"
+    return re.compile(rf"\.+{re.escape(target.name)}(?:{part})+")
 
 
 def _lock(handle: IO[bytes] | int) -> bool:
@@ -72,6 +85,11 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[str]:
     locked (so that :func:`remove_stale_parts` in another process leaves it alone)
     and registered for :func:`remove_live_parts`.
     """
+    with _live_lock:
+        nested = os.fspath(path) in _live
+    if nested:             # already a part file being written (by an enclosing atomic_path): write into it
+        yield os.fspath(path)
+        return
     target = real_target(path)
     fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".part" + target.suffix.lower(),
                                dir=target.parent)
@@ -82,9 +100,11 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[str]:
         yield tmp
         os.chmod(tmp, 0o666 & ~_umask())
         os.replace(tmp, target)
-    except BaseException:
+    except BaseException as exc:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
+        if isinstance(exc, DialogTTSError) and exc.path == tmp:    # name the output, not its part file
+            exc.path = os.fspath(path)
         raise
     finally:
         with _live_lock:
@@ -203,8 +223,9 @@ def check_outputs(outputs: Sequence[tuple[str | os.PathLike[str], str]],
     """
     taken = {real_target(p): ("input", os.fspath(p)) for p in inputs}
     for path, kind in outputs:
-        target = real_target(path)
         shown = os.fspath(path)
+        check_no_loop(path, shown=shown)
+        target = real_target(path)
         if target in taken:
             role, other = taken[target]
             what = "the input" if role == "input" else "the output"
@@ -213,6 +234,16 @@ def check_outputs(outputs: Sequence[tuple[str | os.PathLike[str], str]],
         _check_one(target, shown, kind, force)
     for path, _kind in outputs:
         remove_stale_parts(path)
+
+
+def check_no_loop(path: str | os.PathLike[str], *, shown: str) -> None:
+    """InputError when *path* (or a folder on the way to it) is a symlink loop: it can never be written."""
+    try:
+        os.stat(path)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise InputError("is a symlink loop (too many levels of symbolic links): remove the link or "
+                             "choose another name", path=shown) from None
 
 
 def check_folder(folder: Path, *, shown: str) -> None:
@@ -235,3 +266,94 @@ def _check_one(target: Path, shown: str, kind: str, force: bool) -> None:
     if not replaceable(target):
         raise InputError(f"exists and is not {description}; refusing to overwrite it "
                          "(--force overwrites it, or choose another name)", path=shown)
+
+
+# ---------------------------------------------------------------- stdout
+
+#: How stdout is named in messages.
+STDOUT_NAME = "<stdout>"
+
+
+def write_all(stream: Any, data: bytes | memoryview) -> None:
+    """Write every byte of *data* to the binary *stream*.
+
+    A buffered stream takes it all at once; a raw one (stdout under ``python -u`` or
+    ``PYTHONUNBUFFERED``) may take only part and say how much, and a non-blocking one may
+    take nothing (None): the rest is written again until all of it went out.
+    """
+    view = memoryview(data).cast("B")
+    while view.nbytes:
+        count = stream.write(view)
+        if count is None:         # non-blocking and full: wait until it can take more
+            import select
+
+            select.select([], [stream.fileno()], [])
+            continue
+        view = view[count:]
+
+
+def check_taken(stream: Any) -> None:
+    """Wait until the reader of *stream* (a pipe) has taken every byte; BrokenPipeError if it went first.
+
+    A closed pipe fails a write only while there is more to write: output that fitted in the
+    pipe's buffer (``| head -c 100``) would otherwise count as delivered.  So the end of the
+    output waits, as a full pipe does, until the reader has read it all (then it may leave) or
+    has gone with some of it unread.  Not a pipe, or a system that cannot tell: nothing to wait for.
+    """
+    try:
+        import fcntl
+        import select
+        import stat
+        import struct
+        import termios
+
+        fd = stream.fileno()
+        if not stat.S_ISFIFO(os.fstat(fd).st_mode):
+            return
+        poller = select.poll()
+        poller.register(fd, select.POLLOUT)
+        while True:
+            unread = struct.unpack("i", fcntl.ioctl(fd, termios.FIONREAD, b"\0\0\0\0"))[0]
+            if unread <= 0:
+                return
+            if any(events & select.POLLERR for _fd, events in poller.poll(0)):    # the reader is gone
+                break
+            poller.poll(50)     # a pipe says when it has room, not when it is empty: look again shortly
+    except (ImportError, OSError, ValueError, AttributeError):
+        return
+    raise BrokenPipeError(errno.EPIPE, os.strerror(errno.EPIPE))
+
+
+def stdout_failure(exc: OSError, what: str = "audio") -> OutputError:
+    """The one-line error for a write to stdout that failed (*exc*: a closed pipe, a full disk).
+
+    What stdout still buffers is sent to the null device, so that the interpreter's own
+    flush at exit neither fails a second time nor prints a traceback."""
+    try:
+        null = os.open(os.devnull, os.O_WRONLY)
+        try:
+            os.dup2(null, sys.stdout.fileno())
+        finally:
+            os.close(null)
+    except (OSError, ValueError, AttributeError):     # not a real descriptor (a test's capture): nothing to drop
+        pass
+    reason = exc.strerror or str(exc) or type(exc).__name__
+    if isinstance(exc, BrokenPipeError):
+        reason = f"{reason} (the program reading it stopped before the end)"
+    return OutputError(f"cannot write {what}: {reason}", path=STDOUT_NAME)
+
+
+def copy_to_stdout(path: str | os.PathLike[str]) -> None:
+    """Copy the file at *path* to stdout, all of it, then flush; :func:`stdout_failure` if stdout fails."""
+    out = sys.stdout.buffer
+    with open(path, "rb") as source:
+        while True:
+            chunk = source.read(1 << 20)
+            try:
+                if not chunk:
+                    out.flush()
+                    check_taken(out)
+                    return
+                write_all(out, chunk)
+            except OSError as exc:
+                raise stdout_failure(exc) from None

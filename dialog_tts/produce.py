@@ -11,14 +11,12 @@ built from the same timeline.
 from __future__ import annotations
 
 import os
-import shutil
-import sys
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
-from . import audio, deliver, mix, mp4, music, review, sources, specs, subtitles, tags
+from . import audio, deliver, mix, mp4, music, outputs, review, sources, specs, subtitles, tags
 from .script import Script
 from .timeline import ChapterMark, Timeline, bookend, chapters
 
@@ -132,9 +130,7 @@ def _to_stdout(mixed: mix.MixResult, prod: Production, settings: mix.MixSettings
     with tempfile.TemporaryDirectory(prefix="dialog-tts-") as folder:
         path = os.path.join(folder, f"out{suffix}")
         _encode(path, suffix, mixed, prod, settings, parsed, marks, written, bit_depth)
-        with open(path, "rb") as f:
-            shutil.copyfileobj(f, sys.stdout.buffer, 1 << 20)
-        sys.stdout.buffer.flush()
+        outputs.copy_to_stdout(path)
         return Path(path).read_bytes() if prod.review else None
 
 

@@ -207,7 +207,7 @@ def identity(prod: Production, parsed: Script) -> list[Any]:
 
 
 def _resolved(path: str | None) -> str | None:
-    return str(Path(path).resolve()) if path else None
+    return os.path.realpath(path) if path else None     # never raises (a symlink loop included)
 
 
 def extra_outputs(prod: Production, parsed: Script, out: str | os.PathLike[str] | None) -> list[str]:
