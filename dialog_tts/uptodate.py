@@ -2,9 +2,11 @@
 
 A render's key hashes everything that decides the output's bytes: each line's
 cache key and mix settings, the pauses, the mix settings and the format.  After
-a successful render the key, the output file's stat and the result are kept
-in the cache's records; the next render with the same key finds the file
-unchanged (same size, mtime and inode) and returns the kept result.
+a successful render the key, the output file's size and SHA-256 (and those of
+the subtitles and review page written with it) and the result are kept in the
+cache's records; the next render with the same key finds the file unchanged
+(the same size, then the same SHA-256: a file edited in place counts as changed
+whatever its mtime says) and returns the kept result.
 """
 
 from __future__ import annotations
@@ -12,7 +14,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from pathlib import Path
 from typing import Any, Sequence
 
 from . import specs
@@ -40,17 +41,36 @@ def render_key(parsed: Script, line_keys: Sequence[str], mix_fields: Sequence[tu
     return hashlib.sha256(json.dumps(payload).encode()).hexdigest()
 
 
-def _stat(path: str | os.PathLike[str]) -> list[int] | None:
-    """Identity of a file's current content, as far as a stat can tell."""
+_CHUNK = 1 << 20
+
+
+def _identity(path: str | os.PathLike[str]) -> list[Any] | None:
+    """A file's content as [size, SHA-256 hex], or None where it cannot be read."""
+    digest = hashlib.sha256()
     try:
-        st = os.stat(path)
+        with open(path, "rb") as f:
+            size = os.fstat(f.fileno()).st_size
+            while chunk := f.read(_CHUNK):
+                digest.update(chunk)
     except OSError:
         return None
-    return [st.st_size, st.st_mtime_ns, st.st_ino]
+    return [size, digest.hexdigest()]
+
+
+def _holds(path: str | os.PathLike[str], kept: Any) -> bool:
+    """Whether *path* still holds the content *kept* (:func:`_identity`): its size first, then its hash."""
+    if not (isinstance(kept, list) and len(kept) == 2):
+        return False
+    try:
+        if os.stat(path).st_size != kept[0]:
+            return False
+    except OSError:
+        return False
+    return _identity(path) == kept
 
 
 def _record_name(out: str | os.PathLike[str]) -> str:
-    return f"output:{Path(out).resolve()}"
+    return f"output:{os.path.realpath(out)}"     # never raises (a symlink loop included)
 
 
 def unchanged(cache: Any, out: str | os.PathLike[str], key: str, wall_time: float,
@@ -58,9 +78,12 @@ def unchanged(cache: Any, out: str | os.PathLike[str], key: str, wall_time: floa
     """The kept result if *out* (and each of the *extras*) still holds exactly the render *key*,
     marked as all cached; else None."""
     record = cache.get_record(_record_name(out))
-    if record is None or record.get("key") != key or record.get("stat") != _stat(out):
+    if record is None or record.get("key") != key or not _holds(out, record.get("content")):
         return None
-    if record.get("extras", {}) != _extra_stats(extras):
+    kept = record.get("extras")
+    names = _extra_names(extras)
+    if not isinstance(kept, dict) or set(kept) != set(names) or \
+            not all(_holds(path, kept[name]) for name, path in names.items()):
         return None
     dialog = DialogResult.from_json(record["result"])
     for line in dialog.lines:
@@ -75,9 +98,14 @@ def unchanged(cache: Any, out: str | os.PathLike[str], key: str, wall_time: floa
 def remember(cache: Any, out: str | os.PathLike[str], key: str, dialog: DialogResult,
              extras: Sequence[str] = ()) -> None:
     """Keep the render *key* and its result for *out* (and the *extras* written with it), as written just now."""
-    cache.put_record(_record_name(out), {"key": key, "stat": _stat(out), "extras": _extra_stats(extras),
-                                         "result": dialog.to_json()})
+    content = _identity(out)
+    if content is None:
+        return
+    cache.put_record(_record_name(out), {
+        "key": key, "content": content,
+        "extras": {name: _identity(path) for name, path in _extra_names(extras).items()},
+        "result": dialog.to_json()})
 
 
-def _extra_stats(extras: Sequence[str]) -> dict[str, list[int] | None]:
-    return {str(Path(p).resolve()): _stat(p) for p in extras}
+def _extra_names(extras: Sequence[str]) -> dict[str, str]:
+    return {os.path.realpath(p): p for p in extras}
