@@ -18,7 +18,10 @@ The cache never stops a render:
   malformed``) is moved aside into ``damaged-<time>/`` with a warning, and a
   fresh cache starts;
 * a cache that cannot be written (read-only, ``/proc``, a full disk) gives one
-  warning; the run then reads what it can and writes nothing to it.
+  warning; the run then reads what it can and writes nothing to it;
+* a database found empty or missing while value files of lines remain (an
+  emptied ``cache.db``) gives one warning: those files are orphans that no
+  entry refers to; ``cache info`` counts them and ``cache clear`` removes them.
 """
 
 from __future__ import annotations
@@ -121,8 +124,10 @@ sha256 = _sha256()
 class CacheInfo:
     directory: Path
     entries: int
-    size: int      # bytes on disk (database plus value files)
+    size: int      # bytes on disk (database plus value files, orphans included)
     limit: int
+    orphans: int = 0         # value files that no entry refers to (a lost or emptied database)
+    orphan_size: int = 0     # their bytes
 
 
 def _seal(key: str, data: bytes) -> bytes:
@@ -255,6 +260,65 @@ def _peek(directory: Path, keys: Sequence[str]) -> list[bool] | None:
         return None
 
 
+_VALUE_FILE = re.compile(r"[0-9a-f]{28}\.val")
+
+
+def _value_files(directory: Path) -> list[Path]:
+    """The files diskcache keeps large values in (``ab/cd/<28 hex>.val``), referred to or not."""
+    found: list[Path] = []
+    for top in directory.glob("[0-9a-f][0-9a-f]"):
+        for sub in top.glob("[0-9a-f][0-9a-f]"):
+            found += [f for f in sub.iterdir() if _VALUE_FILE.fullmatch(f.name)] if sub.is_dir() else []
+    return found
+
+
+def _referred(directory: Path) -> set[str] | None:
+    """The value files the database refers to (paths relative to *directory*); None where it cannot be read."""
+    path = directory / "cache.db"
+    if not path.is_file() or path.stat().st_size == 0:
+        return set()
+    try:
+        with contextlib.closing(sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)) as db:
+            rows = db.execute("SELECT filename FROM Cache WHERE filename IS NOT NULL").fetchall()
+    except sqlite3.OperationalError as exc:
+        return set() if "no such table" in str(exc) else None
+    except sqlite3.Error:
+        return None
+    return {os.path.normpath(str(name)) for (name,) in rows}
+
+
+def orphans(directory: Path) -> list[Path]:
+    """Value files in the cache at *directory* that no entry refers to ([] where the database cannot be read)."""
+    referred = _referred(directory)
+    if referred is None:
+        return []
+    return [f for f in _value_files(directory) if os.path.normpath(str(f.relative_to(directory))) not in referred]
+
+
+def _size_of(files: Sequence[Path]) -> int:
+    total = 0
+    for f in files:
+        with contextlib.suppress(OSError):
+            total += f.stat().st_size
+    return total
+
+
+def _remove_orphans(directory: Path) -> tuple[int, int]:
+    """Remove the orphaned value files (and the folders they leave empty); returns (files, bytes)."""
+    count = size = 0
+    for f in orphans(directory):
+        try:
+            got = f.stat().st_size
+            f.unlink()
+        except OSError:
+            continue
+        count, size = count + 1, size + got
+        for folder in (f.parent, f.parent.parent):
+            with contextlib.suppress(OSError):
+                folder.rmdir()          # only if empty
+    return count, size
+
+
 def _tidy_after_clear(directory: Path) -> int:
     """Remove the damaged caches moved aside and the output records, and give the database's free
     pages back to the file system; returns the bytes of the folders removed."""
@@ -303,13 +367,26 @@ class AudioCache:
         def connect() -> Any:
             return diskcache.Cache(str(self.directory), size_limit=self.size_limit,
                                    eviction_policy="least-recently-used")
+        database = self.directory / "cache.db"
+        emptied = not database.is_file() or database.stat().st_size == 0
         try:
-            return connect()
+            store = connect()
         except sqlite3.DatabaseError as exc:
             if not _damaged(exc):
                 raise
             _move_aside(self.directory, exc)
             return connect()
+        if emptied:
+            self._warn_orphans()
+        return store
+
+    def _warn_orphans(self) -> None:
+        """One warning when the database was found empty or missing while value files remain."""
+        left = orphans(self.directory)
+        if left:
+            log.warning("the cache database %s was empty or missing while %d files (%s) of cached lines "
+                        "remain: no entry refers to them, so they are not used; `dialog-tts cache clear` "
+                        "removes them", self.directory / "cache.db", len(left), format_size(_size_of(left)))
 
     def _heal(self, exc: sqlite3.DatabaseError, store: Any) -> None:
         with self._lock:
@@ -447,14 +524,21 @@ class AudioCache:
 
     # ------------------------------------------------------------ the whole cache
     def info(self) -> CacheInfo:
+        """Entries and bytes; value files no entry refers to are counted apart (``orphans``)."""
         def from_reader() -> CacheInfo:
             entries, size = self._reader.info() if self._reader is not None else (0, 0)
             return CacheInfo(self.directory, entries, size, self.size_limit)
-        return self._use(lambda store: CacheInfo(self.directory, len(store), int(store.volume()), self.size_limit),
+        info = self._use(lambda store: CacheInfo(self.directory, len(store), int(store.volume()), self.size_limit),
                          from_reader)
+        left = orphans(self.directory)
+        if not left:
+            return info
+        extra = _size_of(left)
+        return CacheInfo(info.directory, info.entries, info.size + extra, info.limit, len(left), extra)
 
     def clear(self) -> tuple[int, int]:
-        """Remove every entry (and any damaged cache moved aside); returns (entries, bytes) freed."""
+        """Remove every entry, the value files no entry refers to and any damaged cache moved aside;
+        returns (entries and orphaned files, bytes) freed."""
         def clear(store: Any) -> tuple[int, int]:
             before = int(store.volume())
             return store.clear(), before
@@ -462,9 +546,10 @@ class AudioCache:
         def cannot() -> tuple[int, int]:
             raise OutputError(f"cannot clear the cache: {self.read_only}", path=self.directory)
         removed, before = self._use(clear, cannot)
+        orphaned, orphan_size = _remove_orphans(self.directory)
         freed = _tidy_after_clear(self.directory)
         after = self._use(lambda store: int(store.volume()), lambda: before)
-        return removed, max(0, before - after) + freed
+        return removed + orphaned, max(0, before - after) + freed + orphan_size
 
     def close(self) -> None:
         with self._lock:

@@ -506,6 +506,9 @@ def cache_info(cache_dir: str | None) -> None:
     click.echo(f"location: {info.directory}\nentries:  {info.entries}\n"
                f"size:     {format_size(info.size)} (bound {format_size(info.limit)})")
 
+    if info.orphans:
+        click.echo(f"orphans:  {plural(info.orphans, 'file')}, {format_size(info.orphan_size)}, that no entry "
+                   "refers to (left by an emptied or lost cache.db; `dialog-tts cache clear` removes them)")
 
 @cache_group.command("clear")
 @click.option("--cache-dir", type=click.Path(file_okay=False), metavar="DIR", envvar="DIALOG_TTS_CACHE_DIR")
