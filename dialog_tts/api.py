@@ -60,7 +60,7 @@ BackendOptionsArg = Union[Mapping[str, Mapping[str, Any]], Iterable[str], None]
 #: Options kept as aliases of backend settings: option -> (backend, setting) pairs.
 ALIASES: dict[str, list[tuple[str, str]]] = {
     "timeout": [("edge", "timeout")],
-    "threads": [("piper", "threads"), ("hibari", "threads")],
+    "threads": [("kokoro", "threads"), ("piper", "threads"), ("hibari", "threads")],
     "qwen_batch_size": [("qwen", "batch_size")],
     "qwen_models_in_memory": [("qwen", "models_in_memory")],
 }
@@ -138,7 +138,7 @@ class RenderOptions:
     timeout: float | None = None   # alias of edge.timeout
     qwen_batch_size: int | None = None        # alias of qwen.batch_size
     qwen_models_in_memory: int | None = None  # alias of qwen.models_in_memory
-    threads: int | None = None     # alias of piper.threads and hibari.threads
+    threads: int | None = None     # alias of kokoro.threads, piper.threads and hibari.threads
     # production (dialog_tts.produce): music, bookends, extra outputs, tags
     music: PathLike | None = None
     music_level: float = -12.0     # dB gain of the bed while nobody speaks

@@ -259,7 +259,8 @@ def _run_options() -> list[Callable[..., Any]]:
                      help="Lines synthesized at once."),
         click.option("--threads", type=checked("threads"), default=None, metavar="N",
                      help="CPU threads per worker for local models: alias of --backend-option "
-                          "piper.threads=N and hibari.threads=N [default: piper cores / workers, hibari 1]."),
+                          "kokoro.threads, piper.threads and hibari.threads [default: piper cores / "
+                          "workers, kokoro and hibari 1]."),
         click.option("--retries", type=checked("retries"), default=2, show_default=True,
                      help="Retries of a line after a transient failure (waits 1 s, 2 s, 4 s ... with jitter)."),
         click.option("--keep-going", is_flag=True,
@@ -505,10 +506,10 @@ def cache_info(cache_dir: str | None) -> None:
         info = cache.info()
     click.echo(f"location: {info.directory}\nentries:  {info.entries}\n"
                f"size:     {format_size(info.size)} (bound {format_size(info.limit)})")
-
     if info.orphans:
         click.echo(f"orphans:  {plural(info.orphans, 'file')}, {format_size(info.orphan_size)}, that no entry "
                    "refers to (left by an emptied or lost cache.db; `dialog-tts cache clear` removes them)")
+
 
 @cache_group.command("clear")
 @click.option("--cache-dir", type=click.Path(file_okay=False), metavar="DIR", envvar="DIALOG_TTS_CACHE_DIR")

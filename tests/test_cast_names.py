@@ -34,8 +34,8 @@ TOLD = {"ladybracknell": "female", "gwendolen": "female", "jackworthing": "male"
         "cecilycardew": "female", "missprism": "female", "harriet": "female"}
 
 
-def script_of(*names: str, front: str = ""):
-    return parse_text(front + "\n".join(f"{n}: Line {i}." for i, n in enumerate(names)), path="s.txt")
+def script_of(*names: str):
+    return parse_text("\n".join(f"{n}: Line {i}." for i, n in enumerate(names)), path="s.txt")
 
 
 def palette_of(gender: str, accent: str = "") -> list[str]:
@@ -115,10 +115,20 @@ def test_accent_in_voices_spec_map_and_front_matter(tmp_path):
     path.write_text("Jack:\n  accent: british\n", encoding="utf-8")
     voices = cast(script_of("Jack"), speaker_map=load_speaker_map(path))
     assert voices["jack"].name in palette_of("male", "british") and voices["jack"].accent == "british"
-    voices = cast(script_of("Harriet", "Jack", front="---\nlanguage: en-GB\n---\n"))
+    script = script_of("Harriet", "Jack")
+    script.meta = {"language": "en-GB"}          # front matter's language: en-GB (frontmatter.split)
+    voices = cast(script)
     assert voices["harriet"].name in palette_of("female", "british")
     assert voices["jack"].name in palette_of("male", "british")
     assert "british (language en-GB)" in voices.why["harriet"]
+
+
+def test_front_matter_language_reaches_the_cast(write_script):
+    from dialog_tts.script import load
+
+    script = load(write_script("---\nlanguage: en-GB\n---\nHarriet: Good morning.\n"))
+    assert script.meta["language"] == "en-GB"
+    assert kokoro.catalogue()[cast(script)["harriet"].name].accent == "british"
 
 
 def test_a_bad_accent_is_a_located_error():

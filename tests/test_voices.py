@@ -424,7 +424,7 @@ def test_cast_reuses_the_palette_past_its_end():
 def test_cast_skips_palette_voices_already_named():
     women, men = default_voices("female"), default_voices("male")
     voices = cast(script_of("A", "B", "C"), overrides=[("B", {"voice": women[0][1].upper()})])
-    assert [voices[k].name for k in "abc"] == [men[0][1], women[0][1], men[1][1]]
+    assert [voices[k].name for k in "abc"] == [women[1][1], women[0][1], men[0][1]]  # A: the first unused voice
 
 
 def test_voices_override_replaces_the_map_entry_but_defaults_apply(write_map):

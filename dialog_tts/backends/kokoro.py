@@ -200,6 +200,7 @@ class KokoroBackend(Backend):
         self._styles: dict[str, Any] = {}
         self._g2ps: dict[bool, Any] = {}
         self._lock = threading.Lock()
+        self._g2p_lock = threading.Lock()   # hibari's G2P builds parts on first use: one call at a time
 
     @property
     def cpus_per_call(self) -> int:
@@ -322,7 +323,9 @@ class KokoroBackend(Backend):
         out: list[str] = []
         for sentence in split_sentences(text):
             try:
-                phonemes = "".join(c for c in g2p(sentence) if c in known).strip()
+                with self._g2p_lock:
+                    said = g2p(sentence)
+                phonemes = "".join(c for c in said if c in known).strip()
             except Exception as exc:  # hibari's G2P raises plain exceptions; keep the reason
                 raise SynthesisError(f"kokoro's phonemizer failed: {exc}") from exc
             out += [p for p in split_phonemes(phonemes) if p.strip()]
