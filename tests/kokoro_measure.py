@@ -23,7 +23,6 @@ from pathlib import Path
 import numpy as np
 
 HERE = Path(__file__).parent
-SENTENCE_FILE = HERE / "voice_sentences.txt"
 #: The held-out sentences measured (the first ones of the section): enough words that one misheard
 #: word is about 0.7 % of WER, few enough for the suite to measure every palette voice in CI.
 SENTENCES = 16
@@ -32,18 +31,6 @@ SENTENCES = 16
 SUITE_SENTENCES = 8
 PITCH_CLIPS = 8      # the median F0 is taken over the first eight sentences
 N_MFCC = 13
-
-
-def sentences(section: str = "held-out") -> list[str]:
-    found: dict[str, list[str]] = {}
-    current: list[str] = []
-    for line in SENTENCE_FILE.read_text(encoding="utf-8").splitlines():
-        line = line.strip()
-        if line.startswith("[") and line.endswith("]"):
-            current = found.setdefault(line[1:-1], [])
-        elif line and not line.startswith("#"):
-            current.append(line)
-    return found[section]
 
 
 def timbre(samples: np.ndarray, rate: int) -> np.ndarray:
@@ -63,7 +50,7 @@ def measure(name: str, count: int = SENTENCES) -> dict:
 
     from dialog_tts import backends
     from dialog_tts.voice import Voice
-    from measure import Recognizer, median_f0, words
+    from measure import Recognizer, median_f0, sentences, words
 
     backend = backends.get_backend("kokoro").bind({"threads": 1}, workers=1)
     voice = backend.resolve(Voice(name, "kokoro"))
@@ -186,6 +173,7 @@ def measure_rtf(count: int = 4) -> dict[str, float]:
     from dialog_tts import backends
     from dialog_tts.backends import kokoro
     from dialog_tts.voice import Voice
+    from measure import sentences
 
     backend = backends.get_backend("kokoro").bind({"threads": 1}, workers=1)
     texts = sentences()[:count]

@@ -2,7 +2,24 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
+
+SENTENCE_FILE = Path(__file__).with_name("voice_sentences.txt")
+
+
+def sentences(section: str = "held-out") -> list[str]:
+    """The sentences under ``[section]`` in voice_sentences.txt (comments and blank lines skipped)."""
+    found: dict[str, list[str]] = {}
+    current: list[str] = []
+    for line in SENTENCE_FILE.read_text(encoding="utf-8").splitlines():
+        line = line.strip()
+        if line.startswith("[") and line.endswith("]"):
+            current = found.setdefault(line[1:-1], [])
+        elif line and not line.startswith("#"):
+            current.append(line)
+    return found[section]
 
 
 def median_f0(x: np.ndarray, rate: int, fmin: float = 50.0, fmax: float = 400.0) -> float:

@@ -23,7 +23,6 @@ import itertools
 import multiprocessing
 import os
 from concurrent.futures import ProcessPoolExecutor
-from pathlib import Path
 
 import jiwer
 import numpy as np
@@ -31,27 +30,13 @@ import pytest
 
 from dialog_tts import backends, casting
 from dialog_tts.voice import Voice
-from measure import Recognizer, median_f0, words
+from measure import Recognizer, median_f0, sentences, words
 
-SENTENCE_FILE = Path(__file__).with_name("voice_sentences.txt")
 MAX_WER_RATIO = 1.5
 WER_FLOOR = 0.10   # the guard's floor under the best voice's WER
 WOMEN_ABOVE_HZ, MEN_BELOW_HZ = 165.0, 140.0
 MIN_PITCH_RATIO = 1.08
 PITCH_CLIPS = 8     # the median F0 is taken over the first eight sentences
-
-
-def sentences(section: str) -> list[str]:
-    """The sentences under ``[section]`` in voice_sentences.txt (comments and blank lines skipped)."""
-    found: dict[str, list[str]] = {}
-    current: list[str] = []
-    for line in SENTENCE_FILE.read_text(encoding="utf-8").splitlines():
-        line = line.strip()
-        if line.startswith("[") and line.endswith("]"):
-            current = found.setdefault(line[1:-1], [])
-        elif line and not line.startswith("#"):
-            current.append(line)
-    return found[section]
 
 
 def palette_voices() -> list[tuple[str, str]]:
