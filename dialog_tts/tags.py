@@ -20,12 +20,21 @@ import re
 import stat
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Mapping, Sequence
+from typing import Any, Mapping, Protocol, Sequence
 
 from .errors import InputError, OutputError, excerpt
 
-if TYPE_CHECKING:   # the front matter's checks load this module: no timeline for a dry run
-    from .timeline import ChapterMark
+
+class ChapterMark(Protocol):
+    """What the tag writers read of a chapter (timeline.ChapterMark): named here, not imported, since the
+    script's front matter checks load this module and the timeline imports the script."""
+
+    @property
+    def title(self) -> str: ...
+    @property
+    def start(self) -> int: ...
+    @property
+    def end(self) -> int: ...
 
 FIELDS = ("title", "artist", "album", "year", "comment")
 #: The largest cover image (a FLAC picture block holds at most 16 MiB).
