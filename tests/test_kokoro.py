@@ -191,3 +191,24 @@ def test_the_cache_key_does_not_depend_on_the_workers():
     kokoro_backend = backends.get_backend("kokoro")
     assert kokoro_backend.bind({}, workers=1).fingerprint(voice) == kokoro_backend.bind({}, workers=8).fingerprint(voice)
     assert "threads 1" in kokoro_backend.bind({}, workers=8).fingerprint(voice)
+
+
+FIRST_LINES_AT_ONCE = """
+from concurrent.futures import ThreadPoolExecutor
+from dialog_tts import backends
+from dialog_tts.voice import Voice
+view = backends.get_backend("kokoro").bind({}, workers=4)
+texts = ["Winston slipped through the doors.", "The hallway smelt of cabbage.", "A poster hung there.", "Hello."]
+with ThreadPoolExecutor(4) as pool:
+    clips = list(pool.map(lambda t: view.synthesize(t, Voice("am_michael", "kokoro")), texts))
+print(all(c.duration > 0.3 for c in clips))
+"""
+
+
+def test_a_fresh_process_synthesizes_its_first_lines_on_four_threads_at_once():
+    """The first lines of a render reach the phonemizer together: hibari's import (and sysconfig's set-up
+    under it) ran on each thread at once and failed some lines with a TypeError."""
+    done = subprocess.run([sys.executable, "-c", FIRST_LINES_AT_ONCE], capture_output=True, text=True, timeout=300,
+                          env={**os.environ, "PYTHONDONTWRITEBYTECODE": "1"})
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip().splitlines()[-1] == "True"

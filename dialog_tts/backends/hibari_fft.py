@@ -27,6 +27,7 @@ from typing import Any
 
 _POCKETFFT = "scipy.fft._pocketfft.pypocketfft"
 _lock = threading.Lock()
+_importing = threading.Lock()
 
 
 def real_fft() -> ModuleType:
@@ -72,7 +73,13 @@ class StandIn(ModuleType):
 
 def import_hibari() -> ModuleType:
     """``import hibari``, with the stand-in as ``scipy.fft`` unless scipy.fft (or hibari) is already loaded
-    or pocketfft's module cannot be loaded alone."""
+    or pocketfft's module cannot be loaded alone.  One call at a time: backends' workers call it at once on
+    their first lines, and the extension's path comes from ``sysconfig``, which is not thread-safe to set up."""
+    with _importing:
+        return _import_hibari()
+
+
+def _import_hibari() -> ModuleType:
     from ..compiled import load_extension
 
     if "hibari.dsp" in sys.modules or "scipy.fft" in sys.modules:

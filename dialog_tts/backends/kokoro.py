@@ -306,7 +306,7 @@ class KokoroBackend(Backend):
                 self._styles[name] = pack
             return pack
 
-    def _g2p(self, british: bool) -> Any:
+    def _g2p(self, british: bool) -> tuple[Any, Any]:
         with self._lock:
             g2p = self._g2ps.get(british)
             if g2p is None:
@@ -315,10 +315,7 @@ class KokoroBackend(Backend):
 
     def phonemize(self, text: str, british: bool) -> list[str]:
         """Phoneme strings for *text*, one per sentence (long ones split to fit the model)."""
-        from .hibari_fft import import_hibari
-
-        split_sentences = import_hibari().Hibari.split_sentences
-        g2p = self._g2p(british)
+        g2p, split_sentences = self._g2p(british)
         known = vocab()
         out: list[str] = []
         for sentence in split_sentences(text):
@@ -361,14 +358,15 @@ class KokoroBackend(Backend):
             self._g2ps.clear()
 
 
-def _make_g2p(british: bool) -> Any:
-    """hibari's G2P for American or British English (its tables read word by word where that works)."""
+def _make_g2p(british: bool) -> tuple[Any, Any]:
+    """hibari's G2P for American or British English (its tables read word by word where that works), and
+    hibari's sentence splitter.  Called under the backend's lock: importing hibari is not thread-safe."""
     from .hibari import _package_dir
     from .hibari_fft import import_hibari
     from .hibari_g2p import lazy_g2p
 
     try:
-        import_hibari()
+        split_sentences = import_hibari().Hibari.split_sentences
     except ImportError as exc:
         raise BackendUnavailableError(f"hibari (kokoro's phonemizer) is not installed ({exc.name}): "
                                       f"pip install hibari-tts") from exc
@@ -377,4 +375,4 @@ def _make_g2p(british: bool) -> Any:
         from hibari.g2p import G2P
 
         g2p = G2P(british=british)
-    return g2p
+    return g2p, split_sentences
