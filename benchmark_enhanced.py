@@ -370,6 +370,10 @@ else:
 """
 
 
+ORDINALS = ("first second third fourth fifth sixth seventh eighth ninth tenth eleventh twelfth thirteenth "
+            "fourteenth fifteenth sixteenth").split()
+
+
 def kokoro_bare(lines: Path, mode: str, voice: str = "am_michael") -> list[str]:
     """The KOKORO_BARE command over *lines* (one line of text each), with the model graph dialog-tts keeps."""
     from dialog_tts.backends import kokoro
@@ -391,8 +395,8 @@ def bench_kokoro(quick: bool) -> Section:
     tmp = Path(tempfile.mkdtemp(prefix="dialog-tts-kokoro-bench-"))
     sentences = PROSE.split(". ")
     count = 6 if quick else 16
-    texts = [f"{sentences[i % len(sentences)].rstrip('.')}. {sentences[(i + 1) % len(sentences)].rstrip('.')}."
-             for i in range(count)]
+    texts = [f"{sentences[i % len(sentences)].rstrip('.')}. {sentences[(i + 1) % len(sentences)].rstrip('.')}, "
+             f"said the {ORDINALS[i]} voice." for i in range(count)]      # every line distinct: none deduplicated
     (tmp / "lines.txt").write_text("\n".join(texts) + "\n", encoding="utf-8")
     script = tmp / "script.txt"
     script.write_text("".join(f"A: {t}\n" for t in texts), encoding="utf-8")
