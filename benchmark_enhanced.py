@@ -693,8 +693,8 @@ def bench_startup(quick: bool) -> Section:
         rows.append(r)
     return Section("Start-up", rows, [
         "Separate processes, taken in turn; each runs the console script's code (`dialog_tts.cli.main`) in a "
-        "fresh interpreter. `voices` lists every backend's voices (piper, hibari, espeak, edge, qwen: none of "
-        "their packages is imported); the dry run parses, casts (the default cast: hibari and piper voices) "
+        "fresh interpreter. `voices` lists every backend's voices (piper, hibari, espeak, kokoro, edge, qwen: none of "
+        "their packages is imported); the dry run parses, casts (the default cast: Kokoro's voices) "
         "and looks the lines up in an empty cache. Ratio = this time / `python -c pass` (lower is better)."])
 
 
