@@ -14,7 +14,7 @@ import pytest
 
 from dialog_tts.backends import derived, hibari_g2p
 from dialog_tts.backends.base import package_version
-from dialog_tts.backends.hibari import HibariBackend, _package_dir
+from dialog_tts.backends.hibari import HibariBackend, package_dir
 from dialog_tts.backends.piper import PiperBackend, _bundled_paths
 
 #: Text that exercises the G2P's paths: lexicon words, part-of-speech readings, numbers, money, dates,
@@ -31,7 +31,7 @@ TEXTS = [
 
 
 def ids_for(backend: HibariBackend) -> dict[str, np.ndarray]:
-    vocab = json.loads((_package_dir() / "assets" / "vocab.json").read_text(encoding="utf-8"))
+    vocab = json.loads((package_dir() / "assets" / "vocab.json").read_text(encoding="utf-8"))
     ids = [0, *[vocab[c] for c in "həlˈO ðˈɛɹ, ɪts mˈi." if c in vocab], 0]
     return {"ids": np.asarray([ids], np.int64), "speed": np.asarray([1.0], np.float32)}
 
@@ -86,7 +86,7 @@ def test_a_cache_folder_that_cannot_be_written_means_the_usual_load(where, tmp_p
     model = HibariBackend().model_path("heart")
     assert derived.optimized_onnx(model, "x") is None
     assert derived.ort_session(model, "x", ort.SessionOptions()).run(None, ids_for(HibariBackend()))[0].size
-    assert hibari_g2p.lazy_g2p(_package_dir(), package_version("hibari-tts"), False) is None
+    assert hibari_g2p.lazy_g2p(package_dir(), package_version("hibari-tts"), False) is None
     backend = HibariBackend()                       # the backend still speaks, the slow way
     clip = backend.synthesize("Hello there.", backend.resolve(backend_voice("heart")))
     assert clip.samples.size > 0
@@ -101,9 +101,9 @@ def backend_voice(name: str):
 def test_entries_in_a_read_only_folder_are_still_used(tmp_path, monkeypatch, mounts):
     monkeypatch.setenv(derived.ENV_DIR, str(tmp_path / "models"))
     version = package_version("hibari-tts")
-    assert hibari_g2p.lazy_g2p(_package_dir(), version, False) is not None            # made here
+    assert hibari_g2p.lazy_g2p(package_dir(), version, False) is not None            # made here
     mounts.read_only(tmp_path / "models")
-    g2p = hibari_g2p.lazy_g2p(_package_dir(), version, False)
+    g2p = hibari_g2p.lazy_g2p(package_dir(), version, False)
     assert g2p is not None and g2p("Hello there.")
 
 
@@ -111,7 +111,7 @@ def test_entries_in_a_read_only_folder_are_still_used(tmp_path, monkeypatch, mou
 def test_lazy_g2p_gives_hibaris_phonemes(british):
     from hibari.g2p import G2P
 
-    lazy = hibari_g2p.lazy_g2p(_package_dir(), package_version("hibari-tts"), british)
+    lazy = hibari_g2p.lazy_g2p(package_dir(), package_version("hibari-tts"), british)
     assert lazy is not None, "this hibari version is not in ASSEMBLED: check G2P.__init__ and add it"
     reference = G2P(british=british)
     assert vars(lazy).keys() == vars(reference).keys()          # the parts hibari's constructor sets up
@@ -120,11 +120,11 @@ def test_lazy_g2p_gives_hibaris_phonemes(british):
 
 
 def test_lazy_g2p_only_for_assembled_versions():
-    assert hibari_g2p.lazy_g2p(_package_dir(), "9.9.9", False) is None
+    assert hibari_g2p.lazy_g2p(package_dir(), "9.9.9", False) is None
 
 
 def test_lazy_table_reads_each_key_once(model_cache_folder):
-    tables = hibari_g2p.open_tables(_package_dir() / "assets", package_version("hibari-tts"), False)
+    tables = hibari_g2p.open_tables(package_dir() / "assets", package_version("hibari-tts"), False)
     assert tables is not None
     assert tables.gold.get("hello") and "hello" in tables.gold and tables.gold["hello"] == tables.gold.get("hello")
     assert tables.gold.get("zxqwvblorpt") is None and "zxqwvblorpt" not in tables.gold

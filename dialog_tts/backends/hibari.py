@@ -43,7 +43,7 @@ SEED = 0                      # hibari's noise seed: fixed, so a line always sou
 MIN_SPEED, MAX_SPEED = 0.5, 2.0   # hibari's documented speed range (durations saturate beyond 2)
 
 
-def _package_dir() -> Path:
+def package_dir() -> Path:
     """hibari's package folder, found without importing it."""
     spec = importlib.util.find_spec("hibari")
     if spec is None or not spec.submodule_search_locations:
@@ -59,7 +59,7 @@ def _hibari_voices() -> ModuleType:
     for ``dialog-tts voices`` and for resolving a cast.  ``hibari/voices.py`` needs only
     the standard library, so it is loaded on its own, and only for a missing voice's message.
     """
-    path = _package_dir() / "voices.py"
+    path = package_dir() / "voices.py"
     file_spec = importlib.util.spec_from_file_location("dialog_tts_hibari_voices", path)
     if file_spec is None or file_spec.loader is None:
         raise BackendUnavailableError(f"hibari's voice registry {path} cannot be loaded")
@@ -74,7 +74,7 @@ def _registry() -> dict[str, dict[str, Any]]:
     urllib.request (http, ssl, email), which took 25 ms of ``dialog-tts voices`` here."""
     import json
 
-    with open(_package_dir() / "assets" / "voices.json", encoding="utf-8") as f:
+    with open(package_dir() / "assets" / "voices.json", encoding="utf-8") as f:
         voices: dict[str, dict[str, Any]] = json.load(f)
     return voices
 
@@ -132,7 +132,7 @@ class HibariBackend(Backend):
     def model_path(self, name: str) -> Path:
         """Where voice *name*'s model is (in the package, or in hibari's cache folder)."""
         entry = self.registry()[name]
-        folder = _package_dir() / "assets" if entry.get("bundled") else Path(_cache_dir())
+        folder = package_dir() / "assets" if entry.get("bundled") else Path(_cache_dir())
         return folder / entry["file"]
 
     def state(self, name: str) -> str:
@@ -258,7 +258,7 @@ class HibariBackend(Backend):
                 from .hibari_g2p import lazy_g2p
 
                 model = Hibari(voice=source, model=str(self._model_file(source)), threads=self.threads,
-                               g2p=lazy_g2p(_package_dir(), package_version("hibari-tts"),
+                               g2p=lazy_g2p(package_dir(), package_version("hibari-tts"),
                                             bool(self.registry()[source].get("british"))))
                 model.phonemize("Hello.")  # builds the G2P now, once, under the lock
                 self._models[key] = model

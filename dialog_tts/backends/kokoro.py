@@ -68,17 +68,22 @@ def _data_dir() -> Path:
 
 
 @lru_cache(maxsize=1)
-def catalogue() -> dict[str, KokoroVoice]:
-    """Every vendored voice, in palette order first (the automatic cast's order), then the others."""
-    table = json.loads((_data_dir() / "voices.json").read_text(encoding="utf-8"))
-    return {row["name"]: KokoroVoice(**{k: row.get(k) for k in KokoroVoice.__dataclass_fields__})
-            for row in table["voices"]}
+def _voices_table() -> dict[str, Any]:
+    """voices.json, read once: every voice with its labels and figures, and the palette."""
+    table: dict[str, Any] = json.loads((_data_dir() / "voices.json").read_text(encoding="utf-8"))
+    return table
 
 
 @lru_cache(maxsize=1)
+def catalogue() -> dict[str, KokoroVoice]:
+    """Every vendored voice, by name (in voices.json's order)."""
+    return {row["name"]: KokoroVoice(**{k: row.get(k) for k in KokoroVoice.__dataclass_fields__})
+            for row in _voices_table()["voices"]}
+
+
 def palette_names() -> tuple[str, ...]:
-    table = json.loads((_data_dir() / "voices.json").read_text(encoding="utf-8"))
-    return tuple(table["palette"])
+    """The automatic cast's voices, in the order it picks them."""
+    return tuple(_voices_table()["palette"])
 
 
 @lru_cache(maxsize=1)
@@ -361,7 +366,7 @@ class KokoroBackend(Backend):
 def _make_g2p(british: bool) -> tuple[Any, Any]:
     """hibari's G2P for American or British English (its tables read word by word where that works), and
     hibari's sentence splitter.  Called under the backend's lock: importing hibari is not thread-safe."""
-    from .hibari import _package_dir
+    from .hibari import package_dir
     from .hibari_fft import import_hibari
     from .hibari_g2p import lazy_g2p
 
@@ -370,7 +375,7 @@ def _make_g2p(british: bool) -> tuple[Any, Any]:
     except ImportError as exc:
         raise BackendUnavailableError(f"hibari (kokoro's phonemizer) is not installed ({exc.name}): "
                                       f"pip install hibari-tts") from exc
-    g2p = lazy_g2p(_package_dir(), package_version("hibari-tts"), british)
+    g2p = lazy_g2p(package_dir(), package_version("hibari-tts"), british)
     if g2p is None:
         from hibari.g2p import G2P
 
