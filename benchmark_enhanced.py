@@ -4,10 +4,16 @@
     python benchmark_enhanced.py                 # every section
     python benchmark_enhanced.py --quick         # fewer, smaller runs
     python benchmark_enhanced.py --only engine --json results.json
+    python benchmark_enhanced.py --quick --markdown docs/performance.md --note "shared machine"
+    python benchmark_enhanced.py --from-json results.json --markdown docs/performance.md
 
 Each figure is the median of several runs, and each ratio compares it with a
 baseline measured in the same run.  The output is markdown tables on stdout,
-plus JSON with --json.  Benchmarks may sleep for real; tests never do.
+plus JSON with --json, plus the page docs/performance.md with --markdown: the
+same results under a header naming the machine (CPU model, cores, memory, OS,
+Python), the date and the command, so that every figure there comes from one
+run.  --from-json writes that page from a saved --json file without measuring.
+Benchmarks may sleep for real; tests never do.
 
 This module imports only the standard library at the top, so the subprocesses
 it starts (``python -c "import benchmark_enhanced; ..."``) pay nothing for it.
@@ -1437,6 +1443,92 @@ def markdown(section: Section) -> str:
     return "\n".join(out)
 
 
+def machine() -> dict[str, object]:
+    """This machine as docs/performance.md names it: CPU model, cores, memory (from /proc where there is
+    one), OS, Python, the date, the commit and the load average when the run started."""
+    import datetime
+    import platform
+    import subprocess
+
+    def proc(path: str) -> str:
+        try:
+            return Path(path).read_text(encoding="utf-8", errors="replace")
+        except OSError:
+            return ""
+
+    cpu = next((line.split(":", 1)[1].strip() for line in proc("/proc/cpuinfo").splitlines()
+                if line.startswith("model name")), "") or platform.processor() or platform.machine()
+    mem_kib = next((int(line.split()[1]) for line in proc("/proc/meminfo").splitlines()
+                    if line.startswith("MemTotal:")), 0)
+    pretty = next((line.split("=", 1)[1].strip().strip('"') for line in proc("/etc/os-release").splitlines()
+                   if line.startswith("PRETTY_NAME=")), "")
+    usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    try:
+        commit = subprocess.run(["git", "-C", str(HERE), "rev-parse", "--short", "HEAD"], capture_output=True,
+                                text=True, timeout=10).stdout.strip() or None
+    except (OSError, subprocess.SubprocessError):
+        commit = None
+    load = proc("/proc/loadavg").split()[:3]
+    return {"cpu": cpu, "cores": os.cpu_count(), "usable_cores": usable,
+            "memory_gib": round(mem_kib / 2**20, 1) if mem_kib else None,
+            "os": " ".join(filter(None, [pretty, f"({platform.system()} {platform.release()})"])),
+            "python": f"{platform.python_implementation()} {platform.python_version()}",
+            "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+            "commit": commit, "load_average": " ".join(load) or None}
+
+
+def performance_page(data: dict) -> str:
+    """docs/performance.md from one run's results, *data* being what --json writes: a header naming the
+    machine, the date and the command, the goals in one table, then every section as on stdout."""
+    m = data.get("machine") or {}
+    command = data.get("command") or "python benchmark_enhanced.py"
+    out = ["# Performance", "",
+           f"Written by `{command}` on {m.get('date', 'an unrecorded date')}; every figure on this page comes "
+           "from that one run. Do not edit it by hand: run the benchmark again (see "
+           "[Measuring it yourself](#measuring-it-yourself)) to replace it.", "",
+           "| machine | |", "|---|---|",
+           f"| CPU | {m.get('cpu') or 'unknown'} |",
+           f"| cores | {m.get('cores')} ({m.get('usable_cores')} usable by this process) |",
+           f"| memory | {m.get('memory_gib')} GiB |",
+           f"| OS | {m.get('os') or 'unknown'} |",
+           f"| Python | {m.get('python') or 'unknown'} |",
+           f"| commit | {m.get('commit') or 'unknown'} |",
+           f"| load average at the start (1, 5, 15 min) | {m.get('load_average') or 'unknown'} |",
+           f"| run | {'quick' if data.get('quick') else 'full'}, {data.get('seconds', 0):.0f} s in all |", ""]
+    out += [note for note in data.get("notes", [])] + ([""] if data.get("notes") else [])
+    out += ["Each figure is the median of the runs counted beside it, and each ratio compares it with a baseline "
+            "measured in the same run, taken in turn where they are whole processes. Absolute times depend on the "
+            "machine and on what else it was doing; the ratios are what to compare between machines.", ""]
+    sections = data.get("sections", {})
+    goals = [(s.get("title", name), r) for name, s in sections.items() for r in s.get("rows", [])
+             if r.get("goal") is not None]
+    if goals:
+        out += ["## Goals", "", "| section: measurement | goal | this run |", "|---|---|---|"]
+        for title, r in goals:
+            out.append(f"| {title}: {r['name']} | {r['goal']} | {'met' if r.get('met') else '**not met**'} |")
+        out.append("")
+    out += ["## Results", ""]
+    for name, s in sections.items():
+        if not s.get("rows"):
+            out += [f"### {s.get('title', name)}", ""] + list(s.get("notes", [])) + [""]
+            continue
+        rows = [Row(**r) for r in s["rows"]]
+        out.append(markdown(Section(s.get("title", name), rows, list(s.get("notes", [])))))
+    out += ["## Measuring it yourself", "",
+            "```",
+            "pip install '.[bench]'                      # pydub, the mixer's and the hour's baseline",
+            f"{command}",
+            "python benchmark_enhanced.py --markdown docs/performance.md   # every section: the longest run",
+            "python benchmark_enhanced.py --from-json results.json --markdown docs/performance.md",
+            "```", "",
+            "`--quick` makes fewer, smaller runs, `--only` picks sections (engine, edge, piper, kokoro, qwen, mix, "
+            "startup, edit, hour, memory, book, stream, ray, quality), `--json FILE` keeps the results, "
+            "`--markdown FILE` writes this page from them, `--note TEXT` adds a line under the machine table "
+            "(say what else the machine was doing), and `--from-json FILE` writes the page from a saved "
+            "`--json` file without measuring.", ""]
+    return "\n".join(out)
+
+
 def user_env() -> dict[str, str]:
     """The environment of a user's shell for subprocesses: bytecode caching on, this folder importable."""
     env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
@@ -1447,6 +1539,7 @@ def user_env() -> dict[str, str]:
 def main(argv: list[str] | None = None) -> int:
     import argparse
     import json
+    import shlex
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="fewer, smaller runs")
@@ -1454,12 +1547,31 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", metavar="FILE", help="also write the results as JSON")
     parser.add_argument("--qwen-full", action="store_true",
                         help="measure the full-size 1.7B Qwen model even without a GPU (very slow on a CPU)")
+    parser.add_argument("--markdown", metavar="FILE",
+                        help="also write the results as a page (docs/performance.md) with the machine and the date")
+    parser.add_argument("--note", action="append", default=[], metavar="TEXT",
+                        help="a line for the page's header, e.g. what else the machine was doing (repeatable)")
+    parser.add_argument("--from-json", metavar="FILE",
+                        help="write --markdown from a saved --json file instead of measuring")
     args = parser.parse_args(argv)
+    if args.from_json:
+        if not args.markdown:
+            parser.error("--from-json needs --markdown FILE")
+        data = json.loads(Path(args.from_json).read_text(encoding="utf-8"))
+        data["notes"] = data.get("notes", []) + args.note
+        Path(args.markdown).write_text(performance_page(data), encoding="utf-8")
+        print(f"Wrote {args.markdown}")
+        return 0
     names = [n.strip() for n in args.only.split(",") if n.strip()] or list(SECTIONS)
     unknown = [n for n in names if n not in SECTIONS]
     if unknown:
         parser.error(f"unknown section {unknown[0]!r} (sections: {', '.join(SECTIONS)})")
     started = time.perf_counter()
+    host = machine()
+    given = list(argv if argv is not None else sys.argv[1:])
+    shown = [a for i, a in enumerate(given)       # the notes are on the page already, under the machine
+             if not (a == "--note" or a.startswith("--note=") or (i and given[i - 1] == "--note"))]
+    command = shlex.join(["python", "benchmark_enhanced.py", *shown])
     results = {}
     print(f"# dialog-tts benchmarks ({'quick' if args.quick else 'full'}; {os.cpu_count()} cores, "
           f"Python {sys.version.split()[0]})\n")
@@ -1476,9 +1588,14 @@ def main(argv: list[str] | None = None) -> int:
         print(markdown(section), flush=True)
     total = time.perf_counter() - started
     print(f"Total benchmark time: {total:.1f} s")
+    data = {"quick": args.quick, "seconds": total, "machine": host, "command": command, "notes": args.note,
+            "sections": results}
     if args.json:
-        Path(args.json).write_text(json.dumps({"quick": args.quick, "seconds": total, "sections": results},
-                                              indent=2) + "\n", encoding="utf-8")
+        Path(args.json).write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
+    if args.markdown:
+        Path(args.markdown).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.markdown).write_text(performance_page(data), encoding="utf-8")
+        print(f"Wrote {args.markdown}")
     return 0
 
 
