@@ -36,6 +36,7 @@ import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from hashlib import sha256
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -99,25 +100,6 @@ def make_key(backend: str, fingerprint: str, voice_fields: dict[str, Any], text:
                "voice": voice_fields, "text": text}
     canonical = json.dumps(payload, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
     return sha256(canonical.encode("utf-8")).hexdigest()
-
-
-def _sha256() -> Callable[[bytes], Any]:
-    """SHA-256 from CPython's own module where it has one, else hashlib's (the same digests).
-
-    ``import hashlib`` loads OpenSSL's libcrypto: 33 ms for ``python -c "import hashlib"``
-    here against 25 ms for ``python -c pass``, and a dry run needs nothing else of it
-    (CPython's random module takes its sha512 the same way)."""
-    try:
-        from _sha256 import sha256 as builtin  # CPython 3.10 and 3.11
-    except ImportError:
-        try:
-            from _sha2 import sha256 as builtin  # CPython 3.12 and later
-        except ImportError:
-            from hashlib import sha256 as builtin
-    return builtin
-
-
-sha256 = _sha256()
 
 
 @dataclass(frozen=True)

@@ -26,8 +26,8 @@ def render(script, out, **options):
 
 
 def test_keys_are_the_sha256_they_always_were():
-    """The key's digest comes from CPython's own sha256 module, not hashlib's (OpenSSL): the same
-    digests, so every cache written before keeps its entries."""
+    """The key's digest is hashlib's sha256, the digest keys have always had, so every cache written
+    before keeps its entries."""
     import hashlib
 
     for data in (b"", b"abc", "Hello, w\u00f6rld.".encode(), bytes(range(256)) * 1000):
