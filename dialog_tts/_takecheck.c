@@ -1,13 +1,11 @@
 /* The quality gate's figures of one take in one compiled pass: dialog_tts._takecheck.measure.
  *
  * dialog_tts.quality.measure_numpy computes the same figures with about forty NumPy
- * calls.  Each call costs a few microseconds, and more right after a
- * synthesis has pushed NumPy out of the CPU's caches: 190 to 290 us a take
- * there, against 60 to 80 us in a warm loop (an espeak take of 3 to 5 s,
- * 22.05 kHz, measured with benchmark_enhanced.py --only quality).  espeak says
- * a line in 4 to 6 ms, so the gate's 2 % budget is about 100 us a take.  This
- * pass takes 26 to 28 us right after a synthesis (all the checks of a take
- * about 50 us, 1.2 to 1.3 % of espeak's synthesis).  No library computes these
+ * calls.  Each call has a fixed cost, higher right after a synthesis has pushed
+ * NumPy out of the CPU's caches, and espeak says a line so quickly that forty
+ * such calls exceed the gate's budget of 2 % of synthesis time.  One pass over
+ * the samples stays within it (benchmark_enhanced.py --only quality measures
+ * both, against each offline backend's synthesis).  No library computes these
  * figures (frame energies, the clipped share, the speech span, its longest
  * pause, the longest steady stretch) in one call, so they are written here;
  * quality.py keeps the NumPy version for where this module was not built, and
@@ -34,8 +32,8 @@
 typedef float v4 __attribute__((vector_size(16)));
 typedef int v4i __attribute__((vector_size(16)));
 
-/* The larger of two magnitudes, lane by lane: one instruction on x86 (maxps: the frame pass in half
- * the time of the select below, 20 against 36 us on a 3.7 s take); a select elsewhere. */
+/* The larger of two magnitudes, lane by lane: one instruction on x86 (maxps, markedly quicker in the
+ * frame pass than the select below); a select elsewhere. */
 #if defined(__SSE__) && !defined(DIALOG_TTS_GENERIC)
 #include <xmmintrin.h>
 #define VMAX(a, b) ((v4)_mm_max_ps((__m128)(a), (__m128)(b)))

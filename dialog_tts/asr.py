@@ -4,7 +4,7 @@ pocketsphinx (its wheel ships an en-US acoustic model, language model and
 dictionary) transcribes the take at 16 kHz; jiwer gives the word error rate
 against the line's text.  Both come with the ``asr`` extra and are imported
 only here, when the check is asked for.  A decoder is not thread-safe, so each
-thread borrows one from the process's few (:class:`Decoders`; one takes 0.3 s to load).
+thread borrows one from the process's few (:class:`Decoders`; each is slow to load, so they are kept).
 
 Only the words the recognizer could have heard are counted (:func:`reference`):
 a word outside its dictionary (``cmudict-en-us.dict``, the one its decoder
@@ -51,11 +51,10 @@ _CASED_WORD = re.compile(r"[A-Za-z']+|\d+")
 _TITLES = frozenset("mr mrs ms miss dr st sir lady lord rev canon hon captain colonel professor "
                     "mister missus doctor saint".split())
 
-#: Decoder settings, measured on 96 clean takes of the default voices (piper joe-light and joe-tenor,
-#: hibari heart and heart-low) of varied lines: every other 10 ms frame (``ds``), at most 2,000 HMMs
-#: and 10 words a frame, no second flat pass.  2.1x faster than pocketsphinx's defaults (0.057 against
-#: 0.122 of real time, on one core); mean WER 0.22 against 0.18 (median 0.19 against 0.14), takes of
-#: other words still far above the limit (tests/test_asr.py).
+#: Decoder settings, chosen on clean takes of the default voices of varied lines: every other 10 ms frame
+#: (``ds``), at most 2,000 HMMs and 10 words a frame, no second flat pass.  Much cheaper than
+#: pocketsphinx's defaults for a slightly higher WER on clean takes, while takes of other words stay far
+#: above the limit (tests/test_asr.py); benchmark_enhanced.py --only quality times the check.
 DECODER = {"ds": 2, "fwdflat": False, "bestpath": True, "maxhmmpf": 2000, "maxwpf": 10}
 #: Samples fed to the decoder at a time (0.25 s): each call holds the GIL this long at most.
 CHUNK = RATE // 4
@@ -183,7 +182,7 @@ class Decoders:
     """Loaded pocketsphinx decoders, lent to one thread at a time (a decoder is not thread-safe).
 
     At most one per core: the recognizer is CPU-bound, so more decoders would
-    only cost their loading (0.3 s each) and memory.  The decoders of a process
+    only cost their loading time and memory.  The decoders of a process
     are shared by its renders, as the backends' loaded models are.
     """
 

@@ -1,7 +1,7 @@
 """Defaults the command line shows before anything else loads: a leaf module, it imports nothing.
 
 ``dialog-tts --help`` prints them; importing the voice module for them (its
-dataclass and parsers) took about 4 ms of that start-up.
+dataclass and parsers) would be a measurable share of that start-up.
 """
 
 #: The backend of speakers whose voice names none (the only place it is spelled).

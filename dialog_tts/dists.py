@@ -2,8 +2,8 @@
 
 ``dialog-tts voices`` and ``--dry-run`` need the ``dialog_tts.backends`` entry points and a few
 package versions (cache fingerprints).  Importing importlib.metadata (email, zipfile, csv) and
-scanning with it took 35 ms of CPU here, more than a whole ``python -c pass``; reading the
-folders directly takes about 2 ms.  Only what pip and uv install is understood (``*.dist-info``,
+scanning with it costs more than a whole ``python -c pass``; reading the folders directly costs a
+small fraction of that.  Only what pip and uv install is understood (``*.dist-info``,
 ``*.egg-info`` folders on sys.path); :func:`version` falls back to importlib.metadata for anything else.
 """
 

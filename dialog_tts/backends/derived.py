@@ -1,8 +1,8 @@
 """Model data a backend derives on every start, kept between runs in the user cache.
 
 Each start of piper or hibari used to redo work whose result never changes for a given model
-and package: onnxruntime's graph optimization of the ``.onnx`` file (about 0.2 s of piper's
-0.35 s session load here, 0.06 s of hibari's 0.1 s) and hibari's parse of its G2P tables
+and package: onnxruntime's graph optimization of the ``.onnx`` file (most of a session's load time)
+and hibari's parse of its G2P tables
 (``hibari_g2p``).  This module keeps such results in ``$DIALOG_TTS_MODEL_CACHE`` or the user
 cache folder (``~/.cache/dialog-tts-models`` on Linux), separate from the audio cache.
 

@@ -109,8 +109,8 @@ class EdgeVoice:
 @lru_cache(maxsize=1)
 def voice_table() -> tuple[dict[str, Any], tuple[EdgeVoice, ...]]:
     """(the table's header fields, its voices), from the package data."""
-    # next to this package's modules; importlib.resources would import tempfile, zipfile and bz2 (12 ms of
-    # `dialog-tts voices` here) to find a file that is always on disk
+    # next to this package's modules; importlib.resources would import tempfile, zipfile and bz2 (a visible
+    # share of `dialog-tts voices`) to find a file that is always on disk
     path = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "data", "edge_voices.json")
     with open(path, encoding="utf-8") as f:
         data = json.load(f)

