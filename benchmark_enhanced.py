@@ -1499,6 +1499,11 @@ def performance_page(data: dict) -> str:
     out += ["Each figure is the median of the runs counted beside it, and each ratio compares it with a baseline "
             "measured in the same run, taken in turn where they are whole processes. Absolute times depend on the "
             "machine and on what else it was doing; the ratios are what to compare between machines.", ""]
+    if data.get("quick"):
+        out += ["A quick run (`--quick`): fewer and smaller runs than a full one (the row names give the sizes), so "
+                "the goals, which are set for a full run's sizes, are only indicative here.", ""]
+    if data.get("from_json"):
+        out += ["This page was written afterwards from the run's saved `--json` results (`--from-json`).", ""]
     sections = data.get("sections", {})
     goals = [(s.get("title", name), r) for name, s in sections.items() for r in s.get("rows", [])
              if r.get("goal") is not None]
@@ -1559,6 +1564,7 @@ def main(argv: list[str] | None = None) -> int:
             parser.error("--from-json needs --markdown FILE")
         data = json.loads(Path(args.from_json).read_text(encoding="utf-8"))
         data["notes"] = data.get("notes", []) + args.note
+        data["from_json"] = True
         Path(args.markdown).write_text(performance_page(data), encoding="utf-8")
         print(f"Wrote {args.markdown}")
         return 0
