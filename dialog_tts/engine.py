@@ -218,6 +218,13 @@ class Engine:
         self._limits: dict[str, threading.BoundedSemaphore] = {}
         self._lock = threading.Lock()
 
+    @property
+    def slots(self) -> int:
+        """Backend calls in flight at once: the executor's capacity, settled on first use (a run's start)."""
+        if not self._slots:
+            self._slots = self.executor.capacity(self.workers)
+        return self._slots
+
     def backend(self, name: str) -> backends.Backend:
         """This engine's view of backend *name*: shared models, this render's settings."""
         return self.keys.backend(name)
@@ -268,7 +275,7 @@ class Engine:
         if window is not None and window < 1:
             raise ValueError("window must be at least 1")
         run = _Run(jobs, self.emit)
-        return Stream(run, _streamed(self, run, window, ramp))
+        return Stream(run, self._streamed(run, window, ramp))
 
     def _execute(self, run: _Run) -> EngineResult:
         from .ordered import steps, worker_pool
@@ -276,15 +283,43 @@ class Engine:
         cached, pending = _split(_units(run.jobs), self.cache, self.cache_key)
         _fit_views(self, pending)
         if cached or pending:
-            self._slots = self._slots or self.executor.capacity(self.workers)
-            lanes = _Lanes(self, run.stop)
+            lanes = _Lanes(self, partial(self._new_lane, stop=run.stop))
             lanes.add(pending, cached)     # the syntheses start first; cache reads go beside them
             # Ctrl-C (or a progress callback that raised): nothing new starts, the lines in
             # flight finish and are cached by their workers, and the interrupt goes on up.
-            with worker_pool(self._slots, run.stop) as pool:
-                for _ in steps(pool, lanes.queue, self._slots, run.collect):
+            with worker_pool(self.slots, run.stop) as pool:
+                for _ in steps(pool, lanes.queue, self.slots, run.collect):
                     pass
         return run.result()
+
+    def _streamed(self, run: _Run, window: int | None,
+                  ramp: bool = False) -> Generator[tuple[int, Outcome], None, None]:
+        """The work of :meth:`Engine.stream`: a generator, so nothing starts before the first ``next``."""
+        units = _units(run.jobs)           # in order of first appearance: admitted earliest first
+        lanes = _Lanes(self, partial(self._new_lane, stop=run.stop))
+        admitted = 0
+
+        def admit(limit: int) -> None:     # the lines whose first job is below *limit* may start
+            nonlocal admitted
+            start = admitted
+            while admitted < len(units) and units[admitted].indices[0] < limit:
+                admitted += 1
+            if admitted > start:
+                cached, pending = _split(units[start:admitted], self.cache, self.cache_key)
+                lanes.add(pending, cached, whole=False)
+
+        def take(index: int) -> Outcome | None:
+            outcome = run.outcomes[index]
+            if outcome.source is Source.PENDING:
+                return None
+            run.outcomes[index] = replace(outcome, clip=None)   # the run keeps counters and errors, not audio
+            return outcome
+
+        from .ordered import in_order, steps, worker_pool
+
+        with worker_pool(self.slots, run.stop) as pool:
+            rounds = steps(pool, lanes.queue, self.slots, run.collect)
+            yield from in_order(len(run.jobs), window or max(4 * self.slots, 16), admit, rounds, take, ramp=ramp)
 
     def _read(self, unit: _Unit, stop: threading.Event) -> _Done:
         """A cached line, decoded in the pool (beside the syntheses); synthesized if the entry went bad.
@@ -325,7 +360,7 @@ class Engine:
         with self._lock:
             sem = self._limits.get(backend.name)
             if sem is None:
-                cap = min(backend.max_concurrency or self._slots, self._slots)
+                cap = min(backend.max_concurrency or self.slots, self.slots)
                 sem = self._limits[backend.name] = threading.BoundedSemaphore(cap)
             return sem
 
@@ -354,7 +389,7 @@ class Engine:
             return self.executor.call(backend, texts, voices, batch=False)
 
         try:
-            outcome = _takes(self, backend, [unit], speak, tally, stop)[0]
+            outcome = self._takes(backend, [unit], speak, tally, stop)[0]
         except Exception as exc:  # noqa: BLE001 - one line must never take the others down
             outcome = Outcome(None, Source.FAILED, tally.attempts, tally.seconds, _as_error(exc))
         self._store(unit, outcome)
@@ -365,8 +400,8 @@ class Engine:
         where = batch[0].job.where() if len(batch) == 1 else f"batch of {len(batch)} lines"
         tally = _Tally()
         try:
-            results = list(zip(batch, _takes(self, backend, batch, partial(self.executor.call, backend, batch=True),
-                                             tally, stop)))
+            results = list(zip(batch, self._takes(backend, batch, partial(self.executor.call, backend, batch=True),
+                                                  tally, stop)))
         except Exception as exc:  # noqa: BLE001
             if len(batch) > 1 and not isinstance(exc, _Stopped):
                 log.info("%s failed (%s); splitting it in halves", where, exc)
@@ -378,6 +413,54 @@ class Engine:
         for unit, outcome in results:
             self._store(unit, outcome)
         return _Done(results, tally.retries)
+
+    def _takes(self, backend: backends.Backend, units: list[_Unit], speak: _Speak, tally: _Tally,
+               stop: threading.Event) -> list[Outcome]:
+        """*units* synthesized (one call of *speak*), each take judged by the gate, failing ones retaken.
+
+        Take 1 is each line's own voice; take *n* is the voice ``backend.retake`` gives
+        (None: the backend cannot make a different take).  Errors of the first call go
+        up (the caller splits a batch); a retake that fails ends the retakes.
+        """
+        where = units[0].job.where() if len(units) == 1 else f"batch of {len(units)} lines"
+        strict = self.gate is not None and self.gate.settings.strict
+        lines = [_Takes(unit, strict) for unit in units]
+        voices: list[Voice | None] = [u.job.voice for u in units]
+        for take in range(1, (self.gate.takes if self.gate is not None else 1) + 1):
+            todo = [(line, voice) for line, voice in zip(lines, voices) if voice is not None]
+            if not todo:
+                break
+            started = tally.seconds
+            texts, take_voices = [line.unit.job.text for line, _v in todo], [v for _line, v in todo]
+            try:
+                clips = _checked_clips(backend, len(todo), self._call(
+                    backend, where if take == 1 else f"{where}, take {take}", tally, stop,
+                    partial(speak, texts, take_voices)))
+            except Exception as exc:
+                if take == 1 or isinstance(exc, _Stopped):
+                    raise
+                log.info("%s: take %d failed (%s); keeping the takes made", where, take, _as_error(exc))
+                break
+            each = (tally.seconds - started) / len(todo)
+            for (line, voice), clip in zip(todo, clips):
+                verdict = self.gate.judge(clip, line.unit.job.text, voice, backend) if self.gate else None
+                line.add(take, clip, verdict, each)
+            voices = [None if line.done else backend.retake(line.unit.job.voice, take + 1) for line in lines]
+        keep = self.gate is not None and self.gate.settings.keep_flagged
+        return [line.outcome(tally, keep) for line in lines]
+
+    def _new_lane(self, name: str | None, stop: threading.Event) -> Lane[_Unit, _Done]:
+        """The lane of work for backend *name*'s lines (None: the cache reads)."""
+        from .ordered import Lane
+
+        if name is None:
+            return Lane(self.workers, _one_each, lambda units: partial(self._read, units[0], stop))
+        backend = self.backend(name)
+        if backend.batch_size > 1:
+            return Lane(self.executor.lanes(backend), partial(_batches, backend),
+                        lambda units: partial(self._run_batch, backend, units, stop), full=backend.batch_size)
+        return Lane(min(backend.max_concurrency or self.slots, self.slots), _one_each,
+                    lambda units: partial(self._run_single, units[0], stop))
 
     def _store(self, unit: _Unit, outcome: Outcome) -> None:
         if outcome.quality is not None and outcome.quality.flagged:
@@ -473,42 +556,6 @@ def _batches(backend: backends.Backend, units: list[_Unit]) -> list[list[_Unit]]
 
 
 _Speak = Callable[[list[str], list[Voice]], "list[Clip]"]
-
-
-def _takes(engine: Engine, backend: backends.Backend, units: list[_Unit], speak: _Speak, tally: _Tally,
-           stop: threading.Event) -> list[Outcome]:
-    """*units* synthesized (one call of *speak*), each take judged by the gate, failing ones retaken.
-
-    Take 1 is each line's own voice; take *n* is the voice ``backend.retake`` gives
-    (None: the backend cannot make a different take).  Errors of the first call go
-    up (the caller splits a batch); a retake that fails ends the retakes.
-    """
-    where = units[0].job.where() if len(units) == 1 else f"batch of {len(units)} lines"
-    strict = engine.gate is not None and engine.gate.settings.strict
-    lines = [_Takes(unit, strict) for unit in units]
-    voices: list[Voice | None] = [u.job.voice for u in units]
-    for take in range(1, (engine.gate.takes if engine.gate is not None else 1) + 1):
-        todo = [(line, voice) for line, voice in zip(lines, voices) if voice is not None]
-        if not todo:
-            break
-        started = tally.seconds
-        texts, take_voices = [line.unit.job.text for line, _v in todo], [v for _line, v in todo]
-        try:
-            clips = _checked_clips(backend, len(todo), engine._call(
-                backend, where if take == 1 else f"{where}, take {take}", tally, stop,
-                partial(speak, texts, take_voices)))
-        except Exception as exc:
-            if take == 1 or isinstance(exc, _Stopped):
-                raise
-            log.info("%s: take %d failed (%s); keeping the takes made", where, take, _as_error(exc))
-            break
-        each = (tally.seconds - started) / len(todo)
-        for (line, voice), clip in zip(todo, clips):
-            verdict = engine.gate.judge(clip, line.unit.job.text, voice, backend) if engine.gate else None
-            line.add(take, clip, verdict, each)
-        voices = [None if line.done else backend.retake(line.unit.job.voice, take + 1) for line in lines]
-    keep = engine.gate is not None and engine.gate.settings.keep_flagged
-    return [line.outcome(tally, keep) for line in lines]
 
 
 def _checked_clips(backend: backends.Backend, count: int, clips: object) -> list[Clip]:
@@ -676,9 +723,9 @@ class _Lanes:
     voices are prepared (clone prompts) before its first lines with them are queued.
     """
 
-    def __init__(self, engine: Engine, stop: threading.Event) -> None:
+    def __init__(self, engine: Engine, new_lane: Callable[[str | None], Lane[_Unit, _Done]]) -> None:
         self.engine = engine
-        self.stop = stop
+        self.new_lane = new_lane
         self.queue: deque[Lane[_Unit, _Done]] = deque()
         self._by_name: dict[str | None, Lane[_Unit, _Done]] = {}     # None: the cache reads
         self._prepared: set[tuple[str, Voice]] = set()
@@ -707,23 +754,9 @@ class _Lanes:
     def _lane(self, name: str | None) -> Lane[_Unit, _Done]:
         lane = self._by_name.get(name)
         if lane is None:
-            lane = self._by_name[name] = self._new(name)
+            lane = self._by_name[name] = self.new_lane(name)
             self.queue.append(lane)
         return lane
-
-    def _new(self, name: str | None) -> Lane[_Unit, _Done]:
-        from .ordered import Lane
-
-        engine, stop = self.engine, self.stop
-        if name is None:
-            return Lane(engine.workers, _one_each, lambda units: partial(engine._read, units[0], stop))
-        backend = engine.backend(name)
-        if backend.batch_size > 1:
-            return Lane(engine.executor.lanes(backend), partial(_batches, backend),
-                        lambda units: partial(engine._run_batch, backend, units, stop), full=backend.batch_size)
-        return Lane(min(backend.max_concurrency or engine._slots, engine._slots), _one_each,
-                    lambda units: partial(engine._run_single, units[0], stop))
-
 
 def _one_each(units: list[_Unit]) -> list[list[_Unit]]:
     return [[unit] for unit in units]
@@ -763,34 +796,3 @@ class Stream:
     @property
     def failures(self) -> list[Failure]:
         return self._run.result().failures
-
-
-def _streamed(engine: Engine, run: _Run, window: int | None,
-              ramp: bool = False) -> Generator[tuple[int, Outcome], None, None]:
-    """The work of :meth:`Engine.stream`: a generator, so nothing starts before the first ``next``."""
-    engine._slots = engine._slots or engine.executor.capacity(engine.workers)
-    units = _units(run.jobs)           # in order of first appearance: admitted earliest first
-    lanes = _Lanes(engine, run.stop)
-    admitted = 0
-
-    def admit(limit: int) -> None:     # the lines whose first job is below *limit* may start
-        nonlocal admitted
-        start = admitted
-        while admitted < len(units) and units[admitted].indices[0] < limit:
-            admitted += 1
-        if admitted > start:
-            cached, pending = _split(units[start:admitted], engine.cache, engine.cache_key)
-            lanes.add(pending, cached, whole=False)
-
-    def take(index: int) -> Outcome | None:
-        outcome = run.outcomes[index]
-        if outcome.source is Source.PENDING:
-            return None
-        run.outcomes[index] = replace(outcome, clip=None)   # the run keeps counters and errors, not audio
-        return outcome
-
-    from .ordered import in_order, steps, worker_pool
-
-    with worker_pool(engine._slots, run.stop) as pool:
-        rounds = steps(pool, lanes.queue, engine._slots, run.collect)
-        yield from in_order(len(run.jobs), window or max(4 * engine._slots, 16), admit, rounds, take, ramp=ramp)
