@@ -130,10 +130,15 @@ class Verdict:
     __slots__ = ("_checks", "_judged", "_passed", "asr", "figures", "notes")
 
     def __init__(self, checks: Iterable[Check] = (), notes: Iterable[str] = (), *,
-                 figures: Figures | None = None, asr: tuple[float, str] | None = None) -> None:
-        self._checks: tuple[Check, ...] | None = tuple(checks)
-        self._judged: Judged | None = None
-        self._passed = all(c.passed for c in self._checks)
+                 figures: Figures | None = None, asr: tuple[float, str] | None = None,
+                 judged: Judged | None = None) -> None:
+        if judged is not None:          # the checks are made from *judged* when first asked for
+            self._checks: tuple[Check, ...] | None = None
+            self._passed = judged.passed()
+        else:
+            self._checks = tuple(checks)
+            self._passed = all(c.passed for c in self._checks)
+        self._judged = judged
         self.notes = tuple(notes)
         #: What the checks read off the take (None: not measured), and the recognizer's (WER, heard).
         self.figures = figures
@@ -142,10 +147,7 @@ class Verdict:
     @classmethod
     def of(cls, judged: Judged) -> Verdict:
         """The verdict on a take from its figures; its checks are made when first asked for."""
-        verdict = cls.__new__(cls)
-        verdict._checks, verdict._judged, verdict._passed, verdict.notes = None, judged, judged.passed(), ()
-        verdict.figures, verdict.asr = judged.figures, None
-        return verdict
+        return cls(figures=judged.figures, judged=judged)
 
     @property
     def checks(self) -> tuple[Check, ...]:
