@@ -24,7 +24,7 @@ from .timeline import ChapterMark, Timeline, bookend, chapters
 AUDIO_FORMATS = specs.AUDIO_FORMATS
 STDOUT = specs.STDOUT
 Production = specs.Production
-_stem_suffix = specs._stem_suffix
+_stem_suffix = specs.stem_suffix
 extra_outputs = specs.extra_outputs
 identity = specs.identity
 stem_path = specs.stem_path

@@ -215,7 +215,7 @@ def extra_outputs(prod: Production, parsed: Script, out: str | os.PathLike[str] 
     paths = [str(p) for p in (prod.subtitles, prod.review) if p]
     if prod.stems:
         names = list(parsed.speakers.values()) + (["music"] if (prod.music or prod.intro or prod.outro) else [])
-        paths += [str(stem_path(prod.stems, name, _stem_suffix(prod, out))) for name in names]
+        paths += [str(stem_path(prod.stems, name, stem_suffix(prod, out))) for name in names]
     return paths
 
 
@@ -224,6 +224,6 @@ def stem_path(folder: str | os.PathLike[str], name: str, suffix: str) -> Path:
     return Path(folder) / f"{safe}{suffix}"
 
 
-def _stem_suffix(prod: Production, out: str | os.PathLike[str] | None) -> str:
+def stem_suffix(prod: Production, out: str | os.PathLike[str] | None) -> str:
     suffix = prod.stream_suffix() if out is None or os.fspath(out) == STDOUT else Path(out).suffix.lower()
     return suffix if suffix in FORMATS else ".wav"
