@@ -99,9 +99,9 @@ class RayExecutor:
         return max(workers, cpus)
 
     def lanes(self, view: Backend) -> int:
-        return self._actor_plan()[0]
+        return self.actor_plan()[0]
 
-    def _actor_plan(self) -> tuple[int, float]:
+    def actor_plan(self) -> tuple[int, float]:
         """(how many batch workers, GPUs each): one per GPU, or one on a CPU where there is none."""
         gpus = int(self._connect().cluster_resources().get("GPU", 0))
         per_actor = self.gpus_per_actor if self.gpus_per_actor is not None else (1 if gpus else 0)
@@ -171,7 +171,7 @@ class RayExecutor:
             return actor
 
     def _start_actors(self) -> None:
-        count, per_actor = self._actor_plan()
+        count, per_actor = self.actor_plan()
         cls = self._ray.remote(max_restarts=ACTOR_RESTARTS, max_task_retries=ACTOR_RESTARTS)(_BatchWorker)
         self._actors = [cls.options(num_gpus=per_actor, num_cpus=1).remote() for _ in range(count)]
         self._busy = [0] * count

@@ -271,7 +271,7 @@ def test_qwen_batches_run_on_one_actor_per_gpu(cluster, tmp_path):
         a, b = (sf.read(tmp_path / d / f"ep{n}.wav")[0] for d in ("thread", "ray"))
         assert a.shape == b.shape and abs(b).max() > 0
     executor = RayExecutor()
-    assert executor._actor_plan() == (int(ray.cluster_resources()["GPU"]), 1)   # one actor per GPU, 1 GPU each
+    assert executor.actor_plan() == (int(ray.cluster_resources()["GPU"]), 1)   # one actor per GPU, 1 GPU each
     executor.close()
 
 
