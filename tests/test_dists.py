@@ -30,11 +30,14 @@ def test_a_plugins_entry_point_and_version_are_found(plugin_dir):
     assert dists.version("dialog-tts-fancy") == metadata.version("dialog-tts-fancy")   # the reference agrees
 
 
-def test_the_registry_lists_a_plugin_backend(plugin_dir, monkeypatch):
-    monkeypatch.setattr(backends, "_entry_points_loaded", False)
-    monkeypatch.setattr(backends, "_BUILTINS", dict(backends._BUILTINS))
-    assert "fancy" in backends.available()
-    assert backends._BUILTINS["fancy"] == "fancy_tts.backend:FancyBackend"
+def test_the_registry_lists_a_plugin_backend(plugin_dir):
+    backends.rescan()                       # the plugin was installed after the registry first looked
+    try:
+        assert "fancy" in backends.available()
+        assert backends.target("fancy") == "fancy_tts.backend:FancyBackend"
+        assert backends.target("piper") == "dialog_tts.backends.piper:PiperBackend"    # a built-in stays one
+    finally:
+        backends.rescan()                   # the plugin's folder goes with this test: looked for again
 
 
 def test_the_same_answers_as_importlib_metadata_for_this_environment():

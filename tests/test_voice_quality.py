@@ -53,8 +53,7 @@ def measure(backend_name: str, voice_name: str, section: str = "held-out") -> di
     import onnxruntime
 
     onnxruntime.set_seed(0)     # piper's noise: the same audio every run
-    factory = backends._import(backends._BUILTINS[backend_name])
-    backend = factory()
+    backend = backends.new_backend(backend_name)
     voice = backend.resolve(Voice(voice_name, backend_name))
     recognize = Recognizer()
     texts = sentences(section)

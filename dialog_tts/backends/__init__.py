@@ -26,9 +26,12 @@ __all__ = [
     "available",
     "close_all",
     "get_backend",
+    "new_backend",
     "register",
     "registered_factory",
+    "rescan",
     "resolve_voice",
+    "target",
     "unregister",
 ]
 
@@ -42,6 +45,8 @@ _BUILTINS: dict[str, str] = {
     "edge": "dialog_tts.backends.edge:EdgeBackend",
     "qwen": "dialog_tts.backends.qwen:QwenBackend",
 }
+#: Plugins found in the ``dialog_tts.backends`` entry points (a built-in's name stays the built-in's).
+_plugins: dict[str, str] = {}
 _factories: dict[str, Callable[[], Backend]] = {}
 _instances: dict[str, Backend] = {}
 _lock = threading.RLock()
@@ -78,20 +83,55 @@ def _load_entry_points() -> None:
     from ..dists import entry_point_targets
 
     for name, value in entry_point_targets(ENTRY_POINT_GROUP).items():
-        _BUILTINS.setdefault(name, value)
+        if name not in _BUILTINS:
+            _plugins.setdefault(name, value)
     _entry_points_loaded = True
+
+
+def rescan() -> None:
+    """Forget the plugins found so far: the next lookup reads the installed packages' entry points
+    again (after a plugin is installed or removed in a running process)."""
+    global _entry_points_loaded
+    from ..dists import clear
+
+    with _lock:
+        clear()
+        _plugins.clear()
+        _entry_points_loaded = False
+
+
+def target(name: str) -> str | None:
+    """Where built-in or plugin backend *name* is imported from (``"module:Class"``); None for a
+    name given to :func:`register` only, or not known."""
+    with _lock:
+        if name not in _BUILTINS and name not in _plugins:
+            _load_entry_points()
+        return _BUILTINS.get(name) or _plugins.get(name)
 
 
 def available() -> list[str]:
     """Names of every registered backend, built-ins first."""
     with _lock:
         _load_entry_points()
-        return list(dict.fromkeys([*_BUILTINS, *_factories]))
+        return list(dict.fromkeys([*_BUILTINS, *_plugins, *_factories]))
 
 
 def _import(target: str) -> Callable[[], Backend]:
     module, _, attr = target.partition(":")
     return getattr(importlib.import_module(module), attr)
+
+
+def _factory(name: str) -> Callable[[], Backend]:
+    """What makes backend *name* (called under the lock)."""
+    if name not in _factories and name not in _BUILTINS and name not in _plugins:
+        _load_entry_points()  # scanning installed packages is slow: only for names not known yet
+    factory = _factories.get(name)
+    found = _BUILTINS.get(name) or _plugins.get(name)
+    if factory is None and found is not None:
+        factory = _import(found)
+    if factory is None:
+        raise UnknownBackendError(f"unknown backend {name!r} (available: {', '.join(available())})")
+    return factory
 
 
 def get_backend(name: str) -> Backend:
@@ -100,15 +140,16 @@ def get_backend(name: str) -> Backend:
         inst = _instances.get(name)
         if inst is not None:
             return inst
-        if name not in _factories and name not in _BUILTINS:
-            _load_entry_points()  # scanning installed packages is slow: only for names not known yet
-        factory = _factories.get(name)
-        if factory is None and name in _BUILTINS:
-            factory = _import(_BUILTINS[name])
-        if factory is None:
-            raise UnknownBackendError(f"unknown backend {name!r} (available: {', '.join(available())})")
-        inst = _instances[name] = factory()
+        inst = _instances[name] = _factory(name)()
         return inst
+
+
+def new_backend(name: str) -> Backend:
+    """A new instance of backend *name*, with models of its own: not the shared one that
+    :func:`get_backend` gives (the caller closes it)."""
+    with _lock:
+        factory = _factory(name)
+    return factory()
 
 
 def close_all() -> None:
