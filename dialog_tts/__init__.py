@@ -16,7 +16,9 @@ from .errors import (
     BackendUnavailableError,
     DialogTTSError,
     InputError,
+    LoudnessError,
     OutputError,
+    QualityFailed,
     ScriptError,
     SynthesisError,
     SynthesisFailed,
@@ -27,7 +29,9 @@ from .errors import (
 )
 
 _LAZY = {
-    "synthesize_dialog": "api", "DialogResult": "api", "LineRecord": "api", "list_voices": "api",
+    "synthesize_dialog": "api", "batch": "api", "synthesize_batch": "api", "plan_dialog": "api",
+    "Renderer": "api", "RenderOptions": "api", "AudioStream": "api", "list_voices": "api",
+    "DialogResult": "api", "LineRecord": "api", "BatchResult": "api",
     "Script": "script", "Line": "script", "Pause": "script",
     "Voice": "voice", "Clip": "audio",
 }
@@ -35,7 +39,7 @@ _LAZY = {
 __all__ = [*_LAZY,  # noqa: PLE0604 - the lazy names are strings too
            "DialogTTSError", "InputError", "ScriptError", "VoiceSpecError", "UnknownBackendError",
            "UnknownVoiceError", "BackendUnavailableError", "SynthesisError", "SynthesisFailed",
-           "TransientSynthesisError",
+           "TransientSynthesisError", "QualityFailed", "LoudnessError",
            "OutputError", "__version__"]
 
 

@@ -16,7 +16,7 @@ import time
 from dataclasses import asdict, dataclass, fields, replace
 from functools import cached_property
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterable, Mapping, Union
+from typing import TYPE_CHECKING, Any, Iterable, Iterator, Mapping, Protocol, Union, runtime_checkable
 
 from . import backends, casting, speakers, validate
 from . import jobs as jobs_mod
@@ -31,9 +31,13 @@ if TYPE_CHECKING:
     # A dry run (plan_dialog, --dry-run) parses, casts and looks the jobs up: it loads neither the
     # engine and its quality gate, nor the timeline, the output specs or the results' types, nor (as
     # every render until it mixes) the mixer and writers with NumPy.  They are imported where used.
+    import numpy as np
+    import numpy.typing as npt
+
     from . import engine as engine_mod
     from . import specs
     from .audio import Clip
+    from .cache import AudioCache
     from .gate import Gate, GateSettings
     from .quality import Thresholds
     from .results import BatchResult, DialogResult, LineRecord, Totals
@@ -254,6 +258,27 @@ class SpeakerPlan:
     why: str = ""        # why the speaker got this voice
 
 
+@runtime_checkable
+class AudioStream(Protocol):
+    """What :meth:`Renderer.stream` returns: the mix in float32 blocks as it is made.
+
+    Iterating gives arrays of shape ``(n,)`` (mono) or ``(n, 2)`` (stereo) at
+    :attr:`sample_rate`; :attr:`result` is the render's :class:`DialogResult` once the
+    blocks have run out (None before).
+    """
+
+    @property
+    def sample_rate(self) -> int: ...
+
+    @property
+    def channels(self) -> int: ...
+
+    @property
+    def result(self) -> DialogResult | None: ...
+
+    def __iter__(self) -> Iterator[npt.NDArray[np.float32]]: ...
+
+
 def _overrides(voices: VoicesArg) -> list[tuple[str, Mapping[str, Any]]]:
     if voices is None:
         return []
@@ -278,7 +303,7 @@ class Renderer:
     """Renders scripts with one set of options, sharing the cache and loaded backends.
 
     A render is a pipeline of named steps, data flowing one way:
-    parse → cast → jobs (:meth:`_prepare`) → synthesize (the engine) → timeline
+    parse → cast → jobs (:meth:`prepare`) → synthesize (the engine) → timeline
     (:meth:`_timeline`) → mix → write.  Use it as a context manager (or call
     :meth:`close`) to release the cache.  *sleep* is what retries wait with
     (tests pass one that only records).  *progress_callback(done, total, message)*
@@ -343,8 +368,14 @@ class Renderer:
         self.close()
 
     # ------------------------------------------------------------ steps
-    def _prepare(self, script: PathLike | Script) -> tuple[Script, casting.Cast, list[jobs_mod.Job]]:
-        """parse → cast → jobs."""
+    @property
+    def cache(self) -> AudioCache | None:
+        """The audio cache this renderer reads and fills (None: ``cache=False``, or closed)."""
+        return self._cache
+
+    def prepare(self, script: PathLike | Script) -> tuple[Script, casting.Cast, list[jobs_mod.Job]]:
+        """parse → cast → jobs: the parsed script, its cast and one synthesis job per line (nothing is
+        synthesized; the backends the cast uses are checked to be available)."""
         if not isinstance(script, Script):
             validate.check_path("script", script)
         parsed = script if isinstance(script, Script) else script_mod.load(
@@ -381,7 +412,7 @@ class Renderer:
 
     def plan(self, script: PathLike | Script) -> list[SpeakerPlan]:
         """Parse, cast and look up the cache: what a render would synthesize (nothing is)."""
-        _parsed, cast, jobs = self._prepare(script)
+        _parsed, cast, jobs = self.prepare(script)
         return _plan_rows(cast, jobs, self.keys.lookup(jobs, self._cache))
 
     def render(self, script: PathLike | Script, out: PathLike | None) -> DialogResult:
@@ -393,7 +424,7 @@ class Renderer:
         validate.check_path("out", out, optional=True)
         prod = self.options.production()
         settings = _output_settings(out, prod, self.settings, self.options.bit_depth)
-        parsed, cast, jobs = self._prepare(script)
+        parsed, cast, jobs = self.prepare(script)
         extras = specs.extra_outputs(prod, parsed, out)
         key = self._render_key(parsed, jobs, out, prod, settings)
         if key is not None and out is not None and not self.options.force:
@@ -411,7 +442,7 @@ class Renderer:
                               records, voice_names, Totals(**asdict(run.stats)))
         if run.failures and not self.options.keep_going:
             dialog.totals.wall_time = time.perf_counter() - started
-            self._write_report(dialog)
+            self.write_report(dialog)
             raise SynthesisFailed(run.failures, len(jobs))
         clips = run.clips
         run.outcomes.clear()                  # the clips list holds them now; the mix releases them
@@ -426,11 +457,12 @@ class Renderer:
         blockrender.conclude(dialog, parsed.path, timeline, mixed, written, out, started)
         if key is not None and out is not None and not run.failures and not run.stats.flagged:
             uptodate.remember(self._cache, out, key, dialog, extras)
-        self._write_report(dialog)
+        self.write_report(dialog)
         return dialog
 
-    def stream(self, script: PathLike | Script) -> Any:
-        """*script*'s mix in float32 blocks as it is made (:func:`dialog_tts.blockrender.open_stream`)."""
+    def stream(self, script: PathLike | Script) -> AudioStream:
+        """*script*'s mix in float32 blocks as it is made (:class:`AudioStream`; see
+        :func:`dialog_tts.blockrender.open_stream`)."""
         from .blockrender import open_stream
         return open_stream(self, script, check_outputs)
 
@@ -460,10 +492,11 @@ class Renderer:
         count = len(dialog.lines)
         self.engine.emit(ProgressEvent(count, count, f"{out} is up to date", Stats(count, cached=count)))
         log.info("%s is up to date (nothing changed since it was written; --force renders it again)", out)
-        self._write_report(dialog)
+        self.write_report(dialog)
         return dialog
 
-    def _write_report(self, dialog: DialogResult) -> None:
+    def write_report(self, dialog: DialogResult) -> None:
+        """Write *dialog* as the JSON report, where the options ask for one (``report``)."""
         if self.options.report is not None:
             write_report(Path(self.options.report), dialog)
 
@@ -478,15 +511,59 @@ class Renderer:
         """Render each script to ``out_dir/<name>.<fmt>``; one failure does not stop the rest.
 
         With the Ray executor the lines of all the scripts are scheduled together
-        (:func:`_render_together`); locally, script after script.
+        (:meth:`_render_together`); locally, script after script.
         """
         if isinstance(scripts, (str, bytes, os.PathLike)) or not isinstance(scripts, Iterable):
             raise InputError(f"scripts {validate.shown(scripts)} is not a list of scripts")
         validate.check_path("out_dir", out_dir)
         validate.Choice(validate.STREAM_FORMATS, dotted=True).check("fmt", fmt)
         if self._executor.name == "ray":
-            return _render_together(self, list(scripts), Path(out_dir), fmt)
-        return _render_each(self, scripts, Path(out_dir), fmt)
+            return self._render_together(list(scripts), Path(out_dir), fmt)
+        return self._render_each(scripts, Path(out_dir), fmt)
+
+    def _render_each(self, scripts: Iterable[PathLike], out_dir: Path, fmt: str) -> BatchResult:
+        """Script after script, each to ``out_dir/<name>.<fmt>``; a failure is kept and the next script goes on."""
+        from .results import BatchResult
+
+        results: dict[str, DialogResult] = {}
+        failures: dict[str, DialogTTSError] = {}
+        for script in scripts:
+            out = out_dir / f"{Path(script).stem}.{fmt.lstrip('.')}"
+            try:
+                results[str(script)] = self.render(script, out)
+            except DialogTTSError as exc:
+                failures[str(script)] = exc
+                log.error("%s", exc)
+        return BatchResult(results, failures)
+
+    def _render_together(self, scripts: list[PathLike], out_dir: Path, fmt: str) -> BatchResult:
+        """All the scripts' lines in one engine run, so that many short scripts keep every node
+        busy; each script is mixed and written as soon as its own lines are done."""
+        from .results import BatchResult
+        planned: list[tuple[PathLike, list[jobs_mod.Job]]] = []
+        failures: dict[str, DialogTTSError] = {}
+        for script in scripts:
+            try:
+                planned.append((script, self.prepare(script)[2]))
+            except DialogTTSError as exc:
+                failures[str(script)] = exc
+                log.error("%s", exc)
+        results: dict[str, DialogResult] = {}
+
+        def write(index: int, run: engine_mod.EngineResult) -> None:
+            script, jobs = planned[index]
+            self._ready = (jobs, run)       # render() takes these results instead of running the engine
+            try:
+                results[str(script)] = self.render(script, out_dir / f"{Path(script).stem}.{fmt.lstrip('.')}")
+            except DialogTTSError as exc:
+                failures[str(script)] = exc
+                log.error("%s", exc)
+            finally:
+                self._ready = None
+        self.engine.run_groups([jobs for _script, jobs in planned], write)
+        order = [str(s) for s in scripts]
+        return BatchResult({k: results[k] for k in order if k in results},
+                           {k: failures[k] for k in order if k in failures})
 
 
 def _gate(options: RenderOptions) -> Gate:
@@ -511,21 +588,6 @@ def _plan_rows(cast: casting.Cast, jobs: list[jobs_mod.Job], cached: list[bool])
     return list(rows.values())
 
 
-def _render_each(renderer: Renderer, scripts: Iterable[PathLike], out_dir: Path, fmt: str) -> BatchResult:
-    """Script after script, each to ``out_dir/<name>.<fmt>``; a failure is kept and the next script goes on."""
-    from .results import BatchResult
-
-    results: dict[str, DialogResult] = {}
-    failures: dict[str, DialogTTSError] = {}
-    for script in scripts:
-        out = out_dir / f"{Path(script).stem}.{fmt.lstrip('.')}"
-        try:
-            results[str(script)] = renderer.render(script, out)
-        except DialogTTSError as exc:
-            failures[str(script)] = exc
-            log.error("%s", exc)
-    return BatchResult(results, failures)
-
 def _lexicon_of(options: RenderOptions, speaker_map: speakers.SpeakerMap | None) -> lexicon_mod.Lexicon | None:
     """The speaker map's ``lexicon:`` with ``--lexicon``'s entries over it."""
     found = speaker_map.lexicon if speaker_map is not None else None
@@ -533,36 +595,6 @@ def _lexicon_of(options: RenderOptions, speaker_map: speakers.SpeakerMap | None)
         given = lexicon_mod.load(options.lexicon)
         found = found.merged(given) if found else given
     return found
-
-
-def _render_together(renderer: Renderer, scripts: list[PathLike], out_dir: Path, fmt: str) -> BatchResult:
-    """All the scripts' lines in one engine run, so that many short scripts keep every node
-    busy; each script is mixed and written as soon as its own lines are done."""
-    from .results import BatchResult
-    planned: list[tuple[PathLike, list[jobs_mod.Job]]] = []
-    failures: dict[str, DialogTTSError] = {}
-    for script in scripts:
-        try:
-            planned.append((script, renderer._prepare(script)[2]))
-        except DialogTTSError as exc:
-            failures[str(script)] = exc
-            log.error("%s", exc)
-    results: dict[str, DialogResult] = {}
-
-    def write(index: int, run: engine_mod.EngineResult) -> None:
-        script, jobs = planned[index]
-        renderer._ready = (jobs, run)       # render() takes these results instead of running the engine
-        try:
-            results[str(script)] = renderer.render(script, out_dir / f"{Path(script).stem}.{fmt.lstrip('.')}")
-        except DialogTTSError as exc:
-            failures[str(script)] = exc
-            log.error("%s", exc)
-        finally:
-            renderer._ready = None
-    renderer.engine.run_groups([jobs for _script, jobs in planned], write)
-    order = [str(s) for s in scripts]
-    return BatchResult({k: results[k] for k in order if k in results},
-                       {k: failures[k] for k in order if k in failures})
 
 
 def write_report(path: Path, dialog: DialogResult) -> None:
@@ -681,6 +713,10 @@ def synthesize_batch(scripts: Iterable[PathLike], out_dir: PathLike, *, fmt: str
         return renderer.render_many(paths, out_dir, fmt)
 
 
+#: :func:`synthesize_batch` by its short name (``dialog_tts.batch``, as the command line's ``batch``).
+batch = synthesize_batch
+
+
 def plan_dialog(script: PathLike | Script, **options: Any) -> list[SpeakerPlan]:
     """What :func:`synthesize_dialog` would do: per speaker, voice, lines, cached, to synthesize."""
     with Renderer(_options(options)) as renderer:
@@ -766,6 +802,7 @@ def list_voices(backend: str | None = None) -> dict[str, list[backends.VoiceInfo
 
 
 __all__ = [
+    "AudioStream",
     "BatchResult",
     "DialogResult",
     "LineRecord",
@@ -773,6 +810,7 @@ __all__ = [
     "Renderer",
     "SpeakerPlan",
     "Totals",
+    "batch",
     "expand_scripts",
     "list_voices",
     "plan_dialog",

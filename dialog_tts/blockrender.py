@@ -226,7 +226,7 @@ def open_stream(renderer: Any, script: Any, check_outputs: Any) -> BlockRun:
     *check_outputs* is :func:`api.check_outputs` (the subtitles and review page it will write)."""
     prod = renderer.options.production()
     check_streamable(prod)
-    parsed, cast, jobs = renderer._prepare(script)
+    parsed, cast, jobs = renderer.prepare(script)
     extras = [p for p in (prod.subtitles, prod.review) if p]
     check_outputs(renderer.options, script, None, extras, None)
     return BlockRun(renderer, parsed, cast, jobs, None, prod, renderer.settings, None, extras, time.perf_counter())
@@ -296,7 +296,7 @@ class BlockRun:
                               found.records, names, Totals(**asdict(found.stats or engine.Stats())))
         if found.failures and not self.renderer.options.keep_going:
             dialog.totals.wall_time = time.perf_counter() - self.started
-            self.renderer._write_report(dialog)
+            self.renderer.write_report(dialog)
             raise SynthesisFailed(found.failures, len(self.jobs))
         return dialog
 
@@ -311,8 +311,8 @@ class BlockRun:
         conclude(dialog, self.parsed.path, timeline, figures, written, self.out, self.started)
         stats = self.found.stats
         if self.key is not None and self.out is not None and not self.found.failures and stats and not stats.flagged:
-            uptodate.remember(self.renderer._cache, self.out, self.key, dialog, self.extras)
-        self.renderer._write_report(dialog)
+            uptodate.remember(self.renderer.cache, self.out, self.key, dialog, self.extras)
+        self.renderer.write_report(dialog)
         return dialog
 
     # ------------------------------------------------------------ streaming
