@@ -15,6 +15,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parent.parent
 
 CHILD = """
@@ -64,3 +66,43 @@ def test_sections_without_pydub_skip_its_baseline_with_a_note_and_report_the_res
     assert sum(": floor," in r for r in hour) == 2
     assert sum(r.startswith("| 10 min: dialog-tts") for r in rows) == 2
     assert any("loudness normalization alone" in r for r in rows)
+
+
+def test_performance_page_is_one_run_with_its_machine_and_date(tmp_path):
+    """docs/performance.md (``--markdown``) is written from one run's results, the structure ``--json`` writes:
+    a header naming the machine, the date and the command, the goals, then every section; ``--from-json``
+    writes it from a saved file without measuring."""
+    import json
+    from dataclasses import asdict
+
+    sys.path.insert(0, str(ROOT))
+    try:
+        import benchmark_enhanced as b
+    finally:
+        sys.path.remove(str(ROOT))
+    host = b.machine()
+    assert {"cpu", "cores", "usable_cores", "memory_gib", "os", "python", "date", "commit", "load_average"} <= set(host)
+    assert host["cpu"] and str(host["python"]).split()[-1] == sys.version.split()[0]
+    startup = b.Section("Start-up", [b.Row("python -c pass", 0.02, [0.02]),
+                                     b.Row("dialog-tts --help", 0.05, [0.05], ratio=2.5, goal="<= 3x", met=True),
+                                     b.Row("dialog-tts voices", 0.1, [0.1], ratio=5.0, goal="<= 4x", met=False)],
+                        ["How it was measured."])
+    data = {"quick": True, "seconds": 3.0, "machine": host, "command": "python benchmark_enhanced.py --only startup,edge",
+            "notes": ["The machine was shared."],
+            "sections": {"startup": asdict(startup), "edge": {"title": "edge", "rows": [], "notes": ["skipped: edge_tts"]}}}
+    saved, page = tmp_path / "results.json", tmp_path / "docs" / "performance.md"
+    saved.write_text(json.dumps(data), encoding="utf-8")
+    page.parent.mkdir()
+    assert b.main(["--from-json", str(saved), "--markdown", str(page)]) == 0
+    text = page.read_text(encoding="utf-8")
+    assert text.startswith("# Performance\n")
+    assert f"`{data['command']}` on {host['date']}" in text
+    for value in (host["cpu"], host["os"], host["python"], f"{host['memory_gib']} GiB", "The machine was shared."):
+        assert str(value) in text
+    assert "| Start-up: dialog-tts --help | <= 3x | met |" in text
+    assert "| Start-up: dialog-tts voices | <= 4x | **not met** |" in text
+    assert "| dialog-tts --help | 50 ms | 1 | 2.50× | <= 3x: met |" in text
+    assert "### edge\n\nskipped: edge_tts" in text and "A quick run" in text and "--from-json" in text
+    with pytest.raises(SystemExit) as stop:
+        b.main(["--from-json", str(saved)])
+    assert stop.value.code == 2
