@@ -28,7 +28,7 @@ class Delivery:
         return Delivery(self.rate * other.rate, self.volume + other.volume, self.pitch + other.pitch, instruct)
 
 
-#: The direction tags that change delivery (README, "Delivery per line"), by their canonical name.
+#: The direction tags that change delivery (docs/script-format.md, "Delivery per line"), by their canonical name.
 TAGS: dict[str, Delivery] = {
     "whispering": Delivery(0.9, -10.0, 0.0, "whisper, very softly and breathily"),
     "shouting": Delivery(1.05, 5.0, 2.0, "shout, loud and forceful"),

@@ -1,6 +1,6 @@
 """The dialog script format: text file in, :class:`Script` out.
 
-Rules (README, "Script format"):
+Rules (docs/script-format.md):
 
 * ``Label: text`` starts a turn.  A label is a name, then optionally a
   ``(direction)`` and a ``{voice override}``, then a colon (not one between two

@@ -258,7 +258,7 @@ def _thresholds(name: str, value: Any) -> None:
                 raise InputError(f"{label} {shown(given)} must not be {'positive' if default < 0 else 'negative'}")
 
 
-#: Limits of the render options (README, "Limits").
+#: Limits of the render options (docs/limits.md, "Limits").
 MAX_GAP_MS = 60_000.0
 MAX_WORKERS = 64
 MAX_RETRIES = 10

@@ -253,7 +253,7 @@ class KokoroBackend(Backend):
         return self._voice(voice.name).language
 
     def recognizable(self, voice: Voice) -> bool:
-        # pocketsphinx's American model reads British phonemes far worse (README, "Automatic casting"):
+        # pocketsphinx's American model reads British phonemes far worse (docs/voices.md, "Automatic casting"):
         # the recognizer check would fail lines that are well spoken
         return self._voice(voice.name).accent == "american"
 
