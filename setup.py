@@ -1,11 +1,14 @@
-"""The one compiled module, dialog_tts._takecheck (the quality gate's figures in one pass).
+"""The one compiled module, dialog_tts._takecheck (the quality gate's figures in one pass, and the
+loudness meter's K-weighting biquads).
 
 Everything else is in pyproject.toml.  The module is optional: where no C
-compiler is found the build goes on without it, and dialog_tts.quality uses
-its NumPy version of the same figures.
+compiler is found the build goes on without it; dialog_tts.quality then uses
+its NumPy version of the same figures, and dialog_tts.compiled uses
+scipy.signal.sosfilt for the biquads.  ``-ffp-contract=off``: no fused
+multiply-adds, so the biquads do scipy's arithmetic on every CPU.
 """
 
 from setuptools import Extension, setup
 
 setup(ext_modules=[Extension("dialog_tts._takecheck", ["dialog_tts/_takecheck.c"], optional=True,
-                             extra_compile_args=["-O3"])])
+                             extra_compile_args=["-O3", "-ffp-contract=off"])])

@@ -14,6 +14,11 @@
  * Everything here mirrors quality.py: see its docstrings for what each figure
  * means and why.  Samples are compared in float32, as NumPy compares a float32
  * array with a Python float.
+ *
+ * The module also holds the loudness meter's K-weighting loop, biquads: a cascade
+ * of second-order sections (the arithmetic of scipy.signal.sosfilt, transposed
+ * direct form II, in the samples' own precision).  dialog_tts.compiled wraps it
+ * and falls back to scipy.signal.sosfilt where this module was not built.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -207,15 +212,125 @@ static PyObject *measure(PyObject *self, PyObject *const *args, Py_ssize_t nargs
     return Py_BuildValue("(ddddd)", figures.peak_db, figures.clipped, figures.span, figures.pause, figures.steady);
 }
 
+/* ---------------------------------------------------------------- K-weighting biquads */
+
+/* One cascade of second-order sections over signals rows of n samples each, in place: x holds the
+ * input and receives the output; z (signals x sections x 2) the state, carried in and out.  The
+ * arithmetic, in order, is scipy.signal.sosfilt's, so the figures are its figures. */
+#define BIQUADS(NAME, T)                                                                               \
+    static void NAME(const T *sos, Py_ssize_t sections, T *x, Py_ssize_t signals, Py_ssize_t n, T *z) { \
+        for (Py_ssize_t i = 0; i < signals; i++) {                                                   \
+            T *row = x + i * n, *state = z + i * sections * 2;                                       \
+            if (sections == 2) {   /* K-weighting: the two sections' state kept in registers */      \
+                const T b00 = sos[0], b01 = sos[1], b02 = sos[2], a01 = sos[4], a02 = sos[5];        \
+                const T b10 = sos[6], b11 = sos[7], b12 = sos[8], a11 = sos[10], a12 = sos[11];      \
+                T z00 = state[0], z01 = state[1], z10 = state[2], z11 = state[3];                    \
+                for (Py_ssize_t k = 0; k < n; k++) {                                                 \
+                    T in = row[k], mid = b00 * in + z00, out;                                        \
+                    z00 = b01 * in - a01 * mid + z01;                                                \
+                    z01 = b02 * in - a02 * mid;                                                      \
+                    out = b10 * mid + z10;                                                           \
+                    z10 = b11 * mid - a11 * out + z11;                                               \
+                    z11 = b12 * mid - a12 * out;                                                     \
+                    row[k] = out;                                                                    \
+                }                                                                                    \
+                state[0] = z00; state[1] = z01; state[2] = z10; state[3] = z11;                      \
+                continue;                                                                            \
+            }                                                                                        \
+            for (Py_ssize_t k = 0; k < n; k++) {                                                     \
+                T cur = row[k];                                                                      \
+                for (Py_ssize_t s = 0; s < sections; s++) {                                          \
+                    const T *c = sos + 6 * s;                                                        \
+                    T *w = state + 2 * s, next = c[0] * cur + w[0];                                  \
+                    w[0] = c[1] * cur - c[4] * next + w[1];                                          \
+                    w[1] = c[2] * cur - c[5] * next;                                                 \
+                    cur = next;                                                                      \
+                }                                                                                    \
+                row[k] = cur;                                                                        \
+            }                                                                                        \
+        }                                                                                            \
+    }
+
+BIQUADS(biquads_float, float)
+BIQUADS(biquads_double, double)
+
+/* A C-contiguous buffer of ndim dimensions in float32 ("f") or float64 ("d"), writable if asked. */
+static int float_buffer(PyObject *obj, Py_buffer *view, int ndim, int writable, const char *what) {
+    if (PyObject_GetBuffer(obj, view, PyBUF_RECORDS_RO | (writable ? PyBUF_WRITABLE : 0)) < 0)
+        return -1;
+    if (view->ndim != ndim || view->format == NULL || (strcmp(view->format, "f") && strcmp(view->format, "d")) ||
+        !PyBuffer_IsContiguous(view, 'C')) {
+        PyErr_Format(PyExc_TypeError, "%s must be a C-contiguous %d-D float32 or float64 array", what, ndim);
+        PyBuffer_Release(view);
+        return -1;
+    }
+    return 0;
+}
+
+static int overlap(const Py_buffer *a, const Py_buffer *b) {
+    const char *p = (const char *)a->buf, *q = (const char *)b->buf;
+    return a->len > 0 && b->len > 0 && p < q + b->len && q < p + a->len;
+}
+
+static PyObject *biquads(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
+    Py_buffer sos, x, z;
+    if (nargs != 3) {
+        PyErr_SetString(PyExc_TypeError, "biquads(sos, x, zi) takes 3 arguments");
+        return NULL;
+    }
+    if (float_buffer(args[0], &sos, 2, 0, "sos") < 0)
+        return NULL;
+    if (float_buffer(args[1], &x, 2, 1, "x") < 0) {
+        PyBuffer_Release(&sos);
+        return NULL;
+    }
+    if (float_buffer(args[2], &z, 3, 1, "zi") < 0) {
+        PyBuffer_Release(&sos);
+        PyBuffer_Release(&x);
+        return NULL;
+    }
+    Py_ssize_t sections = sos.shape[0], signals = x.shape[0], n = x.shape[1];
+    const char *problem = NULL;
+    if (strcmp(sos.format, x.format) || strcmp(sos.format, z.format))
+        problem = "sos, x and zi must have the same dtype";
+    else if (sos.shape[1] != 6 || sections < 1)
+        problem = "sos must have shape (sections, 6) with at least one section";
+    else if (z.shape[0] != signals || z.shape[1] != sections || z.shape[2] != 2)
+        problem = "zi must have shape (x.shape[0], sections, 2)";
+    else if (overlap(&x, &z) || overlap(&x, &sos) || overlap(&z, &sos))
+        problem = "sos, x and zi must not share memory";
+    if (problem == NULL) {
+        Py_BEGIN_ALLOW_THREADS
+        if (x.itemsize == 4)
+            biquads_float((const float *)sos.buf, sections, (float *)x.buf, signals, n, (float *)z.buf);
+        else
+            biquads_double((const double *)sos.buf, sections, (double *)x.buf, signals, n, (double *)z.buf);
+        Py_END_ALLOW_THREADS
+    }
+    PyBuffer_Release(&sos);
+    PyBuffer_Release(&x);
+    PyBuffer_Release(&z);
+    if (problem != NULL) {
+        PyErr_SetString(PyExc_ValueError, problem);
+        return NULL;
+    }
+    Py_RETURN_NONE;
+}
+
 static PyMethodDef methods[] = {
     {"measure", (PyCFunction)(void (*)(void))measure, METH_FASTCALL,
      "measure(samples, frame_size, speech) -> (peak_db, clipped, span, pause, steady)\n\n"
      "The quality gate's figures of a take: contiguous 1-D float32 samples, frames of frame_size samples."},
+    {"biquads", (PyCFunction)(void (*)(void))biquads, METH_FASTCALL,
+     "biquads(sos, x, zi) -> None\n\n"
+     "Filter each row of x (signals, n) through the second-order sections sos (sections, 6), in place,\n"
+     "with the state zi (signals, sections, 2) carried in and updated; one dtype, float32 or float64,\n"
+     "all C-contiguous.  scipy.signal.sosfilt's arithmetic."},
     {NULL, NULL, 0, NULL},
 };
 
 static struct PyModuleDef module = {
-    PyModuleDef_HEAD_INIT, "_takecheck", "The quality gate's figures of a take in one compiled pass.", -1, methods,
+    PyModuleDef_HEAD_INIT, "_takecheck", "The quality gate's figures of a take in one compiled pass; the K-weighting biquads.", -1, methods,
 };
 
 PyMODINIT_FUNC PyInit__takecheck(void) { return PyModule_Create(&module); }

@@ -1,53 +1,86 @@
-"""A compiled module of an installed package, loaded from its file without importing the package.
+"""The loudness meter's K-weighting biquads: the project's own compiled loop, or scipy's public function.
 
-scipy's Python packages cost far more to import than the compiled loops this
-tool calls in them (scipy 1.17, measured here): ``scipy.signal`` 0.75 s for
-its ``sosfilt`` loop (16 ms alone), ``scipy.fft`` 0.15 to 0.26 s for
-pocketfft (about 1 ms alone).  Loading the extension module from its file,
-under its own dotted name, gives the very code the package would call (so
-results are bit-identical), and puts it in ``sys.modules`` where the package
-finds it if it is imported later (an extension module is loaded once per
-process).
+The K-weighting filter is a cascade of second-order sections run over every
+sample the meter reads.  Where the install built :mod:`dialog_tts._takecheck`
+(``setup.py``; it is optional), its ``biquads`` loop runs them; elsewhere
+``scipy.signal.sosfilt`` does.  Both do the same arithmetic in the same order
+(transposed direct form II, in the samples' own precision), so the figures are
+the same either way (``tests/test_compiled.py``).  The compiled loop spares a
+render the import of ``scipy.signal``, which is far slower than the filtering
+itself.
+
+Nothing here loads or calls another package's private modules or attributes.
 """
 
 from __future__ import annotations
 
-import sys
-from types import ModuleType
+from collections.abc import Callable
+from functools import lru_cache
+from types import SimpleNamespace
+
+import numpy as np
+
+#: what :func:`load_extension` answers to (the names dialog_tts.loudness asks for the loop by)
+_LOUDNESS_LOOP = ("scipy.signal._sosfilt", "_sosfilt")
 
 
-def load_extension(name: str, attribute: str) -> ModuleType | None:
-    """The extension module *name* (``"scipy.signal._sosfilt"``) if it has *attribute*, else None.
+@lru_cache(maxsize=1)
+def biquads_loop() -> Callable[[np.ndarray, np.ndarray, np.ndarray], None] | None:
+    """``dialog_tts._takecheck.biquads``, or None where the install did not build it (or built an older one).
 
-    None where the package is not installed or a release has moved or changed the
-    module; the caller then uses the package's public function.
+    ``biquads(sos, x, zi)`` filters each row of *x* (signals, n) through *sos* (sections, 6) in place,
+    with the state *zi* (signals, sections, 2) carried in and updated: one dtype, float32 or float64, all
+    C-contiguous, none sharing memory.
     """
-    import importlib.machinery
-    import importlib.util
-    import sysconfig
-    from pathlib import Path
-
-    top, *inner = name.split(".")
-    if not inner:
-        return None
     try:
-        loaded = sys.modules.get(name)
-        if loaded is None:
-            spec = importlib.util.find_spec(top)
-            folder = Path(next(iter(spec.submodule_search_locations or ()))) if spec else None
-            path = folder.joinpath(*inner[:-1], inner[-1] + sysconfig.get_config_var("EXT_SUFFIX")) if folder else None
-            if path is None or not path.is_file():
-                return None
-            loader = importlib.machinery.ExtensionFileLoader(name, str(path))
-            module_spec = importlib.util.spec_from_file_location(name, path, loader=loader)
-            if module_spec is None:
-                return None
-            loaded = importlib.util.module_from_spec(module_spec)
-            sys.modules[name] = loaded                  # once per process: the package finds it there too
-            loader.exec_module(loaded)
-        getattr(loaded, attribute)
-    except (ImportError, AttributeError, OSError, StopIteration):
-        if sys.modules.get(name) is not None and not hasattr(sys.modules[name], attribute):
-            del sys.modules[name]                       # half loaded: the package must import it afresh
+        from ._takecheck import biquads
+    except ImportError:
         return None
-    return loaded
+    return biquads
+
+
+def sosfilt(sos: np.ndarray, x: np.ndarray, zi: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """``scipy.signal.sosfilt(sos, x, axis=0, zi=zi)`` for *x* of shape ``(n,)`` or ``(n, channels)``.
+
+    Returns the filtered signal (x's dtype, or sos's where wider) and the final state, shaped as scipy
+    shapes it, ``(sections, 2)`` or ``(sections, 2, channels)``.  *x* and *zi* are left alone.  The
+    compiled loop (:func:`biquads_loop`) runs float32 and float64; other dtypes, and installs without
+    the loop, go to ``scipy.signal.sosfilt``.
+    """
+    sos = np.asarray(sos)
+    x = np.asarray(x)
+    if sos.ndim != 2 or sos.shape[1] != 6 or sos.shape[0] < 1:
+        raise ValueError(f"sos must have shape (sections, 6), not {sos.shape}")
+    if not np.all(sos[:, 3] == 1.0):
+        raise ValueError("sos[:, 3] (each section's a0) must be 1")
+    if x.ndim not in (1, 2):
+        raise ValueError(f"x must have shape (n,) or (n, channels), not {x.shape}")
+    dtype = np.result_type(sos, x, *(() if zi is None else (zi,)))
+    sections = sos.shape[0]
+    state_shape = (sections, 2, *x.shape[1:])
+    state = np.zeros(state_shape, dtype) if zi is None else np.asarray(zi, dtype)
+    if state.shape != state_shape:
+        raise ValueError(f"zi must have shape {state_shape}, not {state.shape}")
+    loop = biquads_loop()
+    if loop is None or dtype not in (np.float32, np.float64):
+        from scipy.signal import sosfilt as public
+
+        y, final = public(sos, x, axis=0, zi=state)
+        return y, final
+    signals = np.array(np.moveaxis(x.reshape(x.shape[0], -1), 0, -1), dtype, order="C")     # (channels, n)
+    flat = np.array(np.moveaxis(state.reshape(sections, 2, -1), -1, 0), order="C")   # (channels, sections, 2)
+    loop(np.ascontiguousarray(sos, dtype), signals, flat)
+    y = np.moveaxis(signals, -1, 0).reshape(x.shape)
+    return y, np.moveaxis(flat, 0, -1).reshape(state_shape)
+
+
+def load_extension(name: str, attribute: str) -> SimpleNamespace | None:
+    """The compiled K-weighting loop as *attribute* of the result, for ``dialog_tts.loudness``'s present call
+    ``load_extension("scipy.signal._sosfilt", "_sosfilt")``; None for any other name, or where the loop
+    was not built (the caller then uses ``scipy.signal.sosfilt``).
+
+    The loop is the project's own (:func:`biquads_loop`, with its calling convention): no other package's
+    module is loaded.  New code calls :func:`sosfilt`.
+    """
+    loop = biquads_loop() if (name, attribute) == _LOUDNESS_LOOP else None
+    return None if loop is None else SimpleNamespace(**{attribute: loop})

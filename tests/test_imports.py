@@ -75,7 +75,8 @@ def test_dry_run_imports_no_numpy(tmp_path):
 
 
 def test_a_render_with_a_loudness_target_imports_neither_scipy_signal_nor_ndimage(tmp_path):
-    """K-weighting runs scipy's compiled sosfilt loop and the limiter's running minimum is NumPy:
+    """K-weighting runs the project's compiled biquads (dialog_tts._takecheck, built here) and the limiter's
+    running minimum is NumPy:
     `import scipy.signal` alone took 0.75 s of every render (issue 13)."""
     out = tmp_path / "o.wav"
     args = ["-s", "samples/scene.txt", "--backend", "espeak", "--lufs", "-16", "--true-peak", "-6",

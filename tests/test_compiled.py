@@ -1,0 +1,168 @@
+"""Tests of dialog_tts.compiled: the K-weighting biquads, compiled (dialog_tts._takecheck) or through
+scipy.signal.sosfilt, give the same figures, and the loudness meter reads right on either path.
+
+The references are independent of the code under test: scipy.signal.sosfilt (public) for the filter,
+libebur128 (through pyebur128) for the meter.  The path without the compiled loop runs in a fresh
+interpreter where ``dialog_tts._takecheck`` cannot be imported, as on an install that could not build it.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pyebur128
+import pytest
+from scipy.signal import sosfilt as scipy_sosfilt
+
+from dialog_tts import compiled
+from dialog_tts.loudness import integrated_loudness, k_weighting_sos
+
+CASES = [(np.float32, (30001,)), (np.float64, (30001,)), (np.float32, (20001, 2)), (np.float64, (20001, 2))]
+
+#: libebur128 designs its K-weighting filter its own way: agreement within these LU (tests/test_loudness.py)
+EBUR128_TOLERANCE = {44100: 0.06, 48000: 0.06}
+
+
+def needs_the_loop() -> None:
+    if compiled.biquads_loop() is None:
+        pytest.skip("dialog_tts._takecheck was not built (no C compiler at install)")
+
+
+def signal(dtype: type, shape: tuple[int, ...], seed: int = 7) -> np.ndarray:
+    x = np.random.default_rng(seed).standard_normal(shape).astype(dtype) * 0.1
+    x[: shape[0] // 3] *= 0.01          # a quiet first third, so both BS.1770 gates matter
+    return x
+
+
+def ebur128_lufs(x: np.ndarray, rate: int) -> float:
+    channels = 1 if x.ndim == 1 else x.shape[1]
+    state = pyebur128.R128State(channels, rate, pyebur128.MeasurementMode.MODE_I)
+    state.add_frames(np.ascontiguousarray(x, dtype=np.float64).ravel(), x.shape[0])
+    return float(pyebur128.get_loudness_global(state))
+
+
+def test_the_compiled_loop_is_built_where_a_compiler_is():
+    """The install builds the loop with the quality gate's pass (setup.py), wherever it builds that."""
+    from dialog_tts import quality
+
+    if quality.compiled() is None:
+        pytest.skip("dialog_tts._takecheck was not built (no C compiler at install)")
+    assert compiled.biquads_loop() is not None
+
+
+@pytest.mark.parametrize(("dtype", "shape"), CASES)
+def test_the_compiled_biquads_give_scipys_figures(dtype, shape):
+    """Whole, and split anywhere with the state carried: scipy's values and states (to float tolerance;
+    the arithmetic is the same, so in practice to the bit), in the input's dtype, the input left alone."""
+    needs_the_loop()
+    x = signal(dtype, shape)
+    before = x.copy()
+    sos = k_weighting_sos(44100).astype(dtype)
+    state = np.zeros((2, 2, *shape[1:]), dtype)
+    rtol, atol = (1e-5, 1e-7) if dtype == np.float32 else (1e-12, 1e-15)
+    whole, final = compiled.sosfilt(sos, x)
+    ref, ref_final = scipy_sosfilt(sos, x, axis=0, zi=state)
+    assert whole.dtype == dtype and whole.shape == x.shape and final.shape == state.shape
+    np.testing.assert_allclose(whole, ref, rtol=rtol, atol=atol)
+    np.testing.assert_allclose(final, ref_final, rtol=rtol, atol=atol)
+    head, carried = compiled.sosfilt(sos, x[:12345], state)
+    tail, last = compiled.sosfilt(sos, x[12345:], carried)
+    np.testing.assert_allclose(np.concatenate([head, tail]), ref, rtol=rtol, atol=atol)
+    np.testing.assert_allclose(last, ref_final, rtol=rtol, atol=atol)
+    assert np.array_equal(x, before) and not np.shares_memory(whole, x)
+    assert np.array_equal(state, np.zeros_like(state))           # the caller's state is left alone too
+
+
+def test_any_number_of_sections_and_a_starting_state():
+    """The loop is a general cascade (not only K-weighting's two sections), from any state."""
+    needs_the_loop()
+    rng = np.random.default_rng(1)
+    sos = np.vstack([k_weighting_sos(48000), k_weighting_sos(16000)[:1]])      # three stable sections
+    x = rng.standard_normal((5000, 3))
+    zi = rng.standard_normal((3, 2, 3)) * 0.1
+    y, final = compiled.sosfilt(sos, x, zi)
+    ref, ref_final = scipy_sosfilt(sos, x, axis=0, zi=zi)
+    np.testing.assert_allclose(y, ref, rtol=1e-12, atol=1e-15)
+    np.testing.assert_allclose(final, ref_final, rtol=1e-12, atol=1e-15)
+
+
+def test_other_dtypes_and_bad_shapes_are_handled_as_scipy_does():
+    """A dtype the loop does not run (complex here) goes to scipy's public function; shapes scipy
+    refuses are a ValueError, and a section whose a0 is not 1 too."""
+    x = signal(np.float64, (2000,)) * (1 + 0.5j)
+    sos = k_weighting_sos(48000)
+    y, _ = compiled.sosfilt(sos, x)
+    ref, _ = scipy_sosfilt(sos, x, axis=0, zi=np.zeros((2, 2), np.complex128))
+    assert y.dtype == np.complex128
+    np.testing.assert_array_equal(y, ref)
+    with pytest.raises(ValueError):
+        compiled.sosfilt(np.ones((2, 5)), np.zeros(10))
+    with pytest.raises(ValueError):
+        compiled.sosfilt(k_weighting_sos(48000) * 2, np.zeros(10))
+    with pytest.raises(ValueError):
+        compiled.sosfilt(k_weighting_sos(48000), np.zeros(10), np.zeros((2, 3)))
+
+
+def test_the_loop_refuses_what_it_cannot_filter():
+    """Called directly, the compiled loop checks its arrays instead of reading past them."""
+    needs_the_loop()
+    loop = compiled.biquads_loop()
+    assert loop is not None
+    sos = np.ascontiguousarray(k_weighting_sos(48000))
+    x = np.zeros((1, 100))
+    with pytest.raises(ValueError):
+        loop(sos, x, np.zeros((2, 2, 2)))                      # state for two signals, one signal
+    with pytest.raises(ValueError):
+        loop(sos.astype(np.float32), x, np.zeros((1, 2, 2)))   # mixed dtypes
+    with pytest.raises(TypeError):
+        loop(sos, np.zeros((100, 1))[::2].T, np.zeros((1, 2, 2)))   # not C-contiguous
+    with pytest.raises(ValueError):
+        loop(sos, x, x[:, :4].reshape(1, 2, 2))                # the state inside the signal
+
+
+@pytest.mark.parametrize("rate", [44100, 48000])
+@pytest.mark.parametrize("channels", [1, 2])
+def test_the_meter_reads_as_libebur128_with_the_compiled_loop(rate, channels):
+    needs_the_loop()
+    x = signal(np.float32, (int(rate * 7.3), 2) if channels == 2 else (int(rate * 7.3),), seed=rate)
+    ours = integrated_loudness(x, rate)
+    assert ours == pytest.approx(ebur128_lufs(x, rate), abs=EBUR128_TOLERANCE[rate])
+
+
+WITHOUT_THE_LOOP = """
+import json, sys, warnings
+sys.modules["dialog_tts._takecheck"] = None          # as on an install that could not build it
+warnings.simplefilter("error")
+import numpy as np
+from dialog_tts import compiled
+from dialog_tts.loudness import integrated_loudness, k_weighting_sos, sosfilt
+folder, rate = sys.argv[1], int(sys.argv[2])
+x = np.load(folder + "/x.npy")
+y, state = compiled.sosfilt(k_weighting_sos(rate), x)
+np.save(folder + "/y.npy", y)
+np.save(folder + "/state.npy", state)
+np.save(folder + "/meter_y.npy", sosfilt(k_weighting_sos(rate), x)[0])
+print(json.dumps({"loop": compiled.biquads_loop() is not None, "lufs": integrated_loudness(x, rate)}))
+"""
+
+
+def test_without_the_compiled_loop_the_figures_are_the_same(tmp_path):
+    """Where dialog_tts._takecheck cannot be imported, scipy.signal.sosfilt runs the biquads, silently
+    (no output, no warning): the same filtered signal and state as the compiled loop's, and the same
+    meter reading, which still agrees with libebur128."""
+    rate = 48000
+    x = signal(np.float64, (int(rate * 5.2), 2), seed=3)
+    np.save(tmp_path / "x.npy", x)
+    run = subprocess.run([sys.executable, "-c", WITHOUT_THE_LOOP, str(tmp_path), str(rate)],
+                         capture_output=True, text=True, check=True)
+    assert run.stderr == ""
+    slow = json.loads(run.stdout)
+    assert slow["loop"] is False
+    y, state = compiled.sosfilt(k_weighting_sos(rate), x)
+    for name, ours in (("y", y), ("meter_y", y), ("state", state)):
+        np.testing.assert_allclose(np.load(tmp_path / f"{name}.npy"), ours, rtol=1e-12, atol=1e-15)
+    assert slow["lufs"] == pytest.approx(integrated_loudness(x, rate), abs=1e-9)
+    assert slow["lufs"] == pytest.approx(ebur128_lufs(x, rate), abs=EBUR128_TOLERANCE[rate])
