@@ -343,6 +343,11 @@ class AudioCache:
                     self._step_aside(exc)
             return self._store
 
+    @property
+    def opened(self) -> bool:
+        """Whether the diskcache is open: lookups answered by a plain read-only query leave it closed."""
+        return self._store is not None
+
     def _open(self) -> Any:
         import diskcache
 

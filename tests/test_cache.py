@@ -437,8 +437,9 @@ def test_peek_answers_as_in_does_without_opening_diskcache(tmp_path, mounts):
     absent = [make_key("tone", "f", {}, f"absent {i}") for i in range(5)]
     with AudioCache(tmp_path / "c") as cache:          # a new process's cache: diskcache not opened yet
         assert cache.peek([*keys, *absent]) == [True] * 20 + [False] * 5
-        assert cache._store is None                    # answered by a plain read-only query
+        assert not cache.opened                        # answered by a plain read-only query
         assert [key in cache for key in [*keys, *absent]] == [True] * 20 + [False] * 5
+        assert cache.opened
         assert cache.peek([keys[0], absent[0]]) == [True, False]      # diskcache open now: asked directly
     mounts.read_only(tmp_path / "c")
     with AudioCache(tmp_path / "c") as cache:
