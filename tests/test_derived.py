@@ -1,4 +1,5 @@
-"""Derived model data kept between runs: onnxruntime-optimized graphs and hibari's G2P tables.
+"""Derived model data kept between runs (onnxruntime-optimized graphs), and hibari's G2P as the backends
+make it.
 
 Each is checked against what the package makes on its own (onnxruntime loading the original
 model, hibari's own G2P, piper's own PiperVoice.load): same numbers, same phonemes, bit for bit.
@@ -86,7 +87,6 @@ def test_a_cache_folder_that_cannot_be_written_means_the_usual_load(where, tmp_p
     model = HibariBackend().model_path("heart")
     assert derived.optimized_onnx(model, "x") is None
     assert derived.ort_session(model, "x", ort.SessionOptions()).run(None, ids_for(HibariBackend()))[0].size
-    assert hibari_g2p.lazy_g2p(package_dir(), package_version("hibari-tts"), False) is None
     backend = HibariBackend()                       # the backend still speaks, the slow way
     clip = backend.synthesize("Hello there.", backend.resolve(backend_voice("heart")))
     assert clip.samples.size > 0
@@ -100,37 +100,23 @@ def backend_voice(name: str):
 
 def test_entries_in_a_read_only_folder_are_still_used(tmp_path, monkeypatch, mounts):
     monkeypatch.setenv(derived.ENV_DIR, str(tmp_path / "models"))
-    version = package_version("hibari-tts")
-    assert hibari_g2p.lazy_g2p(package_dir(), version, False) is not None            # made here
+    model = HibariBackend().model_path("heart")
+    copy = derived.optimized_onnx(model, "read-only")
+    assert copy is not None                                                          # made here
     mounts.read_only(tmp_path / "models")
-    g2p = hibari_g2p.lazy_g2p(package_dir(), version, False)
-    assert g2p is not None and g2p("Hello there.")
+    assert derived.optimized_onnx(model, "read-only") == copy
 
 
 @pytest.mark.parametrize("british", [False, True])
-def test_lazy_g2p_gives_hibaris_phonemes(british):
+def test_the_backends_g2p_is_hibaris_own(british):
+    """The backends' G2P is hibari's G2P as its public constructor makes it: the same phonemes."""
     from hibari.g2p import G2P
 
-    lazy = hibari_g2p.lazy_g2p(package_dir(), package_version("hibari-tts"), british)
-    assert lazy is not None, "this hibari version is not in ASSEMBLED: check G2P.__init__ and add it"
+    ours = hibari_g2p.lazy_g2p(package_dir(), package_version("hibari-tts"), british)
+    assert isinstance(ours, G2P) and ours.british is british
     reference = G2P(british=british)
-    assert vars(lazy).keys() == vars(reference).keys()          # the parts hibari's constructor sets up
     for text in TEXTS:
-        assert lazy(text) == reference(text), text
-
-
-def test_lazy_g2p_only_for_assembled_versions():
-    assert hibari_g2p.lazy_g2p(package_dir(), "9.9.9", False) is None
-
-
-def test_lazy_table_reads_each_key_once(model_cache_folder):
-    tables = hibari_g2p.open_tables(package_dir() / "assets", package_version("hibari-tts"), False)
-    assert tables is not None
-    assert tables.gold.get("hello") and "hello" in tables.gold and tables.gold["hello"] == tables.gold.get("hello")
-    assert tables.gold.get("zxqwvblorpt") is None and "zxqwvblorpt" not in tables.gold
-    with pytest.raises(KeyError):
-        tables.gold["zxqwvblorpt"]
-    assert {"hello", "zxqwvblorpt"} <= set(tables.gold._seen)
+        assert ours(text) == reference(text), text
 
 
 def test_piper_from_its_optimized_copy_speaks_as_piper_does():
@@ -141,7 +127,7 @@ def test_piper_from_its_optimized_copy_speaks_as_piper_does():
     model, config = _bundled_paths()
     backend = PiperBackend()
     backend.threads = 1
-    ours = backend._load(model)
+    ours = backend.session(str(model))
     theirs = PiperVoice.load(model, config)
     quiet = SynthesisConfig(noise_scale=0.0, noise_w_scale=0.0)
     text = "The garden was quiet that evening. Nobody spoke of the letter again."

@@ -181,13 +181,13 @@ def test_a_long_lived_process_keeps_two_piper_sessions_per_model():
     def speak(threads: int) -> object:
         view = shared.bind({"threads": str(threads)}, workers=1)
         assert view.synthesize("One more.", view.resolve(Voice("joe"))).duration > 0.2
-        return view._load(view._model_for("joe")[0])
+        return view.session("joe")
 
     first = speak(1)
     assert speak(1) is first and speak(2) is not first
     assert speak(1) is first                                    # used last: 2 is now the older one
     speak(3)
-    assert [k[1] for k in shared._voices] == [1, 3] and SESSIONS_PER_MODEL == 2
+    assert [k[1] for k in shared.kept_sessions()] == [1, 3] and SESSIONS_PER_MODEL == 2
     assert speak(1) is first
 
 

@@ -212,6 +212,16 @@ class PiperBackend(Backend):
         return f"[[ {entry.phonemes} ]]" if entry.phonemes else entry.say or word
 
     # ------------------------------------------------------------ synthesis
+    def session(self, name: str) -> Any:
+        """The loaded ``PiperVoice`` (its onnxruntime session at this view's threads) that speaks voice
+        *name* (a voice name or an ``.onnx`` path), loaded now if it is not kept already."""
+        return self._load(self._model_for(name)[0])
+
+    def kept_sessions(self) -> list[tuple[Path, int]]:
+        """The sessions kept loaded, as (model, threads), the least recently used first."""
+        with self._load_lock:
+            return list(self._voices)
+
     def _load(self, model: Path) -> Any:
         key = (model, self.threads_per_call)
         with self._load_lock:
