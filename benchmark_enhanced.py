@@ -826,7 +826,7 @@ def export_clips(script: Path, cache_dir: Path, folder: Path) -> int:
 
     folder.mkdir(exist_ok=True)
     with Renderer(RenderOptions(backend="espeak", cache_dir=cache_dir)) as renderer:
-        _parsed, _cast, jobs = renderer._prepare(script)
+        _parsed, _cast, jobs = renderer.prepare(script)
         clips = renderer.engine.run(jobs).clips
     for i, clip in enumerate(clips):
         assert clip is not None
