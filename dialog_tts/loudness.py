@@ -42,11 +42,12 @@ _TAIL = 0.02              # seconds of K-filter ring-out kept after a line (the 
 _DENORMAL_GUARD = 1e-20   # added to a line before K-weighting it in float32 (its energy: 1e-40 a sample)
 _PROPORTIONAL = 1e-5      # stereo channels this close to proportional are read as one (a panned mono line)
 _TOP_PERCENTILE = 99.5    # the limiter's largest push is counted from this percentile of the peaks
-# Meters disagree near Nyquist: libebur128's short 4x interpolator lets through images of what lies just
-# under Nyquist and reads up to 0.03 dB over this reading there (on clicks, fast limiting and noise at 0.9-1.0
-# of Nyquist, tests/test_true_peak.py).  A reported true peak includes this allowance, so that it is at least
-# what those meters read; the limiter holds the peaks the allowance (and 0.02 dB for the interpolator's last
-# 0.1 % below Nyquist, where its gain falls) under the ceiling.
+# Meters disagree near Nyquist: short interpolators let through images of what lies just under Nyquist and
+# read over the band-limited peak there (on clicks, fast limiting and noise at 0.9-1.0 of Nyquist,
+# tests/test_true_peak.py).  libebur128's own reading is taken exactly (ShortInterpolatorReader); for the
+# others (ffmpeg's) a reported true peak includes this allowance, and the limiter holds the peaks the
+# allowance (and 0.02 dB for the interpolator's last 0.1 % below Nyquist, where its gain falls) under the
+# ceiling.
 REPORT_ALLOWANCE_DB = 0.05
 _CEILING_MARGIN_DB = 0.02 + REPORT_ALLOWANCE_DB
 # Half-sample interpolator (Oversampler): 2 x 4096 taps of a Kaiser-windowed sinc (beta 7), applied by FFT.
@@ -253,13 +254,66 @@ def _peak_bounds(up: np.ndarray, before: np.ndarray, after: np.ndarray, factor: 
     return padded[lead:lead + n]
 
 
+# libebur128's true-peak interpolator (ebur128.c, interp_create(49, factor)): a 49-tap Hann-windowed sinc,
+# 4x under 96 kHz and 2x under 192 kHz.  Its stopband is shallow, so on content near Nyquist its reading
+# lies over the signal's true peak; a Kokoro line read 0.13 dB over the 8x reading there.  Delivery platforms
+# meter with it, so it is one of the readings the limiter holds under the ceiling.
+_EBU_TAPS = 49
+_EBU_CONTEXT = 32         # input frames kept between blocks: twice the frames a peak's points reach at 2x
+
+
+@lru_cache(maxsize=4)
+def _ebu_taps(factor: int) -> np.ndarray:
+    j = np.arange(_EBU_TAPS)
+    taps: np.ndarray = np.sinc((j - (_EBU_TAPS - 1) / 2) / factor) * 0.5 * (1 - np.cos(2 * np.pi * j / (_EBU_TAPS - 1)))
+    return taps
+
+
+class ShortInterpolatorReader:
+    """Per-frame peaks of libebur128's interpolator (the points within one frame either side) of
+    audio handed over in blocks, in order; silence before the first block and after the last."""
+
+    def __init__(self, rate: int, channels: int) -> None:
+        self.factor = 4 if rate < 96000 else 2     # (from 192 kHz libebur128 reads the samples)
+        self._tail = np.zeros((_EBU_CONTEXT, *((channels,) if channels > 1 else ())), np.float32)
+        self._first = -_EBU_CONTEXT         # the frame index of self._tail's first frame
+        self._done = 0                      # frames whose peaks are out
+        self._received = 0                  # frames handed over
+
+    def push(self, x: np.ndarray, last: bool = False) -> np.ndarray:
+        """The peaks of the frames that *x* (and the blocks before it) determine; with *last*, of all."""
+        from scipy.signal import upfirdn
+
+        data = np.concatenate([self._tail, np.asarray(x, np.float32),
+                               np.zeros((_EBU_CONTEXT * last, *self._tail.shape[1:]), np.float32)])
+        f, count = self.factor, data.shape[0]
+        # point m of the interpolated signal lies at frame (m - 24) / f of data
+        up = np.abs(upfirdn(_ebu_taps(f), data, up=f, axis=0))
+        points = up if up.ndim == 1 else up.max(axis=1)
+        points = points[(_EBU_TAPS - 1) // 2:(_EBU_TAPS - 1) // 2 + f * (count - 1) + 1]
+        between = np.maximum(points[:-1].reshape(count - 1, f).max(axis=1), points[f::f])  # frames i..i+1
+        # a frame's peak: the points up to one frame either side; valid where no tap reaches past data
+        reach = -(-(_EBU_TAPS - 1) // (2 * f)) + 1
+        self._received += np.asarray(x).shape[0]
+        stop = max(self._done, min(self._received, self._first + count - reach))
+        start = self._done - self._first
+        peaks = np.maximum(between[start - 1:stop - self._first - 1], between[start:stop - self._first])
+        self._done = stop
+        self._tail = data[-_EBU_CONTEXT:].copy()
+        self._first += count - _EBU_CONTEXT
+        return peaks.astype(np.float32)
+
+
 class PeakReader:
-    """Per-frame true peak bounds (:func:`_peak_bounds`) of audio handed over in blocks, in order."""
+    """Per-frame true peak bounds (:func:`_peak_bounds`) of audio handed over in blocks, in order,
+    at least libebur128's reading (:class:`ShortInterpolatorReader`)."""
 
     def __init__(self, rate: int, channels: int, oversampling: int = OVERSAMPLING) -> None:
         self.factor = oversampling
         self._shape = (0,) if channels == 1 else (0, channels)
         self._sampler = Oversampler(rate, channels, oversampling)
+        self._short = ShortInterpolatorReader(rate, channels) if oversampling > 1 and rate < 192000 else None
+        self._short_pending = np.zeros(0, np.float32)          # its peaks of frames not out yet
         self._pending = np.zeros(self._shape, np.float32)                # points of frames not complete yet
         self._before = np.zeros((1, *self._shape[1:]), np.float32)       # silence before the first frame
         self._frames = 0                                                   # frames read so far
@@ -267,6 +321,8 @@ class PeakReader:
     def push(self, x: np.ndarray, last: bool = False) -> np.ndarray:
         """The bounds of the frames that *x* (and the blocks before it) complete; with *last*, of all."""
         factor = self.factor
+        if self._short is not None:
+            self._short_pending = np.concatenate([self._short_pending, self._short.push(x, last=last)])
         up = self._sampler.push(x, last=last)
         up = np.concatenate([self._pending, up]) if self._pending.shape[0] else up
         if last:    # silence after the last frame
@@ -278,6 +334,16 @@ class PeakReader:
         bounds = _peak_bounds(up[:usable], self._before, up[usable:usable + 1], factor, self._frames)
         self._before, self._pending = up[usable - 1:usable].copy(), up[usable:].copy()
         self._frames += bounds.shape[0]
+        return self._with_short(bounds)
+
+    def _with_short(self, bounds: np.ndarray) -> np.ndarray:
+        """*bounds*, raised to libebur128's reading of the same frames (it runs ahead of the 8x reader)."""
+        if self._short is None:
+            return bounds
+        n = bounds.shape[0]
+        short = self._short_pending[:n]
+        np.maximum(bounds[:short.shape[0]], short, out=bounds[:short.shape[0]])
+        self._short_pending = self._short_pending[n:]
         return bounds
 
 
