@@ -384,6 +384,16 @@ def _randomize_codebooks(model: Any) -> None:
                 tensor.copy_(torch.randn_like(tensor))
 
 
+def _random_model(model_class: Any, config: Any, **kwargs: Any) -> Any:
+    """A *model_class* of random weights from *config*, by transformers' public ``AutoModel.from_config``
+    (*kwargs*: its ``dtype`` and ``attn_implementation``), the class registered for its config as qwen_tts
+    registers it when it loads a checkpoint."""
+    from transformers import AutoModel
+
+    AutoModel.register(type(config), model_class, exist_ok=True)
+    return AutoModel.from_config(config, **kwargs)
+
+
 def _new_speech_tokenizer_model(config: Any, *, device: Any = "cpu", dtype: Any = None) -> Any:
     """A random 12 Hz speech tokenizer (encoder + decoder) built directly on ``device`` in ``dtype``
     (None: float32), with random codebooks and an audible decoder."""
@@ -391,7 +401,7 @@ def _new_speech_tokenizer_model(config: Any, *, device: Any = "cpu", dtype: Any 
     from qwen_tts.core import Qwen3TTSTokenizerV2Model
 
     with torch.device(device):
-        model = Qwen3TTSTokenizerV2Model._from_config(config, dtype=dtype)
+        model = _random_model(Qwen3TTSTokenizerV2Model, config, dtype=dtype)
     model.to(device).eval()
     _randomize_codebooks(model)
     with torch.no_grad():
@@ -606,7 +616,7 @@ def _new_full_model(config: Any, *, device: Any = "cpu", dtype: Any = torch.bflo
     if attn_implementation is not None:
         kwargs["attn_implementation"] = attn_implementation
     with torch.device(device):
-        model = Qwen3TTSForConditionalGeneration._from_config(config, **kwargs)
+        model = _random_model(Qwen3TTSForConditionalGeneration, config, **kwargs)
     model.to(device).eval()
     _prepare_full_model(model)
     return model

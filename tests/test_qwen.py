@@ -197,9 +197,9 @@ def test_blend_is_the_weighted_average_of_the_embeddings(checkpoints, refs, qwen
     from dialog_tts import script as script_mod
     smap = speakers.load_speaker_map(speaker_map)
     cast = casting.cast(script_mod.parse_text("Duo: x\nGuest: y\nHost2: z\n"), speaker_map=smap)
-    blend = backend._prompt_for(cast["duo"])
-    guest = backend._prompt_for(cast["guest"])
-    host2 = backend._prompt_for(cast["host2"])
+    blend = backend.clone_prompt(cast["duo"])
+    guest = backend.clone_prompt(cast["guest"])
+    host2 = backend.clone_prompt(cast["host2"])
     expected = 0.6 * guest.ref_spk_embedding + 0.4 * host2.ref_spk_embedding
     assert np.allclose(blend.ref_spk_embedding.numpy(), expected.numpy(), atol=1e-6)
     assert blend.x_vector_only_mode and blend.ref_code is None

@@ -491,7 +491,8 @@ class QwenBackend(Backend):
         return self.model(model_id).create_voice_clone_prompt(ref_audio=samples, ref_text=ref_text,
                                                               x_vector_only_mode=not ref_text)[0]
 
-    def _prompt_for(self, voice: Voice) -> Any:
+    def clone_prompt(self, voice: Voice) -> Any:
+        """The voice-clone prompt that *voice* is spoken with: its reference's, or a ``mix`` blend of several."""
         parts = [(wanted[0], self._clone.get(wanted), weight) for wanted, weight in self._wanted(voice)]
         return parts[0][1] if voice.option("mix") is None else self._clone.blend(parts)
 
@@ -532,7 +533,7 @@ class QwenBackend(Backend):
                 wavs, rate = model.generate_voice_design(list(texts), instruct=designs,
                                                          language=languages)
             else:
-                prompts = [self._prompt_for(v) for v in voices]
+                prompts = [self.clone_prompt(v) for v in voices]
                 wavs, rate = model.generate_voice_clone(list(texts), language=languages, voice_clone_prompt=prompts)
         except torch.cuda.OutOfMemoryError as exc:  # the engine splits the batch in halves
             raise SynthesisError(f"qwen: CUDA out of memory on a batch of {len(texts)}") from exc
