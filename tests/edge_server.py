@@ -633,8 +633,7 @@ class EdgeServer:
         await self._runner.setup()
         site = web.TCPSite(self._runner, self.host, 0)
         await site.start()
-        sockets = site._server.sockets  # type: ignore[union-attr]
-        self.port = sockets[0].getsockname()[1]
+        self.port = self._runner.addresses[0][1]     # (host, port) of the site's one socket
 
     async def _shutdown(self) -> None:
         self._stopping = True
