@@ -375,7 +375,10 @@ class Renderer:
 
     def prepare(self, script: PathLike | Script) -> tuple[Script, casting.Cast, list[jobs_mod.Job]]:
         """parse → cast → jobs: the parsed script, its cast and one synthesis job per line (nothing is
-        synthesized; the backends the cast uses are checked to be available)."""
+        synthesized; the backends the cast uses are checked to be available).
+
+        Every option is checked again first: one may have been changed since the Renderer checked them."""
+        self.options.check_all()
         if not isinstance(script, Script):
             validate.check_path("script", script)
         parsed = script if isinstance(script, Script) else script_mod.load(

@@ -122,6 +122,25 @@ def test_a_bad_value_of_any_option_is_a_usage_error_naming_it(option, value, wri
     assert tone_backend.calls == [] and not out.exists()
 
 
+#: One bad value of each option, set after the Renderer checked its options.
+CHANGED = [(name, values[0]) for name, values in BAD.items() if name in {f.name for f in fields(RenderOptions)}]
+
+
+@pytest.mark.parametrize(("option", "value"), CHANGED, ids=[f"{n}={validate.shown(v)}" for n, v in CHANGED])
+def test_an_option_changed_after_the_renderer_checked_it_is_checked_again(option, value, write_script,
+                                                                         tone_backend, tmp_path):
+    script = write_script("A: Hello there.\nB: Hi.\n")
+    out = tmp_path / "o.wav"
+    with Renderer(RenderOptions(backend="tone")) as renderer:
+        setattr(renderer.options, option, value)
+        for step in (lambda: renderer.render(script, out), lambda: renderer.plan(script),
+                     lambda: renderer.stream(script)):
+            with pytest.raises(InputError) as caught:
+                step()
+            assert any(n in str(caught.value) for n in names(option)), str(caught.value)
+    assert tone_backend.calls == [] and not out.exists()
+
+
 @pytest.mark.parametrize(("option", "value"), [("music_level", NAN), ("music_level", 1e308), ("duck", INF),
                                                ("duck_release", NAN), ("music_lead", 1e9), ("music_lead", "1")])
 def test_item_18_music_options_with_a_real_bed(option, value, write_script, tone_backend, tmp_path):
