@@ -964,14 +964,14 @@ class _LimitedGain:
         """Measure again, in *energies*, the sub-blocks around the *limited* groups under *curve*."""
         meter = self.meter
         assert meter is not None
-        subs = _unique(np.searchsorted(meter.edges, limited * _GROUP, side="right") - 1)
-        subs = _unique(np.clip(np.concatenate([subs, subs + 1]), 0, meter.blocks + 2))
+        subs = unique_sorted(np.searchsorted(meter.edges, limited * _GROUP, side="right") - 1)
+        subs = unique_sorted(np.clip(np.concatenate([subs, subs + 1]), 0, meter.blocks + 2))
         for run in np.split(subs, np.flatnonzero(np.diff(subs) > 1) + 1):
             first, last = int(run[0]), int(run[-1]) + 1
             energies[first:last] = meter.energies(first, last, lambda a, b: _frame_curve(curve, a, b))
 
 
-def _unique(values: np.ndarray) -> np.ndarray:
+def unique_sorted(values: np.ndarray) -> np.ndarray:
     """``np.unique(values)`` of a 1-D array: sorted, each value once.  Written out because NumPy 2.4's
     ``np.unique`` imports ``numpy.ma`` on its first call (7 ms of a render here, measured)."""
     ordered = np.sort(values)

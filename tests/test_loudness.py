@@ -200,7 +200,7 @@ def test_the_running_minimum_equals_scipy_ndimages(size):
 
 @pytest.mark.parametrize("values", [[], [3], [5, 5], [4, 1, 4, 9, 1, 0, 2, 2], list(range(50, 0, -3)) * 2])
 def test_unique_is_numpys(values):
-    """loudness._unique stands in for np.unique (whose first call imports numpy.ma): the same values."""
+    """loudness.unique_sorted stands in for np.unique (whose first call imports numpy.ma): the same values."""
     array = np.array(values, dtype=np.int64)
-    got = loudness._unique(array)
+    got = loudness.unique_sorted(array)
     assert got.dtype == np.int64 and np.array_equal(got, np.unique(array))
