@@ -196,7 +196,7 @@ def test_registry_and_folders_agree_with_hibaris_own(monkeypatch, env):
     assert backend.model_path("emma") == Path(theirs.cache_dir()) / theirs.VOICES["emma"]["file"]
 
 
-# ---------------------------------------------------------------- hibari without scipy.fft's import
+# ---------------------------------------------------------------- hibari imported as it is
 
 FFT_PROBE = """
 import hashlib, json, sys
@@ -205,10 +205,10 @@ from dialog_tts.backends.hibari import HibariBackend
 from dialog_tts.voice import Voice
 backend = HibariBackend()
 clip = backend.synthesize({text!r}, backend.resolve(Voice("heart", "hibari")))
-import hibari.dsp
-print(json.dumps({{"sha": hashlib.sha256(clip.samples.tobytes()).hexdigest(),
-                  "fft_loaded": "scipy.fft" in sys.modules, "special_loaded": "scipy.special" in sys.modules,
-                  "stand_in": type(hibari.dsp._sf).__name__}}))
+import hibari.dsp, scipy, scipy.fft
+print(json.dumps({{"sha": hashlib.sha256(clip.samples.tobytes()).hexdigest(), "backend": hibari.dsp.FFT_BACKEND,
+                  "real_fft": scipy.fft.__name__ == "scipy.fft" and scipy.fft.__spec__.parent == "scipy.fft"
+                              and scipy.fft.__file__.startswith(scipy.__path__[0])}}))
 """
 
 
@@ -222,42 +222,42 @@ def _probe(first: str) -> dict:
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
-def test_hibari_loads_without_scipy_fft_and_sounds_the_same():
-    """In a fresh interpreter the backend imports hibari with pocketfft's module standing in for scipy.fft
-    (150 ms of start-up, dialog_tts.backends.hibari_fft): neither scipy.fft nor scipy.special gets loaded,
-    and heart's samples are bit-identical to those made with the real scipy.fft imported first."""
-    fast, real = _probe(""), _probe("import scipy.fft")
-    assert fast["stand_in"] == "StandIn" and not fast["fft_loaded"] and not fast["special_loaded"]
-    assert real["stand_in"] == "module" and real["fft_loaded"]
-    assert fast["sha"] == real["sha"]
+def test_hibari_is_imported_as_it_is_and_sounds_the_same():
+    """In a fresh interpreter the backend imports hibari as it is: its DSP takes scipy's own scipy.fft
+    (no stand-in module), and heart's samples are bit-identical to those made with scipy.fft imported
+    before hibari."""
+    alone, after_scipy = _probe(""), _probe("import scipy.fft")
+    assert alone["backend"] == after_scipy["backend"] == "scipy"
+    assert alone["real_fft"] and after_scipy["real_fft"]
+    assert alone["sha"] == after_scipy["sha"]
 
 
-def test_the_stand_in_gives_scipy_ffts_results_and_hands_the_rest_on():
-    """rfft/irfft as hibari calls them go to pocketfft with scipy's arguments (same bits); other arguments,
-    dtypes and functions go to the real scipy.fft; and the stand-in never stays in sys.modules."""
+IMPORT_PROBE = """
+import json, threading
+from dialog_tts.backends.hibari_fft import import_hibari
+got, errors, start = [], [], threading.Barrier(8)
+def worker():
+    start.wait()
+    try:
+        got.append(import_hibari())
+    except BaseException as exc:
+        errors.append(repr(exc))
+threads = [threading.Thread(target=worker) for _ in range(8)]
+for t in threads:
+    t.start()
+for t in threads:
+    t.join()
+print(json.dumps({"errors": errors, "modules": len({id(m) for m in got}), "ready": all(callable(m.Hibari) for m in got)}))
+"""
+
+
+def test_eight_workers_importing_hibari_at_once_all_get_it_whole():
+    """The backends' workers ask for hibari together on their first lines: every one gets the same,
+    fully imported module, without an error."""
+    import json
+    import subprocess
     import sys
 
-    import scipy.fft
-
-    from dialog_tts.backends.hibari_fft import StandIn
-    from dialog_tts.compiled import load_extension
-
-    pocketfft = load_extension("scipy.fft._pocketfft.pypocketfft", "c2r")
-    assert pocketfft is not None
-    fft = StandIn(pocketfft)
-    rng = np.random.default_rng(5)
-    frames = rng.standard_normal((37, 1200)).astype(np.float32)
-    spectrum = fft.rfft(frames.copy(), axis=1, overwrite_x=True)
-    assert spectrum.dtype == np.complex64
-    assert np.array_equal(spectrum, scipy.fft.rfft(frames, axis=1))
-    back = fft.irfft(spectrum.T, 1200, 0)
-    assert back.dtype == np.float32 and np.array_equal(back, scipy.fft.irfft(spectrum.T, n=1200, axis=0))
-    assert np.array_equal(fft.rfft(frames.astype(np.float64), axis=-1), scipy.fft.rfft(frames.astype(np.float64)))
-    # what the fast path does not take: handed to scipy.fft, with its answers
-    assert np.array_equal(fft.rfft(frames, n=1000, axis=1), scipy.fft.rfft(frames, n=1000, axis=1))
-    assert np.array_equal(fft.rfft(frames.astype(np.float16), axis=1), scipy.fft.rfft(frames.astype(np.float16), axis=1))
-    assert np.array_equal(fft.irfft(spectrum, axis=1), scipy.fft.irfft(spectrum, axis=1))
-    assert np.array_equal(fft.irfft(spectrum, 1000, 1), scipy.fft.irfft(spectrum, 1000, 1))
-    assert np.array_equal(fft.rfft(frames, axis=1, norm="ortho"), scipy.fft.rfft(frames, axis=1, norm="ortho"))
-    assert fft.next_fast_len(1001) == scipy.fft.next_fast_len(1001)
-    assert sys.modules["scipy.fft"] is scipy.fft
+    out = subprocess.run([sys.executable, "-c", IMPORT_PROBE], capture_output=True, text=True, check=True)
+    result = json.loads(out.stdout.strip().splitlines()[-1])
+    assert result == {"errors": [], "modules": 1, "ready": True}
