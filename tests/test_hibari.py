@@ -189,8 +189,8 @@ def test_registry_and_folders_agree_with_hibaris_own(monkeypatch, env):
             monkeypatch.delenv(key, raising=False)
         else:
             monkeypatch.setenv(key, value)
-    assert ours._cache_dir() == theirs.cache_dir()
-    assert ours._registry() == theirs.VOICES
+    assert ours.cache_dir() == theirs.cache_dir()
+    assert ours.voice_registry() == theirs.VOICES
     backend = HibariBackend()
     assert backend.model_path("heart") == Path(theirs.ASSETS) / theirs.VOICES["heart"]["file"]
     assert backend.model_path("emma") == Path(theirs.cache_dir()) / theirs.VOICES["emma"]["file"]

@@ -69,7 +69,7 @@ def _hibari_voices() -> ModuleType:
 
 
 @lru_cache(maxsize=1)
-def _registry() -> dict[str, dict[str, Any]]:
+def voice_registry() -> dict[str, dict[str, Any]]:
     """hibari's ``assets/voices.json``, read directly: loading ``hibari/voices.py`` imports
     urllib.request (http, ssl, email), a visible share of ``dialog-tts voices``."""
     import json
@@ -79,7 +79,7 @@ def _registry() -> dict[str, dict[str, Any]]:
     return voices
 
 
-def _cache_dir() -> str:
+def cache_dir() -> str:
     """Where hibari keeps downloaded voices: ``hibari.voices.cache_dir()``, restated without its
     imports (tests/test_hibari.py checks that the two agree)."""
     import os
@@ -127,12 +127,12 @@ class HibariBackend(Backend):
     # ------------------------------------------------------------ the voice registry
     def registry(self) -> dict[str, dict[str, Any]]:
         """hibari's voices.json: name -> {language, gender, file, bytes, sha256, bundled, ...}."""
-        return _registry()
+        return voice_registry()
 
     def model_path(self, name: str) -> Path:
         """Where voice *name*'s model is (in the package, or in hibari's cache folder)."""
         entry = self.registry()[name]
-        folder = package_dir() / "assets" if entry.get("bundled") else Path(_cache_dir())
+        folder = package_dir() / "assets" if entry.get("bundled") else Path(cache_dir())
         return folder / entry["file"]
 
     def state(self, name: str) -> str:
