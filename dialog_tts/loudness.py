@@ -269,6 +269,24 @@ def _ebu_taps(factor: int) -> np.ndarray:
     return taps
 
 
+def _interpolate(data: np.ndarray, factor: int) -> np.ndarray:
+    """|libebur128's interpolation| of *data* (the larger channel): point m at frame (m - 24) / factor.
+
+    Polyphase with np.convolve rather than scipy.signal.upfirdn (the same points): importing
+    scipy.signal costs a render more start-up time than this filter takes (tests/test_imports.py)."""
+    taps = _ebu_taps(factor)
+    count = data.shape[0]
+    columns = [data] if data.ndim == 1 else [data[:, c] for c in range(data.shape[1])]
+    points = np.zeros(factor * (count + _EBU_TAPS // factor + 1))
+    for column in columns:
+        up = np.zeros_like(points)
+        for phase in range(factor):
+            y = np.convolve(column.astype(np.float64), taps[phase::factor])
+            up[phase::factor][:y.shape[0]] = y
+        np.maximum(points, np.abs(up), out=points)
+    return points[:(count - 1) * factor + _EBU_TAPS]
+
+
 class ShortInterpolatorReader:
     """Per-frame peaks of libebur128's interpolator (the points within one frame either side) of
     audio handed over in blocks, in order; silence before the first block and after the last."""
@@ -282,14 +300,11 @@ class ShortInterpolatorReader:
 
     def push(self, x: np.ndarray, last: bool = False) -> np.ndarray:
         """The peaks of the frames that *x* (and the blocks before it) determine; with *last*, of all."""
-        from scipy.signal import upfirdn
-
         data = np.concatenate([self._tail, np.asarray(x, np.float32),
                                np.zeros((_EBU_CONTEXT * last, *self._tail.shape[1:]), np.float32)])
         f, count = self.factor, data.shape[0]
         # point m of the interpolated signal lies at frame (m - 24) / f of data
-        up = np.abs(upfirdn(_ebu_taps(f), data, up=f, axis=0))
-        points = up if up.ndim == 1 else up.max(axis=1)
+        points = _interpolate(data, f)
         points = points[(_EBU_TAPS - 1) // 2:(_EBU_TAPS - 1) // 2 + f * (count - 1) + 1]
         between = np.maximum(points[:-1].reshape(count - 1, f).max(axis=1), points[f::f])  # frames i..i+1
         # a frame's peak: the points up to one frame either side; valid where no tap reaches past data
