@@ -30,7 +30,8 @@ Run ``python tests/qwen_tiny.py --full [KIND [DEVICE]]`` for a smoke check of
 the full-size model (default custom_voice, cuda if available).
 
 Importing this module needs nothing beyond torch/transformers; the builders
-import ``qwen_tts`` (after registering the torchaudio stand-ins).
+import ``qwen_tts`` (through dialog_tts.backends.qwen_compat, which stands in for torchaudio
+during that import where it cannot load).
 
 Run ``python tests/qwen_tiny.py`` for a self-check of all three kinds.
 """
@@ -198,12 +199,9 @@ def samples_for(max_new_tokens: int) -> int:
 
 
 def _import_qwen_tts() -> Any:
-    from dialog_tts.backends.qwen_compat import ensure_torchaudio
+    from dialog_tts.backends.qwen_compat import import_qwen_tts
 
-    ensure_torchaudio()
-    import qwen_tts
-
-    return qwen_tts
+    return import_qwen_tts()
 
 
 def _text_token_ids() -> dict[str, int]:
@@ -848,10 +846,9 @@ def _self_check() -> None:  # pragma: no cover - run by hand
     import soundfile as sf
     import torch
 
-    from dialog_tts.backends.qwen_compat import ensure_torchaudio
+    from dialog_tts.backends.qwen_compat import import_qwen_tts
 
-    ensure_torchaudio()
-    from qwen_tts import VoiceClonePromptItem
+    VoiceClonePromptItem = import_qwen_tts().VoiceClonePromptItem
 
     # The models are tiny: a second intra-op thread buys nothing and, on 2
     # shared cores under load, made a batch of 2 swing between 0.8 and 5.8 s.

@@ -341,6 +341,70 @@ def test_qwen_tts_banner_stays_off_stdout():
     assert "flash-attn" in done.stderr                      # the banner is still there, on stderr
 
 
+STAND_IN_PROBE = """
+import importlib.util, json, sys
+from dialog_tts.backends.qwen import import_torch
+import_torch()
+import qwen_tts.core.tokenizer_25hz.vq.speech_vq as vq
+try:
+    vq.kaldi.fbank()
+    called = "ran"
+except Exception as exc:
+    called = type(exc).__name__ + ": " + str(exc)
+left = sorted(m for m in sys.modules if m.split(".")[0] == "torchaudio")
+spec = importlib.util.find_spec("torchaudio")
+try:
+    import torchaudio
+    later = torchaudio.__file__
+except ImportError:
+    later = None
+import_torch()                      # once qwen_tts is imported, nothing stands in again
+again = sorted(m for m in sys.modules if m.split(".")[0] == "torchaudio")
+print(json.dumps({"left": left, "spec": spec is not None, "called": called, "later": later, "again": again,
+                  "kaldi_file": getattr(vq.kaldi, "__file__", None)}))
+"""
+
+
+def _stand_in_probe(pythonpath: str) -> dict:
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "-c", STAND_IN_PROBE], capture_output=True, text=True,
+                          env={**os.environ, "PYTHONPATH": pythonpath}, check=True)
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def test_the_torchaudio_stand_in_does_not_outlive_the_qwen_import():
+    """Without a torchaudio that loads, qwen_tts still imports; afterwards no torchaudio module is left
+    in sys.modules, none is found, ``import torchaudio`` fails as it would have, and the 25 Hz
+    tokenizer's kaldi (the stand-in qwen_tts kept) raises, naming torchaudio."""
+    import importlib.util
+    from pathlib import Path
+
+    if importlib.util.find_spec("torchaudio") is not None:
+        pytest.skip("a real torchaudio is installed here")
+    result = _stand_in_probe(str(Path(__file__).resolve().parents[1]))
+    assert result["left"] == [] and result["again"] == [] and not result["spec"] and result["later"] is None
+    assert result["called"].startswith("RuntimeError: torchaudio is not installed")
+
+
+def test_a_torchaudio_that_loads_is_used_as_it_is(tmp_path):
+    """Where torchaudio imports (a stand-in package on the path plays it here), qwen_tts gets it: nothing
+    stands in for it, and it stays loaded."""
+    from pathlib import Path
+
+    package = tmp_path / "torchaudio"
+    (package / "compliance").mkdir(parents=True)
+    (package / "__init__.py").write_text("__version__ = '2.13.0'\nfrom . import compliance\n", encoding="utf-8")
+    (package / "compliance" / "__init__.py").write_text("from . import kaldi\n", encoding="utf-8")
+    (package / "compliance" / "kaldi.py").write_text("def fbank(*args, **kwargs):\n    return 'fbank'\n",
+                                                      encoding="utf-8")
+    result = _stand_in_probe(os.pathsep.join([str(tmp_path), str(Path(__file__).resolve().parents[1])]))
+    assert result["called"] == "ran" and result["kaldi_file"] == str(package / "compliance" / "kaldi.py")
+    assert result["left"] == result["again"] == ["torchaudio", "torchaudio.compliance", "torchaudio.compliance.kaldi"]
+    assert result["later"] == str(package / "__init__.py")
+
+
 def test_preload_fails_when_a_clone_prompt_fails(checkpoints, refs, qwen, tmp_path):
     (tmp_path / "guest.wav").write_text("not a recording\n", encoding="utf-8")
     speaker_map = write_map(tmp_path, checkpoints, refs)

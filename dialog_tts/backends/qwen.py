@@ -186,19 +186,19 @@ def _missing_message(missing: str) -> str:
 
 
 def import_torch() -> Any:
-    """torch, with qwen_tts importable (the torchaudio stand-in installed where needed).
+    """torch, with qwen_tts imported (with torchaudio stood in for during that import where it cannot
+    load: :mod:`dialog_tts.backends.qwen_compat`).
 
     qwen-tts prints a banner on stdout when imported: it goes to stderr, so that
     stdout keeps only what dialog-tts itself prints there.
     """
-    from .qwen_compat import ensure_torchaudio
+    from .qwen_compat import import_qwen_tts
 
     try:
         with contextlib.redirect_stdout(sys.stderr):
             import torch
 
-            ensure_torchaudio()
-            import qwen_tts  # noqa: F401
+            import_qwen_tts()
     except ImportError as exc:
         raise BackendUnavailableError(_missing_message(str(exc.name))) from exc
     return torch
