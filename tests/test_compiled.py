@@ -166,3 +166,21 @@ def test_without_the_compiled_loop_the_figures_are_the_same(tmp_path):
         np.testing.assert_allclose(np.load(tmp_path / f"{name}.npy"), ours, rtol=1e-12, atol=1e-15)
     assert slow["lufs"] == pytest.approx(integrated_loudness(x, rate), abs=1e-9)
     assert slow["lufs"] == pytest.approx(ebur128_lufs(x, rate), abs=EBUR128_TOLERANCE[rate])
+
+
+LOADER_PROBE = """
+import json, sys
+from dialog_tts import _takecheck, compiled
+loop = compiled.load_extension("scipy.signal._sosfilt", "_sosfilt")
+other = compiled.load_extension("scipy.fft._pocketfft.pypocketfft", "c2r")
+print(json.dumps({"ours": getattr(loop, "_sosfilt", None) is _takecheck.biquads, "other": other is None,
+                  "scipy": sorted(m for m in sys.modules if m.split(".")[0] == "scipy")}))
+"""
+
+
+def test_the_loudness_modules_loader_answers_with_the_projects_loop_and_loads_nothing_of_scipys():
+    """load_extension, as dialog_tts.loudness calls it, hands over the project's own loop; any other name
+    gets None; and no module of scipy's is loaded either way."""
+    needs_the_loop()
+    run = subprocess.run([sys.executable, "-c", LOADER_PROBE], capture_output=True, text=True, check=True)
+    assert json.loads(run.stdout.strip().splitlines()[-1]) == {"ours": True, "other": True, "scipy": []}
