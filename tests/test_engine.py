@@ -831,8 +831,7 @@ def test_every_third_party_import_is_a_declared_dependency():
                 modules.update(a.name.split(".")[0] for a in node.names)
             elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
                 modules.add(node.module.split(".")[0])
-    newer_stdlib = {"_sha2"}     # CPython 3.12's name of 3.11's _sha256 (dialog_tts.cache takes either)
-    third_party = {m for m in modules if m not in sys.stdlib_module_names | newer_stdlib and m != "dialog_tts"}
+    third_party = {m for m in modules if m not in sys.stdlib_module_names and m != "dialog_tts"}
     owners = packages_distributions()
     missing = {}
     for module in sorted(third_party):
