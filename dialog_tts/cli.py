@@ -222,7 +222,7 @@ def _voice_and_mix_options() -> list[Callable[..., Any]]:
         click.option("--backend", default=None, metavar="NAME",
                      help="Backend for voices that name none, and cast unmapped speakers from its palette "
                           f"[default: names looked up in every backend, {DEFAULT_BACKEND} first; the automatic "
-                          "cast mixes hibari and piper voices]."),
+                          "cast takes Kokoro's voices]."),
         click.option("--sample-rate", type=checked("sample_rate"), default=24000, show_default=True,
                      help="Output sample rate in Hz."),
         click.option("--stereo/--mono", default=True, show_default=True,
