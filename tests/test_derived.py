@@ -119,6 +119,23 @@ def test_the_backends_g2p_is_hibaris_own(british):
         assert ours(text) == reference(text), text
 
 
+def test_one_g2p_per_accent_is_shared_while_it_is_held():
+    """Voices and backends that want the same accent get the same G2P (its tables are made once); the
+    other accent gets its own; and once nothing holds a G2P it is let go."""
+    import subprocess
+    import sys
+
+    us, also_us = hibari_g2p.make_g2p(False), hibari_g2p.make_g2p(False)
+    gb = hibari_g2p.make_g2p(True)
+    assert us is also_us and gb is not us and gb.british and not us.british
+    assert hibari_g2p.lazy_g2p(package_dir(), package_version("hibari-tts"), False) is us
+    # let go once nothing holds it (in a fresh interpreter: here other tests' backends may hold one)
+    code = ("import gc, weakref; from dialog_tts.backends.hibari_g2p import make_g2p; g = make_g2p(False); "
+            "held = weakref.ref(g); del g; gc.collect(); print(held() is None)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["True"]
+
+
 def test_piper_from_its_optimized_copy_speaks_as_piper_does():
     """With its noise off, piper is deterministic: the backend's session (the optimized copy) and
     piper's own PiperVoice.load of the model give the same samples."""
