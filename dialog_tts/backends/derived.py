@@ -2,9 +2,9 @@
 
 Each start of piper or hibari used to redo work whose result never changes for a given model
 and package: onnxruntime's graph optimization of the ``.onnx`` file (most of a session's load time)
-and hibari's parse of its G2P tables
-(``hibari_g2p``).  This module keeps such results in ``$DIALOG_TTS_MODEL_CACHE`` or the user
-cache folder (``~/.cache/dialog-tts-models`` on Linux), separate from the audio cache.
+and the joining of Kokoro's model from its parts.  This module keeps such results in
+``$DIALOG_TTS_MODEL_CACHE`` or the user cache folder (``~/.cache/dialog-tts-models`` on Linux),
+separate from the audio cache.
 
 * An entry's file name carries a key over everything it was derived from (package versions, the
   source file's identity, this machine's CPU where the result depends on it), so a changed model,

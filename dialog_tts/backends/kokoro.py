@@ -364,20 +364,15 @@ class KokoroBackend(Backend):
 
 
 def _make_g2p(british: bool) -> tuple[Any, Any]:
-    """hibari's G2P for American or British English (its tables read word by word where that works), and
-    hibari's sentence splitter.  Called under the backend's lock: importing hibari is not thread-safe."""
-    from .hibari import package_dir
+    """hibari's G2P for American or British English (one per accent in the process, shared with hibari's
+    voices), and hibari's sentence splitter.  Called under the backend's lock: importing hibari is not
+    thread-safe."""
     from .hibari_fft import import_hibari
-    from .hibari_g2p import lazy_g2p
+    from .hibari_g2p import make_g2p
 
     try:
         split_sentences = import_hibari().Hibari.split_sentences
     except ImportError as exc:
         raise BackendUnavailableError(f"hibari (kokoro's phonemizer) is not installed ({exc.name}): "
                                       f"pip install hibari-tts") from exc
-    g2p = lazy_g2p(package_dir(), package_version("hibari-tts"), british)
-    if g2p is None:
-        from hibari.g2p import G2P
-
-        g2p = G2P(british=british)
-    return g2p, split_sentences
+    return make_g2p(british), split_sentences
