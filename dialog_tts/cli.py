@@ -181,8 +181,8 @@ def _parse_voice(ctx: click.Context, param: click.Parameter, values: tuple[str, 
 def _echo() -> Any:
     """The handler that writes log records to the current stderr, as ``Warning: ...`` / ``Error: ...``.
 
-    Made on first use: ``dialog-tts --help`` logs nothing, and importing logging took about 4 ms of
-    its start-up.  Its ``writer`` is the progress bar's while one is shown."""
+    Made on first use: ``dialog-tts --help`` logs nothing, and need not import logging.
+    Its ``writer`` is the progress bar's while one is shown."""
     import logging
 
     class EchoHandler(logging.Handler):

@@ -531,8 +531,8 @@ def _fit_views(engine: Engine, pending: Sequence[_Unit]) -> None:
     A backend shares the cores among the calls running together (piper: cores /
     workers onnxruntime threads each).  A run with fewer lines to synthesize than
     workers, the usual re-render after an edit, runs fewer calls, so each gets the
-    cores the idle workers would have had: one edited piper line was 0.48 to 0.60 s
-    on one thread here, and 0.29 to 0.35 s on two.  (Which view makes a line does not
+    cores the idle workers would have had (benchmark_enhanced.py --only edit times
+    the edited line).  (Which view makes a line does not
     change its cache key: a setting that changes the audio, like hibari's threads, is
     set, not derived from the workers.)  Only in this machine's threads: on a Ray
     cluster a call's threads are the CPUs its task asks for, and one call asking for

@@ -32,11 +32,9 @@ No library computes these figures, so they are written here, twice: in one
 compiled pass (:mod:`dialog_tts._takecheck`, built from ``_takecheck.c`` where
 the install finds a C compiler) and in NumPy (:func:`measure_numpy`, used
 where it was not built; the tests hold both to the same frame-by-frame
-reference).  The gate aims at 2 % of synthesis time at most.  espeak says a
-line in 4 to 6 ms, and right after a synthesis the NumPy version's forty
-calls cost 190 to 290 us a take (the caches are cold), 4 to 5.6 % of it;
-the compiled pass costs 26 to 28 us, and all the checks of a take about 50 us
-(1.2 to 1.3 %: benchmark_enhanced.py --only quality).
+reference).  The gate aims at 2 % of synthesis time at most; on espeak, the
+fastest backend, the NumPy version's forty calls a take miss that aim and the
+compiled pass meets it (benchmark_enhanced.py --only quality measures both).
 """
 
 from __future__ import annotations
@@ -91,7 +89,7 @@ class Check(NamedTuple):
     """One check's figure, its limit (as text) and whether the take passed it.
 
     A named tuple rather than a frozen dataclass: five are made for every take,
-    and a tuple is made in a third of the time (0.40 against 1.15 us, timeit).
+    and a tuple is cheaper to make.
     """
 
     name: str
@@ -122,9 +120,8 @@ class Verdict:
     it knows pass or fail at once, and makes its :class:`Check` records (their
     limits written out) when first asked for them.  The engine needs only pass
     or fail until it reports, and the records, made right after a synthesis,
-    cost a fifth of the checks' time on espeak (taken in turn, three runs of
-    benchmark_enhanced.py's quality_cost: 1.52 to 1.92 % of its synthesis time
-    with the records made at once, 1.15 to 1.43 % without).
+    were a large share of the checks' time on espeak (benchmark_enhanced.py
+    --only quality).
     """
 
     __slots__ = ("_checks", "_judged", "_passed", "asr", "figures", "notes")
@@ -208,7 +205,7 @@ class Verdict:
 @functools.cache
 def _patterns() -> tuple[re.Pattern[str], re.Pattern[str], re.Pattern[str], re.Pattern[str]]:
     """Token, vowel-group, CJK/Hangul and symbol patterns for non-ASCII text, compiled on first use:
-    the CJK ranges alone took 4 ms to compile, at every start-up (issue 13's `--dry-run` budget)."""
+    compiling the CJK ranges at import would cost every start-up (issue 13's `--dry-run` budget)."""
     return (re.compile(r"[^\W_]+", re.UNICODE),
             re.compile(r"[aeiouyàáâäæãåāèéêëēėęìíîïīįòóôöœøōõùúûüūÿ]+", re.IGNORECASE),
             re.compile(r"[\u1100-\u11ff\u3040-\u30ff\u3130-\u318f\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af\uf900-\ufaff]"),
@@ -218,9 +215,8 @@ def _patterns() -> tuple[re.Pattern[str], re.Pattern[str], re.Pattern[str], re.P
 #: English syllables per word on average (the backends' rates are in words per minute).
 SYLLABLES_PER_WORD = 1.45
 
-# ASCII text, read as bytes with bytes.translate (ten times faster than the regular expressions
-# above; on a 90-character line 4.3 us against 7.4 for str.translate, timeit): each character
-# as v(owel), c(onsonant), d(igit) or a space.
+# ASCII text, read as bytes with bytes.translate (cheaper than the regular expressions above and
+# than str.translate): each character as v(owel), c(onsonant), d(igit) or a space.
 _ASCII_VOWELS = "aeiouyAEIOUY"
 _ASCII_KINDS = ["v" if c in _ASCII_VOWELS else "c" if c.isalpha() else "d" if c.isdigit() else " "
                 for c in map(chr, range(128))]
@@ -319,13 +315,11 @@ def _has_word(text: str, start: int, end: int) -> bool:
 #
 # The NumPy version (measure_numpy).  The gate runs on the worker right after
 # each synthesis.  What it costs is
-# the passes over the samples and the number of NumPy calls: each call costs
-# 5,000 to 20,000 instructions whatever its size (callgrind), as much as the
-# frame energies of 20 to 50 frames.  So a take is read twice (the frames'
-# sums of squares; the blocks' maxima and minima for clipping) and the rest is
-# a dozen calls on the frame sums: 740,000 instructions for a 4.4 s espeak
-# take, against 1,280,000 for one call per step (see benchmark_enhanced.py
-# --only quality for the times).
+# the passes over the samples and the number of NumPy calls: each call has a
+# fixed cost whatever its size, as much as the frame energies of dozens of
+# frames.  So a take is read twice (the frames' sums of squares; the blocks'
+# maxima and minima for clipping) and the rest is a dozen calls on the frame
+# sums (benchmark_enhanced.py --only quality for the times).
 
 
 def frame_energy(samples: np.ndarray, rate: int) -> np.ndarray:
