@@ -873,15 +873,13 @@ def bench_hour(quick: bool) -> Section:
 
 
 def hour_commands(tmp: Path, ours: list[str]) -> dict[str, list[str]]:
-    """The hour's commands, taken in turn: pydub and ffmpeg (each where installed), dialog-tts four ways, the floors."""
+    """The hour's commands, taken in turn: pydub and ffmpeg (each where installed), dialog-tts two ways, the floors."""
     import shutil
 
     commands = {"pydub": [sys.executable, "-c", PYDUB_JOIN, str(tmp / "clips"), str(tmp / "pydub.wav")]
                 if installed("pydub") else None,
                 "plain": ours + ["-o", str(tmp / "plain.wav")],
-                "lufs": ours + ["-o", str(tmp / "lufs.wav"), "--lufs", "-16"],
-                "blocks": ours + ["-o", str(tmp / "blocks.wav"), "--mix-in-blocks"],
-                "blocks-lufs": ours + ["-o", str(tmp / "blocks-lufs.wav"), "--lufs", "-16", "--mix-in-blocks"]}
+                "lufs": ours + ["-o", str(tmp / "lufs.wav"), "--lufs", "-16"]}
     commands = {k: v for k, v in commands.items() if v is not None}
     floor = [sys.executable, "-c", HOUR_FLOOR, str(tmp / "clips")]
     commands |= {"floor": floor + [str(tmp / "floor.wav"), "place"],
@@ -894,15 +892,13 @@ def hour_commands(tmp: Path, ours: list[str]) -> dict[str, list[str]]:
 
 
 def hour_rows(label: str, runs: dict[str, list[float]], pydub: Row | None, ff: Row | None) -> list[Row]:
-    """dialog-tts's four hour rows: with --lufs against pydub's join (at most 1x), without against ffmpeg
+    """dialog-tts's two hour rows: with --lufs against pydub's join (at most 1x), without against ffmpeg
     concat (at most 0.8x; without ffmpeg installed, the plain row gets pydub's ratio and no goal); a row
     whose baseline is not installed gets no ratio."""
     rows = []
     for key, name, base, limit in (
             ("plain", "dialog-tts --force (decode, pan, gaps, write WAV)", ff or pydub, 0.8 if ff else None),
-            ("lufs", "dialog-tts --force --lufs -16 (levelling, loudness, true peak)", pydub, 1.0),
-            ("blocks", "the same, --mix-in-blocks", ff, 0.8),
-            ("blocks-lufs", "the same with --lufs -16, --mix-in-blocks", pydub, 1.0)):
+            ("lufs", "dialog-tts --force --lufs -16 (levelling, loudness, true peak)", pydub, 1.0)):
         r = row(f"{label}: {name}", runs[key])
         if base is not None:
             r.ratio = r.seconds / base.seconds
@@ -1048,7 +1044,7 @@ def bench_book(quick: bool) -> Section:
     script = book_script(tmp / "book.txt", hours)
     out = tmp / "book.wav"
     args = ["-s", str(script), "--voices", "A=a,backend=book,pan=-0.2", "--voices", "B=b,backend=book,pan=0.2",
-            "--lufs", "-16", "--no-cache", "--mix-in-blocks", "-q", "-o", str(out), "--report", str(tmp / "report.json")]
+            "--lufs", "-16", "--no-cache", "-q", "-o", str(out), "--report", str(tmp / "report.json")]
     code = BOOK_CHILD.format(here=str(HERE))
     done = subprocess.run([sys.executable, "-c", code, *args], env=user_env(), capture_output=True, text=True)
     if done.returncode != 0:
@@ -1066,7 +1062,7 @@ def bench_book(quick: bool) -> Section:
     r.goal, r.met = "peak < 600 MB, the whole book in the file", peak < 600e6 and whole_file
     r.extra.update({"peak_mib": round(peak / 2**20), "mix_mib": round(mix_bytes / 2**20),
                     "loudness": report.get("loudness"), "true_peak": report.get("true_peak")})
-    notes = [f"The whole process (`dialog-tts --mix-in-blocks`; auto picks blocks beyond 1 GiB of mix) with a "
+    notes = [f"The whole process (`dialog-tts`, which mixes every render in blocks) with a "
              f"registered backend whose lines are synthetic speech-like clips; VmHWM of the process. "
              f"The file ({info.format}): {info.duration / 3600:.2f} h of {report['duration'] / 3600:.2f} h mixed, "
              f"report loudness {report.get('loudness')} LUFS, "

@@ -22,7 +22,7 @@ from . import backends, casting, speakers, validate
 from . import jobs as jobs_mod
 from . import lexicon as lexicon_mod
 from . import script as script_mod
-from .errors import DialogTTSError, InputError, LoudnessError, OutputError, SynthesisError, SynthesisFailed
+from .errors import DialogTTSError, InputError, OutputError, SynthesisError
 from .keys import Keys
 from .script import Script
 from .voice import Voice
@@ -36,12 +36,10 @@ if TYPE_CHECKING:
 
     from . import engine as engine_mod
     from . import specs
-    from .audio import Clip
     from .cache import AudioCache
     from .gate import Gate, GateSettings
     from .quality import Thresholds
     from .results import BatchResult, DialogResult, LineRecord, Totals
-    from .timeline import Timeline
 
 #: The result types, importable from here as ever, loaded on first use (see :func:`__getattr__`).
 _RESULTS = ("BatchResult", "DialogResult", "LineRecord", "Totals")
@@ -130,9 +128,6 @@ class RenderOptions:
     keep_going: bool = False
     report: PathLike | None = None
     force: bool = False
-    #: Mix in blocks, in constant memory (True), or as one buffer (False); None: in blocks when the
-    #: mix would be larger than 1 GiB (about 1.5 hours at 24 kHz stereo) or streams to stdout.
-    mix_in_blocks: bool | None = None
     #: Where the backend calls run: ``thread`` (this process) or ``ray`` (a Ray cluster).
     executor: str = "thread"
     #: The Ray cluster to use with ``executor="ray"`` (None: ``$RAY_ADDRESS``, else a new local one).
@@ -303,8 +298,8 @@ class Renderer:
     """Renders scripts with one set of options, sharing the cache and loaded backends.
 
     A render is a pipeline of named steps, data flowing one way:
-    parse → cast → jobs (:meth:`prepare`) → synthesize (the engine) → timeline
-    (:meth:`_timeline`) → mix → write.  Use it as a context manager (or call
+    parse → cast → jobs (:meth:`prepare`) → synthesize (the engine) → timeline → mix → write
+    (:mod:`dialog_tts.blockrender`).  Use it as a context manager (or call
     :meth:`close`) to release the cache.  *sleep* is what retries wait with
     (tests pass one that only records).  *progress_callback(done, total, message)*
     is called as lines finish; *on_progress* gets the same as an
@@ -390,23 +385,6 @@ class Renderer:
             log.info("%s: %s (%s)", parsed.speakers[key], voice.describe(), cast.why.get(key, ""))
         return parsed, cast, jobs_mod.build(parsed, cast, self._lexicon)
 
-    def _timeline(self, parsed: Script, jobs: list[jobs_mod.Job], clips: list[Clip | None],
-                  records: list[LineRecord]) -> Timeline:
-        """Each line's length (or, failed, the silence standing for it) placed by the timeline."""
-        from . import mix
-        from .timeline import LineInput
-        from .timeline import build as build_timeline
-
-        inputs = []
-        for line, job, clip, record in zip(parsed.lines, jobs, clips, records):
-            if clip is None:  # --keep-going: silence as long as the line would take
-                log.warning("%s: left silent (%s)", job.where(), record.error)
-                inputs.append(LineInput(line, job.voice, None, self.estimated_seconds(job)))
-            else:
-                inputs.append(LineInput(line, job.voice, mix.placed_frames(clip, self.settings)))
-        return build_timeline(parsed.events, inputs, sample_rate=self.settings.sample_rate,
-                              gap=self.settings.gap)
-
     def estimated_seconds(self, job: jobs_mod.Job) -> float:
         """How long a line would take to say, for the silence that stands in for it."""
         backend = self.keys.backend(job.voice.backend)
@@ -420,8 +398,7 @@ class Renderer:
 
     def render(self, script: PathLike | Script, out: PathLike | None) -> DialogResult:
         """Render one script to *out* (``None``: mix and measure, write nothing)."""
-        from . import specs, uptodate
-        from .results import DialogResult, Totals
+        from . import specs
 
         started = time.perf_counter()
         validate.check_path("out", out, optional=True)
@@ -435,33 +412,8 @@ class Renderer:
             if kept is not None:
                 return kept
         check_outputs(self.options, script, out, extras, prod.stems)
-        from . import blockrender, mix, produce
-        if self._ready is None and blockrender_wanted(self, prod, out, jobs, settings):
-            return blockrender.BlockRun(self, parsed, cast, jobs, out, prod, settings, key, extras, started).render()
-        run = self._synthesized(jobs)
-        records = _records(parsed, jobs, run)
-        voice_names = {parsed.speakers[k]: v.describe() for k, v in cast.items()}
-        dialog = DialogResult(parsed.path, None, 0.0, self.settings.sample_rate, self.settings.channels,
-                              records, voice_names, Totals(**asdict(run.stats)))
-        if run.failures and not self.options.keep_going:
-            dialog.totals.wall_time = time.perf_counter() - started
-            self.write_report(dialog)
-            raise SynthesisFailed(run.failures, len(jobs))
-        clips = run.clips
-        run.outcomes.clear()                  # the clips list holds them now; the mix releases them
-        timeline, music = produce.arrange(self._timeline(parsed, jobs, clips, records), prod, settings)
-        boundaries = produce.sentence_boundaries(clips, settings) if prod.subtitles else None
-        try:
-            mixed = mix.mix_timeline(timeline, clips, settings, consume=not prod.stems, music=music)
-            written = produce.write_outputs(out, mixed, timeline, clips, parsed, records, prod, self.settings,
-                                            music, self.options.bit_depth, boundaries)
-        except LoudnessError as exc:
-            raise exc.locate(path=parsed.path) from None
-        blockrender.conclude(dialog, parsed.path, timeline, mixed, written, out, started)
-        if key is not None and out is not None and not run.failures and not run.stats.flagged:
-            uptodate.remember(self._cache, out, key, dialog, extras)
-        self.write_report(dialog)
-        return dialog
+        from . import blockrender
+        return blockrender.BlockRun(self, parsed, cast, jobs, out, prod, settings, key, extras, started).render()
 
     def stream(self, script: PathLike | Script) -> AudioStream:
         """*script*'s mix in float32 blocks as it is made (:class:`AudioStream`; see
@@ -503,12 +455,10 @@ class Renderer:
         if self.options.report is not None:
             write_report(Path(self.options.report), dialog)
 
-    def _synthesized(self, jobs: list[jobs_mod.Job]) -> engine_mod.EngineResult:
-        """The engine's result for *jobs*: run now, or already run with a batch's other scripts."""
+    def take_ready(self, jobs: list[jobs_mod.Job]) -> engine_mod.EngineResult | None:
+        """The result handed over for *jobs* (once), or None: the render runs the engine itself."""
         ready, self._ready = self._ready, None
-        if ready is not None and ready[0] == jobs:
-            return ready[1]
-        return self.engine.run(jobs)
+        return ready[1] if ready is not None and ready[0] == jobs else None
 
     def render_many(self, scripts: Iterable[PathLike], out_dir: PathLike, fmt: str = "wav") -> BatchResult:
         """Render each script to ``out_dir/<name>.<fmt>``; one failure does not stop the rest.
@@ -654,22 +604,6 @@ def _output_settings(out: PathLike | None, prod: specs.Production, settings: spe
     if bit_depth is not None:
         specs.output_format(target, bit_depth)   # a usage error before any synthesis
     return specs.mix_settings_for(target, settings, bit_depth)
-
-
-def _records(parsed: Script, jobs: list[jobs_mod.Job], run: engine_mod.EngineResult) -> list[LineRecord]:
-    """One report record per line: the line as written, its voice and its synthesis outcome."""
-    from .blockrender import record_of
-
-    return [record_of(line, job, o) for line, job, o in zip(parsed.lines, jobs, run.outcomes)]
-
-
-def blockrender_wanted(renderer: Renderer, prod: specs.Production, out: PathLike | None,
-                       jobs: list[jobs_mod.Job], settings: specs.MixSettings) -> bool:
-    """Whether this render is mixed in blocks (:func:`dialog_tts.blockrender.wanted`)."""
-    from .blockrender import wanted
-
-    seconds = sum(renderer.estimated_seconds(job) for job in jobs)
-    return wanted(renderer.options, prod, out, seconds, settings)
 
 
 def _options(kwargs: dict[str, Any]) -> RenderOptions:

@@ -1,25 +1,25 @@
-"""Mixing in blocks: a book-length render in constant memory, and a render that streams as it goes.
+"""The mixer: every render is mixed here, in blocks, a book of any length in constant memory.
 
-The whole-buffer mixer (:mod:`dialog_tts.mix`) holds the mix as one float32 array: 0.69 GB an
-hour at 24 kHz stereo, 13.8 GB for a 20-hour book.  This mixer never holds it.  Its unit is the
-line, not the mix:
+Its unit is the source, not the mix: a **line** (a mono clip, placed with its gain and pan) or a
+**track** (audio already in the mix's channels: the intro, the outro, the music bed with its
+ducking, or a whole buffer given to :func:`loudness.normalize_loudness`).
 
-- **Analysis** (:meth:`BlockMix.add`, as each line arrives in order): the line is prepared as
-  the mixer prepares it, levelled from its own K-weighted measurement
-  (:func:`loudness.measure_line`), and its K-weighted energy and true peak (oversampled to
-  192 kHz or more) are summed per group of :data:`loudness.GROUP` frames on the mix's grid.
-  K-weighting is linear, so the lines' energies, placed on the timeline with their gains and
-  pans, are the mix's gated loudness (exactly, where lines do not overlap; the filter's 20 ms
-  ring-out is counted).  The samples and the group figures go to a temporary spill file
-  (unlinked at once, so nothing is ever left behind); memory keeps a few numbers a line.
-- **Gain** (:meth:`BlockMix.finish`): with a target, a secant search for the gain whose
-  limited result reaches it.  The limiter's take at a gain is read from the group figures:
-  each limited group's energy times the square of its limiter gain.  Without a target, the
-  common gain that gives the levelled speech the loudness it had unlevelled.
-- **Render** (:meth:`BlockMix.blocks`): lines are read back and mixed island by island (lines
-  closer than the limiter's reach form one island), each island limited with the same
-  look-ahead limiter as the whole-buffer mixer (:func:`loudness.limit_groups`) from its
-  lines' group true peaks, and the result comes out in blocks, in order.
+- **Analysis** (:meth:`BlockMix.add`, :meth:`BlockMix.add_track`, as each source arrives): a
+  line is levelled from its own K-weighted measurement (:func:`loudness.measure_placed`), and
+  each source's K-weighted energy and peak are summed per group of :data:`loudness.GROUP` frames
+  on the mix's grid.  K-weighting is linear, so the sources' energies, placed with their gains
+  and pans, are the mix's gated loudness (exactly, where sources do not overlap; the filter's
+  20 ms ring-out is counted).  The samples and the group figures go to a temporary spill file
+  (unlinked at once, so nothing is ever left behind); memory keeps a few numbers a source.
+- **Gain** (:meth:`BlockMix.finish`): with a target, the secant search (:func:`loudness.search_gain`)
+  for the gain whose limited result reaches it.  The limiter's take at a gain is read from the
+  group figures: each limited group's energy times the square of its limiter gain.  Without a
+  target, the common gain that gives the levelled speech the loudness it had unlevelled.
+- **Render** (:meth:`BlockMix.blocks`): sources are read back and mixed island by island
+  (sources closer than the limiter's reach form one island), each island limited by the
+  look-ahead limiter from its sources' group true peaks and read again where the limiter
+  worked (:func:`loudness.hold_ceiling`), and the result comes out in blocks, in order.
+  :meth:`BlockMix.stem` gives the mix of some sources alone, with the mix's gains, unlimited.
 
 :func:`stream` does all three in one pass for ``--out -`` and :meth:`Renderer.stream`: the
 gain is predicted rather than searched (levelled lines sit at -20 LUFS, so the target's gain
@@ -30,6 +30,7 @@ that nothing more will join it.
 from __future__ import annotations
 
 import contextlib
+import functools
 import math
 import tempfile
 from dataclasses import dataclass, field, replace
@@ -38,34 +39,73 @@ from typing import IO, BinaryIO, Callable, Iterable, Iterator, cast
 import numpy as np
 
 from . import loudness
-from . import mix as mix_module
 from .audio import db_to_gain
 from .errors import LoudnessError, OutputError
-from .mix import LEVEL_REFERENCE, MixSettings, level_gain, line_volume, pan_gains
 from .script import speaker_key
-from .timeline import Entry
+from .specs import MixSettings
+from .timeline import Entry, Kind
 
 STREAM_BLOCK = 4800 * 4            # frames per block out of a stream (0.8 s at 24 kHz)
-_FILE_BLOCK = 1 << 20             # frames per block out of a long render (audio.WRITE_BLOCK: the same dither)
+_FILE_BLOCK = 1 << 20             # frames per block out of a render (audio.WRITE_BLOCK: the same dither)
 _BINS = np.arange(-200.0, 40.0, 0.01)   # dB: the histogram of group peaks
-_COMPENSATE_ROUNDS = mix_module.COMPENSATE_ROUNDS
 _REACH = db_to_gain(3.0)          # true peaks are read for up to 3 dB more gain than asked (then again)
-_TOP_PERCENTILE = 99.5             # the largest gain is counted from this percentile of the lines' peaks
+_TOP_PERCENTILE = 99.5             # the largest gain is counted from this percentile of the sources' peaks
+_MAX_PUSH_DB = 12.0               # ... with the limiter taking at most this much off those peaks
 _RENDER_CHUNK = 1 << 18           # frames of an island mixed at once (a multiple of loudness.GROUP)
-_MEASURE_GROUPS = (1 << 20) // loudness.GROUP   # groups of a line whose true peaks are read at once
+_MEASURE_GROUPS = (1 << 20) // loudness.GROUP   # groups of a source whose true peaks are read at once
 _MEASURE_MARGIN = 8192            # frames of context read around them (more than loudness reads around its own)
+SPOOL = 8 << 20                   # bytes of spilled sources held in memory before they go to a file
+LEVEL_REFERENCE = -20.0           # LUFS lines are levelled to while mixing (the final gain moves them all)
+_MAX_LEVEL_DB = 18.0              # levelling moves a line or a speaker by at most this much either way
+COMPENSATE_ROUNDS = 4             # rounds of giving back what the limiter takes from some lines more than others
+MAX_COMPENSATION_DB = 6.0         # ... at most this much
+
+
+def pan_gains(pan: float) -> tuple[float, float]:
+    """Constant-power pan law: left/right gains with L² + R² = 1."""
+    theta = (max(-1.0, min(1.0, pan)) + 1.0) * math.pi / 4.0
+    return math.cos(theta), math.sin(theta)
+
+
+def line_volume(entry: Entry) -> float:
+    """The level (dB) the line was meant to have against its voice's others: its voice's ``volume``
+    (a ``volume=`` in the spec, or a delivery such as ``[whispering]``), which levelling keeps."""
+    return entry.voice.volume if entry.voice is not None else 0.0
+
+
+def level_gain(measured: float) -> float:
+    """The gain (dB) that brings a line or speaker measured at *measured* LUFS to the common level."""
+    if not math.isfinite(measured):
+        return 0.0
+    return max(-_MAX_LEVEL_DB, min(_MAX_LEVEL_DB, LEVEL_REFERENCE - measured))
+
+
+def compensation(sums: dict[object, list[float]], extra: dict[object, float]) -> dict[object, float] | None:
+    """The extra gain (dB) per line or speaker that gives back what the limiter takes from it beyond the
+    average, from each one's [plain, limited] energies; None when every one is within 0.05 dB of *extra*
+    (what it has) or nothing sounds."""
+    total = [sum(u[0] for u in sums.values()), sum(u[1] for u in sums.values())]
+    if not sums or min(total) <= 0:
+        return None
+    average = 10 * math.log10(total[0] / total[1])
+    wanted = {k: max(-MAX_COMPENSATION_DB, min(MAX_COMPENSATION_DB, 10 * math.log10(a / b) - average))
+              if a > 0 and b > 0 else 0.0 for k, (a, b) in sums.items()}
+    if max(abs(wanted[k] - extra.get(k, 0.0)) for k in wanted) < 0.05:
+        return None
+    return wanted
 
 
 class Spill:
     """A temporary file that float32 arrays are appended to once and read back from.
 
-    It is unlinked as soon as it is created (``tempfile.TemporaryFile``), so an interrupted
-    or crashed render leaves nothing behind."""
+    It is held in memory up to :data:`SPOOL` bytes (a short render never touches the disk), then
+    moved to a file that is unlinked as soon as it is created (``tempfile.SpooledTemporaryFile``),
+    so an interrupted or crashed render leaves nothing behind."""
 
     def __init__(self, folder: str | None = None) -> None:
         self._folder = folder or tempfile.gettempdir()
         with self._failing():
-            self._file: IO[bytes] = tempfile.TemporaryFile(prefix=".dialog-tts-spill-", dir=folder)
+            self._file: IO[bytes] = tempfile.SpooledTemporaryFile(SPOOL, prefix=".dialog-tts-spill-", dir=folder)
         self._end = 0
 
     @contextlib.contextmanager
@@ -108,15 +148,16 @@ class Spill:
 
 @dataclass
 class _Line:
-    """What the block mixer keeps of a line between analysis and render."""
+    """What the block mixer keeps of a source (a line or a track) between analysis and render."""
 
     entry: Entry
     gain_db: float            # levelled
-    weights: tuple[float, ...]  # per channel: pan gains (stereo) or 1 (mono)
+    weights: tuple[float, ...]  # per channel: pan gains (a line in stereo) or 1 (mono, or a track)
     level: loudness.LineLevel
     peak: float               # the highest group peak known (linear, unit gain): true peaks where measured
     g0: int                   # its first group on the mix's grid
     groups: int               # its groups (ring-out included)
+    width: int = 1            # channels of its samples (a track in a stereo mix: 2)
     at: int = -1              # where its samples are in the spill (-1: held in *held*)
     measured: float = 0.0     # its group peaks are true peaks wherever a gain up to this could bring them
                               # near the ceiling (sample peaks, a lower bound, elsewhere)
@@ -130,10 +171,14 @@ class _Line:
     def top_weight(self) -> float:
         return max(self.weights)
 
+    @property
+    def track(self) -> bool:
+        return self.entry.voice is None
+
 
 @dataclass
 class Figures:
-    """What the block mix reached: as :class:`mix.MixResult` says it, without the samples."""
+    """What a mix reached: its length, loudness and true peak, the gains, notes."""
 
     frames: int
     loudness: float | None = None
@@ -144,21 +189,23 @@ class Figures:
 
 
 class BlockMix:
-    """A mix built line by line: :meth:`add` each line in timeline order, then :meth:`finish`
-    (the gain), then :meth:`blocks` (the audio, in order).  See the module's docstring."""
+    """A mix built source by source: :meth:`add` each line in timeline order and :meth:`add_track`
+    the music, then :meth:`finish` (the gain), then :meth:`blocks` (the audio, in order) and
+    :meth:`stem` (some sources alone).  See the module's docstring."""
 
     def __init__(self, settings: MixSettings, *, folder: str | None = None, spill: bool = True) -> None:
         self.settings = settings
         self.rate = settings.sample_rate
         self.lines: list[_Line] = []
+        self.tracks: list[_Line] = []
         self.spill = Spill(folder) if spill else None
         self.ceiling = loudness.ceiling_gain(settings.true_peak)
         self.reach = loudness.limiter_reach(self.rate)
         self.gain_db = 0.0
         self.frames = 0
-        self.peak = 0.0          # the highest true peak rendered (linear), from the lines' group peaks
+        self.peak = 0.0          # the highest true peak rendered (linear), from the sources' group peaks
         self.taken: list[tuple[int, np.ndarray, tuple[float, ...]]] = []   # what the limiter took, by rows
-        self.histogram = np.zeros(_BINS.shape[0] - 1, np.int64)   # the placed lines' group peaks, in dB
+        self.histogram = np.zeros(_BINS.shape[0] - 1, np.int64)   # the placed sources' group peaks, in dB
 
     def close(self) -> None:
         if self.spill is not None:
@@ -170,36 +217,58 @@ class BlockMix:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
+    @property
+    def sources(self) -> list[_Line]:
+        """The lines, then the tracks (positions in this list key the search's readings)."""
+        return self.lines + self.tracks
+
     # ------------------------------------------------------------ analysis
     def add(self, entry: Entry, samples: np.ndarray) -> _Line | None:
-        """Analyse the next placed line (its prepared samples, as :func:`mix.prepare` gives them)."""
+        """Analyse the next placed line (its prepared mono samples, as :func:`mix.prepare` gives them)."""
         if samples.shape[0] == 0 or entry.voice is None:
             return None
-        # in chunks: a line of any length costs a few MB beside its samples (true peaks are read when needed)
-        level, energies, peaks = loudness.measure_placed_line(samples, self.rate, entry.start)
-        gain = entry.voice.gain
+        line, peaks = self._analysed(entry, samples, entry.voice.gain, self._weights(entry))
         if self.settings.leveling == "line":
-            gain += level_gain(level.loudness - line_volume(entry))
-        line = _Line(entry, gain, self._weights(entry), level, float(peaks.max()), entry.start // loudness.GROUP,
-                     energies.shape[0])
-        self._count_peaks(peaks, line.gain * line.top_weight)
+            line.gain_db += level_gain(line.level.loudness - line_volume(entry))
+        self._count_peaks(line, peaks)
+        self.lines.append(line)
+        return line
+
+    def add_track(self, start: int, samples: np.ndarray) -> _Line | None:
+        """Analyse a track: audio in the mix's channels (``(n,)`` mono, ``(n, 2)`` stereo) from frame
+        *start*, mixed at unit gain, never levelled (the intro, the outro, a piece of the music bed)."""
+        if samples.shape[0] == 0:
+            return None
+        if samples.shape[1:] != (() if self.settings.channels == 1 else (2,)):
+            raise ValueError(f"a track of shape {samples.shape} for {self.settings.channels} channel(s)")
+        track, peaks = self._analysed(Entry(Kind.MUSIC, start, samples.shape[0], 0), samples, 0.0, (1.0,))
+        self._count_peaks(track, peaks)
+        self.tracks.append(track)
+        return track
+
+    def _analysed(self, entry: Entry, samples: np.ndarray, gain_db: float,
+                  weights: tuple[float, ...]) -> tuple[_Line, np.ndarray]:
+        # in chunks: a source of any length costs a few MB beside its samples (true peaks are read when needed)
+        level, energies, peaks = loudness.measure_placed(samples, self.rate, entry.start)
+        width = 1 if samples.ndim == 1 else samples.shape[1]
+        line = _Line(entry, gain_db, weights, level, float(peaks.max()), entry.start // loudness.GROUP,
+                     energies.shape[0], width)
         if self.spill is not None:
             line.at = self.spill.put(samples)
             self.spill.put(peaks)
             self.spill.put(energies)
         else:
             line.held = (samples, peaks, energies)
-        self.lines.append(line)
-        return line
+        return line, peaks
 
-    def _count_peaks(self, peaks: np.ndarray, gain: float) -> None:
+    def _count_peaks(self, line: _Line, peaks: np.ndarray) -> None:
         with np.errstate(divide="ignore"):
-            db = 20.0 * np.log10(peaks[peaks > 0] * gain)
+            db = 20.0 * np.log10(peaks[peaks > 0] * (line.gain * line.top_weight))
         self.histogram += np.histogram(db, _BINS)[0]
 
     def top_peak(self) -> float:
-        """The 99.5th percentile of the sounding groups' peaks (within 60 dB of the highest), as the
-        whole-buffer limiter counts its largest push, from a histogram kept as lines arrive (0.01 dB)."""
+        """The 99.5th percentile of the sounding groups' peaks (within 60 dB of the highest), from a
+        histogram kept as sources arrive (0.01 dB)."""
         filled = np.flatnonzero(self.histogram)
         if not filled.size:
             return 0.0
@@ -219,7 +288,7 @@ class BlockMix:
             parts = line.held[1], line.held[2]
         else:
             assert self.spill is not None
-            n, g = line.entry.frames, line.groups
+            n, g = line.entry.frames * line.width, line.groups
             data = self.spill.get(line.at + n, 2 * g)
             parts = data[:g], data[g:]
         if factor is not None and self.unsure(line, factor):
@@ -227,14 +296,15 @@ class BlockMix:
         return parts
 
     def samples(self, line: _Line, a: int, b: int) -> np.ndarray:
-        """Samples a..b-1 of *line* (clipped to it), from memory or the spill."""
+        """Frames a..b-1 of *line* (clipped to it), from memory or the spill."""
         a, b = max(0, a), max(0, min(line.entry.frames, b))
+        shape = () if line.width == 1 else (line.width,)
         if b <= a:
-            return np.zeros(0, np.float32)
+            return np.zeros((0, *shape), np.float32)
         if line.held is not None:
             return line.held[0][a:b]
         assert self.spill is not None
-        return self.spill.get(line.at + a, max(0, b - a))
+        return self.spill.get(line.at + a * line.width, (b - a) * line.width).reshape(-1, *shape)
 
     def unsure(self, line: _Line, factor: float) -> bool:
         """Whether *line*'s peaks times *factor* could reach the ceiling without their true peaks read yet."""
@@ -242,16 +312,16 @@ class BlockMix:
 
     def _measure(self, line: _Line, peaks: np.ndarray, reach: float) -> None:
         """Read the true peaks of the groups that a gain up to *reach* could bring near the ceiling (in
-        place, and in the spill).  Oversampling every line cost 40 % of a render: most groups of
-        levelled speech stay more than 6 dB (the headroom) under the ceiling.  The search reads 3 dB
-        further than the gain it tries, so that its next tries need not read again."""
+        place, and in the spill).  Most groups of levelled speech stay more than 6 dB (the headroom)
+        under the ceiling, and are never oversampled.  The search reads 3 dB further than the gain it
+        tries, so that its next tries need not read again."""
         wanted = peaks * np.float32(loudness.TP_HEADROOM * reach) > self.ceiling
         start, n, group = line.entry.start, line.entry.frames, loudness.GROUP
         margin = _MEASURE_MARGIN
-        # in chunks on the mix's group grid, each read with context around it: bounded memory for any line
+        # in chunks on the mix's group grid, each read with context around it: bounded memory for any source
         for g in np.flatnonzero(np.add.reduceat(wanted, np.arange(0, wanted.shape[0], _MEASURE_GROUPS)) > 0):
             g_a, g_b = int(g) * _MEASURE_GROUPS, min(wanted.shape[0], (int(g) + 1) * _MEASURE_GROUPS)
-            a = max(0, (line.g0 + g_a) * group - start - margin)          # line frames read
+            a = max(0, (line.g0 + g_a) * group - start - margin)          # source frames read
             b = min(n, (line.g0 + g_b) * group - start + margin)
             if b <= a:
                 continue
@@ -265,7 +335,7 @@ class BlockMix:
             np.maximum(peaks[lo:hi], true[lo - w0:hi - w0], out=peaks[lo:hi])
         line.peak, line.measured = float(peaks.max()), reach
         if line.held is None and self.spill is not None:
-            self.spill.set(line.at + n, peaks)
+            self.spill.set(line.at + n * line.width, peaks)
 
     # ------------------------------------------------------------ gain
     def finish(self, frames: int) -> Figures:
@@ -274,13 +344,16 @@ class BlockMix:
         self._level_speakers()
         target = self.settings.lufs
         figures = Figures(frames)
-        if not self.lines or frames < 0.4 * self.rate:
+        search = _Search(self, target, self._common_gain())
+        if not self.sources or frames < 0.4 * self.rate or not math.isfinite(search.measured):
             self.gain_db = self._common_gain()
             if target is not None:
-                figures.notes.append("audio shorter than 0.4 s: loudness not normalized" if self.lines
+                figures.notes.append("audio shorter than 0.4 s: loudness not normalized" if frames < 0.4 * self.rate
                                      else "audio is silent: loudness not normalized")
         else:
-            self.gain_db, figures.loudness = _decide(_Search(self, target, self._common_gain()))
+            self.gain_db, figures.loudness = _decide(search)
+            if figures.loudness is not None and target is not None and abs(figures.loudness - target) > 0.1:
+                figures.notes.append(f"loudness reached {figures.loudness:.1f} LUFS, not {target:g}")
         figures.gain_db = self.gain_db
         figures.line_gains = {line.entry.index: line.gain_db for line in self.lines}
         return figures
@@ -308,70 +381,64 @@ class BlockMix:
 
     def energies(self) -> np.ndarray:
         """The K-weighted energy of every 100 ms sub-block of the mix, per channel, at unit mix gain."""
-        rows = loudness.block_count(self.frames, self.rate) + 3
-        energies = np.zeros((rows, self.settings.channels))
-        for line in self.lines:
-            _add_rows(energies, line.level.first, line.level.subs * line.gain ** 2, line.weights)
+        energies = np.zeros((loudness.block_count(self.frames, self.rate) + 3, self.settings.channels))
+        for line in self.sources:
+            loudness.add_rows(energies, line.level.first, line.level.subs * line.gain ** 2, line.weights)
         return energies
 
     # ------------------------------------------------------------ render
     def blocks(self, block: int | None = None) -> Iterator[np.ndarray]:
         """The mix, in order, in blocks of *block* frames (the last one shorter), limited and clipped."""
+        self.peak = 0.0
+        self.taken.clear()
         out = _Out(self.settings.channels, block or _FILE_BLOCK)
-        yield from _render(self, self.lines, out, self.frames)
+        yield from _render(self, _ordered(self.sources), out, self.frames)
+
+    def stem(self, sources: Iterable[_Line], block: int | None = None) -> Iterator[np.ndarray]:
+        """*sources* alone, as long as the mix, with the gains the mix gave them and its gain, not
+        limited (the stems of a mix sum to it before its limiter), clipped, in blocks."""
+        out = _Out(self.settings.channels, block or _FILE_BLOCK)
+        yield from _render(self, _ordered(sources), out, self.frames, limit=False)
 
     def rendered(self, figures: Figures) -> Figures:
         """*figures* with the loudness and true peak of what :meth:`blocks` (or :func:`stream`) gave:
-        the lines' energies less what the limiter took, and the lines' group peaks under its gain."""
+        the sources' energies less what the limiter took, and their group peaks under its gain."""
         energies = self.energies()
         for first, rows, weights in self.taken:
-            _add_rows(energies, first, rows, weights)
+            loudness.add_rows(energies, first, rows, weights)
         g = db_to_gain(self.gain_db)
-        measured = loudness.loudness_of(energies * g * g, self.frames, self.rate) if self.lines else -math.inf
+        long_enough = self.sources and self.frames >= 0.4 * self.rate
+        measured = loudness.loudness_of(energies * g * g, self.frames, self.rate) if long_enough else -math.inf
+        # audio too short or silent to measure is reported as such: neither figure
         figures.loudness = measured if math.isfinite(measured) else None
-        figures.true_peak = 20.0 * math.log10(self.peak) + loudness.REPORT_ALLOWANCE_DB if self.peak > 0 else None
+        figures.true_peak = 20.0 * math.log10(self.peak) + loudness.REPORT_ALLOWANCE_DB \
+            if self.peak > 0 and figures.loudness is not None else None
         return figures
 
 
-def _add_rows(energies: np.ndarray, first: int, subs: np.ndarray, weights: tuple[float, ...]) -> None:
-    """Add a line's sub-block energies *subs* from row *first*, weighted per channel."""
-    subs = subs[:max(0, energies.shape[0] - first)]
-    for c, weight in enumerate(weights):
-        energies[first:first + subs.shape[0], c] += subs * weight ** 2
+def _ordered(sources: Iterable[_Line]) -> list[_Line]:
+    return sorted(sources, key=lambda line: line.g0)
 
 
 class _Search:
     """The gain (dB) whose limited mix reaches the target (or the fixed gain without one), and
     the extra gain per line (or speaker) that gives back what the limiter takes from it beyond
-    the average, as the whole-buffer mixer does (:meth:`mix._Levels.compensate`)."""
+    the average."""
 
     def __init__(self, mix: BlockMix, target: float | None, fixed: float) -> None:
         self.mix, self.target, self.fixed = mix, target, fixed
         self.base = mix.energies()
         self.measured = loudness.loudness_of(self.base, mix.frames, mix.rate)
         high = mix.top_peak()
-        self.top = (20 * math.log10(mix.ceiling / high) if high > 0 else 0.0) + 12.0
-        self.taken: dict[int, float] = {}      # per line (by position): energy the limiter took, last reading
+        self.top = (20 * math.log10(mix.ceiling / high) if high > 0 else 0.0) + _MAX_PUSH_DB
+        self.taken: dict[int, float] = {}      # per source (by position): energy the limiter took, last reading
         self.extra: dict[object, float] = {}
 
     def run(self) -> tuple[float, float | None]:
-        """(gain, loudness there): the target's, found by a secant search kept inside a bracket."""
-        target = self.target
-        if target is None or not math.isfinite(self.measured):
+        """(gain, loudness there): the target's (:func:`loudness.search_gain`), or the fixed gain."""
+        if self.target is None or not math.isfinite(self.measured):
             return self.fixed, None
-        high = self.top
-        gain = min(target - self.measured, high)
-        low, prev = gain - 1.0, None
-        got = self.loudness_at(gain)
-        for _ in range(12):
-            if abs(got - target) <= 0.05:
-                break
-            low, high = (max(low, gain), high) if got < target else (low, min(high, gain))
-            slope = 1.0 if prev is None or prev[0] == gain else (got - prev[1]) / (gain - prev[0])
-            step = gain + (target - got) / min(1.0, max(0.02, slope))
-            prev, gain = (gain, got), step if low < step < high else (low + high) / 2
-            got = self.loudness_at(gain)
-        return gain, got
+        return loudness.search_gain(self.loudness_at, self.target - self.measured, self.top, self.target)
 
     def reached(self, gain: float, got: float | None) -> tuple[float, float | None]:
         """*gain*, or the largest one where the target is out of reach (a LoudnessError unless allowed)."""
@@ -386,11 +453,11 @@ class _Search:
         return self.top, loudest
 
     def loudness_at(self, gain_db: float) -> float:
-        """The mix's loudness at *gain_db*, with what the limiter takes from each line."""
+        """The mix's loudness at *gain_db*, with what the limiter takes from each source."""
         mix, g = self.mix, db_to_gain(gain_db)
         energies = self.base.copy()
         self.taken = {}
-        for i, line in enumerate(mix.lines):
+        for i, line in enumerate(mix.sources):
             factor = line.gain * line.top_weight * g
             if line.peak * factor <= mix.ceiling and not mix.unsure(line, factor):
                 continue
@@ -399,7 +466,7 @@ class _Search:
             taken = group_energy * (curve.astype(np.float64) ** 2 - 1.0)
             first, rows = _group_rows(line, taken, mix.rate)
             self.taken[i] = float(rows.sum())
-            _add_rows(energies, first, rows, line.weights)
+            loudness.add_rows(energies, first, rows, line.weights)
         return loudness.loudness_of(energies * g * g, mix.frames, mix.rate)
 
     def compensate(self, gain_db: float) -> bool:
@@ -415,7 +482,7 @@ class _Search:
             unit = sums.setdefault(self._unit(i, line), [0.0, 0.0])
             unit[0] += plain
             unit[1] += plain + self.taken.get(i, 0.0)
-        wanted = mix_module.compensation(sums, self.extra)
+        wanted = compensation(sums, self.extra)
         if wanted is None:
             return False
         self.set_extra(wanted)
@@ -435,11 +502,11 @@ class _Search:
 
 
 def _decide(search: _Search) -> tuple[float, float | None]:
-    """The gain, with the limiter's take given back to the lines it takes most from (as
-    :func:`mix._finish` does: at most four rounds; the target first)."""
+    """The gain, with the limiter's take given back to the lines it takes most from (at most four
+    rounds; the target first; not with music, whose level is its own)."""
     gain, got = search.run()
     target = search.target
-    for _ in range(_COMPENSATE_ROUNDS):
+    for _ in range(COMPENSATE_ROUNDS if not search.mix.tracks else 0):
         kept = dict(search.extra)
         if not search.compensate(gain):
             break
@@ -452,14 +519,10 @@ def _decide(search: _Search) -> tuple[float, float | None]:
 
 
 def _group_rows(line: _Line, values: np.ndarray, rate: int) -> tuple[int, np.ndarray]:
-    """(first row, per-row sums) of per-group *values* of *line*, gathered into the mix's sub-blocks
-    (a group counts in the sub-block its first frame is in), times the line's gain squared."""
-    starts = (line.g0 + np.arange(values.shape[0])) * loudness.GROUP
-    first = loudness.sub_block_of(int(starts[0]), rate)
-    last = loudness.sub_block_of(int(starts[-1]), rate) + 2
-    edges = loudness.sub_block_edges_between(first, last, rate)
-    rows = np.searchsorted(edges, starts, side="right") - 1
-    return first, np.bincount(rows, weights=values, minlength=last - first) * line.gain ** 2
+    """(first row, per-row sums) of per-group *values* of *line* in the mix's sub-blocks, times the
+    line's gain squared."""
+    first, rows = loudness.group_rows(line.g0, values, rate)
+    return first, rows * line.gain ** 2
 
 
 def _limit(peaks: np.ndarray, ceiling: float, rate: int, reach: int) -> np.ndarray:
@@ -503,7 +566,7 @@ class _Out:
 
 
 def islands(lines: Iterable[_Line], reach: int) -> Iterator[list[_Line]]:
-    """Lines grouped into islands: consecutive lines whose groups come within *reach* of each other."""
+    """Sources grouped into islands: consecutive sources whose groups come within *reach* of each other."""
     island: list[_Line] = []
     end = -1
     for line in lines:
@@ -516,105 +579,102 @@ def islands(lines: Iterable[_Line], reach: int) -> Iterator[list[_Line]]:
         yield island
 
 
-def _render(mix: BlockMix, lines: Iterable[_Line], out: _Out, frames: int) -> Iterator[np.ndarray]:
+def _render(mix: BlockMix, lines: Iterable[_Line], out: _Out, frames: int, *,
+            limit: bool = True) -> Iterator[np.ndarray]:
     """Mix *lines* island by island into *out* and give out its blocks, then silence up to *frames*."""
     for island in islands(lines, mix.reach):
-        yield from _emit(mix, island, out, frames)
+        yield from _emit(mix, island, out, frames, limit=limit)
     yield from out.silence(frames - out.position)
     yield from out.flush()
 
 
-def _emit(mix: BlockMix, island: list[_Line], out: _Out, frames: int | None = None) -> Iterator[np.ndarray]:
-    """One island into *out* (cut at *frames*, the mix's end, where known), mixed a chunk at a time."""
-    first, length, render = _island(mix, island)
+def _emit(mix: BlockMix, island: list[_Line], out: _Out, frames: int | None = None, *,
+          limit: bool = True, release: bool = False) -> Iterator[np.ndarray]:
+    """One island into *out* (cut at *frames*, the mix's end, where known), mixed a chunk at a time;
+    with *release*, its sources' samples are let go once placed (a stream)."""
+    first, length, render = _island(mix, island) if limit else _plain(mix, island)
     skip = max(0, out.position - first)    # islands never overlap: only the first one can start before 0
     yield from out.silence(first + skip - out.position)
-    # past its last line an island is silence: where the mix's end is not known yet, it stops there
+    # past its last source an island is silence: where the mix's end is not known yet, it stops there
     end = frames if frames is not None else max(line.entry.end for line in island)
     stop = min(length, max(skip, end - first))
     for a in range(skip, stop, _RENDER_CHUNK):
         yield from out.put(render(a, min(stop, a + _RENDER_CHUNK)))
-    for line in island:
-        line.held = None          # streamed lines are released once placed
-
-
-def _island(mix: BlockMix, island: list[_Line]) -> tuple[int, int, Callable[[int, int], np.ndarray]]:
-    """(first frame, frames, render) of one island, from a group before its lines to a group after:
-    ``render(a, b)`` gives its limited audio a..b-1 (frames from the first), so that no buffer as
-    long as the island (or a line in it) is ever made."""
-    group, g = loudness.GROUP, db_to_gain(mix.gain_db)
-    ga = max(0, island[0].g0 - mix.reach)
-    gb = max(ln.g0 + ln.groups for ln in island) + mix.reach
-    peaks = np.zeros(gb - ga, np.float32)
-    parts = [mix.parts(line, line.gain * line.top_weight * g, reach=1.0) for line in island]   # the final gain
-    for line, (line_peaks, _energy) in zip(island, parts):
-        at = line.g0 - ga
-        peaks[at:at + line_peaks.shape[0]] += line_peaks * np.float32(line.gain * line.top_weight * g)
-    curve = loudness.limit_groups(peaks, mix.ceiling, mix.rate) if float(peaks.max()) > mix.ceiling else \
-        np.ones(peaks.shape, np.float32)
-    origin = ga * group
-    shape = [curve * np.float32(g)]          # the gain per group that render applies (held again below)
-
-    def render(a: int, b: int) -> np.ndarray:
-        buffer = np.zeros((b - a,) if mix.settings.channels == 1 else (b - a, 2), np.float32)
+    if release:
         for line in island:
-            start = line.entry.start - origin
+            line.held = None
+
+
+def _span(mix: BlockMix, island: list[_Line]) -> tuple[int, int]:
+    """(first group, groups) of an island: from the limiter's reach before its sources to after them."""
+    ga = max(0, island[0].g0 - mix.reach)
+    return ga, max(ln.g0 + ln.groups for ln in island) + mix.reach - ga
+
+
+class _Placed:
+    """An island's sources, placed from frame *origin*: their audio, frames at a time."""
+
+    def __init__(self, mix: BlockMix, island: list[_Line], origin: int) -> None:
+        self.mix, self.island, self.origin = mix, island, origin
+        self.starts = np.array([line.entry.start - origin for line in island], np.int64)
+        self.ends = self.starts + np.array([line.entry.frames for line in island], np.int64)
+
+    def mixed(self, a: int, b: int, curve: np.ndarray) -> np.ndarray:
+        """Frames a..b-1 of the sources with their gains and pans, times the per-group gain *curve*
+        (interpolated between groups)."""
+        mix = self.mix
+        buffer = np.zeros((b - a,) if mix.settings.channels == 1 else (b - a, 2), np.float32)
+        for i in np.flatnonzero((self.starts < b) & (self.ends > a)):
+            line, start = self.island[i], int(self.starts[i])
             samples = mix.samples(line, a - start, b - start)
-            if not samples.shape[0]:
-                continue
             at = max(0, start - a)
+            if line.width > 1:
+                buffer[at:at + samples.shape[0]] += samples * np.float32(line.gain)
+                continue
             for c, weight in enumerate(line.weights):
                 target = buffer[at:at + samples.shape[0]] if buffer.ndim == 1 else \
                     buffer[at:at + samples.shape[0], c]
                 target += samples * np.float32(line.gain * weight)
-        frame_gain = loudness.frame_curve(shape[0], a, b)
+        frame_gain = loudness.frame_curve(curve, a, b)
         buffer *= frame_gain if buffer.ndim == 1 else frame_gain[:, None]
         return buffer
 
-    # the limited result is read again where the limiter moved the gain, and limited again where over
-    wanted = loudness.limited_groups(peaks, curve, 1.0, mix.ceiling)
-    read = np.zeros(peaks.shape, np.float32)
-    for round_ in range(loudness.HOLD_ROUNDS):
-        if not wanted.any():
-            break
-        read = _read_groups(render, wanted, mix.rate, (gb - ga) * group)
-        extra = loudness.relimit(read, wanted, mix.ceiling, mix.rate, round_)
-        if extra is None:
-            break
-        curve = curve * extra
-        shape[0] = curve * np.float32(g)
-        wanted = wanted | (extra < np.float32(1.0))
-    following = np.append(curve[1:], curve[-1:])
-    estimate = np.where(wanted, read, peaks * np.maximum(curve, following))
+
+def _plain(mix: BlockMix, island: list[_Line]) -> tuple[int, int, Callable[[int, int], np.ndarray]]:
+    """(first frame, frames, render) of one island at the mix's gain, not limited."""
+    ga, groups = _span(mix, island)
+    curve = np.full(groups, np.float32(db_to_gain(mix.gain_db)), np.float32)
+    origin = ga * loudness.GROUP
+    return origin, groups * loudness.GROUP, functools.partial(_Placed(mix, island, origin).mixed, curve=curve)
+
+
+def _island(mix: BlockMix, island: list[_Line]) -> tuple[int, int, Callable[[int, int], np.ndarray]]:
+    """(first frame, frames, render) of one island, from a group before its sources to a group after:
+    ``render(a, b)`` gives its limited audio a..b-1 (frames from the first), so that no buffer as
+    long as the island (or a source in it) is ever made."""
+    group, g = loudness.GROUP, db_to_gain(mix.gain_db)
+    ga, groups = _span(mix, island)
+    peaks = np.zeros(groups, np.float32)
+    parts = [mix.parts(line, line.gain * line.top_weight * g, reach=1.0) for line in island]   # the final gain
+    for line, (line_peaks, _energy) in zip(island, parts):
+        at = line.g0 - ga
+        peaks[at:at + line_peaks.shape[0]] += line_peaks * np.float32(line.gain * line.top_weight * g)
+    origin = ga * group
+    placed = _Placed(mix, island, origin)
+
+    def render(a: int, b: int, curve: np.ndarray) -> np.ndarray:
+        return placed.mixed(a, b, curve * np.float32(g))
+
     # for the report: groups that could be the highest yet are read from the result (where no gain brought
     # them near the ceiling, their peaks are sample peaks: lower bounds)
-    unread = ~wanted & (estimate * np.float32(loudness.TP_HEADROOM) > max(mix.peak, float(estimate.max())))
-    if unread.any():
-        estimate = np.maximum(estimate, _read_groups(render, unread, mix.rate, (gb - ga) * group))
+    curve, estimate = loudness.hold_ceiling(render, peaks, mix.ceiling, mix.rate, groups * group, mix.peak)
     mix.peak = max(mix.peak, float(estimate.max()))
     for line, (_peaks, energy) in zip(island, parts):
         at = line.g0 - ga
         taken = energy * (curve[at:at + energy.shape[0]].astype(np.float64) ** 2 - 1.0)
         if taken.any():
             mix.taken.append((*_group_rows(line, taken, mix.rate), line.weights))
-    return origin, (gb - ga) * group, render
-
-
-def _read_groups(render: Callable[[int, int], np.ndarray], wanted: np.ndarray, rate: int,
-                 frames: int) -> np.ndarray:
-    """The true peak of each *wanted* group of an island (0 elsewhere), rendered and read in chunks
-    with context around them."""
-    group, margin = loudness.GROUP, _MEASURE_MARGIN
-    read = np.zeros(wanted.shape, np.float32)
-    for k in np.flatnonzero(np.add.reduceat(wanted, np.arange(0, wanted.shape[0], _MEASURE_GROUPS)) > 0):
-        g_a, g_b = int(k) * _MEASURE_GROUPS, min(wanted.shape[0], (int(k) + 1) * _MEASURE_GROUPS)
-        a, b = max(0, g_a * group - margin), min(frames, g_b * group + margin)     # on the group grid
-        lo = g_a - a // group
-        want = np.zeros(-(-b // group) - a // group, bool)
-        want[lo:lo + g_b - g_a] = wanted[g_a:g_b]
-        true = loudness.group_true_peaks(render(a, b), 0, want, rate)
-        read[g_a:g_b] = np.where(wanted[g_a:g_b], true[lo:lo + g_b - g_a], np.float32(0.0))
-    return read
+    return origin, groups * group, functools.partial(render, curve=curve)
 
 
 def predicted_gain(settings: MixSettings, first: _Line | None) -> float:
@@ -649,14 +709,14 @@ def stream(mix: BlockMix, lines: Iterable[tuple[Entry, np.ndarray]], *,
         if len(mix.lines) == 1:
             mix.gain_db = predicted_gain(mix.settings, line)
         if island and line.g0 - mix.reach > end + mix.reach:
-            yield from _emit(mix, island, out)
+            yield from _emit(mix, island, out, release=True)
             island, end = [], -1
         island.append(line)
         end = max(end, line.g0 + line.groups)
         if apart:
-            yield from _emit(mix, island, out)
+            yield from _emit(mix, island, out, release=True)
             island, end = [], -1
     if island:
-        yield from _emit(mix, island, out, mix.frames or None)
+        yield from _emit(mix, island, out, mix.frames or None, release=True)
     yield from out.silence(mix.frames - out.position)
     yield from out.flush()

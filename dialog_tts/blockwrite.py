@@ -11,15 +11,15 @@ to the ceiling, in order:
   :class:`~dialog_tts.audio.Quantizer` that runs on from block to block: any split of a mix
   gives the bytes of :func:`~dialog_tts.audio.quantize` and :func:`~dialog_tts.audio.write` on
   the whole.  Opus at a rate libopus lacks is resampled to 48 kHz on the way (soxr, streaming).
-- M4A and M4B (AAC in MP4) go through PyAV with their chapters, as :mod:`dialog_tts.mp4` does.
+- M4A and M4B (AAC in MP4) go through PyAV with their chapters (:mod:`dialog_tts.mp4`).
 
 A target that cannot seek (stdout on a pipe) gets what players read from a pipe: WAV with its
 sizes set to 0xFFFFFFFF ("unknown", as ffmpeg and sox write on a pipe), FLAC with its total
 length and MD5 left unknown (as ``flac -`` writes), Ogg and Opus as always, MP3 without the
 Xing frame (a plain MP3 stream).  M4A and M4B cannot stream: MP4 writes its index after the audio.
 
-:func:`measure_file` decodes a written file in blocks and returns its integrated loudness and
-true peak, the figures :mod:`dialog_tts.loudness` reads on the whole decoded buffer.
+:func:`measure_file` decodes a written file in blocks and reads its integrated loudness and
+true peak with the one meter, :class:`dialog_tts.loudness.StreamMeter`.
 """
 
 from __future__ import annotations
@@ -36,6 +36,7 @@ import numpy as np
 
 from . import audio, mp4, outputs
 from .errors import DialogTTSError, InputError, OutputError
+from .loudness import StreamMeter
 from .timeline import ChapterMark
 
 Target = Union[str, os.PathLike, BinaryIO]
@@ -43,7 +44,6 @@ STDOUT = "-"
 #: The formats that can be written to a stream that cannot seek (stdout on a pipe).
 STREAMABLE = (".wav", ".flac", ".ogg", ".opus", ".mp3")
 BLOCK = 1 << 16            # frames decoded at a time when measuring
-_SUB_SECONDS = 0.1         # BS.1770's 100 ms sub-blocks (four make a gating block)
 _UNKNOWN = 0xFFFFFFFF      # a WAV chunk size that says "until the end of the stream"
 _WAV_BITS = {"PCM_16": 16, "PCM_24": 24, "FLOAT": 32}
 
@@ -434,72 +434,6 @@ class _AacWriter(BlockWriter):
 
 
 # ---------------------------------------------------------------- measuring a written file
-
-class StreamMeter:
-    """BS.1770 integrated loudness and true peak of audio handed over in blocks, in order.
-
-    The K-weighting filter's state and the oversampler's run on from block to block; what is
-    kept is one energy per 100 ms sub-block (BS.1770's gating needs them all: 8 bytes per
-    100 ms, 5.8 MB for 20 hours).  The figures are those of :func:`loudness.integrated_loudness`
-    and :func:`loudness.true_peak_db` on the whole buffer (the true peak read 8x oversampled, as a bound).
-    """
-
-    def __init__(self, rate: int, channels: int) -> None:
-        from .loudness import PeakReader, k_weighting_sos
-
-        self.rate, self.channels, self.frames = rate, channels, 0
-        self._sos = k_weighting_sos(rate)
-        self._zi = np.zeros((self._sos.shape[0], 2, *((channels,) if channels > 1 else ())))
-        self._done: list[np.ndarray] = []           # energies of the finished sub-blocks
-        self._open, self._open_sum = 0, 0.0          # the sub-block the next frame falls in, and its energy so far
-        self._up = PeakReader(rate, channels)
-        self._peak = 0.0
-
-    def add(self, block: np.ndarray) -> None:
-        """Measure the next *block*, ``(n,)`` or ``(n, channels)``."""
-        x = np.ascontiguousarray(block, dtype=np.float32)
-        if x.shape[0]:
-            self._add_energy(x)
-            self._add_peak(x, last=False)
-            self.frames += x.shape[0]
-
-    def _add_energy(self, x: np.ndarray) -> None:
-        from .loudness import sosfilt, sub_block_edges_between
-
-        y, self._zi = sosfilt(self._sos, x.astype(np.float64), self._zi)
-        y *= y
-        energy = y if y.ndim == 1 else y.sum(axis=1)     # BS.1770 channel weights: 1 (mono, left, right)
-        pos, end = self.frames, self.frames + x.shape[0]
-        count = int(x.shape[0] / (_SUB_SECONDS * self.rate - 1)) + 2     # more than the edges up to *end*
-        starts = sub_block_edges_between(self._open + 1, self._open + 1 + count, self.rate)
-        inner = starts[starts < end]
-        sums = np.add.reduceat(energy, np.concatenate([[0], inner - pos]))
-        sums[0] += self._open_sum
-        if starts[inner.shape[0]] == end:                # the block ends where a sub-block ends
-            self._done.append(sums)
-            self._open, self._open_sum = self._open + inner.shape[0] + 1, 0.0
-        else:
-            self._done.append(sums[:-1])
-            self._open, self._open_sum = self._open + inner.shape[0], float(sums[-1])
-
-    def _add_peak(self, x: np.ndarray, last: bool) -> None:
-        bounds = self._up.push(x, last=last)
-        if bounds.size:
-            self._peak = max(self._peak, float(bounds.max()))
-        if x.size:
-            self._peak = max(self._peak, float(x.max()), -float(x.min()))
-
-    def result(self) -> tuple[float | None, float]:
-        """(integrated loudness in LUFS, None if shorter than 400 ms; true peak in dBTP).  Call once, last."""
-        from .loudness import REPORT_ALLOWANCE_DB, loudness_of
-
-        self._add_peak(np.zeros((0,) if self.channels == 1 else (0, self.channels), np.float32), last=True)
-        peak = 20.0 * math.log10(self._peak) + REPORT_ALLOWANCE_DB if self._peak > 0 else -math.inf
-        if self.frames < 0.4 * self.rate:
-            return None, peak
-        energies = np.concatenate([*self._done, [self._open_sum]])
-        return loudness_of(energies[:, None], self.frames, self.rate), peak
-
 
 def measure_file(path: str | os.PathLike[str]) -> tuple[float | None, float]:
     """(integrated loudness LUFS or None, true peak dBTP) of the audio file at *path*, decoded in blocks

@@ -245,10 +245,6 @@ def _voice_and_mix_options() -> list[Callable[..., Any]]:
                      help="Sample format of WAV and FLAC output: 16 (TPDF-dithered), 24, or 32f (float, "
                           "WAV only) [default: 16]."),
         click.option("--speak-directions", is_flag=True, help="Speak [stage directions] instead of skipping them."),
-        click.option("--mix-in-blocks/--mix-whole", "mix_in_blocks", default=None,
-                     help="Mix in blocks, in constant memory (a book of any length; not with music or stems), "
-                          "or as one buffer [default: in blocks beyond 1 GiB of mix, about 1.5 h at 24 kHz "
-                          "stereo, and when streaming to --out -]."),
     ]
 
 

@@ -2,12 +2,15 @@
 
 - K-weighting and integrated loudness as ITU-R BS.1770 defines them, measured from
   the energies of 100 ms sub-blocks so that a long mix is never copied;
-- the loudness of one line (:func:`measure_line`), gated so that pauses and short
-  lines do not read quiet, and its share of the mix's sub-block energies;
+- the loudness of one line or track placed in a mix (:func:`measure_placed`), gated so that
+  pauses and short lines do not read quiet, and its share of the mix's sub-block energies;
+- the one meter of audio handed over in blocks (:class:`StreamMeter`), the one gain search
+  (:func:`search_gain`) and the limiter's hold of the ceiling (:func:`hold_ceiling`);
 - the true peak of every frame (the signal oversampled 8x by an interpolator whose passband
   reaches Nyquist, :class:`Oversampler`), and a bound of it that no finer reading exceeds;
-- a look-ahead limiter, and :func:`normalize_loudness`, which brings a buffer to a
-  loudness target (or a fixed gain) with its true peak under a ceiling, in place.
+- a look-ahead limiter, and :func:`normalize_loudness`, which brings one buffer to a
+  loudness target (or a fixed gain) with its true peak under a ceiling, in place, as the
+  block mixer (:mod:`dialog_tts.blockmix`) does a mix of lines.
 """
 
 from __future__ import annotations
@@ -25,14 +28,13 @@ OVERSAMPLING = 8          # true peaks are read 8x oversampled, whatever the rat
 BLOCK = 1 << 16  # frames per block (a multiple of the limiter's group)
 
 # Loudness normalization works on a long mix without copying it: the K-weighted energy of
-# every 100 ms sub-block (BS.1770 gating blocks are four of them) is measured once, in
-# blocks; a constant gain only scales those energies, so only the regions the limiter
-# touches are filtered again in each round of the search.  The limiter itself works on
+# every 100 ms sub-block (BS.1770 gating blocks are four of them) and of every group of frames
+# is measured once per source; a constant gain only scales those energies, and what the limiter
+# takes is read from the groups' energies times its gain squared.  The limiter itself works on
 # groups of frames: their true peaks (oversampled only where a peak could reach the
 # ceiling) and one gain per group, interpolated between groups when applied.
 _SUB_SECONDS = 0.1        # BS.1770: 400 ms gating blocks, 75 % overlap → 100 ms steps
 _GROUP = 32               # frames per limiter group
-_WARM = 0.1               # seconds of filter warm-up before a region filtered again
 _TP_MARGIN = 4352         # frames of context around an oversampled segment (the interpolator's reach and more)
 _TP_SEGMENT = 16384       # true peaks are oversampled in whole segments of this many frames
 _TP_HEADROOM = 2.0        # a true peak is assumed at most 2x (6 dB) over the sample peak
@@ -438,11 +440,6 @@ def block_count(frames: int, rate: int) -> int:
     return int(np.round((frames / rate - 0.4) / _SUB_SECONDS)) + 1
 
 
-def sub_block_edges(frames: int, rate: int) -> np.ndarray:
-    """First frame of each 100 ms sub-block of a buffer of *frames* (block_count + 4 edges, clipped to the end)."""
-    return np.minimum((np.arange(block_count(frames, rate) + 4) * _SUB_SECONDS * rate).astype(np.int64), frames)
-
-
 def gated_loudness(blocks: np.ndarray) -> float:
     """BS.1770 integrated loudness (LUFS) of gating blocks given as mean squares (one channel weight)."""
     with np.errstate(divide="ignore"):
@@ -508,48 +505,9 @@ def sosfilt(sos: np.ndarray, x: np.ndarray, zi: np.ndarray | None = None) -> tup
     return y, np.moveaxis(flat, 0, -1).reshape(state_shape)
 
 
-def k_squared(samples: np.ndarray, rate: int, tail: int = 0) -> np.ndarray:
-    """The squared K-weighted signal of one mono line followed by *tail* frames of its ring-out.
-
-    Filtered in float32 (3e-6 dB from float64, three times faster), plus a constant of
-    1e-20 that keeps the filter's state out of float32's denormal range (exact silence
-    otherwise made it ten times slower)."""
-    x = np.concatenate([samples, np.zeros(tail, np.float32)])
-    x += np.float32(_DENORMAL_GUARD)
-    y, _ = sosfilt(k_weighting_sos(rate).astype(np.float32), x)
-    y *= y
-    return y
-
-
 def tail_frames(rate: int) -> int:
     """Frames of K-filter ring-out counted after a line (20 ms)."""
     return round(_TAIL * rate)
-
-
-def measure_line(samples: np.ndarray, rate: int, start: int, edges: np.ndarray, frames: int,
-                 squared: np.ndarray | None = None) -> LineLevel:
-    """K-weight one mono line placed at *start* in a mix of *frames* frames whose sub-blocks start at *edges*.
-
-    The line is filtered alone (:func:`k_squared`, or *squared* where the caller has it), with
-    20 ms of ring-out.  Its gating blocks are BS.1770's (400 ms, 100 ms apart) but counted
-    from its own start, so that silence around it never counts; a line shorter than 400 ms
-    is one block of its own length (padded to 400 ms with silence, it would read quiet and
-    be over-raised).  *edges* may be a slice of the mix's edges: ``first`` counts from it.
-    """
-    n = samples.shape[0]
-    tail = max(0, min(tail_frames(rate), frames - start - n))
-    y = k_squared(samples, rate, tail) if squared is None else squared[:n + tail]
-    if n >= 0.4 * rate:
-        own = np.arange(block_count(n, rate) + 3) * round(_SUB_SECONDS * rate)
-        sub = np.add.reduceat(y[:n], own[own < n]).astype(np.float64)
-        sub = np.concatenate([sub, np.zeros(len(own) - len(sub))])
-        blocks = (sub[:-3] + sub[1:-2] + sub[2:-1] + sub[3:]) / (0.4 * rate)
-    else:
-        blocks = np.array([float(y[:n].sum(dtype=np.float64)) / max(n, 1)])
-    first = int(np.searchsorted(edges, start, side="right")) - 1
-    inner = edges[first + 1:][edges[first + 1:] < start + y.shape[0]] - start
-    subs = np.add.reduceat(y, np.concatenate([[0], inner]).astype(np.int64)).astype(np.float64)
-    return LineLevel(blocks, first, subs)
 
 
 _LINE_CHUNK = 1 << 20     # frames of a line filtered at once by measure_placed_line (a multiple of _GROUP)
@@ -565,23 +523,21 @@ def _add_binned(out: np.ndarray, values: np.ndarray, offset: int, bounds: np.nda
     out[k0:k0 + starts.shape[0]] += np.add.reduceat(values, starts)
 
 
-def measure_placed_line(samples: np.ndarray, rate: int, start: int) -> tuple[LineLevel, np.ndarray, np.ndarray]:
-    """(level, K-weighted energy per group, sample peak per group) of one mono line placed at frame
-    *start* of an unbounded mix: :func:`measure_line` (``first`` counted from the mix's first
-    sub-block), :func:`group_sums` of :func:`k_squared` and :func:`group_maxima` of its magnitude,
-    filtered and summed in chunks, so that a line of any length needs a few MB beside itself.
-    Both group arrays cover the line and its 20 ms of ring-out."""
+def measure_placed(samples: np.ndarray, rate: int, start: int) -> tuple[LineLevel, np.ndarray, np.ndarray]:
+    """(level, K-weighted energy per group, sample peak per group) of one source placed at frame
+    *start* of an unbounded mix: a mono line ``(n,)`` or a track ``(n, channels)`` (its channels'
+    energies summed, as BS.1770 weighs left and right).  The level's gating blocks are counted from
+    the source's own start (silence around it never counts; a source shorter than 400 ms is one block
+    of its own length), its sub-block energies on the mix's grid; the group arrays cover the source
+    and its 20 ms of ring-out.  Filtered and summed in chunks: a few MB beside the samples."""
     n = samples.shape[0]
-    tail = tail_frames(rate)
-    total = n + tail
-    own_step = round(_SUB_SECONDS * rate)
+    total = n + tail_frames(rate)
     long_line = n >= 0.4 * rate
-    own = np.arange(block_count(n, rate) + 3) * own_step if long_line else np.zeros(1, np.int64)
+    own = np.arange(block_count(n, rate) + 3) * round(_SUB_SECONDS * rate) if long_line else np.zeros(1, np.int64)
     own = own[own < n]
     own_sums = np.zeros(own.shape[0])
     k0 = max(0, sub_block_of(start, rate) - 1)
-    k1 = sub_block_of(start + total, rate) + 2
-    edges = sub_block_edges_between(k0, k1, rate)
+    edges = sub_block_edges_between(k0, sub_block_of(start + total, rate) + 2, rate)
     first = int(np.searchsorted(edges, start, side="right")) - 1
     inner = edges[first + 1:][edges[first + 1:] < start + total] - start
     sub_bounds = np.concatenate([[0], inner]).astype(np.int64)
@@ -596,15 +552,17 @@ def measure_placed_line(samples: np.ndarray, rate: int, start: int) -> tuple[Lin
     pos = 0
     while pos < total:
         stop = min(total, cut if pos == 0 else pos + _LINE_CHUNK)
-        x = np.zeros(stop - pos, np.float32)
+        x = np.zeros((stop - pos, *samples.shape[1:]), np.float32)
         own_part = samples[pos:min(stop, n)]
         x[:own_part.shape[0]] = own_part
         x += np.float32(_DENORMAL_GUARD)
         y, state = sosfilt(sos, x, state)
         y *= y
+        if y.ndim == 2:
+            y = y.sum(axis=1)
         if pos < n:
             _add_binned(own_sums, y[:min(stop, n) - pos], pos, own)
-            peaks.append(group_maxima(np.abs(own_part), start + pos))
+            peaks.append(group_maxima(abs_max_channels(own_part), start + pos))
         _add_binned(subs, y, pos, sub_bounds)
         _add_binned(energies, y, pos, group_bounds)
         pos = stop
@@ -638,51 +596,6 @@ def loudness_of(energies: np.ndarray, frames: int, rate: int) -> float:
     sub[:rows] = energies[:rows] / (0.4 * rate)
     z = sub[:blocks] + sub[1:blocks + 1] + sub[2:blocks + 2] + sub[3:blocks + 3]
     return gated_loudness(z.sum(axis=1))   # channel weights are 1 (mono, left, right)
-
-
-class _Loudness:
-    """BS.1770 integrated loudness from K-weighted sub-block energies (pyloudnorm's block counting and gating)."""
-
-    def __init__(self, x: np.ndarray, rate: int, base: np.ndarray | None = None) -> None:
-        self.sos = k_weighting_sos(rate)
-        self.x, self.rate = x, rate
-        self.blocks = block_count(x.shape[0], rate)
-        self.edges = sub_block_edges(x.shape[0], rate)
-        # unit gain; *base* when the caller has measured it (the mixer sums it from its lines)
-        self.base = self.energies(0, self.blocks + 3) if base is None else base
-
-    def energies(self, first: int, last: int, gain: Callable[[int, int], np.ndarray] | None = None) -> np.ndarray:
-        """Sum of squared K-weighted samples per channel of sub-blocks first..last-1 (x times *gain*)."""
-        x, edges = self.x, self.edges
-        channels = 1 if x.ndim == 1 else x.shape[1]
-        out = np.zeros((last - first, channels))
-        start = int(edges[first])
-        warm = 0 if first == 0 else min(start, round(_WARM * self.rate))
-        pos, stop = start - warm, int(edges[last])
-        zi = np.zeros((self.sos.shape[0], 2, channels)) if channels > 1 else np.zeros((self.sos.shape[0], 2))
-        while pos < stop:
-            end = min(stop, pos + BLOCK)
-            chunk = x[pos:end].astype(np.float64)
-            if gain is not None:
-                g = gain(pos, end)
-                chunk *= g if chunk.ndim == 1 else g[:, None]
-            y, zi = sosfilt(self.sos, chunk, zi)
-            y *= y
-            keep_from = max(pos, start)
-            lo = int(np.searchsorted(edges, keep_from, side="right")) - 1
-            hi = int(np.searchsorted(edges, end, side="left"))          # edges lo+1..hi-1 fall inside
-            bounds = np.concatenate([[keep_from], edges[lo + 1:max(lo + 1, min(hi, last + 1))]])
-            sums = np.add.reduceat(y[keep_from - pos:], bounds - keep_from, axis=0)
-            sums = sums.reshape(len(bounds), channels)
-            out[lo - first:lo - first + len(bounds)] += sums
-            pos = end
-        return out
-
-    def loudness(self, energies: np.ndarray) -> float:
-        """Integrated loudness (LUFS) from per-sub-block energies, with BS.1770's two gates."""
-        sub = energies / (0.4 * self.rate)
-        z = sub[:self.blocks] + sub[1:self.blocks + 1] + sub[2:self.blocks + 2] + sub[3:self.blocks + 3]
-        return gated_loudness(z.sum(axis=1))   # channel weights are 1 (mono, left, right)
 
 
 # ---------------------------------------------------------------- group peaks and gain curves
@@ -785,13 +698,6 @@ def group_maxima(values: np.ndarray, start: int) -> np.ndarray:
     return _max_every(padded, _GROUP) if padded.size else padded
 
 
-def group_sums(values: np.ndarray, start: int) -> np.ndarray:
-    """The sum of *values* (one per frame, from frame *start*) in each group of GROUP frames they touch."""
-    bounds = np.arange(-(start % _GROUP), values.shape[0], _GROUP)
-    bounds[0] = 0
-    return np.add.reduceat(values, bounds).astype(np.float32) if values.size else values.astype(np.float32)
-
-
 def limit_groups(peaks: np.ndarray, ceiling: float, rate: int) -> np.ndarray:
     """The limiter's gain per group for group true peaks *peaks* (already times the gain): what
     :func:`normalize_loudness` applies, for a caller that holds a mix in parts."""
@@ -812,10 +718,10 @@ TP_HEADROOM = _TP_HEADROOM
 
 
 def group_true_peaks(samples: np.ndarray, start: int, wanted: np.ndarray, rate: int) -> np.ndarray:
-    """The peak of each group of the mix's grid that mono *samples* placed at frame *start* touch:
+    """The peak of each group of the mix's grid that *samples* (mono, or all channels) placed at frame *start* touch:
     the true peak (oversampled, with context) where *wanted*, the sample peak elsewhere."""
     lead = start % _GROUP
-    x = np.concatenate([np.zeros(lead, np.float32), samples]) if lead else samples
+    x = np.concatenate([np.zeros((lead, *samples.shape[1:]), np.float32), samples]) if lead else samples
     peaks, _measured = _group_peaks(x, rate, lambda _sample_peaks: wanted[:-(-x.shape[0] // _GROUP)])
     return peaks
 
@@ -831,14 +737,6 @@ def _frame_curve(group_gain: np.ndarray, start: int, stop: int) -> np.ndarray:
     anchors = np.arange(g0, g1) * _GROUP
     values = group_gain[np.minimum(np.arange(g0, g1), group_gain.shape[0] - 1)]
     return np.interp(np.arange(start, stop), anchors, values).astype(np.float32)
-
-
-def _apply_curve(x: np.ndarray, group_gain: np.ndarray) -> None:
-    """Multiply *x* by the per-frame gain of *group_gain*, in place, block by block."""
-    for start in range(0, x.shape[0], BLOCK):
-        stop = min(x.shape[0], start + BLOCK)
-        c = _frame_curve(group_gain, start, stop)
-        x[start:stop] *= c if x.ndim == 1 else c[:, None]
 
 
 def _final_true_peak(x: np.ndarray, rate: int, peaks: np.ndarray, measured: np.ndarray,
@@ -872,285 +770,181 @@ def true_peak_db(x: np.ndarray, rate: int) -> float:
 
 def integrated_loudness(x: np.ndarray, rate: int) -> float | None:
     """BS.1770 integrated loudness (LUFS) of *x*; None if it is shorter than one 400 ms block."""
-    if x.shape[0] < 0.4 * rate:
-        return None
-    meter = _Loudness(x, rate)
-    return meter.loudness(meter.base)
+    meter = StreamMeter(rate, 1 if x.ndim == 1 else x.shape[1], peaks=False)
+    for start in range(0, x.shape[0], BLOCK):
+        meter.add(x[start:start + BLOCK])
+    return meter.loudness()
 
 
-# ---------------------------------------------------------------- normalization
+class StreamMeter:
+    """BS.1770 integrated loudness and true peak of audio handed over in blocks, in order: the one meter.
 
-class _LimitedGain:
-    """Loudness of *x* under a gain with the limiter holding its true peaks under *ceiling*.
-
-    True peaks are measured where a gain of up to ``plain + reach`` dB could bring them
-    near the ceiling; :meth:`reach_further` measures up to the largest gain (:meth:`top`) when the
-    search goes beyond that.
+    The K-weighting filter's state and the oversampler's run on from block to block; what is
+    kept is one energy per 100 ms sub-block (BS.1770's gating needs them all: 8 bytes per
+    100 ms, 5.8 MB for 20 hours), gated by :func:`loudness_of`.  The true peak is read 8x
+    oversampled, as a bound (:class:`PeakReader`); ``peaks=False`` measures the loudness alone.
     """
 
-    def __init__(self, x: np.ndarray, rate: int, meter: _Loudness | None, plain: float, ceiling: float,
-                 max_push_db: float) -> None:
-        self.meter, self.x, self.rate = meter, x, rate
-        self.plain, self.ceiling, self.max_push_db = plain, ceiling, max_push_db
-        self.reach = min(3.0, max_push_db)
-        self._top: float | None = None
-        self.peaks = _sample_group_peaks(x)
-        self.measured = np.zeros(self.peaks.shape, bool)
-        self._checked: tuple[float, float] | None = None   # (plain, reach) of the last check of every group
-        self._measure_peaks()
+    def __init__(self, rate: int, channels: int, *, peaks: bool = True) -> None:
+        self.rate, self.channels, self.frames = rate, channels, 0
+        self._sos = k_weighting_sos(rate)
+        self._zi = np.zeros((self._sos.shape[0], 2, *((channels,) if channels > 1 else ())))
+        self._done: list[np.ndarray] = []           # energies of the finished sub-blocks
+        self._open, self._open_sum = 0, 0.0          # the sub-block the next frame falls in, and its energy so far
+        self._up = PeakReader(rate, channels) if peaks else None
+        self._peak = 0.0
 
-    def _measure_peaks(self, g0: int = 0, g1: int | None = None) -> None:
-        """Read the true peak of every group not read yet that the reach could bring near the ceiling.
+    def add(self, block: np.ndarray) -> None:
+        """Measure the next *block*, ``(n,)`` or ``(n, channels)``."""
+        x = np.ascontiguousarray(block, dtype=np.float32)
+        if x.shape[0]:
+            self._add_energy(x)
+            self._add_peak(x, last=False)
+            self.frames += x.shape[0]
 
-        After a check of every group, the others can only become wanted again where their peaks
-        changed (groups g0..g1-1, :meth:`rescale`) or when plain or reach moved: the check then
-        covers g0..g1-1 alone, with the same result (2 ms of 2.7 M groups, 1160 times an hour)."""
-        bound = np.float32(_TP_HEADROOM * db_to_gain(self.plain + self.reach))
-        if g1 is not None and self._checked == (self.plain, self.reach):
-            part = ~self.measured[g0:g1] & (self.peaks[g0:g1] * bound > self.ceiling)
-            if not part.any():
-                return
-            wanted = np.zeros(self.peaks.shape, bool)
-            wanted[g0:g1] = part
+    def _add_energy(self, x: np.ndarray) -> None:
+        y, self._zi = sosfilt(self._sos, x.astype(np.float64), self._zi)
+        y *= y
+        energy = y if y.ndim == 1 else y.sum(axis=1)     # BS.1770 channel weights: 1 (mono, left, right)
+        pos, end = self.frames, self.frames + x.shape[0]
+        count = int(x.shape[0] / (_SUB_SECONDS * self.rate - 1)) + 2     # more than the edges up to *end*
+        starts = sub_block_edges_between(self._open + 1, self._open + 1 + count, self.rate)
+        inner = starts[starts < end]
+        sums = np.add.reduceat(energy, np.concatenate([[0], inner - pos]))
+        sums[0] += self._open_sum
+        if starts[inner.shape[0]] == end:                # the block ends where a sub-block ends
+            self._done.append(sums)
+            self._open, self._open_sum = self._open + inner.shape[0] + 1, 0.0
         else:
-            wanted = ~self.measured & (self.peaks * bound > self.ceiling)
-            self._checked = (self.plain, self.reach)
-        if wanted.any():
-            again, measured = _group_peaks(self.x, self.rate, lambda _sample_peaks: wanted)
-            self.peaks[measured], self.measured[measured] = again[measured], True
+            self._done.append(sums[:-1])
+            self._open, self._open_sum = self._open + inner.shape[0], float(sums[-1])
 
-    def top(self) -> float:
-        """The largest gain (dB): the one at which the limiter takes max_push_db off the speech's high
-        peaks (the 99.5th percentile of the sounding groups' peaks, so that one click does not decide),
-        as first measured (what :meth:`rescale` adds later is on top)."""
-        if self._top is None:
-            sounding = self.peaks[self.peaks > self.peaks.max() * 1e-3] if self.peaks.size else self.peaks
-            peak = float(np.percentile(sounding, _TOP_PERCENTILE)) if sounding.size else 0.0
-            self._top = (20.0 * math.log10(self.ceiling / peak) if peak > 0 else 0.0) + self.max_push_db
-        return self._top
+    def _add_peak(self, x: np.ndarray, last: bool) -> None:
+        if self._up is None:
+            return
+        bounds = self._up.push(x, last=last)
+        if bounds.size:
+            self._peak = max(self._peak, float(bounds.max()))
+        if x.size:
+            self._peak = max(self._peak, float(x.max()), -float(x.min()))
 
-    def reach_further(self, gain_db: float) -> bool:
-        """Measure true peaks up to the largest gain once *gain_db* is beyond the reach; True if it did."""
-        furthest = self.top() - self.plain
-        if gain_db > self.plain + self.reach and self.reach < furthest:
-            self.reach = furthest
-            self._measure_peaks()
-            return True
-        return False
+    def loudness(self) -> float | None:
+        """Integrated loudness (LUFS) of what was added; None if shorter than 400 ms."""
+        if self.frames < 0.4 * self.rate:
+            return None
+        energies = np.concatenate([*self._done, [self._open_sum]])
+        return loudness_of(energies[:, None], self.frames, self.rate)
 
-    def rescale(self, start: int, stop: int, factor: float) -> None:
-        """Multiply frames start..stop-1 by *factor*, and the peaks known there with them (edges: upper bounds)."""
-        self.x[start:stop] *= np.float32(factor)
-        g0, g1 = start // _GROUP, -(-stop // _GROUP)
-        self.peaks[g0:g1] *= np.float32(factor)
-        if factor < 1.0:    # a group shared with the frames around keeps the larger of its two peaks
-            for g in {g0, g1 - 1}:
-                if g < self.peaks.shape[0] and (g * _GROUP < start or (g + 1) * _GROUP > stop):
-                    self.peaks[g] /= np.float32(factor)
-        self._measure_peaks(g0, g1)
-
-    def group_gain(self, gain_db: float) -> np.ndarray:
-        """Gain per group (limiter included) at a gain of *gain_db*; hold spans at least one group."""
-        g = db_to_gain(gain_db)
-        return limit_groups(self.peaks * np.float32(g), self.ceiling, self.rate) * np.float32(g)
-
-    def loudest(self) -> float:
-        """The loudness at the largest push (the loudest this ceiling allows)."""
-        self.reach_further(self.top())
-        return self.loudness_at(self.top())
-
-    def loudness_at(self, gain_db: float) -> float:
-        """Integrated loudness (LUFS) of *x* times the limited gain of *gain_db*."""
-        assert self.meter is not None
-        return self.meter.loudness(self.energies_at(gain_db))
-
-    def energies_at(self, gain_db: float) -> np.ndarray:
-        """Sub-block energies of *x* times the limited gain of *gain_db*."""
-        assert self.meter is not None
-        g = db_to_gain(gain_db)
-        curve = self.group_gain(gain_db)
-        energies = self.meter.base * (g * g)
-        limited = np.flatnonzero(curve < np.float32(g) * np.float32(0.99999))
-        if limited.size:  # filter the limited regions again, from just before to just after
-            self._refilter(energies, limited, curve)
-        return energies
-
-    def _refilter(self, energies: np.ndarray, limited: np.ndarray, curve: np.ndarray) -> None:
-        """Measure again, in *energies*, the sub-blocks around the *limited* groups under *curve*."""
-        meter = self.meter
-        assert meter is not None
-        subs = unique_sorted(np.searchsorted(meter.edges, limited * _GROUP, side="right") - 1)
-        subs = unique_sorted(np.clip(np.concatenate([subs, subs + 1]), 0, meter.blocks + 2))
-        for run in np.split(subs, np.flatnonzero(np.diff(subs) > 1) + 1):
-            first, last = int(run[0]), int(run[-1]) + 1
-            energies[first:last] = meter.energies(first, last, lambda a, b: _frame_curve(curve, a, b))
+    def result(self) -> tuple[float | None, float]:
+        """(integrated loudness in LUFS, None if shorter than 400 ms; true peak in dBTP).  Call once, last."""
+        self._add_peak(np.zeros((0,) if self.channels == 1 else (0, self.channels), np.float32), last=True)
+        peak = 20.0 * math.log10(self._peak) + REPORT_ALLOWANCE_DB if self._peak > 0 else -math.inf
+        return self.loudness(), peak
 
 
-def unique_sorted(values: np.ndarray) -> np.ndarray:
-    """``np.unique(values)`` of a 1-D array: sorted, each value once.  Written out because NumPy 2.4's
-    ``np.unique`` imports ``numpy.ma`` on its first call (7 ms of a render here, measured)."""
-    ordered = np.sort(values)
-    if ordered.size < 2:
-        return ordered
-    return ordered[np.concatenate(([True], ordered[1:] != ordered[:-1]))]
+# ---------------------------------------------------------------- the gain search and the limiter's hold
 
-
-def _secant_gain(gain: float, got: float, prev: tuple[float, float] | None, target: float) -> float:
-    """The next gain of the secant search; the slope is kept between 0.02 and 1 LU per dB."""
-    slope = 1.0 if prev is None or prev[0] == gain else (got - prev[1]) / (gain - prev[0])
-    return gain + (target - got) / min(1.0, max(0.02, slope))
-
-
-def _search(gains: _LimitedGain, target: float, tolerance: float, max_rounds: int) -> tuple[float, float]:
-    """(gain in dB, loudness reached there): a secant search for *target*, kept inside a bracket."""
-    high = gains.top()
-    gain = min(gains.plain, high)
-    low = gain - 1.0
-    got = gains.loudness_at(gain)
-    prev: tuple[float, float] | None = None
+def search_gain(loudness_at: Callable[[float], float], gain: float, top: float, target: float,
+                tolerance: float = 0.05, max_rounds: int = 12) -> tuple[float, float]:
+    """(gain in dB, loudness there): the gain whose limited result reaches *target*, by a secant search
+    from *gain* kept inside a bracket (at most *top*).  Loudness grows with the gain, by less than 1 LU
+    per dB once the limiter works: the slope is kept between 0.02 and 1."""
+    high = top
+    gain = min(gain, high)
+    low, prev = gain - 1.0, None
+    got = loudness_at(gain)
     for _ in range(max_rounds):
-        if gains.reach_further(gain):   # beyond what was measured: measured further, measure again
-            got = gains.loudness_at(gain)
         if abs(got - target) <= tolerance:
             break
-        if got < target:
-            low = max(low, gain)
-        else:
-            high = min(high, gain)
-        step_to = _secant_gain(gain, got, prev, target)
-        prev = (gain, got)
-        gain = step_to if low < step_to < high else (low + high) / 2   # outside the bracket: bisect
-        got = gains.loudness_at(gain)
+        low, high = (max(low, gain), high) if got < target else (low, min(high, gain))
+        slope = 1.0 if prev is None or prev[0] == gain else (got - prev[1]) / (gain - prev[0])
+        step = gain + (target - got) / min(1.0, max(0.02, slope))
+        prev, gain = (gain, got), step if low < step < high else (low + high) / 2
+        got = loudness_at(gain)
     return gain, got
 
 
-@dataclass(frozen=True)
-class Normalization:
-    """What :func:`normalize_loudness` reached: LUFS and dBTP (None where not measured), and notes.
-
-    ``loudest`` is set when the target was out of reach: the loudest LUFS the ceiling allows."""
-
-    loudness: float | None = None
-    true_peak: float | None = None
-    notes: tuple[str, ...] = ()
-    loudest: float | None = None
-    gain_db: float = 0.0          # the plain gain applied, before the limiter's
+def add_rows(energies: np.ndarray, first: int, rows: np.ndarray, weights: tuple[float, ...] = (1.0,)) -> None:
+    """Add a source's sub-block energies *rows* into *energies* (rows, channels) from row *first*,
+    weighted per channel (pan gains; 1 for a mono mix or a track's summed channels)."""
+    rows = rows[:max(0, energies.shape[0] - first)]
+    for c, weight in enumerate(weights):
+        energies[first:first + rows.shape[0], c] += rows * weight ** 2
 
 
-def normalize_loudness(x: np.ndarray, rate: int, target: float | None, ceiling_db: float = -1.0,
-                       tolerance: float = 0.05, max_rounds: int = 12, max_push_db: float = 12.0, *,
-                       gain_db: float = 0.0, energies: np.ndarray | None = None,
-                       accept_short: bool = True) -> Normalization:
-    """Bring *x* to *target* LUFS with its true peak at or below *ceiling_db*, in place.
-
-    A plain gain reaches the target; where that pushes the true peak over the
-    ceiling, a look-ahead limiter holds the peaks, and the gain is raised further
-    (at most until the limiter takes *max_push_db* off the speech's peaks) until the
-    limited signal meets the target too.  Loudness grows monotonically with the gain but by less than 1 dB per dB
-    once the limiter works, so the gain is found by a secant search kept inside a
-    bracket.  A target missed by more than SHORTFALL_LU even at the largest push is
-    out of reach: with *accept_short* the loudest result is kept (with a note),
-    otherwise *x* is left as it is and ``loudest`` says what could be reached.
-    With *target* None, *x* gets the fixed gain *gain_db* and the limiter alone.
-    *energies*: the K-weighted sub-block energies of *x*, where the caller has them.
-    """
-    normalizer = Normalizer(x, rate, target, ceiling_db, max_push_db, gain_db=gain_db, energies=energies)
-    gain, got = normalizer.search(tolerance, max_rounds)
-    return normalizer.finish(gain, got, accept_short)
+def _rows_at(first: int, rows: np.ndarray, frames: int, rate: int) -> np.ndarray:
+    """The sub-block energies (rows, 1) of a result of *frames* frames holding *rows* from row *first*."""
+    energies = np.zeros((block_count(frames, rate) + 3, 1))
+    add_rows(energies, first, rows)
+    return energies
 
 
-class Normalizer:
-    """:func:`normalize_loudness` in steps, for a caller that rescales parts of *x* between the
-    search and the result (the mixer compensates what the limiter takes from each speaker)."""
-
-    def __init__(self, x: np.ndarray, rate: int, target: float | None, ceiling_db: float = -1.0,
-                 max_push_db: float = 12.0, *, gain_db: float = 0.0, energies: np.ndarray | None = None) -> None:
-        self.x, self.rate, self.target, self.ceiling_db = x, rate, target, ceiling_db
-        self.max_push_db, self.gain_db = max_push_db, gain_db
-        self.notes: tuple[str, ...] = ()
-        long_enough = x.shape[0] >= 0.4 * rate           # one whole 400 ms block is needed
-        meter = _Loudness(x, rate, energies) if long_enough and (target is not None or energies is not None) else None
-        measured = meter.loudness(meter.base) if meter is not None else -math.inf
-        self.fixed = target is None or not math.isfinite(measured)
-        if target is not None and self.fixed:
-            self.notes = ("audio shorter than 0.4 s: loudness not normalized" if not long_enough
-                          else "audio is silent: loudness not normalized",)
-        plain = gain_db if self.fixed else target - measured   # type: ignore[operator]
-        self.gains = _LimitedGain(x, rate, meter if math.isfinite(measured) else None, plain,
-                                  db_to_gain(ceiling_db - _CEILING_MARGIN_DB), 0.0 if self.fixed else max_push_db)
-
-    def set_energies(self, energies: np.ndarray) -> None:
-        """New sub-block energies of *x* (after the caller rescaled parts of it); the plain gain follows."""
-        meter = self.gains.meter
-        assert meter is not None
-        meter.base = energies
-        if self.target is not None and not self.fixed:
-            self.gains.plain = self.target - meter.loudness(energies)
-
-    def search(self, tolerance: float = 0.05, max_rounds: int = 12) -> tuple[float, float | None]:
-        """(gain in dB, loudness there): the target's gain, or the fixed gain."""
-        if self.fixed:
-            return self.gain_db, None
-        assert self.target is not None
-        return _search(self.gains, self.target, tolerance, max_rounds)
-
-    def limited_energies(self, gain_db: float) -> np.ndarray | None:
-        """The sub-block energies of *x* under the limited gain of *gain_db* (None without a meter)."""
-        return self.gains.energies_at(gain_db) if self.gains.meter is not None else None
-
-    def finish(self, gain: float, got: float | None, accept_short: bool = True) -> Normalization:
-        """Apply the limited gain of *gain* dB and say what was reached (see :func:`normalize_loudness`)."""
-        target, notes, gains = self.target, self.notes, self.gains
-        if not self.fixed and got is not None and target is not None:
-            if got < target - SHORTFALL_LU:
-                loudest = gains.loudest()
-                why = (f"holding the true peak under {self.ceiling_db:g} dBTP allows at most {loudest:.1f} LUFS "
-                       f"with the limiter taking up to {self.max_push_db:g} dB off the speech's peaks")
-                if not accept_short:
-                    return Normalization(notes=(why,), loudest=loudest)
-                gain, got = gains.top(), loudest
-                notes = (f"loudness reached {got:.1f} LUFS, not {target:g}: {why}",)
-            elif abs(got - target) > 0.1:   # got was measured on exactly this curve in the last round
-                notes = (f"loudness reached {got:.1f} LUFS, not {target:g}",)
-        return _finish(gains, gain, got, notes, report_peak=target is None and gains.meter is not None)
+def group_rows(g0: int, values: np.ndarray, rate: int) -> tuple[int, np.ndarray]:
+    """(first row, per-row sums) of per-group *values* from group *g0*, gathered into the mix's
+    sub-blocks (a group counts in the sub-block its first frame is in)."""
+    starts = (g0 + np.arange(values.shape[0])) * _GROUP
+    first = sub_block_of(int(starts[0]), rate)
+    last = sub_block_of(int(starts[-1]), rate) + 2
+    edges = sub_block_edges_between(first, last, rate)
+    rows = np.searchsorted(edges, starts, side="right") - 1
+    return first, np.bincount(rows, weights=values, minlength=last - first)
 
 
-def _finish(gains: _LimitedGain, gain: float, got: float | None, notes: tuple[str, ...],
-            report_peak: bool = True) -> Normalization:
-    """Apply the limited gain of *gain* dB to the samples and measure the true peak where asked."""
-    curve = gains.group_gain(gain)
-    changed = bool(np.any(curve != np.float32(1.0)))
-    if changed:
-        _apply_curve(gains.x, curve)
-    if got is None and gains.meter is not None:
-        got = gains.loudness_at(gain)
-    x, rate = gains.x, gains.rate
-    wanted = limited_groups(gains.peaks, curve, db_to_gain(gain), gains.ceiling)
-    read = np.zeros(0, np.float32)
-    for _round in range(HOLD_ROUNDS):        # the limited result read again, and limited again where over
-        if not wanted.any():
-            break
-        read, _measured = _group_peaks(x, rate, _constant(wanted))
-        extra = relimit(read, wanted, gains.ceiling, rate, _round)
+_READ_GROUPS = (1 << 20) // _GROUP    # groups of a result whose true peaks are read at once
+_READ_MARGIN = 8192                   # frames of context read around them
+
+
+def read_groups(render: Callable[[int, int], np.ndarray], wanted: np.ndarray, rate: int,
+                frames: int) -> np.ndarray:
+    """The true peak of each *wanted* group of a result of *frames* frames that ``render(a, b)`` gives
+    (0 elsewhere), rendered and read in chunks with context around them."""
+    group, margin = _GROUP, _READ_MARGIN
+    read = np.zeros(wanted.shape, np.float32)
+    for k in np.flatnonzero(np.add.reduceat(wanted, np.arange(0, wanted.shape[0], _READ_GROUPS)) > 0):
+        g_a, g_b = int(k) * _READ_GROUPS, min(wanted.shape[0], (int(k) + 1) * _READ_GROUPS)
+        a, b = max(0, g_a * group - margin), min(frames, g_b * group + margin)     # on the group grid
+        lo = g_a - a // group
+        want = np.zeros(-(-b // group) - a // group, bool)
+        want[lo:lo + g_b - g_a] = wanted[g_a:g_b]
+        true = group_true_peaks(render(a, b), 0, want, rate)
+        read[g_a:g_b] = np.where(wanted[g_a:g_b], true[lo:lo + g_b - g_a], np.float32(0.0))
+    return read
+
+
+def _under(render: Callable[[int, int, np.ndarray], np.ndarray], curve: np.ndarray) -> Callable[[int, int], np.ndarray]:
+    return lambda a, b: render(a, b, curve)
+
+
+def hold_ceiling(render: Callable[[int, int, np.ndarray], np.ndarray], peaks: np.ndarray, ceiling: float,
+                 rate: int, frames: int, floor: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
+    """(the limiter's gain per group, each group's peak under it) for a result of *frames* frames with
+    group peaks *peaks* (true peaks wherever a peak could come near the *ceiling*) that
+    ``render(a, b, curve)`` gives under a gain curve.  The limited result is read again where the
+    limiter moved the gain, and limited again where over (at most HOLD_ROUNDS times); groups that
+    could be the highest yet (over *floor*, the highest known elsewhere) are read from the result too."""
+    curve = limit_groups(peaks, ceiling, rate) if float(peaks.max(initial=0.0)) > ceiling else \
+        np.ones(peaks.shape, np.float32)
+    wanted = limited_groups(peaks, curve, 1.0, ceiling)
+    read = np.zeros(peaks.shape, np.float32)
+    estimate = peaks
+    for round_ in range(HOLD_ROUNDS + 1):      # the last round only reads what the one before left
+        rendered = _under(render, curve)
+        if wanted.any():
+            read = np.where(wanted, read_groups(rendered, wanted, rate, frames), np.float32(0.0))
+        following = np.append(curve[1:], curve[-1:])
+        estimate = np.where(wanted, read, peaks * np.maximum(curve, following))
+        # groups that could be the highest yet are read from the result, and held too where over
+        unread = ~wanted & (estimate * np.float32(_TP_HEADROOM) > max(floor, float(estimate.max(initial=0.0))))
+        if unread.any():
+            read = np.where(unread, read_groups(rendered, unread, rate, frames), read)
+            wanted = wanted | unread
+            estimate = np.where(wanted, read, estimate)
+        extra = relimit(read, wanted, ceiling, rate, round_) if round_ < HOLD_ROUNDS else None
         if extra is None:
             break
-        _apply_curve(x, extra)
         curve = curve * extra
         wanted = wanted | (extra < np.float32(1.0))
-    peak = None
-    if report_peak or got is not None:
-        peaks, measured = gains.peaks, gains.measured
-        if read.size:    # where the result was read, its reading stands (the others: bounds from before)
-            peaks, measured = np.where(wanted, 0.0, peaks).astype(np.float32), measured & ~wanted
-        peak = _final_true_peak(x, rate, peaks, measured, curve)
-        if read.size:
-            peak = max(peak, 20.0 * math.log10(max(float(read[wanted].max()), 1e-12)) + REPORT_ALLOWANCE_DB)
-    return Normalization(got if gains.meter is not None else None, peak, notes, gain_db=gain)
-
-
-def _constant(wanted: np.ndarray) -> Callable[[np.ndarray], np.ndarray]:
-    """A candidate choice (for :func:`_group_peaks`) that is *wanted* whatever the sample peaks."""
-    return lambda _sample_peaks: wanted
+    return curve, estimate
 
 
 HOLD_ROUNDS = 4
@@ -1173,3 +967,66 @@ def relimit(read: np.ndarray, wanted: np.ndarray, ceiling: float, rate: int, rou
     if float(peaks.max()) <= ceiling:
         return None
     return limit_groups(peaks, ceiling * _HOLD_STEP ** (round_ + 1), rate)
+
+
+# ---------------------------------------------------------------- one buffer
+
+@dataclass(frozen=True)
+class Normalization:
+    """What :func:`normalize_loudness` reached: LUFS and dBTP (None where not measured), and notes."""
+
+    loudness: float | None = None
+    true_peak: float | None = None
+    notes: tuple[str, ...] = ()
+    gain_db: float = 0.0          # the plain gain applied, before the limiter's
+
+
+def normalize_loudness(x: np.ndarray, rate: int, target: float | None, ceiling_db: float = -1.0, *,
+                       gain_db: float = 0.0, max_push_db: float = 12.0) -> Normalization:
+    """Bring *x* (``(n,)`` or ``(n, channels)``) to *target* LUFS with its true peak at or below
+    *ceiling_db*, in place: one source measured, searched and limited as the mixer does its lines
+    (:func:`measure_placed`, :func:`search_gain`, :func:`hold_ceiling`).  With *target* None (or
+    audio shorter than 400 ms, or silent), *x* gets the fixed gain *gain_db* and the limiter alone.
+    The limiter may take up to *max_push_db* off the peaks; a target missed even then gets a note."""
+    n, ceiling = x.shape[0], ceiling_gain(ceiling_db)
+    level, energies, peaks = measure_placed(x, rate, 0)
+    measured = loudness_of(_rows_at(level.first, level.subs, n, rate), n, rate) if n >= 0.4 * rate else -math.inf
+    notes: tuple[str, ...] = ()
+    if target is not None and not math.isfinite(measured):
+        notes = ("audio shorter than 0.4 s: loudness not normalized" if n < 0.4 * rate
+                 else "audio is silent: loudness not normalized",)
+    fixed = target is None or not math.isfinite(measured)
+    high = float(np.percentile(peaks[peaks > peaks.max() * 1e-3], _TOP_PERCENTILE)) if peaks.any() else 0.0
+    top = (20.0 * math.log10(ceiling / high) if high > 0 else 0.0) + max_push_db
+    reach = gain_db if fixed else top
+    wanted = peaks * np.float32(_TP_HEADROOM * db_to_gain(reach)) > ceiling
+    if wanted.any():
+        true = group_true_peaks(x, 0, wanted, rate)
+        np.maximum(peaks[:true.shape[0]], true, out=peaks[:true.shape[0]])
+
+    def loudness_at(gain: float) -> float:
+        g = db_to_gain(gain)
+        curve = limit_groups(peaks * np.float32(g), ceiling, rate)
+        summed = _rows_at(level.first, level.subs, n, rate)
+        add_rows(summed, *group_rows(0, energies * (curve.astype(np.float64) ** 2 - 1.0), rate))
+        return loudness_of(summed * (g * g), n, rate)
+
+    got: float | None = None
+    gain = gain_db
+    if not fixed and target is not None:
+        gain, got = search_gain(loudness_at, target - measured, top, target)
+    if got is not None and target is not None and abs(got - target) > 0.1:
+        notes = (f"loudness reached {got:.1f} LUFS, not {target:g}",)
+    g = np.float32(db_to_gain(gain))
+
+    def render(a: int, b: int, curve: np.ndarray) -> np.ndarray:
+        out = x[a:b] * g
+        c = frame_curve(curve, a, b)
+        out *= c if out.ndim == 1 else c[:, None]
+        return out
+
+    curve, estimate = hold_ceiling(render, peaks[:-(-n // _GROUP)] * g, ceiling, rate, n)
+    for a in range(0, n, BLOCK):
+        x[a:a + BLOCK] = np.clip(render(a, min(n, a + BLOCK), curve), -1.0, 1.0)
+    peak = float(estimate.max(initial=0.0))
+    return Normalization(got, 20.0 * math.log10(peak) + REPORT_ALLOWANCE_DB if peak > 0 else None, notes, gain)

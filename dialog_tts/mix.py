@@ -1,50 +1,38 @@
-"""The mixer: clips in, one finished NumPy buffer out.  Pure NumPy, no I/O.
+"""Clips into the mix: each clip trimmed of silence, resampled, faded (:func:`prepare`), and the
+in-memory face of the mixer (:func:`mix`, :func:`mix_timeline`, :func:`mix_stems`), which mixes
+through the block mixer (:mod:`dialog_tts.blockmix`) and gathers its blocks into one array.
 
-Each spoken clip is trimmed of leading and trailing silence (so the gap is the
-real silence between voices), resampled to the output rate (soxr), faded in
-and out over a few milliseconds (joins never click), measured (K-weighted
-loudness, dialog_tts.loudness.measure_line), levelled, given its gain and its
-constant-power pan, and placed into one preallocated buffer.  Then the result is
-normalized to an integrated loudness (ITU-R BS.1770) when a target is given, or
-given one fixed gain, with its true peak held under a ceiling by a look-ahead
-limiter either way (dialog_tts.loudness), and rounded to the output's bit depth.
-
-Levelling brings every line (``line``, the default) or every speaker
-(``speaker``) to one speech loudness before the mix, so that the limiter never has
-to do it; ``off`` keeps each clip's level as synthesized.  A voice's ``gain`` is an
-offset from that common level.
+Each spoken clip is trimmed of leading and trailing silence (so the gap is the real silence
+between voices), resampled to the output rate (soxr) and faded in and out over a few
+milliseconds (joins never click).  Levelling, gains, pans, music, loudness and the true-peak
+ceiling are the block mixer's; the result is rounded to the output's bit depth.
 """
 
 from __future__ import annotations
 
 import logging
-import math
 from dataclasses import dataclass, field
 from typing import Iterator, Sequence, Union
 
 import numpy as np
 
-from . import loudness, specs
 from . import music as music_mod
+from . import specs
 from . import timeline as timeline_mod
 from .audio import Clip, db_to_gain, quantize, resample
-from .errors import LoudnessError
+from .blockmix import BlockMix, pan_gains
 from .loudness import abs_max_channels
-from .script import Line, Pause, speaker_key
-from .timeline import Entry, Timeline
+from .script import Line, Pause
+from .timeline import Timeline
 from .voice import Voice
 
-# defined in dialog_tts.specs (values, no NumPy); kept here for the modules that used them from here
-BIT_DEPTHS = specs.BIT_DEPTHS
+__all__ = ["MixResult", "MixSettings", "Placement", "Silence", "fade_edges", "mix", "mix_stems", "mix_timeline",
+           "pan_gains", "placed", "placed_frames", "prepare", "resampled_length", "sentence_starts", "trim",
+           "trim_bounds"]
+
 MixSettings = specs.MixSettings
 
 log = logging.getLogger("dialog_tts")
-
-_BLOCK = loudness.BLOCK  # frames per block when clipping the result
-LEVEL_REFERENCE = -20.0      # LUFS lines are levelled to while mixing (the final gain moves them all)
-_MAX_LEVEL_DB = 18.0         # levelling moves a line or a speaker by at most this much either way
-COMPENSATE_ROUNDS = 4       # rounds of giving back what the limiter takes from some lines more than others
-MAX_COMPENSATION_DB = 6.0   # ... at most this much
 
 
 @dataclass(frozen=True)
@@ -80,12 +68,6 @@ class MixResult:
     @property
     def duration(self) -> float:
         return self.samples.shape[0] / self.sample_rate
-
-
-def pan_gains(pan: float) -> tuple[float, float]:
-    """Constant-power pan law: left/right gains with L² + R² = 1."""
-    theta = (max(-1.0, min(1.0, pan)) + 1.0) * math.pi / 4.0
-    return math.cos(theta), math.sin(theta)
 
 
 def trim(samples: np.ndarray, threshold_db: float = -45.0, floor_db: float = -70.0) -> np.ndarray:
@@ -158,257 +140,85 @@ def placed_frames(clip: Clip, settings: MixSettings) -> int:
 
 def mix_timeline(timeline: Timeline, clips: list[Clip | None], settings: MixSettings, *,
                  consume: bool = False, music: music_mod.Music | None = None) -> MixResult:
-    """Place each line's clip where *timeline* says, level it, then normalize (or limit) the result.
+    """Place each line's clip where *timeline* says, level it, then normalize (or limit) the result:
+    the block mixer's blocks, gathered into one array.
 
-    ``clips[i]`` is the audio of the script's i-th line (the timeline entries' ``index``).
-    Memory stays near the size of the result: the buffer is allocated once (its
-    pages become resident only as clips land in it) and normalization works in
-    place.  With ``consume=True`` each clip is replaced by None in *clips* as soon
-    as it is placed, so that a caller holding no other reference frees it.
-    *music* (bed, intro, outro) is added where the timeline's bookends say, before
-    the loudness is measured.
-    Raises :class:`~dialog_tts.errors.LoudnessError` when ``settings.lufs`` is out of
-    reach under the ceiling (unless ``settings.allow_quieter``).
+    ``clips[i]`` is the audio of the script's i-th line (the timeline entries' ``index``).  With
+    ``consume=True`` each clip is replaced by None in *clips* as soon as it is analysed, so that a
+    caller holding no other reference frees it.  *music* (bed, intro, outro) is added where the
+    timeline's bookends say.  Raises :class:`~dialog_tts.errors.LoudnessError` when
+    ``settings.lufs`` is out of reach under the ceiling (unless ``settings.allow_quieter``).
     """
-    total = timeline.frames
-    out = np.zeros((total,) if settings.channels == 1 else (total, 2), dtype=np.float32)
-    levels = _Levels(settings, total)
-    spans, silent = _place_lines(out, timeline, clips, settings, consume=consume, levels=levels)
-    levels.by_speaker(out)
-    if music is not None:
-        music_mod.add(out, timeline, music)
-        levels.music = True
-    result = MixResult(out, settings.sample_rate, spans)
-    if silent:
-        result.notes.append(f"{silent} clip(s) had no audible audio and were left out")
-    _finish(result, settings, levels)
-    result.line_gains = {entry.index: gain for entry, _level, gain in levels.lines}
-    return result
+    rate = settings.sample_rate
+    with BlockMix(settings, spill=False) as bm:
+        spans, silent = _add_lines(bm, timeline, clips, settings, consume)
+        if music is not None:
+            for start, samples in music_mod.pieces(timeline, music, settings.channels):
+                bm.add_track(start, samples)
+        figures = bm.finish(timeline.frames)
+        out = _gathered(bm.blocks(), settings.channels)
+        figures = bm.rendered(figures)
+    if settings.bit_depth is not None:
+        quantize(out, settings.bit_depth)
+        np.clip(out, -1.0, 1.0, out=out)
+    notes = [f"{silent} clip(s) had no audible audio and were left out"] if silent else []
+    return MixResult(out, rate, spans, figures.loudness, figures.true_peak, figures.gain_db, figures.line_gains,
+                     notes + figures.notes)
 
 
-def _place_lines(out: np.ndarray, timeline: Timeline, clips: list[Clip | None], settings: MixSettings, *,
-                 consume: bool = False, speaker: str | None = None, levels: _Levels | None = None,
-                 gains: dict[int, float] | None = None) -> tuple[list[tuple[float, float]], int]:
-    """Place each line's clip (only *speaker*'s, when given) into *out*; (spans in seconds, silent clips).
-
-    Each line is measured and levelled by *levels*, or placed with the gain the mix gave
-    it (*gains*, by line index: :attr:`MixResult.line_gains`)."""
+def _add_lines(bm: BlockMix, timeline: Timeline, clips: list[Clip | None], settings: MixSettings,
+               consume: bool) -> tuple[list[tuple[float, float]], int]:
+    """Each line's prepared clip into *bm*; (spans in seconds, silent clips)."""
+    rate = settings.sample_rate
     spans = []
     silent = 0
     for entry in timeline.lines:
-        if speaker is not None and entry.speaker != speaker:
-            continue
         clip = clips[entry.index]
         assert clip is not None and entry.voice is not None
         if consume:
             clips[entry.index] = None
-        samples = prepare(clip, settings)[:entry.frames]
-        gain = levels.measure(entry, samples) if levels is not None else \
-            (gains or {}).get(entry.index, entry.voice.gain)
-        _place(out, samples, entry.start, entry.voice.pan or 0.0, gain, settings)
-        spans.append((entry.start / settings.sample_rate,
-                      entry.start / settings.sample_rate + entry.frames / settings.sample_rate))
+        bm.add(entry, prepare(clip, settings)[:entry.frames])
+        spans.append((entry.start / rate, entry.start / rate + entry.frames / rate))
         silent += entry.frames == 0
-        del clip, samples
     return spans, silent
+
+
+def _gathered(blocks: Iterator[np.ndarray], channels: int) -> np.ndarray:
+    parts = list(blocks)
+    if not parts:
+        return np.zeros((0,) if channels == 1 else (0, 2), np.float32)
+    return parts[0] if len(parts) == 1 else np.concatenate(parts)
 
 
 def mix_stems(timeline: Timeline, clips: list[Clip | None], settings: MixSettings, *, gain_db: float = 0.0,
               music: music_mod.Music | None = None, speakers: Sequence[str] | None = None,
               line_gains: dict[int, float] | None = None) -> Iterator[tuple[str, np.ndarray]]:
     """One stem per speaker (*speakers*, or those with lines in order of first line), then ``"music"``
-    (with *music*): (name, samples).
+    (with *music*): (name, samples), from the block mixer's :meth:`~blockmix.BlockMix.stem`.
 
-    Each stem is the mix with only that speaker's lines (or only the music), placed
-    by the same code and timeline with the gains the mix gave each line (*line_gains*,
-    its :attr:`MixResult.line_gains`: levelling included), times the loudness gain the
-    mix got (*gain_db*, its :attr:`MixResult.gain_db`): the stems sum to the mix before
-    its limiter.  One stem is in memory at a time.
+    Each stem is the mix with only that speaker's lines (or only the music), placed by the same
+    code and timeline with the gains the mix gave each line (*line_gains*, its
+    :attr:`MixResult.line_gains`: levelling included; a voice's gain where not given), times the
+    loudness gain the mix got (*gain_db*): the stems sum to the mix before its limiter.
     """
-    total = timeline.frames
-    shape = (total,) if settings.channels == 1 else (total, 2)
-    gain = np.float32(db_to_gain(gain_db))
-    for speaker in speakers if speakers is not None else dict.fromkeys(e.speaker for e in timeline.lines):
-        out = np.zeros(shape, dtype=np.float32)
-        _place_lines(out, timeline, clips, settings, speaker=speaker, gains=line_gains)
-        out *= gain
-        yield speaker, out
-        del out
-    if music is not None:
-        out = np.zeros(shape, dtype=np.float32)
-        music_mod.add(out, timeline, music)
-        out *= gain
-        yield "music", out
-
-
-class _Levels:
-    """Each placed line's K-weighted measurement and gain, and the levelling decided from them."""
-
-    def __init__(self, settings: MixSettings, frames: int) -> None:
-        self.settings, self.frames = settings, frames
-        self.edges = loudness.sub_block_edges(frames, settings.sample_rate)
-        self.lines: list[tuple[Entry, loudness.LineLevel, float]] = []
-        self.extra: dict[object, float] = {}   # per line or speaker: what it gets back of the limiter's take
-        self.music = False                     # music was added: the mix's energies are not its lines' alone
-
-    def measure(self, entry: Entry, samples: np.ndarray) -> float:
-        """Measure one line about to be placed; the gain (dB) to place it with."""
-        gain = entry.voice.gain if entry.voice is not None else 0.0
-        if samples.shape[0] == 0:
-            return gain
-        level = loudness.measure_line(samples, self.settings.sample_rate, entry.start, self.edges, self.frames)
-        if self.settings.leveling == "line":
-            gain += level_gain(level.loudness - line_volume(entry))
-        self.lines.append((entry, level, gain))
-        return gain
-
-    def by_speaker(self, out: np.ndarray) -> None:
-        """With speaker levelling: bring each speaker's lines, together, to the common level (in place)."""
-        if self.settings.leveling != "speaker":
-            return
-        speakers: dict[str, list[np.ndarray]] = {}
-        for entry, level, _gain in self.lines:
-            own = level.blocks / db_to_gain(line_volume(entry)) ** 2
-            speakers.setdefault(speaker_key(entry.speaker), []).append(own)
-        gains = {key: level_gain(loudness.gated_loudness(np.concatenate(blocks)))
-                 for key, blocks in speakers.items()}
-        for i, (entry, level, gain) in enumerate(self.lines):
-            extra = gains[speaker_key(entry.speaker)]
-            out[entry.start:entry.end] *= np.float32(db_to_gain(extra))
-            self.lines[i] = (entry, level, gain + extra)
-
-    def common_gain(self) -> float:
-        """Without a target: the gain (dB) that gives the levelled speech the loudness it had unlevelled."""
-        if self.settings.leveling == "off" or not self.lines:
-            return 0.0
-        before = [level.blocks * db_to_gain(entry.voice.gain if entry.voice else 0.0) ** 2
-                  for entry, level, _gain in self.lines]
-        after = [level.blocks * db_to_gain(gain) ** 2 for _entry, level, gain in self.lines]
-        difference = loudness.gated_loudness(np.concatenate(before)) - loudness.gated_loudness(np.concatenate(after))
-        return difference if math.isfinite(difference) else 0.0
-
-    def compensate(self, normalizer: loudness.Normalizer, gain: float) -> bool:
-        """Raise the lines (or speakers) the limiter takes more from than from the others, in place.
-
-        The limiter takes most from the speech with the highest peaks, which undoes the
-        levelling.  Each levelled line (or speaker) gets an extra gain that makes what comes
-        out of the limiter level again: its loss beyond the average.  Raising a line makes
-        the limiter take more from it, so this is repeated (the extra gain converges, as the
-        loss grows by less than the gain).  False when within 0.05 dB (or no levelling)."""
-        limited = normalizer.limited_energies(gain)
-        if self.settings.leveling == "off" or limited is None:
-            return False
-        plain, limited = self.energies().sum(axis=1) * db_to_gain(gain) ** 2, limited.sum(axis=1)
-        sums: dict[object, list[float]] = {}
-        for i, (entry, level, _gain) in enumerate(self.lines):
-            rows = slice(level.first, level.first + level.subs.shape[0])
-            unit = sums.setdefault(self._unit(i, entry), [0.0, 0.0])
-            unit[0] += float(plain[rows].sum())
-            unit[1] += float(limited[rows].sum())
-        wanted = compensation(sums, self.extra)
-        if wanted is None:
-            return False
-        self.set_extra(normalizer, wanted)
-        return True
-
-    def set_extra(self, normalizer: loudness.Normalizer, wanted: dict[object, float]) -> None:
-        """Give each line (or speaker) the extra gain *wanted* (dB), in the samples and in its gain."""
-        for i, (entry, level, line_gain) in enumerate(self.lines):
-            unit = self._unit(i, entry)
-            step = wanted.get(unit, 0.0) - self.extra.get(unit, 0.0)
-            if step:
-                normalizer.gains.rescale(entry.start, entry.end, db_to_gain(step))
-                self.lines[i] = (entry, level, line_gain + step)
-        self.extra = wanted
-
-    def _unit(self, i: int, entry: Entry) -> object:
-        """What is levelled as one: the line, or its speaker."""
-        return speaker_key(entry.speaker) if self.settings.leveling == "speaker" else i
-
-    def energies(self) -> np.ndarray:
-        """The K-weighted energy of every 100 ms sub-block of the mix, per channel, from its lines."""
-        rows = self.edges.shape[0] - 1
-        channels = self.settings.channels
-        energies = np.zeros((rows, channels))
-        for entry, level, gain in self.lines:
-            pan = pan_gains(entry.voice.pan or 0.0) if channels == 2 and entry.voice is not None else (1.0,)
-            subs = level.subs[:max(0, rows - level.first)] * db_to_gain(gain) ** 2
-            for c, weight in enumerate(pan):
-                energies[level.first:level.first + subs.shape[0], c] += subs * weight ** 2
-        return energies
-
-
-def compensation(sums: dict[object, list[float]], extra: dict[object, float]) -> dict[object, float] | None:
-    """The extra gain (dB) per line or speaker that gives back what the limiter takes from it beyond the
-    average, from each one's [plain, limited] energies; None when every one is within 0.05 dB of *extra*
-    (what it has) or nothing sounds.  Both mixers compensate with it."""
-    total = [sum(u[0] for u in sums.values()), sum(u[1] for u in sums.values())]
-    if not sums or min(total) <= 0:
-        return None
-    average = 10 * math.log10(total[0] / total[1])
-    wanted = {k: max(-MAX_COMPENSATION_DB, min(MAX_COMPENSATION_DB, 10 * math.log10(a / b) - average))
-              if a > 0 and b > 0 else 0.0 for k, (a, b) in sums.items()}
-    if max(abs(wanted[k] - extra.get(k, 0.0)) for k in wanted) < 0.05:
-        return None
-    return wanted
-
-
-def line_volume(entry: Entry) -> float:
-    """The level (dB) the line was meant to have against its voice's others: its voice's ``volume``
-    (a ``volume=`` in the spec, or a delivery such as ``[whispering]``), which levelling keeps."""
-    return entry.voice.volume if entry.voice is not None else 0.0
-
-
-def level_gain(measured: float) -> float:
-    """The gain (dB) that brings a line or speaker measured at *measured* LUFS to the common level."""
-    if not math.isfinite(measured):
-        return 0.0
-    return max(-_MAX_LEVEL_DB, min(_MAX_LEVEL_DB, LEVEL_REFERENCE - measured))
-
-
-def _finish(result: MixResult, settings: MixSettings, levels: _Levels) -> None:
-    """Normalize (or, without a target, give the common gain and limit) and round *result*, in place."""
-    out = result.samples
-    from_lines = bool(levels.lines) and not levels.music
-    normalizer = loudness.Normalizer(out, result.sample_rate, settings.lufs, settings.true_peak,
-                                     gain_db=levels.common_gain(),
-                                     energies=levels.energies() if from_lines else None)
-    gain, got = normalizer.search()
-    for _ in range(COMPENSATE_ROUNDS if normalizer.gains.meter is not None and from_lines else 0):
-        kept = dict(levels.extra)
-        if not levels.compensate(normalizer, gain):
-            break
-        normalizer.set_energies(levels.energies())
-        before, (gain, got) = got, normalizer.search()
-        if got is not None and before is not None and got < min(settings.lufs or 0.0, before) - 0.05:
-            levels.set_extra(normalizer, kept)       # the target first: at the limiter's limit, levelling gives way
-            normalizer.set_energies(levels.energies())
-            gain, got = normalizer.search()
-            break
-    reached = normalizer.finish(gain, got, settings.allow_quieter)
-    if reached.loudest is not None:
-        raise LoudnessError(f"loudness target {settings.lufs:g} LUFS is out of reach: {reached.notes[0]} "
-                            f"(ask for {math.floor(reached.loudest * 10) / 10:g} LUFS or less, "
-                            f"or allow a quieter result with --allow-quieter)")
-    result.loudness, result.true_peak, result.gain_db = reached.loudness, reached.true_peak, reached.gain_db
-    result.notes.extend(reached.notes)
-    if settings.bit_depth is not None:
-        quantize(out, settings.bit_depth)
-    for block in range(0, out.shape[0], _BLOCK):
-        np.clip(out[block:block + _BLOCK], -1.0, 1.0, out=out[block:block + _BLOCK])
-
-
-def _place(out: np.ndarray, samples: np.ndarray, start: int, pan: float, gain_db: float,
-           settings: MixSettings) -> None:
-    """Add *samples* into *out* at frame *start*, with gain and (in stereo) constant-power pan."""
-    end = start + samples.shape[0]
-    gain = db_to_gain(gain_db)
-    if settings.channels == 1:
-        out[start:end] += samples * np.float32(gain)
-    else:
-        left, right = pan_gains(pan)
-        out[start:end, 0] += samples * np.float32(gain * left)
-        out[start:end, 1] += samples * np.float32(gain * right)
+    with BlockMix(settings, spill=False) as bm:
+        by_speaker: dict[str, list] = {}
+        for entry in timeline.lines:
+            clip = clips[entry.index]
+            assert clip is not None and entry.voice is not None
+            line = bm.add(entry, prepare(clip, settings)[:entry.frames])
+            by_speaker.setdefault(entry.speaker, [])
+            if line is not None:
+                line.gain_db = (line_gains or {}).get(entry.index, entry.voice.gain)
+                by_speaker[entry.speaker].append(line)
+        if music is not None:
+            for start, samples in music_mod.pieces(timeline, music, settings.channels):
+                bm.add_track(start, samples)
+        bm.gain_db, bm.frames = gain_db, timeline.frames
+        for speaker in speakers if speakers is not None else list(by_speaker):
+            yield speaker, _gathered(bm.stem(by_speaker.get(speaker, [])), settings.channels)
+        if music is not None:
+            yield "music", _gathered(bm.stem(bm.tracks), settings.channels)
 
 
 def mix(items: list[Item], settings: MixSettings = MixSettings(), *, consume: bool = False) -> MixResult:

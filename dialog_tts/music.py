@@ -1,5 +1,7 @@
 """Music under the dialog: a bed with sidechain ducking, and intro and outro clips.  Pure NumPy, no I/O.
 
+The mixer takes them as tracks (:func:`pieces`), measured and limited with the lines.
+
 The bed arrives as blocks (a reader in :mod:`dialog_tts.sources` opens the file
 and hands over blocks at the output rate and channel count), so that a bed of
 any length costs one block of memory.  It is looped (each seam crossfaded with
@@ -25,6 +27,7 @@ from .timeline import Kind, Timeline
 
 #: Opens the bed from its start: an iterator of float32 blocks at the output rate, shaped like the mix.
 BlockSource = Callable[[], Iterator[np.ndarray]]
+PIECE = 1 << 20      # frames of the bed the mixer takes as one track
 
 
 @dataclass(frozen=True)
@@ -155,26 +158,36 @@ def speech_spans(timeline: Timeline) -> np.ndarray:
     return np.array(spans, dtype=np.float64).reshape(-1, 2)
 
 
-def add(out: np.ndarray, timeline: Timeline, music: Music) -> None:
-    """Add the intro, the outro and the ducked bed into *out* where *timeline* places them."""
-    rate = timeline.sample_rate
+def pieces(timeline: Timeline, music: Music, channels: int,
+           chunk: int = PIECE) -> Iterator[tuple[int, np.ndarray]]:
+    """(first frame, samples in the mix's *channels*) of the intro, the outro and the ducked bed,
+    where *timeline* places them, in timeline order; the bed in pieces of at most *chunk* frames
+    (the mixer takes each as a track: memory stays one piece however long the bed)."""
+    rate, ndim = timeline.sample_rate, 1 if channels == 1 else 2
     for entry in timeline.entries:
         clip = music.intro if entry.kind is Kind.INTRO else music.outro if entry.kind is Kind.OUTRO else None
         if clip is not None:
-            samples = as_channels(resample(clip.samples, clip.sample_rate, rate), out.ndim)[:entry.frames]
-            out[entry.start:entry.start + samples.shape[0]] += samples
+            yield entry.start, as_channels(resample(clip.samples, clip.sample_rate, rate), ndim)[:entry.frames]
         if entry.kind is Kind.MUSIC and music.bed is not None:
-            _add_bed(out, timeline, music.bed, (entry.start, entry.end))
+            yield from _bed_pieces(timeline, music.bed, (entry.start, entry.end), ndim, chunk)
 
 
-def _add_bed(out: np.ndarray, timeline: Timeline, bed: Bed, span: tuple[int, int]) -> None:
+def _bed_pieces(timeline: Timeline, bed: Bed, span: tuple[int, int], ndim: int,
+                chunk: int) -> Iterator[tuple[int, np.ndarray]]:
     spans, rate = speech_spans(timeline), timeline.sample_rate
-    pos = span[0]
+    pos = start = span[0]
+    held: list[np.ndarray] = []
     for block in looped(bed, span[1] - span[0], rate):
-        n = block.shape[0]
-        gain = bed_gain(bed, spans, rate, span, pos, pos + n)
-        out[pos:pos + n] += as_channels(block, out.ndim) * (gain if out.ndim == 1 else gain[:, None])
-        pos += n
+        while block.shape[0]:
+            n = min(block.shape[0], chunk - (pos - start))
+            gain = bed_gain(bed, spans, rate, span, pos, pos + n)
+            held.append(as_channels(block[:n], ndim) * (gain if ndim == 1 else gain[:, None]))
+            block, pos = block[n:], pos + n
+            if pos - start == chunk:
+                yield start, np.concatenate(held)
+                held, start = [], pos
+    if held:
+        yield start, np.concatenate(held)
 
 
 def as_channels(samples: np.ndarray, ndim: int) -> np.ndarray:

@@ -2,8 +2,8 @@
 
 Nothing here touches samples, so nothing here imports NumPy: a render that finds its output up to date
 decides that from these values alone, without loading the mixer or the writers (issue 3's cached re-run
-at most 1.5x a bare start-up).  ``dialog_tts.mix``, ``produce``, ``deliver``,
-``audio``, ``mp4`` and ``sources`` re-export what they used to define here.
+at most 1.5x a bare start-up).  ``dialog_tts.mix``, ``produce``, ``audio``, ``mp4`` and ``sources``
+re-export what they used to define here.
 """
 
 from __future__ import annotations

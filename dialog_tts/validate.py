@@ -281,7 +281,6 @@ OPTIONS: dict[str, Rule] = {
     "bit_depth": Choice(("16", "24", "32f"), optional=True),
     "allow_quieter": Flag(),
     "speak_directions": Flag(),
-    "mix_in_blocks": Flag(optional=True),
     # the run
     "workers": Number(1, MAX_WORKERS, whole=True),
     "cache": Flag(),

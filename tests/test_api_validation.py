@@ -49,7 +49,6 @@ BAD: dict[str, list] = {
     "bit_depth": [24, "8", "32"],
     "allow_quieter": FLAG_BAD,
     "speak_directions": FLAG_BAD,
-    "mix_in_blocks": ["auto", 1],
     "workers": [0, 65, 2.0, "4", NAN, True],
     "cache": FLAG_BAD,
     "cache_dir": PATH_BAD,
@@ -197,7 +196,7 @@ def test_the_ranges_ends_and_the_defaults_are_accepted(write_script, tone_backen
             "timeout": 0.1, "qwen_batch_size": 256, "qwen_models_in_memory": 16, "threads": 1, "music_level": 12,
             "duck": 0, "duck_attack": 5, "duck_release": 10, "music_lead": 60, "takes": 10, "max_wer": 10,
             "cache_size": 0, "bitrate": 16_000, "stream_format": ".opus", "check": "ASR", "bit_depth": "32f",
-            "mix_in_blocks": None, "voices": {"A": {"voice": "low"}}, "backend_options": ["tone.x=1"],
+            "voices": {"A": {"voice": "low"}}, "backend_options": ["tone.x=1"],
             "thresholds": Thresholds(max_pause=3.0), "year": "2025", "cover": Path("c.png"), "stereo": False}
     RenderOptions(**ends).check_all()
     RenderOptions(lufs=np.float32(-16), workers=np.int64(2), music_lead=0).check_all()   # NumPy numbers

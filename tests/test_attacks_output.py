@@ -70,7 +70,7 @@ def parts(folder: Path) -> list[str]:
 
 # ------------------------------------------------------------------ 11: a symlink loop as the output
 
-@pytest.mark.parametrize("extra", [[], ["--force"], ["--mix-in-blocks"]])
+@pytest.mark.parametrize("extra", [[], ["--force"]])
 def test_a_symlink_loop_as_the_output_is_a_usage_error(run, write_script, tone_backend, tmp_path, extra):
     (tmp_path / "a.wav").symlink_to("b.wav")
     (tmp_path / "b.wav").symlink_to("a.wav")
@@ -272,9 +272,9 @@ def test_a_file_size_limit_during_the_write_is_one_line(run, write_script, tone_
     assert not (tmp_path / f"out.{fmt}").exists() and parts(tmp_path) == []
 
 
-def test_a_file_size_limit_in_a_mix_in_blocks_is_one_line(run, write_script, tone_backend, tmp_path):
-    script = write_script(scene(20, 4))
-    proc = child("-s", script, "--backend", "tone", "-o", "out.m4a", "--mix-in-blocks", "--no-cache", cwd=tmp_path,
+def test_a_file_size_limit_on_the_mix_s_spill_file_is_one_line(run, write_script, tone_backend, tmp_path):
+    script = write_script(scene(12, 40))     # 3.5 minutes of lines: more than the mixer holds in memory
+    proc = child("-s", script, "--backend", "tone", "-o", "out.m4a", "--no-cache", cwd=tmp_path,
                  stderr=subprocess.PIPE, preexec_fn=_limited(64 * 1024))
     _out, err = proc.communicate(timeout=300)
     assert proc.returncode == 1, err.decode()

@@ -54,15 +54,15 @@ def test_sections_without_pydub_skip_its_baseline_with_a_note_and_report_the_res
     assert done.returncode == 0 and "Traceback" not in done.stderr, done.stderr
     out = done.stdout.splitlines()
     commands = next(line for line in out if line.startswith("COMMANDS")).split()[1:]
-    assert "pydub" not in commands and {"plain", "lufs", "blocks", "blocks-lufs", "floor", "floor-tp"} <= set(commands)
+    assert "pydub" not in commands and {"plain", "lufs", "floor", "floor-tp"} <= set(commands)
     note = ("pydub is not installed here: its baseline rows and the ratios against it were skipped "
             "(in this folder: pip install '.[bench]', or pip install 'dialog-tts[bench]').")
     assert out.count(note) == 2                                   # one line in each section
     rows = [line for line in out if line.startswith("| ") and not line.startswith("| measurement")]
     assert not [r for r in rows if "pydub" in r]
-    # the rest is reported: the hour's four renders and two floors, the mixer's three rows
+    # the rest is reported: the hour's two renders and two floors, the mixer's three rows
     hour = [r for r in rows if "(60 lines):" in r]
-    assert sum("dialog-tts --force" in r or "--mix-in-blocks" in r for r in hour) == 4
+    assert sum("dialog-tts --force" in r for r in hour) == 2
     assert sum(": floor," in r for r in hour) == 2
     assert sum(r.startswith("| 10 min: dialog-tts") for r in rows) == 2
     assert any("loudness normalization alone" in r for r in rows)

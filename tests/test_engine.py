@@ -794,12 +794,11 @@ def ctrl_c_as_in_a_terminal():
     signal.signal(signal.SIGINT, previous)
 
 
-@pytest.mark.parametrize("mode", ["--mix-whole", "--mix-in-blocks"])
-def test_cli_ctrl_c_exits_130_with_one_line(cli, write_script, tmp_path, extra_backends, private_cache, mode,
+def test_cli_ctrl_c_exits_130_with_one_line(cli, write_script, tmp_path, extra_backends, private_cache,
                                             ctrl_c_as_in_a_terminal):
     backend = extra_backends("interrupting", InterruptingBackend(after=4))
     write_script(TWO_HUNDRED)
-    result = cli("-s", "script.txt", "--backend", "interrupting", "--workers", "2", "-o", "o.wav", mode)
+    result = cli("-s", "script.txt", "--backend", "interrupting", "--workers", "2", "-o", "o.wav")
     assert result.exit_code == 130, result.output
     assert [ln for ln in result.output.splitlines() if ln.strip()] == ["Interrupted"]
     assert 4 <= len(backend.calls) <= 4 + 2 + 2   # far fewer than 200: the queued lines were cancelled
