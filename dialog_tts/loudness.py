@@ -510,7 +510,7 @@ def tail_frames(rate: int) -> int:
     return round(_TAIL * rate)
 
 
-_LINE_CHUNK = 1 << 20     # frames of a line filtered at once by measure_placed_line (a multiple of _GROUP)
+_LINE_CHUNK = 1 << 20     # frames of a source filtered at once by measure_placed (a multiple of _GROUP)
 
 
 def _add_binned(out: np.ndarray, values: np.ndarray, offset: int, bounds: np.ndarray) -> None:
