@@ -30,7 +30,6 @@ that nothing more will join it.
 from __future__ import annotations
 
 import contextlib
-import functools
 import math
 import tempfile
 from dataclasses import dataclass, field, replace
@@ -52,6 +51,8 @@ _REACH = db_to_gain(3.0)          # true peaks are read for up to 3 dB more gain
 _TOP_PERCENTILE = 99.5             # the largest gain is counted from this percentile of the sources' peaks
 _MAX_PUSH_DB = 12.0               # ... with the limiter taking at most this much off those peaks
 _RENDER_CHUNK = 1 << 18           # frames of an island mixed at once (a multiple of loudness.GROUP)
+_WINDOW = 1 << 16                 # groups of an island limited at once (about 87 s at 24 kHz)
+_WINDOW_MARGIN = 2048             # groups on either side of a window that its limiter and hold also read
 _MEASURE_GROUPS = (1 << 20) // loudness.GROUP   # groups of a source whose true peaks are read at once
 _MEASURE_MARGIN = 8192            # frames of context read around them (more than loudness reads around its own)
 SPOOL = 8 << 20                   # bytes of spilled sources held in memory before they go to a file
@@ -590,16 +591,25 @@ def _render(mix: BlockMix, lines: Iterable[_Line], out: _Out, frames: int, *,
 
 def _emit(mix: BlockMix, island: list[_Line], out: _Out, frames: int | None = None, *,
           limit: bool = True, release: bool = False) -> Iterator[np.ndarray]:
-    """One island into *out* (cut at *frames*, the mix's end, where known), mixed a chunk at a time;
-    with *release*, its sources' samples are let go once placed (a stream)."""
-    first, length, render = _island(mix, island) if limit else _plain(mix, island)
+    """One island into *out* (cut at *frames*, the mix's end, where known), limited (or, without
+    *limit*, at the mix's gain) a window at a time and mixed a chunk at a time; with *release*, its
+    sources' samples are let go once placed (a stream)."""
+    ga, groups = _span(mix, island)
+    placed = _Placed(mix, island, ga)
+    first = ga * loudness.GROUP
     skip = max(0, out.position - first)    # islands never overlap: only the first one can start before 0
     yield from out.silence(first + skip - out.position)
     # past its last source an island is silence: where the mix's end is not known yet, it stops there
     end = frames if frames is not None else max(line.entry.end for line in island)
-    stop = min(length, max(skip, end - first))
-    for a in range(skip, stop, _RENDER_CHUNK):
-        yield from out.put(render(a, min(stop, a + _RENDER_CHUNK)))
+    stop = min(groups * loudness.GROUP, max(skip, end - first))
+    for w0 in range(0, groups, _WINDOW):
+        w1 = min(groups, w0 + _WINDOW)
+        a0, a1 = max(skip, w0 * loudness.GROUP), min(stop, w1 * loudness.GROUP)
+        if a1 <= a0:
+            continue
+        render = _window(mix, placed, w0, w1) if limit else placed.at_gain(db_to_gain(mix.gain_db))
+        for a in range(a0, a1, _RENDER_CHUNK):
+            yield from out.put(render(a, min(a1, a + _RENDER_CHUNK)))
     if release:
         for line in island:
             line.held = None
@@ -612,16 +622,23 @@ def _span(mix: BlockMix, island: list[_Line]) -> tuple[int, int]:
 
 
 class _Placed:
-    """An island's sources, placed from frame *origin*: their audio, frames at a time."""
+    """An island's sources, placed from its first group *ga*: their audio, frames at a time."""
 
-    def __init__(self, mix: BlockMix, island: list[_Line], origin: int) -> None:
-        self.mix, self.island, self.origin = mix, island, origin
+    def __init__(self, mix: BlockMix, island: list[_Line], ga: int) -> None:
+        self.mix, self.island, self.ga = mix, island, ga
+        origin = ga * loudness.GROUP
         self.starts = np.array([line.entry.start - origin for line in island], np.int64)
         self.ends = self.starts + np.array([line.entry.frames for line in island], np.int64)
+        self.g0 = np.array([line.g0 - ga for line in island], np.int64)        # groups, ring-out included
+        self.g1 = self.g0 + np.array([line.groups for line in island], np.int64)
 
-    def mixed(self, a: int, b: int, curve: np.ndarray) -> np.ndarray:
+    def touching(self, lo: int, hi: int) -> np.ndarray:
+        """The sources whose groups reach into groups lo..hi-1 (from the island's first)."""
+        return np.flatnonzero((self.g0 < hi) & (self.g1 > lo))
+
+    def mixed(self, a: int, b: int, curve: np.ndarray, lo: int = 0) -> np.ndarray:
         """Frames a..b-1 of the sources with their gains and pans, times the per-group gain *curve*
-        (interpolated between groups)."""
+        (its first value: group *lo*; interpolated between groups)."""
         mix = self.mix
         buffer = np.zeros((b - a,) if mix.settings.channels == 1 else (b - a, 2), np.float32)
         for i in np.flatnonzero((self.starts < b) & (self.ends > a)):
@@ -635,46 +652,51 @@ class _Placed:
                 target = buffer[at:at + samples.shape[0]] if buffer.ndim == 1 else \
                     buffer[at:at + samples.shape[0], c]
                 target += samples * np.float32(line.gain * weight)
-        frame_gain = loudness.frame_curve(curve, a, b)
+        shift = lo * loudness.GROUP
+        frame_gain = loudness.frame_curve(curve, a - shift, b - shift)
         buffer *= frame_gain if buffer.ndim == 1 else frame_gain[:, None]
         return buffer
 
+    def at_gain(self, gain: float) -> Callable[[int, int], np.ndarray]:
+        """``render(a, b)``: frames a..b-1 at the constant *gain*, not limited."""
+        def render(a: int, b: int) -> np.ndarray:
+            lo = a // loudness.GROUP
+            curve = np.full(-(-b // loudness.GROUP) - lo + 1, np.float32(gain), np.float32)
+            return self.mixed(a, b, curve, lo)
+        return render
 
-def _plain(mix: BlockMix, island: list[_Line]) -> tuple[int, int, Callable[[int, int], np.ndarray]]:
-    """(first frame, frames, render) of one island at the mix's gain, not limited."""
-    ga, groups = _span(mix, island)
-    curve = np.full(groups, np.float32(db_to_gain(mix.gain_db)), np.float32)
-    origin = ga * loudness.GROUP
-    return origin, groups * loudness.GROUP, functools.partial(_Placed(mix, island, origin).mixed, curve=curve)
 
-
-def _island(mix: BlockMix, island: list[_Line]) -> tuple[int, int, Callable[[int, int], np.ndarray]]:
-    """(first frame, frames, render) of one island, from a group before its sources to a group after:
-    ``render(a, b)`` gives its limited audio a..b-1 (frames from the first), so that no buffer as
-    long as the island (or a source in it) is ever made."""
+def _window(mix: BlockMix, placed: _Placed, w0: int, w1: int) -> Callable[[int, int], np.ndarray]:
+    """``render(a, b)`` of an island's groups w0..w1-1 (frames from its first), limited: the limiter and
+    its hold (:func:`loudness.hold_ceiling`) work on these groups and a margin on either side wider
+    than they reach, so that no array as long as the island (or a source in it) is ever made."""
     group, g = loudness.GROUP, db_to_gain(mix.gain_db)
-    ga, groups = _span(mix, island)
-    peaks = np.zeros(groups, np.float32)
-    parts = [mix.parts(line, line.gain * line.top_weight * g, reach=1.0) for line in island]   # the final gain
-    for line, (line_peaks, _energy) in zip(island, parts):
-        at = line.g0 - ga
-        peaks[at:at + line_peaks.shape[0]] += line_peaks * np.float32(line.gain * line.top_weight * g)
-    origin = ga * group
-    placed = _Placed(mix, island, origin)
+    lo = max(0, w0 - _WINDOW_MARGIN)
+    hi = min(int(placed.g1.max()) + mix.reach, w1 + _WINDOW_MARGIN)
+    peaks = np.zeros(hi - lo, np.float32)
+    sources = [(placed.island[i], int(placed.g0[i])) for i in placed.touching(lo, hi)]
+    parts = [mix.parts(line, line.gain * line.top_weight * g, reach=1.0) for line, _at in sources]   # the final gain
+    for (line, at), (line_peaks, _energy) in zip(sources, parts):
+        j0, j1 = max(0, lo - at), min(line_peaks.shape[0], hi - at)
+        peaks[at + j0 - lo:at + j1 - lo] += line_peaks[j0:j1] * np.float32(line.gain * line.top_weight * g)
 
     def render(a: int, b: int, curve: np.ndarray) -> np.ndarray:
-        return placed.mixed(a, b, curve * np.float32(g))
+        return placed.mixed(a + lo * group, b + lo * group, curve * np.float32(g), lo)
 
     # for the report: groups that could be the highest yet are read from the result (where no gain brought
     # them near the ceiling, their peaks are sample peaks: lower bounds)
-    curve, estimate = loudness.hold_ceiling(render, peaks, mix.ceiling, mix.rate, groups * group, mix.peak)
-    mix.peak = max(mix.peak, float(estimate.max()))
-    for line, (_peaks, energy) in zip(island, parts):
-        at = line.g0 - ga
-        taken = energy * (curve[at:at + energy.shape[0]].astype(np.float64) ** 2 - 1.0)
+    curve, estimate = loudness.hold_ceiling(render, peaks, mix.ceiling, mix.rate, (hi - lo) * group, mix.peak)
+    mix.peak = max(mix.peak, float(estimate[w0 - lo:w1 - lo].max(initial=0.0)))
+    for (line, at), (_peaks, energy) in zip(sources, parts):
+        j0, j1 = max(0, w0 - at), min(energy.shape[0], w1 - at)     # the source's groups in the window
+        if j1 <= j0:
+            continue
+        taken = energy[j0:j1] * (curve[at + j0 - lo:at + j1 - lo].astype(np.float64) ** 2 - 1.0)
         if taken.any():
-            mix.taken.append((*_group_rows(line, taken, mix.rate), line.weights))
-    return origin, groups * group, functools.partial(render, curve=curve)
+            first, rows = loudness.group_rows(line.g0 + j0, taken, mix.rate)
+            mix.taken.append((first, rows * line.gain ** 2, line.weights))
+    scaled = curve * np.float32(g)
+    return lambda a, b: placed.mixed(a, b, scaled, lo)
 
 
 def predicted_gain(settings: MixSettings, first: _Line | None) -> float:
