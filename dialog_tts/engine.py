@@ -298,6 +298,7 @@ class Engine:
         units = _units(run.jobs)           # in order of first appearance: admitted earliest first
         lanes = _Lanes(self, partial(self._new_lane, stop=run.stop))
         admitted = 0
+        split = _splitter(self, units, ramp)
 
         def admit(limit: int) -> None:     # the lines whose first job is below *limit* may start
             nonlocal admitted
@@ -305,7 +306,7 @@ class Engine:
             while admitted < len(units) and units[admitted].indices[0] < limit:
                 admitted += 1
             if admitted > start:
-                cached, pending = _split(units[start:admitted], self.cache, self.cache_key)
+                cached, pending = split(units[start:admitted])
                 lanes.add(pending, cached, whole=False)
 
         def take(index: int) -> Outcome | None:
@@ -523,6 +524,19 @@ def _split(units: list[_Unit], cache: AudioCacheLike | None,
         unit.key = key_of(unit.job)
         (cached if unit.key in cache else pending).append(unit)
     return cached, pending
+
+
+def _splitter(engine: Engine, units: list[_Unit],
+              ramp: bool) -> Callable[[list[_Unit]], tuple[list[_Unit], list[_Unit]]]:
+    """How a stream splits the units it admits into (cached, to synthesize): looked up as they are
+    admitted (*ramp*: a stream being listened to starts at once), or all first, the views fitted to
+    the run's lines to synthesize, as :meth:`Engine.run` does."""
+    if ramp:
+        return lambda batch: _split(batch, engine.cache, engine.cache_key)
+    cached, pending = _split(units, engine.cache, engine.cache_key)
+    _fit_views(engine, pending)
+    found = {id(unit) for unit in cached}
+    return lambda batch: ([u for u in batch if id(u) in found], [u for u in batch if id(u) not in found])
 
 
 def _fit_views(engine: Engine, pending: Sequence[_Unit]) -> None:
