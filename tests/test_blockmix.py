@@ -4,7 +4,6 @@ resample_poly."""
 
 from __future__ import annotations
 
-import math
 import os
 import tracemalloc
 
