@@ -290,8 +290,9 @@ def _interpolate(data: np.ndarray, factor: int) -> np.ndarray:
 
 
 class ShortInterpolatorReader:
-    """Per-frame peaks of libebur128's interpolator (the points within one frame either side) of
-    audio handed over in blocks, in order; silence before the first block and after the last."""
+    """Per-frame peaks of libebur128's interpolator (a frame's points: from it to the next frame, as
+    the 8x reading counts them) of audio handed over in blocks, in order; silence before the first
+    block and after the last."""
 
     def __init__(self, rate: int, channels: int) -> None:
         self.factor = 4 if rate < 96000 else 2     # (from 192 kHz libebur128 reads the samples)
@@ -308,13 +309,13 @@ class ShortInterpolatorReader:
         # point m of the interpolated signal lies at frame (m - 24) / f of data
         points = _interpolate(data, f)
         points = points[(_EBU_TAPS - 1) // 2:(_EBU_TAPS - 1) // 2 + f * (count - 1) + 1]
-        between = np.maximum(points[:-1].reshape(count - 1, f).max(axis=1), points[f::f])  # frames i..i+1
-        # a frame's peak: the points up to one frame either side; valid where no tap reaches past data
+        within = points[:f * (count - 1)].reshape(count - 1, f).max(axis=1)   # frame i: points in [i, i + 1)
+        # valid where no tap reaches past data
         reach = -(-(_EBU_TAPS - 1) // (2 * f)) + 1
         self._received += np.asarray(x).shape[0]
         stop = max(self._done, min(self._received, self._first + count - reach))
         start = self._done - self._first
-        peaks = np.maximum(between[start - 1:stop - self._first - 1], between[start:stop - self._first])
+        peaks = within[start:stop - self._first]
         self._done = stop
         self._tail = data[-_EBU_CONTEXT:].copy()
         self._first += count - _EBU_CONTEXT
