@@ -16,12 +16,8 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from functools import lru_cache
-from types import SimpleNamespace
 
 import numpy as np
-
-#: what :func:`load_extension` answers to (the names dialog_tts.loudness asks for the loop by)
-_LOUDNESS_LOOP = ("scipy.signal._sosfilt", "_sosfilt")
 
 
 @lru_cache(maxsize=1)
@@ -72,15 +68,3 @@ def sosfilt(sos: np.ndarray, x: np.ndarray, zi: np.ndarray | None = None) -> tup
     loop(np.ascontiguousarray(sos, dtype), signals, flat)
     y = np.moveaxis(signals, -1, 0).reshape(x.shape)
     return y, np.moveaxis(flat, 0, -1).reshape(state_shape)
-
-
-def load_extension(name: str, attribute: str) -> SimpleNamespace | None:
-    """The compiled K-weighting loop as *attribute* of the result, for ``dialog_tts.loudness``'s present call
-    ``load_extension("scipy.signal._sosfilt", "_sosfilt")``; None for any other name, or where the loop
-    was not built (the caller then uses ``scipy.signal.sosfilt``).
-
-    The loop is the project's own (:func:`biquads_loop`, with its calling convention): no other package's
-    module is loaded.  New code calls :func:`sosfilt`.
-    """
-    loop = biquads_loop() if (name, attribute) == _LOUDNESS_LOOP else None
-    return None if loop is None else SimpleNamespace(**{attribute: loop})

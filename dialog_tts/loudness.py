@@ -466,44 +466,12 @@ class LineLevel:
         return gated_loudness(self.blocks)
 
 
-_SOSFILT_MODULE = "scipy.signal._sosfilt"
-
-
-@lru_cache(maxsize=1)
-def _sosfilt_loop() -> Callable[..., None] | None:
-    """The compiled loop inside ``scipy.signal.sosfilt``, loaded without the ``scipy.signal`` package.
-
-    Why not ``from scipy.signal import sosfilt``: with scipy 1.17 that import took 0.75 s of every render
-    here (the package rewrites the docstrings of some 650 functions with array-API notes and imports
-    scipy.stats), against 16 ms for the loop itself: about a third of a 6-minute cached re-render and of
-    the first audio of a stream.  The loop is the one ``sosfilt`` calls, so results are bit-identical.
-    None where a scipy release has moved it (the public function is used then).
-    """
-    from .compiled import load_extension
-
-    loaded = load_extension(_SOSFILT_MODULE, "_sosfilt")
-    loop = getattr(loaded, "_sosfilt", None)
-    return loop if callable(loop) else None
-
-
 def sosfilt(sos: np.ndarray, x: np.ndarray, zi: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """``scipy.signal.sosfilt(sos, x, axis=0, zi=zi)`` for x of shape ``(n,)`` or ``(n, channels)``:
-    the filtered signal (x's dtype, or sos's where wider) and the final state, shaped as scipy shapes it."""
-    loop = _sosfilt_loop()
-    dtype = np.result_type(sos, x, *(() if zi is None else (zi,)))
-    sections = sos.shape[0]
-    state_shape = (sections, 2, *x.shape[1:])
-    state = np.zeros(state_shape, dtype) if zi is None else np.asarray(zi, dtype)
-    if loop is None:
-        from scipy.signal import sosfilt as public
+    """``scipy.signal.sosfilt(sos, x, axis=0, zi=zi)``, by the project's compiled loop where it was built
+    (:func:`dialog_tts.compiled.sosfilt`: the same figures, without importing ``scipy.signal``)."""
+    from .compiled import sosfilt as compiled_sosfilt
 
-        y, final = public(sos, x, axis=0, zi=state)
-        return y, final
-    signals = np.array(np.moveaxis(x.reshape(x.shape[0], -1), 0, -1), dtype, order="C")     # (channels, n)
-    flat = np.array(np.moveaxis(state.reshape(sections, 2, -1), -1, 0), order="C")   # a copy: (channels, sections, 2)
-    loop(sos.astype(dtype, copy=False), signals, flat)
-    y = np.moveaxis(signals, -1, 0).reshape(x.shape)
-    return y, np.moveaxis(flat, 0, -1).reshape(state_shape)
+    return compiled_sosfilt(sos, x, zi)
 
 
 def tail_frames(rate: int) -> int:

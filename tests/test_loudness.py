@@ -18,7 +18,7 @@ import pytest
 from scipy.ndimage import minimum_filter1d
 from scipy.signal import resample_poly, sosfilt, sosfreqz
 
-from dialog_tts import loudness
+from dialog_tts import compiled, loudness
 from dialog_tts.loudness import integrated_loudness, k_weighting_sos, normalize_loudness
 
 RATES = [16000, 22050, 24000, 44100, 48000]
@@ -163,7 +163,7 @@ def test_loudness_module_boundary():
 
 @pytest.mark.parametrize(("dtype", "shape"), [(np.float32, (30001,)), (np.float64, (30001,)), (np.float64, (30001, 2))])
 def test_the_sosfilt_loop_gives_scipys_sosfilt_bit_for_bit(dtype, shape):
-    """dialog_tts.loudness.sosfilt calls scipy's compiled loop without importing scipy.signal: same bits,
+    """dialog_tts.loudness.sosfilt runs the project's compiled loop without importing scipy.signal: same bits,
     with and without a carried state, split anywhere.  (That a render takes the loop, scipy.signal left
     unloaded, is tests/test_imports.py's check.)"""
     x = np.random.default_rng(7).standard_normal(shape).astype(dtype)
@@ -181,11 +181,11 @@ def test_the_sosfilt_loop_gives_scipys_sosfilt_bit_for_bit(dtype, shape):
 
 
 def test_without_the_compiled_loop_the_public_sosfilt_gives_the_same(monkeypatch):
-    """A scipy release that moves the loop falls back to scipy.signal.sosfilt: same values, same state."""
+    """An install without the compiled loop falls back to scipy.signal.sosfilt: same values, same state."""
     x = np.random.default_rng(3).standard_normal((4000, 2))
     sos = k_weighting_sos(48000)
     fast, fast_state = loudness.sosfilt(sos, x, np.zeros((2, 2, 2)))
-    monkeypatch.setattr(loudness, "_sosfilt_loop", lambda: None)
+    monkeypatch.setattr(compiled, "biquads_loop", lambda: None)
     slow, slow_state = loudness.sosfilt(sos, x, np.zeros((2, 2, 2)))
     assert np.array_equal(fast, slow) and np.array_equal(fast_state, slow_state)
 
