@@ -100,7 +100,7 @@ def register_fixed_latency(latency: float = LATENCY) -> None:
 
             import numpy as np
 
-            from dialog_tts.audio import Clip
+            from dialog_tts.io.audio import Clip
 
             time.sleep(latency)
             rate = 24000
@@ -212,7 +212,7 @@ def bench_edge(quick: bool) -> Section:
     import soundfile as sf
 
     from dialog_tts import backends, synthesize_dialog
-    from dialog_tts.audio import decode_mp3
+    from dialog_tts.io.audio import decode_mp3
     from edge_server import EdgeServer
 
     lines = 8 if quick else 16
@@ -507,8 +507,8 @@ def synthetic_dialog(minutes: float, rate: int = 24000, seed: int = 0) -> list:
     """Speech-like clips (voiced syllables with pauses) for *minutes* of dialog, as mixer Placements."""
     import numpy as np
 
-    from dialog_tts.audio import Clip
-    from dialog_tts.mix import Placement
+    from dialog_tts.finish.clips import Placement
+    from dialog_tts.io.audio import Clip
 
     rng = np.random.default_rng(seed)
     items, total, i = [], 0.0, 0
@@ -569,8 +569,8 @@ def bench_mix(quick: bool) -> Section:
     import tempfile
     import warnings
 
-    from dialog_tts.audio import write
-    from dialog_tts.mix import MixSettings, mix
+    from dialog_tts.finish.clips import MixSettings, mix
+    from dialog_tts.io.audio import write
 
     tmp = Path(tempfile.mkdtemp(prefix="dialog-tts-mix-bench-"))
     rows: list[Row] = []
@@ -932,8 +932,8 @@ def high_water():  # VmHWM: this process's own peak (ru_maxrss would carry the p
         if line.startswith('VmHWM:'):
             return int(line.split()[1]) * 1024
 import benchmark_enhanced as b
-from dialog_tts.audio import write
-from dialog_tts.mix import MixSettings, mix
+from dialog_tts.io.audio import write
+from dialog_tts.finish.clips import MixSettings, mix
 import numpy, scipy.signal, soxr, soundfile
 before = rss()
 started = time.perf_counter()
@@ -989,8 +989,8 @@ finally:
 def register_book_voice() -> None:
     """Register backend 'book': every line is one of 24 speech-like clips (made once), as long as its text."""
     from dialog_tts import backends
-    from dialog_tts.audio import Clip
     from dialog_tts.backends.base import Backend, VoiceInfo
+    from dialog_tts.io.audio import Clip
 
     clips = [synthetic_dialog(0.1, seed=seed)[0].clip for seed in range(24)]
 
@@ -1022,7 +1022,7 @@ def register_book_voice() -> None:
 
 def book_script(path: Path, hours: float) -> Path:
     """*hours* of two narrators' lines for the 'book' voice (its clips last 1.5 to 5 s)."""
-    from dialog_tts.mix import MixSettings, placed_frames
+    from dialog_tts.finish.clips import MixSettings, placed_frames
 
     clips = [synthetic_dialog(0.1, seed=seed)[0].clip for seed in range(24)]
     seconds = sum(placed_frames(c, MixSettings()) for c in clips) / len(clips) / 24000 + 0.25   # trimmed
@@ -1105,9 +1105,9 @@ def _det_engine(executor: object, workers: int, latency: float = 0.0) -> Callabl
     """A function running *n* distinct lines of the deterministic fake (tests/ray_fakes.py) through an engine."""
     sys.path.insert(0, str(HERE / "tests"))
     from dialog_tts import backends
-    from dialog_tts.engine import Engine
-    from dialog_tts.jobs import Job
-    from dialog_tts.voice import Voice
+    from dialog_tts.script.voice import Voice
+    from dialog_tts.synth.engine import Engine
+    from dialog_tts.synth.jobs import Job
     from ray_fakes import DetBackend
 
     backends.register("det", DetBackend)
@@ -1129,8 +1129,8 @@ def bench_ray(quick: bool) -> Section:
         from ray.cluster_utils import Cluster
     except ImportError:
         return Section("Ray executor", [], ["Skipped: ray is not installed (pip install 'dialog-tts[ray]')."])
-    from dialog_tts.executors import ThreadExecutor
-    from dialog_tts.ray_executor import RayExecutor
+    from dialog_tts.synth.executors import ThreadExecutor
+    from dialog_tts.synth.ray_executor import RayExecutor
 
     env = {"env_vars": {"PYTHONPATH": os.pathsep.join([str(HERE), str(HERE / "tests")])}}
     lines, repeat = (100, 2) if quick else (400, 3)
@@ -1156,7 +1156,7 @@ def bench_ray(quick: bool) -> Section:
 
 def _ray_scaling(cluster_cls: type, ray: object, env: dict, quick: bool) -> list[Row]:
     """One simulated node, then two: the same latency-bound lines."""
-    from dialog_tts.ray_executor import RayExecutor
+    from dialog_tts.synth.ray_executor import RayExecutor
 
     latency, lines, cpus = 0.5, 64, 4
     cluster = cluster_cls(initialize_head=True, head_node_args={"num_cpus": cpus, "include_dashboard": False})
@@ -1279,10 +1279,10 @@ def bench_quality(quick: bool) -> Section:
 
 def quality_cost(backend_name: str, voices: list[str], texts: list[str]) -> tuple[Row, str]:
     """The cheap checks' time against synthesis on one backend's clean takes, and their false alarms."""
-    from dialog_tts.audio import pcm24
     from dialog_tts.backends import get_backend
-    from dialog_tts.quality import check_take
-    from dialog_tts.voice import Voice
+    from dialog_tts.io.audio import pcm24
+    from dialog_tts.quality.checks import check_take
+    from dialog_tts.script.voice import Voice
 
     backend = get_backend(backend_name).bind({"threads": 1} if backend_name == "piper" else {}, workers=1)
     synth = check = 0.0
@@ -1315,10 +1315,10 @@ def quality_cost(backend_name: str, voices: list[str], texts: list[str]) -> tupl
 def numpy_checks_cost(texts: list[str]) -> str:
     """espeak's checks through the compiled pass and through NumPy alone, taken in turn, each right after a
     synthesis of its own (as in quality_cost)."""
-    from dialog_tts import quality
-    from dialog_tts.audio import pcm24
     from dialog_tts.backends import get_backend
-    from dialog_tts.voice import Voice
+    from dialog_tts.io.audio import pcm24
+    from dialog_tts.quality import checks as quality
+    from dialog_tts.script.voice import Voice
 
     built = quality.compiled
     if built() is None:

@@ -12,7 +12,7 @@ from __future__ import annotations
 from importlib import import_module
 from typing import Any
 
-from .errors import (
+from dialog_tts.errors import (
     BackendUnavailableError,
     DialogTTSError,
     InputError,
@@ -32,8 +32,8 @@ _LAZY = {
     "synthesize_dialog": "api", "batch": "api", "synthesize_batch": "api", "plan_dialog": "api",
     "Renderer": "api", "RenderOptions": "api", "AudioStream": "api", "list_voices": "api",
     "DialogResult": "api", "LineRecord": "api", "BatchResult": "api",
-    "Script": "script", "Line": "script", "Pause": "script",
-    "Voice": "voice", "Clip": "audio",
+    "Script": "script.parse", "Line": "script.parse", "Pause": "script.parse",
+    "Voice": "script.voice", "Clip": "io.audio",
 }
 
 __all__ = [*_LAZY,  # noqa: PLE0604 - the lazy names are strings too

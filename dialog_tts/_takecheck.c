@@ -8,10 +8,10 @@
  * both, against each offline backend's synthesis).  No library computes these
  * figures (frame energies, the clipped share, the speech span, its longest
  * pause, the longest steady stretch) in one call, so they are written here;
- * quality.py keeps the NumPy version for where this module was not built, and
+ * quality/checks.py keeps the NumPy version for where this module was not built, and
  * the tests hold both to the same frame-by-frame reference.
  *
- * Everything here mirrors quality.py: see its docstrings for what each figure
+ * Everything here mirrors quality/checks.py: see its docstrings for what each figure
  * means and why.  Samples are compared in float32, as NumPy compares a float32
  * array with a Python float.
  *

@@ -18,14 +18,16 @@ from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterable, Iterator, Mapping, Protocol, Union, runtime_checkable
 
-from . import backends, casting, speakers, validate
-from . import jobs as jobs_mod
-from . import lexicon as lexicon_mod
-from . import script as script_mod
-from .errors import DialogTTSError, InputError, OutputError, SynthesisError
-from .keys import Keys
-from .script import Script
-from .voice import Voice
+from dialog_tts import backends
+from dialog_tts.errors import DialogTTSError, InputError, OutputError, SynthesisError
+from dialog_tts.render import validate
+from dialog_tts.script import casting, speakers
+from dialog_tts.script import lexicon as lexicon_mod
+from dialog_tts.script import parse as script_mod
+from dialog_tts.script.parse import Script
+from dialog_tts.script.voice import Voice
+from dialog_tts.synth import jobs as jobs_mod
+from dialog_tts.synth.cachekeys import Keys
 
 if TYPE_CHECKING:
     # A dry run (plan_dialog, --dry-run) parses, casts and looks the jobs up: it loads neither the
@@ -34,12 +36,12 @@ if TYPE_CHECKING:
     import numpy as np
     import numpy.typing as npt
 
-    from . import engine as engine_mod
-    from . import specs
-    from .cache import AudioCache
-    from .gate import Gate, GateSettings
-    from .quality import Thresholds
-    from .results import BatchResult, DialogResult, LineRecord, Totals
+    from dialog_tts.quality.checks import Thresholds
+    from dialog_tts.quality.gate import Gate, GateSettings
+    from dialog_tts.render import specs
+    from dialog_tts.render.results import BatchResult, DialogResult, LineRecord, Totals
+    from dialog_tts.synth import engine as engine_mod
+    from dialog_tts.synth.cache import AudioCache
 
 #: The result types, importable from here as ever, loaded on first use (see :func:`__getattr__`).
 _RESULTS = ("BatchResult", "DialogResult", "LineRecord", "Totals")
@@ -47,7 +49,7 @@ _RESULTS = ("BatchResult", "DialogResult", "LineRecord", "Totals")
 
 def __getattr__(name: str) -> Any:
     if name in _RESULTS:
-        from . import results
+        from dialog_tts.render import results
 
         return getattr(results, name)
     raise AttributeError(f"module 'dialog_tts.api' has no attribute {name!r}")
@@ -87,7 +89,8 @@ def _backend_options(given: BackendOptionsArg) -> dict[str, dict[str, Any]]:
 #: The render options of the quality gate that can be wrong (:meth:`RenderOptions.gate_settings` checks them).
 _GATE_OPTIONS = ("check", "takes", "max_wer", "thresholds", "strict")
 
-#: Limits of the render options (README, "Limits"); every option's check is in :data:`dialog_tts.validate.OPTIONS`.
+#: Limits of the render options (docs/limits.md); every option's check is in
+#: :data:`dialog_tts.render.validate.OPTIONS`.
 MAX_GAP_MS, MAX_WORKERS, MAX_RETRIES = validate.MAX_GAP_MS, validate.MAX_WORKERS, validate.MAX_RETRIES
 
 #: The options each step of a render checks again before it uses them (a RenderOptions may be changed
@@ -138,7 +141,7 @@ class RenderOptions:
     qwen_batch_size: int | None = None        # alias of qwen.batch_size
     qwen_models_in_memory: int | None = None  # alias of qwen.models_in_memory
     threads: int | None = None     # alias of kokoro.threads, piper.threads and hibari.threads
-    # production (dialog_tts.produce): music, bookends, extra outputs, tags
+    # production (dialog_tts.render.produce): music, bookends, extra outputs, tags
     music: PathLike | None = None
     music_level: float = -12.0     # dB gain of the bed while nobody speaks
     duck: float = 12.0             # dB lower while anyone speaks
@@ -162,7 +165,7 @@ class RenderOptions:
 
     def production(self) -> specs.Production:
         """The production options, checked (missing files and bad values are usage errors)."""
-        from . import specs
+        from dialog_tts.render import specs
 
         def text(value: Any) -> str | None:
             return None if value is None else os.fspath(value)
@@ -188,8 +191,8 @@ class RenderOptions:
 
     def gate_settings(self) -> GateSettings:
         """The quality gate's settings (usage errors for bad values; the asr extra checked when asked for)."""
-        from .gate import GateSettings
-        from .quality import Thresholds
+        from dialog_tts.quality.checks import Thresholds
+        from dialog_tts.quality.gate import GateSettings
 
         validate.check_options(self, _GATE_OPTIONS)
         thresholds = self.thresholds or Thresholds()
@@ -198,7 +201,7 @@ class RenderOptions:
         settings = GateSettings(str(self.check).lower(), self.takes, thresholds, keep_flagged=self.keep_going,
                                 strict=self.strict)
         if settings.check == "asr":
-            from .asr import require
+            from dialog_tts.quality.asr import require
 
             require()
         return settings
@@ -233,7 +236,7 @@ class RenderOptions:
 
     def mix_settings(self) -> specs.MixSettings:
         """The mix's settings; every numeric option checked against its documented range first."""
-        from . import specs
+        from dialog_tts.render import specs
 
         self.check_mix()
         return specs.MixSettings(sample_rate=self.sample_rate, channels=2 if self.stereo else 1,
@@ -299,11 +302,11 @@ class Renderer:
 
     A render is a pipeline of named steps, data flowing one way:
     parse → cast → jobs (:meth:`prepare`) → synthesize (the engine) → timeline → mix → write
-    (:mod:`dialog_tts.blockrender`).  Use it as a context manager (or call
+    (:mod:`dialog_tts.render.pipeline`).  Use it as a context manager (or call
     :meth:`close`) to release the cache.  *sleep* is what retries wait with
     (tests pass one that only records).  *progress_callback(done, total, message)*
     is called as lines finish; *on_progress* gets the same as an
-    :class:`~dialog_tts.engine.ProgressEvent`, with the counters.
+    :class:`~dialog_tts.synth.engine.ProgressEvent`, with the counters.
     """
 
     def __init__(self, options: RenderOptions | None = None, *,
@@ -323,10 +326,10 @@ class Renderer:
         self._lexicon = _lexicon_of(self.options, self._speaker_map)
         self._cache = None
         if self.options.cache:
-            from .cache import AudioCache, parse_size
+            from dialog_tts.synth.cache import AudioCache, parse_size
 
             self._cache = AudioCache(self.options.cache_dir, parse_size(self.options.cache_size))
-        from .executors import make_executor
+        from dialog_tts.synth.executors import make_executor
 
         #: The backends' views and the jobs' cache keys: a dry run needs these and not the engine.
         self.keys = Keys(self.options.workers, self.options.backend_settings())
@@ -339,7 +342,7 @@ class Renderer:
 
     @cached_property   # made on first use: a dry run never loads the engine
     def engine(self) -> engine_mod.Engine:
-        from .engine import Engine
+        from dialog_tts.synth.engine import Engine
 
         sleep, progress_callback, on_progress = self._engine_args
         return Engine(self.options.workers, cache=self._cache, retries=self.options.retries, sleep=sleep,
@@ -398,7 +401,7 @@ class Renderer:
 
     def render(self, script: PathLike | Script, out: PathLike | None) -> DialogResult:
         """Render one script to *out* (``None``: mix and measure, write nothing)."""
-        from . import specs
+        from dialog_tts.render import specs
 
         started = time.perf_counter()
         validate.check_path("out", out, optional=True)
@@ -412,19 +415,19 @@ class Renderer:
             if kept is not None:
                 return kept
         check_outputs(self.options, script, out, extras, prod.stems)
-        from . import blockrender
+        from dialog_tts.render import pipeline as blockrender
         return blockrender.BlockRun(self, parsed, cast, jobs, out, prod, settings, key, extras, started).render()
 
     def stream(self, script: PathLike | Script) -> AudioStream:
         """*script*'s mix in float32 blocks as it is made (:class:`AudioStream`; see
-        :func:`dialog_tts.blockrender.open_stream`)."""
-        from .blockrender import open_stream
+        :func:`dialog_tts.render.pipeline.open_stream`)."""
+        from dialog_tts.render.pipeline import open_stream
         return open_stream(self, script, check_outputs)
 
     # ------------------------------------------------------------ outputs, up-to-date outputs and the report
     def _render_key(self, parsed: Script, jobs: list[jobs_mod.Job], out: PathLike | None,
                     prod: specs.Production, settings: specs.MixSettings) -> str | None:
-        from . import specs, uptodate
+        from dialog_tts.render import specs, uptodate
 
         if out is None or self._cache is None or os.fspath(out) == specs.STDOUT:
             return None
@@ -437,8 +440,8 @@ class Renderer:
     def _up_to_date(self, script: PathLike | Script, out: PathLike, key: str, started: float,
                     extras: list[str]) -> DialogResult | None:
         """The kept result if *out* and *extras* hold this render as written (left alone: only the report is)."""
-        from . import uptodate
-        from .engine import ProgressEvent, Stats
+        from dialog_tts.render import uptodate
+        from dialog_tts.synth.engine import ProgressEvent, Stats
 
         dialog = uptodate.unchanged(self._cache, out, key, time.perf_counter() - started, extras)
         if dialog is None:
@@ -476,7 +479,7 @@ class Renderer:
 
     def _render_each(self, scripts: Iterable[PathLike], out_dir: Path, fmt: str) -> BatchResult:
         """Script after script, each to ``out_dir/<name>.<fmt>``; a failure is kept and the next script goes on."""
-        from .results import BatchResult
+        from dialog_tts.render.results import BatchResult
 
         results: dict[str, DialogResult] = {}
         failures: dict[str, DialogTTSError] = {}
@@ -492,7 +495,7 @@ class Renderer:
     def _render_together(self, scripts: list[PathLike], out_dir: Path, fmt: str) -> BatchResult:
         """All the scripts' lines in one engine run, so that many short scripts keep every node
         busy; each script is mixed and written as soon as its own lines are done."""
-        from .results import BatchResult
+        from dialog_tts.render.results import BatchResult
         planned: list[tuple[PathLike, list[jobs_mod.Job]]] = []
         failures: dict[str, DialogTTSError] = {}
         for script in scripts:
@@ -520,7 +523,7 @@ class Renderer:
 
 
 def _gate(options: RenderOptions) -> Gate:
-    from .gate import Gate
+    from dialog_tts.quality.gate import Gate
 
     return Gate(options.gate_settings())
 
@@ -552,7 +555,7 @@ def _lexicon_of(options: RenderOptions, speaker_map: speakers.SpeakerMap | None)
 
 def write_report(path: Path, dialog: DialogResult) -> None:
     """The JSON report of *dialog*, written atomically to *path*."""
-    from . import outputs
+    from dialog_tts.io import outputs
 
     try:
         with outputs.atomic_path(path) as tmp:
@@ -570,7 +573,8 @@ def check_outputs(options: RenderOptions, script: PathLike | Script, out: PathLi
     folder it goes in is checked instead of each stem.  *kept*: outputs found up to date,
     left as they are but for the part files a killed run left beside them.
     """
-    from . import outputs, specs
+    from dialog_tts.io import outputs
+    from dialog_tts.render import specs
 
     for path in kept:
         outputs.remove_stale_parts(path)
@@ -596,7 +600,7 @@ def check_outputs(options: RenderOptions, script: PathLike | Script, out: PathLi
 def _output_settings(out: PathLike | None, prod: specs.Production, settings: specs.MixSettings,
                      bit_depth: str | None) -> specs.MixSettings:
     """The mixer's settings for writing *out*: its bit depth, or room under the ceiling for a lossy encoder."""
-    from . import specs
+    from dialog_tts.render import specs
 
     if out is None:
         return settings
@@ -636,7 +640,7 @@ def synthesize_batch(scripts: Iterable[PathLike], out_dir: PathLike, *, fmt: str
                      progress_callback: engine_mod.ProgressCallback | None = None,
                      on_progress: engine_mod.ProgressListener | None = None, **options: Any) -> BatchResult:
     """Render many scripts in one process (one cache, backends loaded once)."""
-    from . import audio
+    from dialog_tts.render import specs
 
     render_options = _options(options)
     render_options.check_all()                # usage errors before the output folder is made
@@ -645,7 +649,7 @@ def synthesize_batch(scripts: Iterable[PathLike], out_dir: PathLike, *, fmt: str
     paths = expand_scripts(scripts)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    audio.output_format(f"x.{fmt.lstrip('.')}")
+    specs.output_format(f"x.{fmt.lstrip('.')}")
     with Renderer(render_options, progress_callback=progress_callback, on_progress=on_progress) as renderer:
         return renderer.render_many(paths, out_dir, fmt)
 
@@ -705,7 +709,7 @@ def preload_voices(speaker_map: PathLike, *, cache_dir: PathLike | None = None,
     Returns, per backend, how many voices were prepared.  Raises SynthesisError
     (exit 1) naming every voice that could not be prepared.
     """
-    from .cache import AudioCache, parse_size
+    from dialog_tts.synth.cache import AudioCache, parse_size
 
     validate.check_path("speaker_map", speaker_map)
     validate.check("cache_dir", cache_dir)

@@ -17,12 +17,12 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from . import __version__
-from .defaults import DEFAULT_BACKEND, LEVELING
-from .errors import DialogTTSError
+from dialog_tts import __version__
+from dialog_tts.defaults import DEFAULT_BACKEND, LEVELING
+from dialog_tts.errors import DialogTTSError
 
 if TYPE_CHECKING:
-    from .engine import ProgressEvent
+    from dialog_tts.synth.engine import ProgressEvent
 
 #: The exit code of a run stopped by Ctrl-C (128 + SIGINT, as shells report it).
 EXIT_INTERRUPTED = 130
@@ -53,7 +53,7 @@ def cleanup_on_signals() -> Iterator[None]:
     """
     import signal
 
-    from .outputs import remove_live_parts
+    from dialog_tts.io.outputs import remove_live_parts
 
     def handler(signum: int, _frame: object) -> None:
         remove_live_parts()
@@ -126,7 +126,8 @@ class DialogGroup(click.Group):
 
 
 class CheckedNumber(click.ParamType):
-    """A number checked by its rule in :data:`dialog_tts.validate.OPTIONS` (range, nan, inf), as the API checks it."""
+    """A number checked by its rule in :data:`dialog_tts.render.validate.OPTIONS` (range, nan, inf), as the API
+    checks it."""
 
     rule: Any
     number: click.ParamType
@@ -151,7 +152,7 @@ class _CheckedFloat(CheckedNumber, click.FloatRange):
 def checked(option: str) -> click.ParamType:
     """The Click type of the numeric render option *option* (as the API names it), from the table the API
     checks with: the same range (shown in --help) and the same refusals, nan and inf included."""
-    from .validate import OPTIONS, Number
+    from dialog_tts.render.validate import OPTIONS, Number
 
     rule = OPTIONS[option]
     if not isinstance(rule, Number):
@@ -169,7 +170,7 @@ def checked(option: str) -> click.ParamType:
 def _parse_voice(ctx: click.Context, param: click.Parameter, values: tuple[str, ...]) -> list[tuple[str, Any]]:
     if not values:
         return []   # the spec parser's import is skipped: `dialog-tts voices` starts faster
-    from .speakers import parse_assignment
+    from dialog_tts.script.speakers import parse_assignment
 
     try:
         return [parse_assignment(v) for v in values]
@@ -398,7 +399,7 @@ def main(ctx: click.Context, script: str | None, out: str | None, report: str | 
         raise click.UsageError("missing --script FILE (the dialog script to render)")
     progress = render.pop("progress")
     if dry_run:
-        from .api import plan_dialog
+        from dialog_tts.api import plan_dialog
 
         _print_plan(plan_dialog(script, **render))
         return
@@ -409,7 +410,7 @@ def main(ctx: click.Context, script: str | None, out: str | None, report: str | 
 
 def _render(script: str, out: str, report: str | None, progress: bool | None, quiet: bool,
             render: dict[str, Any]) -> None:
-    from .api import Renderer, RenderOptions
+    from dialog_tts.api import Renderer, RenderOptions
 
     with cleanup_on_signals(), _progress_bar(progress, quiet) as listener, \
             Renderer(RenderOptions(report=report, **render), on_progress=listener) as renderer:
@@ -478,7 +479,7 @@ def _print_plan(rows: list[Any]) -> None:
 
 
 def _clear_cache(cache_dir: str | None, quiet: bool) -> None:
-    from .cache import AudioCache, format_size
+    from dialog_tts.synth.cache import AudioCache, format_size
 
     with AudioCache(cache_dir) as cache:
         entries, freed = cache.clear()
@@ -496,7 +497,7 @@ def cache_group() -> None:
 @click.option("--cache-dir", type=click.Path(file_okay=False), metavar="DIR", envvar="DIALOG_TTS_CACHE_DIR")
 def cache_info(cache_dir: str | None) -> None:
     """Print the cache's location, number of entries and size."""
-    from .cache import AudioCache, format_size
+    from dialog_tts.synth.cache import AudioCache, format_size
 
     with AudioCache(cache_dir) as cache:
         info = cache.info()
@@ -529,7 +530,7 @@ def batch_command(ctx: click.Context, scripts: tuple[str, ...], out_dir: str, fm
     The cache and the loaded voices are shared; one script's failure does not
     stop the others, and the command exits 1 if any failed.
     """
-    from .api import synthesize_batch
+    from dialog_tts.api import synthesize_batch
 
     quiet = ctx.find_root().params.get("quiet", False)
     progress = render.pop("progress")
@@ -561,7 +562,7 @@ def _language_matches(language: str, wanted: str) -> bool:
 @main.command("backends")
 def backends_command() -> None:
     """List the backends, what they need, and the settings each takes (--backend-option NAME.KEY=VALUE)."""
-    from . import backends as registry
+    from dialog_tts import backends as registry
 
     for name in registry.available():
         try:
@@ -585,7 +586,7 @@ def voices_command(ctx: click.Context, backend: str | None, language: str | None
     """List the voices of every backend (or of one); `voices preload` prepares a speaker map's voices."""
     if ctx.invoked_subcommand is not None:
         return
-    from . import backends as registry
+    from dialog_tts import backends as registry
 
     names = [backend] if backend else registry.available()
     rows: list[tuple[str, ...]] = []
@@ -624,7 +625,7 @@ def voices_command(ctx: click.Context, backend: str | None, language: str | None
 @click.pass_context
 def voices_preload(ctx: click.Context, speaker_map: str, cache_dir: str | None) -> None:
     """Prepare a speaker map's voices ahead of a render (Qwen: compute and cache voice-clone prompts)."""
-    from .api import preload_voices
+    from dialog_tts.api import preload_voices
 
     counts = preload_voices(speaker_map, cache_dir=cache_dir)
     if not ctx.find_root().params.get("quiet", False):

@@ -11,10 +11,10 @@ import numpy as np
 import pytest
 
 from dialog_tts import backends
-from dialog_tts.audio import Clip
 from dialog_tts.backends.base import Backend, VoiceInfo
 from dialog_tts.errors import UnknownVoiceError
-from dialog_tts.voice import Voice
+from dialog_tts.io.audio import Clip
+from dialog_tts.script.voice import Voice
 
 FAKE_RATE = 16000
 FAKE_VOICES = {"low": 110.0, "mid": 160.0, "high": 230.0, "alto": 300.0}
@@ -279,7 +279,7 @@ def speech_like(text: str, wpm: float = 170.0, rate: int = FAKE_RATE, seed: int 
 
     As long as the quality gate predicts for *text* at *wpm*; *seed* varies the buzz (another take).
     """
-    from dialog_tts.quality import spoken_words
+    from dialog_tts.quality.checks import spoken_words
 
     rng = np.random.default_rng(seed)
     syllables = max(1, round(spoken_words(text) * 1.45))

@@ -49,7 +49,7 @@ def measure(name: str, count: int = SENTENCES) -> dict:
     import jiwer
 
     from dialog_tts import backends
-    from dialog_tts.voice import Voice
+    from dialog_tts.script.voice import Voice
     from measure import Recognizer, median_f0, sentences, words
 
     backend = backends.get_backend("kokoro").bind({"threads": 1}, workers=1)
@@ -172,7 +172,7 @@ def measure_rtf(count: int = 4) -> dict[str, float]:
     this process with one thread (a quieter figure than :func:`measure`'s, which runs beside the recognizer)."""
     from dialog_tts import backends
     from dialog_tts.backends import kokoro
-    from dialog_tts.voice import Voice
+    from dialog_tts.script.voice import Voice
     from measure import sentences
 
     backend = backends.get_backend("kokoro").bind({"threads": 1}, workers=1)

@@ -94,7 +94,7 @@ def words(text: str) -> str:
 
 
 def take_figures(x: np.ndarray, rate: int) -> dict[str, float]:
-    """The quality gate's figures of a take, computed the plain way (a reference for dialog_tts.quality).
+    """The quality gate's figures of a take, computed the plain way (a reference for dialog_tts.quality.checks).
 
     Frame by frame in float64 with Python loops where that is clearest: the
     loudest 10 ms frame (dBFS), the share of samples on flat tops near the peak,

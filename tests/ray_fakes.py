@@ -22,10 +22,10 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from dialog_tts.audio import Clip
 from dialog_tts.backends.base import Backend, Setting, VoiceInfo, float_in, int_in
 from dialog_tts.errors import SynthesisError, TransientSynthesisError, UnknownVoiceError
-from dialog_tts.voice import Voice
+from dialog_tts.io.audio import Clip
+from dialog_tts.script.voice import Voice
 
 RATE = 16000
 VOICES = {"low": 120.0, "mid": 180.0, "high": 260.0}

@@ -2,7 +2,7 @@
 
 Each option of RenderOptions gets values of the wrong type, out of range, nan and inf; each must be a
 usage error (InputError, exit 2) that names the option, raised before anything is synthesized or
-written.  The command line's number options use the same rules (dialog_tts.validate.OPTIONS).
+written.  The command line's number options use the same rules (dialog_tts.render.validate.OPTIONS).
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import pytest
 import soundfile as sf
 from click.testing import CliRunner
 
-from dialog_tts import api, validate
+from dialog_tts import api
 from dialog_tts.api import (
     Renderer,
     RenderOptions,
@@ -27,7 +27,8 @@ from dialog_tts.api import (
 )
 from dialog_tts.cli import CheckedNumber, main
 from dialog_tts.errors import DialogTTSError, InputError
-from dialog_tts.quality import Thresholds
+from dialog_tts.quality.checks import Thresholds
+from dialog_tts.render import validate
 
 NAN, INF = float("nan"), float("inf")
 PATH_BAD = [5, "", b"x.txt", "a\x00b", 1.5]

@@ -8,12 +8,12 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from dialog_tts.asr import Recognizer, comparable, recognizes
-from dialog_tts.audio import Clip, pcm24
 from dialog_tts.backends import get_backend
 from dialog_tts.cli import main
-from dialog_tts.gate import Gate, GateSettings
-from dialog_tts.voice import Voice
+from dialog_tts.io.audio import Clip, pcm24
+from dialog_tts.quality.asr import Recognizer, comparable, recognizes
+from dialog_tts.quality.gate import Gate, GateSettings
+from dialog_tts.script.voice import Voice
 
 SENTENCES = [
     "The weather was cold and wet all week.",
@@ -129,7 +129,7 @@ def test_asr_render_reports_what_was_heard(write_script, tmp_path):
 # ---------------------------------------------------------------- names and short lines (issue 26)
 
 def test_names_and_words_outside_the_dictionary_are_no_errors():
-    from dialog_tts.asr import dictionary, reference, score
+    from dialog_tts.quality.asr import dictionary, reference, score
 
     assert "bracknell" in dictionary() and "quorbly" not in dictionary()     # the decoder's own dictionary
     assert [w for w, counted in reference("Lady Bracknell is coming to tea, Mr. Worthing.") if not counted] \
@@ -147,7 +147,7 @@ def test_names_and_words_outside_the_dictionary_are_no_errors():
 
 
 def test_a_line_too_short_to_judge_is_not_judged():
-    from dialog_tts.asr import judged
+    from dialog_tts.quality.asr import judged
 
     for text in ("Mr. Ernest Worthing.", "Lady Augusta Bracknell.", "Yes, sir.", "Miss Prism! Miss Prism!"):
         assert not judged(text), text

@@ -19,10 +19,10 @@ from click.testing import CliRunner
 from dialog_tts import synthesize_dialog
 from dialog_tts.cli import main
 from dialog_tts.errors import MAX_MESSAGE_LINE, DialogTTSError, ScriptError, VoiceSpecError
-from dialog_tts.inputs import MAX_YAML_DEPTH
-from dialog_tts.script import MAX_LINE_CHARS, parse_text
-from dialog_tts.speakers import load_speaker_map
-from dialog_tts.tags import MAX_COVER_BYTES
+from dialog_tts.io.tags import MAX_COVER_BYTES
+from dialog_tts.script.parse import MAX_LINE_CHARS, parse_text
+from dialog_tts.script.speakers import load_speaker_map
+from dialog_tts.script.textfiles import MAX_YAML_DEPTH
 
 CHROMIUM = Path("/usr/bin/chromium")
 ARGS = ["--no-sandbox", "--headless", "--disable-gpu", "--autoplay-policy=no-user-gesture-required",
@@ -431,7 +431,7 @@ def test_error_messages_keep_their_start_and_end_and_every_line_is_capped():
 # ------------------------------------------------------------------ 2 (parser): a turn's directions stay bounded
 
 def test_a_turn_keeps_each_direction_once_and_refuses_too_many_different_ones():
-    from dialog_tts.script import MAX_TURN_DIRECTIONS
+    from dialog_tts.script.parse import MAX_TURN_DIRECTIONS
 
     # Every line of a turn carries the turn's directions so far: 8,000 pauses each after a new
     # direction made 8,000 tuples of up to 8,000 (quadratic); now each is kept once, at most 100.

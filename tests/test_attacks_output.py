@@ -198,7 +198,7 @@ def test_nested_part_files_left_by_earlier_versions_are_removed(run, write_scrip
 
 
 def test_a_writer_inside_an_atomic_write_writes_into_its_part_file(tmp_path):
-    from dialog_tts.outputs import atomic_path
+    from dialog_tts.io.outputs import atomic_path
 
     out = tmp_path / "x.wav"
     with atomic_path(out) as tmp, atomic_path(tmp) as inner:
@@ -231,7 +231,7 @@ def test_an_emptied_cache_database_warns_and_its_orphans_are_counted_and_cleared
     info = run("cache", "info")
     assert info.exit_code == 0 and "entries:  6\n" in info.output       # synthesized again
     assert "orphans:  6 files" in info.output, info.output
-    from dialog_tts.cache import AudioCache
+    from dialog_tts.synth.cache import AudioCache
     with AudioCache(private_cache) as cache:
         counted = cache.info()
     assert (counted.orphans, counted.orphan_size) == (6, size)

@@ -1,4 +1,4 @@
-"""The block mixer (dialog_tts.blockmix): the target and the ceiling by independent meters, in
+"""The block mixer (dialog_tts.finish.mixer): the target and the ceiling by independent meters, in
 constant memory, and streamed.  Loudness is measured with libebur128 (pyebur128), true peak by
 resample_poly."""
 
@@ -10,10 +10,11 @@ import tracemalloc
 import numpy as np
 import pytest
 
-from dialog_tts import blockmix, mix
-from dialog_tts import timeline as tl
-from dialog_tts.script import Line
-from dialog_tts.voice import Voice
+from dialog_tts.finish import clips as mix
+from dialog_tts.finish import mixer as blockmix
+from dialog_tts.finish import timeline as tl
+from dialog_tts.script.parse import Line
+from dialog_tts.script.voice import Voice
 from test_finishing import ebur128_lufs, oversampled_peak_db
 from test_mix import speechlike
 

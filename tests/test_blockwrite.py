@@ -21,10 +21,12 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from dialog_tts import audio, loudness, mp4
-from dialog_tts.blockwrite import STREAMABLE, StreamMeter, measure_file, open_writer, wav_stream_header
 from dialog_tts.errors import InputError
-from dialog_tts.timeline import ChapterMark
+from dialog_tts.finish import loudness
+from dialog_tts.finish.timeline import ChapterMark
+from dialog_tts.io import audio, mp4
+from dialog_tts.io.writers import STREAMABLE, StreamMeter, measure_file, open_writer, wav_stream_header
+from dialog_tts.render import specs
 
 SIZES = (1, 4097, 12345, 65536, 777)     # blocks of uneven sizes, as a mixer might hand them
 
@@ -111,7 +113,7 @@ def test_every_format_decodes_to_what_the_whole_buffer_write_gives(tmp_path, suf
     rate = 22050                                     # not an Opus rate: .opus is resampled to 48 kHz
     x = signal(3 * rate + 123, channels, rate)
     chapters = [ChapterMark("One", 0, rate, 1), ChapterMark("Two", rate, x.shape[0], 3)] if suffix == ".m4b" else ()
-    depth = 16 if suffix in audio.PCM_SUBTYPES else None
+    depth = 16 if suffix in specs.PCM_SUBTYPES else None
     write_blocks(tmp_path / f"blocks{suffix}", suffix, x, rate, chapters=chapters, bit_depth=depth)
     if suffix in mp4.FORMATS:
         aac_whole(tmp_path / f"whole{suffix}", x, rate, chapters)
@@ -120,12 +122,12 @@ def test_every_format_decodes_to_what_the_whole_buffer_write_gives(tmp_path, suf
         np.testing.assert_array_equal(got[0], want[0])
         return
     whole, out_rate = (audio.resample(x, rate, 48000), 48000) if suffix == ".opus" else (x.copy(), rate)
-    if suffix in audio.PCM_SUBTYPES:
+    if suffix in specs.PCM_SUBTYPES:
         audio.quantize(whole, 16)
     audio.write(tmp_path / f"whole{suffix}", whole, out_rate)
     got, got_rate = sf.read(tmp_path / f"blocks{suffix}", dtype="float32")
     assert got_rate == out_rate and got.shape == whole.shape
-    want = whole if suffix in audio.PCM_SUBTYPES else sf.read(tmp_path / f"whole{suffix}", dtype="float32")[0]
+    want = whole if suffix in specs.PCM_SUBTYPES else sf.read(tmp_path / f"whole{suffix}", dtype="float32")[0]
     np.testing.assert_array_equal(got, want)
 
 
@@ -144,7 +146,7 @@ def test_the_m4b_keeps_its_chapters(tmp_path):
 def test_wav_on_stdout_is_a_stream_of_unknown_length_that_decodes_to_the_samples(tmp_path):
     rate = 16000
     code = ("import sys, numpy as np\n"
-            "from dialog_tts.blockwrite import open_writer\n"
+            "from dialog_tts.io.writers import open_writer\n"
             "from test_blockwrite import blocks, signal\n"
             f"x = signal({5 * rate + 7}, 2, {rate})\n"
             f"with open_writer('-', '.wav', {rate}, 2, bit_depth=16) as w:\n"
@@ -280,7 +282,7 @@ def test_measure_file_reads_what_the_whole_decoded_buffer_reads(tmp_path, suffix
 
     x = signal(7 * rate + 321, channels, rate) * np.float32(2.0)     # peaks near full scale: the limiter's case
     path = tmp_path / f"out{suffix}"
-    write_blocks(path, suffix, x, rate, bit_depth=16 if suffix in audio.PCM_SUBTYPES else None)
+    write_blocks(path, suffix, x, rate, bit_depth=16 if suffix in specs.PCM_SUBTYPES else None)
     if suffix in mp4.FORMATS:
         samples, got_rate = mp4.decode(path)
     else:

@@ -13,9 +13,9 @@ import pytest
 from click.testing import CliRunner
 
 from dialog_tts import synthesize_dialog
-from dialog_tts.audio import Clip
-from dialog_tts.cache import AudioCache, default_dir, make_key, parse_size, sha256
 from dialog_tts.cli import main
+from dialog_tts.io.audio import Clip
+from dialog_tts.synth.cache import AudioCache, default_dir, make_key, parse_size, sha256
 
 HUNDRED = "".join(f"{'AB'[i % 2]}: This is line number {i} of the script.\n" for i in range(100))
 
@@ -40,7 +40,7 @@ def test_keys_are_the_sha256_they_always_were():
 def test_clips_go_on_the_24_bit_grid_as_in_float64():
     """pcm24 works in float32 in place: every sample must be what the float64 formula gave (the cache
     holds clips made either way, and a changed sample would change output bytes)."""
-    from dialog_tts.audio import pcm24
+    from dialog_tts.io.audio import pcm24
 
     def reference(x: np.ndarray) -> np.ndarray:
         y = np.clip(x.astype(np.float64) * 2.0 ** 23, -2.0 ** 23, 2.0 ** 23 - 1)

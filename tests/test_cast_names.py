@@ -8,13 +8,14 @@ import textwrap
 
 import pytest
 
-from dialog_tts import backends, casting
+from dialog_tts import backends
 from dialog_tts.backends import kokoro
 from dialog_tts.backends.kokoro import KokoroBackend
-from dialog_tts.casting import cast, name_hint
 from dialog_tts.errors import BackendUnavailableError, VoiceSpecError
-from dialog_tts.script import parse_text
-from dialog_tts.speakers import load_speaker_map, parse_assignment
+from dialog_tts.script import casting
+from dialog_tts.script.casting import cast, name_hint
+from dialog_tts.script.parse import parse_text
+from dialog_tts.script.speakers import load_speaker_map, parse_assignment
 
 #: A play of the shape of the one in issue 25: nine speakers, given names, titles, surnames only.
 PLAY = textwrap.dedent("""\
@@ -124,7 +125,7 @@ def test_accent_in_voices_spec_map_and_front_matter(tmp_path):
 
 
 def test_front_matter_language_reaches_the_cast(write_script):
-    from dialog_tts.script import load
+    from dialog_tts.script.parse import load
 
     script = load(write_script("---\nlanguage: en-GB\n---\nHarriet: Good morning.\n"))
     assert script.meta["language"] == "en-GB"

@@ -8,11 +8,11 @@ import textwrap
 import pytest
 from click.testing import CliRunner
 
-from dialog_tts.casting import cast, gender_hint
 from dialog_tts.cli import main
 from dialog_tts.errors import VoiceSpecError
-from dialog_tts.script import parse_text
-from dialog_tts.speakers import load_speaker_map, parse_assignment
+from dialog_tts.script.casting import cast, gender_hint
+from dialog_tts.script.parse import parse_text
+from dialog_tts.script.speakers import load_speaker_map, parse_assignment
 
 
 def palette_of(gender: str) -> list[str]:

@@ -148,7 +148,7 @@ class BrokenBackend(backends.Backend):
             raise SynthesisError("the engine exploded")
         import numpy as np
 
-        from dialog_tts.audio import Clip
+        from dialog_tts.io.audio import Clip
         return Clip(np.full(1600, 0.1, np.float32), 16000)
 
 

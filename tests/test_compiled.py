@@ -1,4 +1,4 @@
-"""Tests of dialog_tts.compiled: the K-weighting biquads, compiled (dialog_tts._takecheck) or through
+"""Tests of dialog_tts.finish.kweighting: the K-weighting biquads, compiled (dialog_tts._takecheck) or through
 scipy.signal.sosfilt, give the same figures, and the loudness meter reads right on either path.
 
 The references are independent of the code under test: scipy.signal.sosfilt (public) for the filter,
@@ -17,8 +17,8 @@ import pyebur128
 import pytest
 from scipy.signal import sosfilt as scipy_sosfilt
 
-from dialog_tts import compiled
-from dialog_tts.loudness import integrated_loudness, k_weighting_sos
+from dialog_tts.finish import kweighting as compiled
+from dialog_tts.finish.loudness import integrated_loudness, k_weighting_sos
 
 CASES = [(np.float32, (30001,)), (np.float64, (30001,)), (np.float32, (20001, 2)), (np.float64, (20001, 2))]
 
@@ -46,7 +46,7 @@ def ebur128_lufs(x: np.ndarray, rate: int) -> float:
 
 def test_the_compiled_loop_is_built_where_a_compiler_is():
     """The install builds the loop with the quality gate's pass (setup.py), wherever it builds that."""
-    from dialog_tts import quality
+    from dialog_tts.quality import checks as quality
 
     if quality.compiled() is None:
         pytest.skip("dialog_tts._takecheck was not built (no C compiler at install)")
@@ -137,8 +137,8 @@ import json, sys, warnings
 sys.modules["dialog_tts._takecheck"] = None          # as on an install that could not build it
 warnings.simplefilter("error")
 import numpy as np
-from dialog_tts import compiled
-from dialog_tts.loudness import integrated_loudness, k_weighting_sos, sosfilt
+from dialog_tts.finish import kweighting as compiled
+from dialog_tts.finish.loudness import integrated_loudness, k_weighting_sos, sosfilt
 folder, rate = sys.argv[1], int(sys.argv[2])
 x = np.load(folder + "/x.npy")
 y, state = compiled.sosfilt(k_weighting_sos(rate), x)
@@ -171,14 +171,14 @@ def test_without_the_compiled_loop_the_figures_are_the_same(tmp_path):
 LOADER_PROBE = """
 import json, sys
 import numpy as np
-from dialog_tts import loudness
+from dialog_tts.finish import loudness
 y, _ = loudness.sosfilt(loudness.k_weighting_sos(48000), np.zeros(4800, np.float32))
 print(json.dumps({"scipy": sorted(m for m in sys.modules if m.split(".")[0] == "scipy")}))
 """
 
 
 def test_the_loudness_meters_filter_loads_nothing_of_scipys():
-    """dialog_tts.loudness filters through the project's own loop: no module of scipy's is loaded."""
+    """dialog_tts.finish.loudness filters through the project's own loop: no module of scipy's is loaded."""
     needs_the_loop()
     run = subprocess.run([sys.executable, "-c", LOADER_PROBE], capture_output=True, text=True, check=True)
     assert json.loads(run.stdout.strip().splitlines()[-1]) == {"scipy": []}

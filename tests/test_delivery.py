@@ -9,13 +9,13 @@ from click.testing import CliRunner
 from dialog_tts import backends, synthesize_dialog
 from dialog_tts.api import Renderer, RenderOptions
 from dialog_tts.cli import main
-from dialog_tts.delivery import TAGS, Delivery, for_directions, tag_of
 from dialog_tts.errors import InputError, VoiceSpecError
-from dialog_tts.jobs import build, override_voice
-from dialog_tts.lexicon import Entry, Lexicon
-from dialog_tts.lexicon import load as load_lexicon
-from dialog_tts.script import parse_text
-from dialog_tts.voice import Rate, Voice
+from dialog_tts.script.directions import TAGS, Delivery, for_directions, tag_of
+from dialog_tts.script.lexicon import Entry, Lexicon
+from dialog_tts.script.lexicon import load as load_lexicon
+from dialog_tts.script.parse import parse_text
+from dialog_tts.script.voice import Rate, Voice
+from dialog_tts.synth.jobs import build, override_voice
 from measure import rms_db
 
 # ---------------------------------------------------------------- the tag table

@@ -93,7 +93,7 @@ def test_a_cache_folder_that_cannot_be_written_means_the_usual_load(where, tmp_p
 
 
 def backend_voice(name: str):
-    from dialog_tts.voice import Voice
+    from dialog_tts.script.voice import Voice
 
     return Voice(name, "hibari")
 

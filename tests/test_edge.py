@@ -13,10 +13,10 @@ from click.testing import CliRunner
 
 from dialog_tts import backends, synthesize_dialog
 from dialog_tts.cli import main
-from dialog_tts.engine import Engine
 from dialog_tts.errors import SynthesisFailed
-from dialog_tts.jobs import Job
-from dialog_tts.voice import Voice
+from dialog_tts.script.voice import Voice
+from dialog_tts.synth.engine import Engine
+from dialog_tts.synth.jobs import Job
 from edge_server import expected_audio
 
 ARIA = Voice("en-US-AriaNeural", backend="edge")
@@ -276,7 +276,7 @@ def test_a_voice_missing_from_the_table_is_warned_about_once(write_script):
 def test_a_tagged_mp3_cut_short_decodes_without_decoder_noise(capfd):
     import io
 
-    from dialog_tts.audio import decode_mp3
+    from dialog_tts.io.audio import decode_mp3
     tone = (0.3 * np.sin(np.arange(24000) * 0.05)).astype(np.float32)
     buf = io.BytesIO()
     sf.write(buf, tone, 24000, format="MP3")              # has a Xing/Info frame announcing its size

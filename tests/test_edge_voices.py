@@ -11,8 +11,8 @@ from dialog_tts import backends
 from dialog_tts.backends.edge import EdgeBackend, voice_table
 from dialog_tts.cli import main
 from dialog_tts.errors import UnknownVoiceError, VoiceSpecError
-from dialog_tts.speakers import parse_assignment, voice_from_fields
-from dialog_tts.voice import Voice, parse_rate
+from dialog_tts.script.speakers import parse_assignment, voice_from_fields
+from dialog_tts.script.voice import Voice, parse_rate
 
 REQUIRED = ["ko-KR", "en-US", "en-GB", "en-AU", "en-IN", "ja-JP", "zh-CN", "de-DE", "fr-FR", "es-ES", "es-MX",
             "it-IT", "pt-BR"]

@@ -24,9 +24,7 @@ from conftest import FlakyBackend, ToneBackend
 from dialog_tts import backends, synthesize_dialog
 from dialog_tts.api import Renderer, RenderOptions
 from dialog_tts.backends.base import Backend
-from dialog_tts.cache import AudioCache
 from dialog_tts.cli import main
-from dialog_tts.engine import Backoff, Engine, ProgressEvent, Source, Stats
 from dialog_tts.errors import (
     DialogTTSError,
     SynthesisError,
@@ -34,10 +32,12 @@ from dialog_tts.errors import (
     TransientSynthesisError,
     UnknownVoiceError,
 )
-from dialog_tts.executors import ThreadExecutor
-from dialog_tts.jobs import Job
-from dialog_tts.keys import Keys
-from dialog_tts.voice import Rate, Voice
+from dialog_tts.script.voice import Rate, Voice
+from dialog_tts.synth.cache import AudioCache
+from dialog_tts.synth.cachekeys import Keys
+from dialog_tts.synth.engine import Backoff, Engine, ProgressEvent, Source, Stats
+from dialog_tts.synth.executors import ThreadExecutor
+from dialog_tts.synth.jobs import Job
 
 GAP = 0.25          # the default --gap-ms, in seconds
 FRAME = 1 / 24000   # one frame at the default output rate

@@ -11,8 +11,8 @@ import pytest
 
 from dialog_tts import backends
 from dialog_tts.errors import InputError
-from dialog_tts.executors import ThreadExecutor, make_executor
-from dialog_tts.views import ViewRef, view_of
+from dialog_tts.synth.executors import ThreadExecutor, make_executor
+from dialog_tts.synth.portable import ViewRef, view_of
 from ray_fakes import DetBackend
 
 SETTINGS = {

@@ -22,12 +22,12 @@ from scipy.signal import butter, resample_poly, sosfilt
 
 from conftest import FakeBackend
 from dialog_tts import backends, synthesize_dialog
-from dialog_tts.audio import Clip
 from dialog_tts.backends.base import VoiceInfo
 from dialog_tts.cli import main
 from dialog_tts.errors import LoudnessError
-from dialog_tts.mix import MixSettings, Placement, mix, trim
-from dialog_tts.voice import Voice
+from dialog_tts.finish.clips import MixSettings, Placement, mix, trim
+from dialog_tts.io.audio import Clip
+from dialog_tts.script.voice import Voice
 
 RATES = [16000, 22050, 24000, 44100, 48000]
 TARGETS = [-23.0, -18.0, -14.0, -10.0]
@@ -342,9 +342,9 @@ def test_levelling_keeps_a_voices_volume(leveling):
     """A line meant 10 dB quieter (its voice's volume=-10dB, or a [whispering] delivery) stays 10 dB
     quieter than its speaker's other lines: line levelling removes only what the voice did not mean
     (speaker levelling and off keep every difference between one speaker's lines)."""
-    from dialog_tts import timeline
-    from dialog_tts.mix import mix_timeline
-    from dialog_tts.script import Line
+    from dialog_tts.finish import timeline
+    from dialog_tts.finish.clips import mix_timeline
+    from dialog_tts.script.parse import Line
 
     rate = 24000
     x = (0.1 * np.sin(2 * np.pi * 200 * np.arange(rate) / rate)).astype(np.float32)
@@ -365,9 +365,9 @@ def test_levelling_keeps_a_voices_volume(leveling):
 def test_levelled_stems_add_up_to_the_mix(hard, leveling):
     """Stems are placed with the gains the mix gave each line (levelling included): at a target
     the limiter leaves alone, they add up to the mix."""
-    from dialog_tts import timeline
-    from dialog_tts.mix import mix_stems, mix_timeline
-    from dialog_tts.script import Line
+    from dialog_tts.finish import timeline
+    from dialog_tts.finish.clips import mix_stems, mix_timeline
+    from dialog_tts.script.parse import Line
 
     backend = HardBackend()
     lines = [Line(s, t, i + 1) for i, (s, t) in enumerate([("A", "one two three"), ("B", "four five six seven"),
@@ -375,7 +375,7 @@ def test_levelled_stems_add_up_to_the_mix(hard, leveling):
     voices = {"A": Voice("soft", pan=-0.5), "B": Voice("hot", pan=0.5)}
     settings = MixSettings(channels=2, leveling=leveling, lufs=-30.0, true_peak=0.0)
     clips = [backend.synthesize(line.text, voices[line.speaker]) for line in lines]
-    from dialog_tts.mix import placed_frames
+    from dialog_tts.finish.clips import placed_frames
     inputs = [timeline.LineInput(line, voices[line.speaker], placed_frames(c, settings)) for line, c in zip(lines, clips)]
     placed = timeline.build(lines, inputs, sample_rate=settings.sample_rate, gap=settings.gap)
     mixed = mix_timeline(placed, list(clips), settings)

@@ -17,10 +17,10 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from dialog_tts import script as script_mod
-from dialog_tts import speakers
 from dialog_tts.api import RenderOptions
 from dialog_tts.errors import DialogTTSError
+from dialog_tts.script import parse as script_mod
+from dialog_tts.script import speakers
 
 FUZZ = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 MAX_TEXT = 400

@@ -13,12 +13,12 @@ from click.testing import CliRunner
 from conftest import GlitchyBackend
 from dialog_tts import synthesize_dialog
 from dialog_tts.cli import main
-from dialog_tts.engine import Engine
 from dialog_tts.errors import SynthesisFailed
-from dialog_tts.gate import Gate, GateSettings
-from dialog_tts.jobs import Job
-from dialog_tts.quality import Thresholds
-from dialog_tts.voice import Voice
+from dialog_tts.quality.checks import Thresholds
+from dialog_tts.quality.gate import Gate, GateSettings
+from dialog_tts.script.voice import Voice
+from dialog_tts.synth.engine import Engine
+from dialog_tts.synth.jobs import Job
 
 LINES = {
     "truncate": "Nobody in the village could have guessed what would happen next.",
@@ -114,7 +114,7 @@ def test_check_none_turns_the_gate_off(glitchy, write_script, tmp_path):
 
 
 def test_thresholds_are_render_options(glitchy, write_script, tmp_path):
-    from dialog_tts.quality import Thresholds
+    from dialog_tts.quality.checks import Thresholds
 
     strict = Thresholds(max_duration=0.3, duration_slack=0.0)
     result = synthesize_dialog(write_script(SCRIPT), tmp_path / "o.wav", backend="glitchy", keep_going=True,
@@ -136,7 +136,7 @@ def test_takes_one_fails_at_once(glitchy):
 
 def test_deterministic_backends_are_not_retaken(write_script, tmp_path):
     """espeak says every take the same way: a failing line fails after one take."""
-    from dialog_tts.quality import Thresholds
+    from dialog_tts.quality.checks import Thresholds
 
     engine = Engine(1, gate=Gate(GateSettings(thresholds=Thresholds(max_duration=0.1, duration_slack=0.0),
                                               strict=True)))
@@ -280,7 +280,7 @@ def test_a_check_asked_for_later_runs_on_the_cached_takes(write_script, tmp_path
     line's report has the recognizer's result, and the result is kept: a third render hears nothing."""
     pytest.importorskip("pocketsphinx")
     from conftest import registered
-    from dialog_tts.asr import Recognizer
+    from dialog_tts.quality.asr import Recognizer
 
     inst = CountingSpeech()
     gen = registered("counting", inst)

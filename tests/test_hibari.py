@@ -15,7 +15,7 @@ from dialog_tts.api import RenderOptions
 from dialog_tts.backends.hibari import HibariBackend
 from dialog_tts.cli import main
 from dialog_tts.errors import UnknownVoiceError
-from dialog_tts.voice import Voice, parse_rate
+from dialog_tts.script.voice import Voice, parse_rate
 from measure import loud_regions, median_f0, rms_db
 
 TEXT = "This sentence is long enough to measure how it is spoken."
@@ -202,7 +202,7 @@ FFT_PROBE = """
 import hashlib, json, sys
 {first}
 from dialog_tts.backends.hibari import HibariBackend
-from dialog_tts.voice import Voice
+from dialog_tts.script.voice import Voice
 backend = HibariBackend()
 clip = backend.synthesize({text!r}, backend.resolve(Voice("heart", "hibari")))
 import hibari.dsp, scipy, scipy.fft

@@ -71,8 +71,8 @@ def test_the_cycle_finder_finds_a_cycle():
 
 def test_the_import_walk_sees_function_level_imports():
     graph = import_graph()
-    assert "dialog_tts.cache" in graph["dialog_tts.api"]          # imported inside Renderer.__init__
-    assert "dialog_tts.backends" in graph["dialog_tts.casting"]   # `from . import backends`
+    assert "dialog_tts.synth.cache" in graph["dialog_tts.api"]          # imported inside Renderer.__init__
+    assert "dialog_tts.backends" in graph["dialog_tts.script.casting"]   # `from . import backends`
 
 
 def test_no_import_cycle_counting_imports_inside_functions():
@@ -80,10 +80,10 @@ def test_no_import_cycle_counting_imports_inside_functions():
 
 
 def test_the_voice_value_is_a_leaf_module():
-    assert import_graph()["dialog_tts.voice"] == set()
+    assert import_graph()["dialog_tts.script.voice"] == set()
 
 
-@pytest.mark.parametrize("module", ["dialog_tts.cli", "dialog_tts.script", "dialog_tts.voice"])
+@pytest.mark.parametrize("module", ["dialog_tts.cli", "dialog_tts.script.parse", "dialog_tts.script.voice"])
 def test_light_modules_import_no_numpy(module):
     source = modules()[module].read_text(encoding="utf-8")
     assert "import numpy" not in source

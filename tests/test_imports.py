@@ -125,7 +125,7 @@ def test_a_limited_render_without_a_target_does_not_import_numpy_ma(tmp_path):
 
 
 def test_an_up_to_date_output_is_found_without_numpy_the_mixer_or_the_writers(tmp_path):
-    """A re-run whose output is up to date decides it from values (dialog_tts.specs): issue 3's cached
+    """A re-run whose output is up to date decides it from values (dialog_tts.render.specs): issue 3's cached
     re-run at most 1.5x a bare `import numpy, soundfile` start-up."""
     out = tmp_path / "o.wav"
     args = ["-s", "samples/scene.txt", "--backend", "espeak", "--cache-dir", str(tmp_path / "c"), "-o", str(out),

@@ -21,8 +21,8 @@ import pytest
 from dialog_tts import backends
 from dialog_tts.backends import kokoro
 from dialog_tts.errors import BackendUnavailableError, UnknownVoiceError
-from dialog_tts.lexicon import Entry
-from dialog_tts.voice import Voice, parse_rate
+from dialog_tts.script.lexicon import Entry
+from dialog_tts.script.voice import Voice, parse_rate
 from measure import median_f0, rms_db
 
 DATA = Path(kokoro.__file__).parents[1] / "data" / "kokoro"
@@ -196,7 +196,7 @@ def test_the_cache_key_does_not_depend_on_the_workers():
 FIRST_LINES_AT_ONCE = """
 from concurrent.futures import ThreadPoolExecutor
 from dialog_tts import backends
-from dialog_tts.voice import Voice
+from dialog_tts.script.voice import Voice
 view = backends.get_backend("kokoro").bind({}, workers=4)
 texts = ["Winston slipped through the doors.", "The hallway smelt of cabbage.", "A poster hung there.", "Hello."]
 with ThreadPoolExecutor(4) as pool:

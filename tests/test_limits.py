@@ -10,11 +10,11 @@ from click.testing import CliRunner
 
 from dialog_tts import synthesize_dialog
 from dialog_tts.api import MAX_WORKERS, RenderOptions
-from dialog_tts.cache import parse_size
 from dialog_tts.cli import main
 from dialog_tts.errors import InputError, VoiceSpecError
-from dialog_tts.inputs import MAX_INPUT_BYTES, MAX_YAML_NODES, read_bytes
-from dialog_tts.speakers import load_speaker_map
+from dialog_tts.script.speakers import load_speaker_map
+from dialog_tts.script.textfiles import MAX_INPUT_BYTES, MAX_YAML_NODES, read_bytes
+from dialog_tts.synth.cache import parse_size
 
 
 def cli(*args) -> tuple[int, str]:

@@ -1,4 +1,4 @@
-"""Tests of dialog_tts.loudness: the K-weighting filters, integrated loudness and normalize_loudness.
+"""Tests of dialog_tts.finish.loudness: the K-weighting filters, integrated loudness and normalize_loudness.
 
 The references are independent of the code under test: pyloudnorm's filters and meter,
 libebur128 (through pyebur128), BS.1770's tabulated 48 kHz coefficients, and a true
@@ -18,8 +18,9 @@ import pytest
 from scipy.ndimage import minimum_filter1d
 from scipy.signal import resample_poly, sosfilt, sosfreqz
 
-from dialog_tts import compiled, loudness
-from dialog_tts.loudness import integrated_loudness, k_weighting_sos, normalize_loudness
+from dialog_tts.finish import kweighting as compiled
+from dialog_tts.finish import loudness
+from dialog_tts.finish.loudness import integrated_loudness, k_weighting_sos, normalize_loudness
 
 RATES = [16000, 22050, 24000, 44100, 48000]
 ROOT = Path(__file__).resolve().parents[1]
@@ -150,20 +151,20 @@ def _imports(path: Path) -> set[str]:
 
 def test_loudness_module_boundary():
     """loudness.py needs only NumPy/SciPy/soxr and audio's dB helper (no mixer, no I/O); nothing in the
-    package reads pyloudnorm; the mixer reaches the loudness code through dialog_tts.loudness."""
-    loudness = _imports(ROOT / "dialog_tts" / "loudness.py")
+    package reads pyloudnorm; the mixer reaches the loudness code through dialog_tts.finish.loudness."""
+    loudness = _imports(ROOT / "dialog_tts" / "finish" / "loudness.py")
     assert loudness <= {"__future__", "math", "dataclasses", "functools", "collections.abc", "numpy", "soxr",
-                        "scipy.signal", ".audio",
-                        ".compiled"}   # scipy's compiled sosfilt loop, found without importing scipy.signal
+                        "scipy.signal", "dialog_tts.io.audio",
+                        "dialog_tts.finish.kweighting"}   # the project's compiled K-weighting loop
     for path in (ROOT / "dialog_tts").rglob("*.py"):
         assert not any(m.split(".")[0] == "pyloudnorm" for m in _imports(path)), path
-    for mixer in ("mix.py", "blockmix.py"):
-        assert "sosfilt" not in (ROOT / "dialog_tts" / mixer).read_text(encoding="utf-8")
+    for mixer in ("clips.py", "mixer.py"):
+        assert "sosfilt" not in (ROOT / "dialog_tts" / "finish" / mixer).read_text(encoding="utf-8")
 
 
 @pytest.mark.parametrize(("dtype", "shape"), [(np.float32, (30001,)), (np.float64, (30001,)), (np.float64, (30001, 2))])
 def test_the_sosfilt_loop_gives_scipys_sosfilt_bit_for_bit(dtype, shape):
-    """dialog_tts.loudness.sosfilt runs the project's compiled loop without importing scipy.signal: same bits,
+    """dialog_tts.finish.loudness.sosfilt runs the project's compiled loop without importing scipy.signal: same bits,
     with and without a carried state, split anywhere.  (That a render takes the loop, scipy.signal left
     unloaded, is tests/test_imports.py's check.)"""
     x = np.random.default_rng(7).standard_normal(shape).astype(dtype)

@@ -112,7 +112,7 @@ def test_cleared_goes_to_stderr(private_cache):
 
 
 def test_blend_is_described_by_speaker_and_weight():
-    from dialog_tts.voice import Voice
+    from dialog_tts.script.voice import Voice
     guest = (("ref_audio", "/a/very/long/path/to/the/guest/recording.wav"), ("ref_text", "What it says."),
              ("weight", 0.6))
     host = (("ref_audio", "/another/long/path/host2.wav"), ("ref_text", None), ("weight", 0.4))

@@ -1,4 +1,4 @@
-"""Tests of the mixer (dialog_tts.mix, with dialog_tts.loudness) and of writing audio (dialog_tts.audio.write).
+"""Tests of the mixer (dialog_tts.finish.clips, with dialog_tts.finish.loudness) and of writing audio (dialog_tts.io.audio.write).
 
 Every expectation is computed from first principles or measured independently
 of the code under test: pan gains from cos/sin of (p+1)π/4, positions in time
@@ -20,11 +20,8 @@ import soundfile as sf
 from scipy.signal import resample_poly
 
 from conftest import tone_clip
-from dialog_tts import audio
-from dialog_tts.audio import Clip
 from dialog_tts.errors import InputError, OutputError
-from dialog_tts.loudness import limiter_gain, true_peak_per_frame
-from dialog_tts.mix import (
+from dialog_tts.finish.clips import (
     MixResult,
     MixSettings,
     Placement,
@@ -34,6 +31,9 @@ from dialog_tts.mix import (
     pan_gains,
     trim,
 )
+from dialog_tts.finish.loudness import limiter_gain, true_peak_per_frame
+from dialog_tts.io import audio
+from dialog_tts.io.audio import Clip
 
 IN_RATE = 16000
 OUT_RATE = 24000
@@ -921,7 +921,7 @@ def test_fade_edges_works_on_stereo():
 @pytest.mark.parametrize("channels", [1, 2])
 def test_blockwise_loudness_equals_pyloudnorm(rate, channels):
     """The mixer's streaming BS.1770 measurement agrees with pyloudnorm's (which copies the signal)."""
-    from dialog_tts.loudness import StreamMeter
+    from dialog_tts.finish.loudness import StreamMeter
     rng = np.random.default_rng(rate + channels)
     n = int(rate * 7.3)
     x = rng.standard_normal((n, channels) if channels == 2 else n).astype(np.float32) * 0.1

@@ -9,11 +9,13 @@ import pytest
 import soundfile as sf
 
 from conftest import tone_clip
-from dialog_tts import mix, music, sources
-from dialog_tts import timeline as tl
-from dialog_tts.audio import Clip
-from dialog_tts.script import Line, Pause
-from dialog_tts.voice import Voice
+from dialog_tts.finish import clips as mix
+from dialog_tts.finish import music
+from dialog_tts.finish import timeline as tl
+from dialog_tts.io import musicfiles as sources
+from dialog_tts.io.audio import Clip
+from dialog_tts.script.parse import Line, Pause
+from dialog_tts.script.voice import Voice
 from measure import rms_db
 
 RATE = 16000

@@ -173,13 +173,13 @@ def test_a_part_file_being_written_by_another_process_is_left_alone(tmp_path):
     live = tmp_path / ".out.wav.abcdefgh.part.wav"
     with open(live, "wb") as handle:
         fcntl.flock(handle, fcntl.LOCK_EX)               # as atomic_path holds it while writing
-        code = (f"from dialog_tts import outputs; "
+        code = (f"from dialog_tts.io import outputs; "
                 f"print(len(outputs.remove_stale_parts({str(tmp_path / 'out.wav')!r})))")
         done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT,
                               env={**os.environ, "PYTHONPATH": str(ROOT)})
         assert done.stdout.strip() == "0", done.stderr
         assert live.exists()
-    from dialog_tts import outputs
+    from dialog_tts.io import outputs
     assert outputs.remove_stale_parts(tmp_path / "out.wav") == [live] and not live.exists()
 
 
@@ -187,7 +187,7 @@ CHILD = """
 import os, signal, sys
 from pathlib import Path
 from dialog_tts.cli import cleanup_on_signals
-from dialog_tts.outputs import atomic_path
+from dialog_tts.io.outputs import atomic_path
 out = Path(sys.argv[1])
 with cleanup_on_signals():
     with atomic_path(out) as tmp:

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from dialog_tts import synthesize_dialog
-from dialog_tts.script import Line, load
+from dialog_tts.script.parse import Line, load
 
 PLAYS = Path(__file__).parent / "data" / "plays"
 NAMES = ["earnest.txt", "ideal_husband.txt"]

@@ -15,13 +15,15 @@ import soundfile as sf
 from click.testing import CliRunner
 
 from conftest import FAKE_RATE, FakeBackend, tone_clip
-from dialog_tts import backends, mix, music, synthesize_dialog
-from dialog_tts import script as script_mod
-from dialog_tts import timeline as tl
+from dialog_tts import backends, synthesize_dialog
 from dialog_tts.api import Renderer, RenderOptions
 from dialog_tts.backends.base import VoiceInfo
 from dialog_tts.cli import main
 from dialog_tts.errors import ScriptError
+from dialog_tts.finish import clips as mix
+from dialog_tts.finish import music
+from dialog_tts.finish import timeline as tl
+from dialog_tts.script import parse as script_mod
 from measure import loud_regions
 from test_music import dialog_timeline, sine_source
 
@@ -327,8 +329,8 @@ class SentenceBackend(FakeBackend):
         return ["s"]
 
     def synthesize(self, text, voice):
-        from dialog_tts.audio import concat
-        from dialog_tts.subtitles import sentences
+        from dialog_tts.io.audio import concat
+        from dialog_tts.io.subtitles import sentences
         parts = []
         for i, _sentence in enumerate(sentences(text)):
             seconds = 0.3 if i == 0 else 1.5           # the short first sentence has the longer text
@@ -358,7 +360,7 @@ def test_long_lines_split_where_the_backend_says_its_sentences_start(write_scrip
 
 
 def test_offline_backends_mark_their_sentences():
-    from dialog_tts.voice import Voice
+    from dialog_tts.script.voice import Voice
     text = "The first sentence. And the second one."
     for name, voice in (("piper", "joe"), ("hibari", "heart")):
         backend = backends.get_backend(name)

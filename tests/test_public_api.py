@@ -13,8 +13,8 @@ import pytest
 import dialog_tts
 from dialog_tts import api, backends, errors
 from dialog_tts.api import AudioStream, Renderer, RenderOptions
-from dialog_tts.engine import Engine
-from dialog_tts.executors import ThreadExecutor
+from dialog_tts.synth.engine import Engine
+from dialog_tts.synth.executors import ThreadExecutor
 
 ERRORS = sorted((cls for cls in vars(errors).values()
                  if isinstance(cls, type) and issubclass(cls, errors.DialogTTSError)), key=lambda c: c.__name__)

@@ -11,12 +11,21 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from conftest import FAKE_RATE, glitch, speech_like
-from dialog_tts import script as script_mod
-from dialog_tts.audio import Clip, pcm24
 from dialog_tts.backends import get_backend
-from dialog_tts.gate import Take, best_take
-from dialog_tts.quality import Check, Thresholds, Verdict, check_take, frame_db, longest_run, measure, spoken_words
-from dialog_tts.voice import Rate, Voice
+from dialog_tts.io.audio import Clip, pcm24
+from dialog_tts.quality.checks import (
+    Check,
+    Thresholds,
+    Verdict,
+    check_take,
+    frame_db,
+    longest_run,
+    measure,
+    spoken_words,
+)
+from dialog_tts.quality.gate import Take, best_take
+from dialog_tts.script import parse as script_mod
+from dialog_tts.script.voice import Rate, Voice
 from measure import take_figures
 
 LONG = "Hello there, how are you doing today? I hope the weather is kind to you."
@@ -102,7 +111,7 @@ def _takes_to_measure() -> list[np.ndarray]:
 @pytest.fixture(params=["compiled", "numpy"])
 def measure_path(request, monkeypatch):
     """Each test that takes it runs twice: through the compiled pass, then through NumPy alone."""
-    from dialog_tts import quality
+    from dialog_tts.quality import checks as quality
 
     if request.param == "compiled":
         if quality.compiled() is None:
@@ -130,7 +139,7 @@ def test_the_compiled_pass_is_built_where_a_compiler_is():
     import sysconfig
     from pathlib import Path
 
-    from dialog_tts import quality
+    from dialog_tts.quality import checks as quality
 
     compiler = (sysconfig.get_config_var("CC") or "cc").split()[0]
     if shutil.which(compiler) is None:
@@ -143,7 +152,7 @@ def test_the_compiled_pass_is_built_where_a_compiler_is():
 def test_the_compiled_pass_gives_numpys_figures_on_real_takes():
     """Both paths, on clean and damaged takes of espeak and piper (float32 sums in another order
     differ in their last bits: the figures agree to far below any limit)."""
-    from dialog_tts import quality
+    from dialog_tts.quality import checks as quality
 
     if quality.compiled() is None:
         pytest.skip("dialog_tts._takecheck was not built")
@@ -167,7 +176,7 @@ def test_samples_the_compiled_pass_cannot_read_are_measured_by_numpy():
         got = measure(other, FAKE_RATE)
         assert got.span == want.span and got.pause == want.pause and got.steady == want.steady
         assert got.peak_db == pytest.approx(want.peak_db, abs=1e-4) and got.clipped == want.clipped
-    from dialog_tts import quality
+    from dialog_tts.quality import checks as quality
 
     fast = quality.compiled()
     if fast is not None:                     # the compiled pass refuses them (and measure then asks NumPy)
@@ -187,7 +196,7 @@ _FIGURE = st.floats(allow_nan=True, allow_infinity=True, width=32) | st.sampled_
        speech=st.booleans(), max_steady=st.floats(0.0, 5.0))
 def test_a_verdict_knows_at_once_what_its_checks_say(figures, predicted, speed, volume, speech, max_steady):
     """check_take decides pass or fail without making the check records; made later, they agree."""
-    from dialog_tts.quality import Figures, Judged
+    from dialog_tts.quality.checks import Figures, Judged
 
     judged = Judged(Figures(*figures), predicted, speed, volume, speech, Thresholds(max_steady=max_steady))
     verdict = Verdict.of(judged)
@@ -316,7 +325,7 @@ def _spoken(text: str, gaps: dict[int, float], wpm: float = 170.0) -> np.ndarray
 
 @pytest.mark.parametrize("ellipsis", ["...", ". . .", "…", ".  .  ."])
 def test_every_spelling_of_an_ellipsis_asks_for_the_same_pause(ellipsis):
-    from dialog_tts.quality import PAUSE_SECONDS, pauses
+    from dialog_tts.quality.checks import PAUSE_SECONDS, pauses
 
     assert pauses(f"Well{ellipsis} yes, I suppose so")[1] == pytest.approx(PAUSE_SECONDS["ellipsis"])
     assert pauses(f"Really? {ellipsis} I call that business")[1] == pytest.approx(
@@ -324,7 +333,7 @@ def test_every_spelling_of_an_ellipsis_asks_for_the_same_pause(ellipsis):
 
 
 def test_pauses_come_from_dashes_and_sentence_ends_between_words_only():
-    from dialog_tts.quality import PAUSE_SECONDS, pauses
+    from dialog_tts.quality.checks import PAUSE_SECONDS, pauses
 
     for dash in (" - ", "—", " — ", "--", " – "):
         assert pauses(f"I play accurately{dash}any one can")[1] == pytest.approx(PAUSE_SECONDS["dash"])
@@ -353,7 +362,7 @@ def test_the_pauses_a_text_asks_for_are_no_failure(text, gaps):
 
 
 def test_a_two_word_line_with_an_ellipsis_may_take_three_times_its_words():
-    from dialog_tts.quality import expected_seconds
+    from dialog_tts.quality.checks import expected_seconds
 
     text = "Quite . . . impossible."
     x = _spoken(text, {0: 2.0}, wpm=100.0)                             # drawn out, and a long pause
@@ -392,7 +401,7 @@ def test_a_soft_failure_is_kept_over_a_hard_one_and_a_pass_over_both():
 
 
 def test_a_verdict_is_made_again_from_its_record():
-    from dialog_tts.quality import Figures
+    from dialog_tts.quality.checks import Figures
 
     x = glitch(speech_like(LONG), "pause")
     verdict = check_take(Clip(x, FAKE_RATE), LONG, wpm=170.0)

@@ -125,7 +125,7 @@ def test_all_four_kinds_end_to_end_through_the_cli(checkpoints, refs, qwen, writ
 
 
 def test_preset_batch_matches_single_lines(checkpoints, qwen):
-    from dialog_tts.voice import Voice
+    from dialog_tts.script.voice import Voice
     backend = backends.get_backend("qwen")
     model = str(checkpoints["custom_voice"])
     voices = [backend.resolve(Voice(n, backend="qwen", options=(("model", model),))) for n in ("vivian", "Ryan")]
@@ -193,8 +193,8 @@ def test_blend_is_the_weighted_average_of_the_embeddings(checkpoints, refs, qwen
     synthesize_dialog(write_script("Duo: Together.\nGuest: Alone.\nHost2: Me too.\n"), None,
                       speaker_map=speaker_map, cache=False)
     backend = qwen[0]
-    from dialog_tts import casting, speakers
-    from dialog_tts import script as script_mod
+    from dialog_tts.script import casting, speakers
+    from dialog_tts.script import parse as script_mod
     smap = speakers.load_speaker_map(speaker_map)
     cast = casting.cast(script_mod.parse_text("Duo: x\nGuest: y\nHost2: z\n"), speaker_map=smap)
     blend = backend.clone_prompt(cast["duo"])
@@ -252,7 +252,7 @@ def test_without_qwen_tts_the_error_names_the_install(monkeypatch, qwen):
     monkeypatch.setitem(sys.modules, "qwen_tts", None)
     from dialog_tts.backends.base import install_hint
     from dialog_tts.errors import BackendUnavailableError
-    from dialog_tts.voice import Voice
+    from dialog_tts.script.voice import Voice
     with pytest.raises(BackendUnavailableError, match=re.escape(install_hint("qwen"))):
         backends.get_backend("qwen").synthesize("hi", Voice("Vivian", backend="qwen"))
 
@@ -269,9 +269,9 @@ def test_shipped_qwen_map_casts_all_four_kinds():
     """config/qwen.yaml with samples/interview.txt: casting only (no model is loaded)."""
     from pathlib import Path
 
-    from dialog_tts import casting, speakers
-    from dialog_tts import script as script_mod
     from dialog_tts.backends.qwen import voice_kind
+    from dialog_tts.script import casting, speakers
+    from dialog_tts.script import parse as script_mod
     root = Path(__file__).resolve().parents[1]
     smap = speakers.load_speaker_map(root / "config" / "qwen.yaml")
     cast = casting.cast(script_mod.load(root / "samples" / "interview.txt"), speaker_map=smap)

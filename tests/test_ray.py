@@ -22,7 +22,7 @@ from click.testing import CliRunner
 from dialog_tts import backends, synthesize_dialog
 from dialog_tts.api import Renderer, RenderOptions, synthesize_batch
 from dialog_tts.cli import main
-from dialog_tts.engine import ProgressEvent
+from dialog_tts.synth.engine import ProgressEvent
 from ray_fakes import BatchDetBackend, DetBackend, read_log
 
 ray = pytest.importorskip("ray")
@@ -165,10 +165,10 @@ def test_backend_cap_holds_across_the_cluster(cluster, det, write_script, tmp_pa
 
 def test_a_stream_on_the_cluster_comes_in_job_order_with_the_thread_pool_s_audio(cluster, det):
     """Engine.stream with the Ray executor: the same outcomes as a local run, in order, within the window."""
-    from dialog_tts.engine import Engine
-    from dialog_tts.jobs import Job
-    from dialog_tts.ray_executor import RayExecutor
-    from dialog_tts.voice import Voice
+    from dialog_tts.script.voice import Voice
+    from dialog_tts.synth.engine import Engine
+    from dialog_tts.synth.jobs import Job
+    from dialog_tts.synth.ray_executor import RayExecutor
 
     jobs = [Job(f"Line {i} says {'so ' * (i % 5)}this.", Voice("low", backend="batchdet" if i % 3 == 0 else "det"),
                 "s.txt", i + 1, "A") for i in range(24)]
@@ -255,7 +255,7 @@ def test_qwen_batches_run_on_one_actor_per_gpu(cluster, tmp_path):
     if not torch.cuda.is_available() or ray.cluster_resources().get("GPU", 0) < 1:
         pytest.skip("needs an NVIDIA GPU in the cluster")
     import qwen_tiny
-    from dialog_tts.ray_executor import RayExecutor
+    from dialog_tts.synth.ray_executor import RayExecutor
 
     model = qwen_tiny.build_tiny_checkpoint(tmp_path / "cv", "custom_voice", max_new_tokens=8)
     folder = tmp_path / "scripts"

@@ -15,9 +15,9 @@ from click.testing import CliRunner
 from dialog_tts import backends, synthesize_dialog
 from dialog_tts.backends.base import usable_cores
 from dialog_tts.cli import main
-from dialog_tts.engine import Engine
-from dialog_tts.jobs import Job
-from dialog_tts.voice import Voice
+from dialog_tts.script.voice import Voice
+from dialog_tts.synth.engine import Engine
+from dialog_tts.synth.jobs import Job
 from measure import median_f0, rms_db
 
 pytestmark = pytest.mark.slow
@@ -94,15 +94,15 @@ def test_default_cast_gives_four_distinct_pitches(write_script):
     names = ["Ada", "Bo", "Cy", "Di"]
     text = "The quick brown fox jumps over the lazy dog, and we were away a year ago."
     script = write_script("".join(f"{n}: {text}\n" for n in names))
-    from dialog_tts import casting
-    from dialog_tts import script as script_mod
+    from dialog_tts.script import casting
+    from dialog_tts.script import parse as script_mod
     parsed = script_mod.load(script)
     cast = casting.cast(parsed)
     distinct = {(v.backend, v.name, v.pitch) for v in cast.values()}
     assert len(distinct) == len(names)
     jobs = [Job(line.text, cast[line.key]) for line in parsed.lines]
     clips = Engine(workers=2).run(jobs).clips
-    from dialog_tts.audio import resample
+    from dialog_tts.io.audio import resample
     pitches = [median_f0(resample(c.samples, c.sample_rate, 16000), 16000) for c in clips]
     for (i, a), (j, b) in itertools.combinations(enumerate(pitches), 2):
         assert max(a, b) / min(a, b) >= 1.08, (names[i], a, names[j], b)
@@ -112,16 +112,16 @@ def test_piper_rate_and_pitch_change_the_audio():
     piper = backends.get_backend("piper")
     text = "This sentence is long enough to measure its speaking rate."
     plain = piper.synthesize(text, piper.resolve(Voice("joe")))
-    from dialog_tts.voice import parse_rate
+    from dialog_tts.script.voice import parse_rate
     fast = piper.synthesize(text, piper.resolve(Voice("joe", rate=parse_rate("1.5x"))))
     up = piper.synthesize(text, piper.resolve(Voice("joe", pitch=4.0)))
-    from dialog_tts.mix import trim
+    from dialog_tts.finish.clips import trim
 
     def speech(clip):
         return len(trim(clip.samples)) / clip.sample_rate
     assert speech(fast) == pytest.approx(speech(plain) / 1.5, rel=0.1)
     assert speech(up) == pytest.approx(speech(plain), rel=0.1)
-    from dialog_tts.audio import resample
+    from dialog_tts.io.audio import resample
     f_plain = median_f0(resample(plain.samples, plain.sample_rate, 16000), 16000)
     f_up = median_f0(resample(up.samples, up.sample_rate, 16000), 16000)
     assert f_up / f_plain == pytest.approx(2 ** (4 / 12), rel=0.06)
@@ -135,8 +135,8 @@ PROSE = ("It was a bright cold day in April, and the clocks were striking thirte
 @pytest.mark.parametrize("wpm", [150, 240])
 def test_rate_in_words_per_minute(backend, wpm):
     """rate=WPM gives about WPM words per minute of English prose (within 15 %)."""
-    from dialog_tts.mix import trim
-    from dialog_tts.voice import parse_rate
+    from dialog_tts.finish.clips import trim
+    from dialog_tts.script.voice import parse_rate
     inst = backends.get_backend(backend)
     clip = inst.synthesize(PROSE, inst.resolve(Voice("", backend=backend, rate=parse_rate(str(wpm)))))
     seconds = len(trim(clip.samples)) / clip.sample_rate

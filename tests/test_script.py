@@ -1,4 +1,4 @@
-"""The dialog script format: dialog_tts.script (parse_text, load, decode, names)."""
+"""The dialog script format: dialog_tts.script.parse (parse_text, load, decode, names)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from dialog_tts.errors import InputError, ScriptError
-from dialog_tts.script import (
+from dialog_tts.script.parse import (
     MAX_LABEL_LENGTH,
     MAX_LINE_CHARS,
     MAX_NAME_LENGTH,

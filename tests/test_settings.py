@@ -14,7 +14,7 @@ from dialog_tts.api import Renderer, RenderOptions, synthesize_dialog
 from dialog_tts.backends.base import Backend, Setting, VoiceInfo, int_in
 from dialog_tts.cli import main
 from dialog_tts.errors import InputError
-from dialog_tts.voice import Voice
+from dialog_tts.script.voice import Voice
 
 
 class RecordingBackend(Backend):

@@ -16,11 +16,11 @@ import pytest
 
 from conftest import FakeBackend, registered, tone_clip
 from dialog_tts.backends.base import VoiceInfo
-from dialog_tts.cache import AudioCache
-from dialog_tts.engine import Engine, ProgressEvent, Source
 from dialog_tts.errors import SynthesisError
-from dialog_tts.jobs import Job
-from dialog_tts.voice import Voice
+from dialog_tts.script.voice import Voice
+from dialog_tts.synth.cache import AudioCache
+from dialog_tts.synth.engine import Engine, ProgressEvent, Source
+from dialog_tts.synth.jobs import Job
 
 WAIT = 10        # seconds an Event wait may take before the test fails (never reached when it passes)
 

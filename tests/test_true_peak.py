@@ -26,10 +26,12 @@ import pytest
 import soundfile as sf
 from scipy.signal import resample
 
-from dialog_tts import blockmix, loudness, mix
-from dialog_tts import timeline as tl
-from dialog_tts.script import Line
-from dialog_tts.voice import Voice
+from dialog_tts.finish import clips as mix
+from dialog_tts.finish import loudness
+from dialog_tts.finish import mixer as blockmix
+from dialog_tts.finish import timeline as tl
+from dialog_tts.script.parse import Line
+from dialog_tts.script.voice import Voice
 
 CEILING = -1.0
 TARGETS = (-23.0, -16.0, -10.0)
@@ -219,7 +221,7 @@ def test_a_tone_near_nyquist_at_its_worst_phase_reads_at_least_its_amplitude():
 
 @pytest.mark.parametrize("suffix", [".wav", ".flac"])
 def test_the_file_meter_reads_as_the_mixer_does(tmp_path, suffix):
-    from dialog_tts.blockwrite import measure_file
+    from dialog_tts.io.writers import measure_file
 
     rate = 24000
     x = material("nyquist_noise", rate, 2, seed=5)
@@ -273,7 +275,7 @@ def test_one_long_line_is_mixed_in_bounded_memory():
 
 @pytest.mark.parametrize("rate, channels", [(22050, 1), (24000, 2), (48000, 2), (96000, 1), (176400, 2)])
 def test_libebur128s_reading_is_reproduced_block_by_block(rate, channels):
-    from dialog_tts.loudness import ShortInterpolatorReader
+    from dialog_tts.finish.loudness import ShortInterpolatorReader
 
     rng = np.random.default_rng(11)
     x = (0.3 * rng.standard_normal((rate // 2, channels))).astype(np.float32)

@@ -28,8 +28,9 @@ import jiwer
 import numpy as np
 import pytest
 
-from dialog_tts import backends, casting
-from dialog_tts.voice import Voice
+from dialog_tts import backends
+from dialog_tts.script import casting
+from dialog_tts.script.voice import Voice
 from measure import Recognizer, median_f0, sentences, words
 
 MAX_WER_RATIO = 1.5

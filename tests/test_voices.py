@@ -7,11 +7,17 @@ import textwrap
 import pytest
 
 from dialog_tts import backends
-from dialog_tts.casting import auto_pans, cast
 from dialog_tts.errors import InputError, UnknownBackendError, UnknownVoiceError, VoiceSpecError
-from dialog_tts.script import parse_text
-from dialog_tts.speakers import SpeakerMap, load_speaker_map, parse_assignment, parse_spec_fields, voice_from_fields
-from dialog_tts.voice import MIX_KEYS, Rate, Voice, parse_db, parse_pan, parse_pitch, parse_rate
+from dialog_tts.script.casting import auto_pans, cast
+from dialog_tts.script.parse import parse_text
+from dialog_tts.script.speakers import (
+    SpeakerMap,
+    load_speaker_map,
+    parse_assignment,
+    parse_spec_fields,
+    voice_from_fields,
+)
+from dialog_tts.script.voice import MIX_KEYS, Rate, Voice, parse_db, parse_pan, parse_pitch, parse_rate
 
 
 def piper_palette() -> list[str]:

@@ -13,10 +13,10 @@ import threading
 from dataclasses import replace
 from typing import Callable
 
-from ..defaults import DEFAULT_BACKEND
-from ..errors import DialogTTSError, UnknownBackendError, UnknownVoiceError, VoiceSpecError
-from ..voice import COMMON_KEYS, Voice, close_matches
-from .base import Backend, Setting, VoiceInfo
+from dialog_tts.backends.base import Backend, Setting, VoiceInfo
+from dialog_tts.defaults import DEFAULT_BACKEND
+from dialog_tts.errors import DialogTTSError, UnknownBackendError, UnknownVoiceError, VoiceSpecError
+from dialog_tts.script.voice import COMMON_KEYS, Voice, close_matches
 
 __all__ = [
     "DEFAULT_BACKEND",
@@ -80,7 +80,7 @@ def _load_entry_points() -> None:
     global _entry_points_loaded
     if _entry_points_loaded:
         return
-    from ..dists import entry_point_targets
+    from dialog_tts.dists import entry_point_targets
 
     for name, value in entry_point_targets(ENTRY_POINT_GROUP).items():
         if name not in _BUILTINS:
@@ -92,7 +92,7 @@ def rescan() -> None:
     """Forget the plugins found so far: the next lookup reads the installed packages' entry points
     again (after a plugin is installed or removed in a running process)."""
     global _entry_points_loaded
-    from ..dists import clear
+    from dialog_tts.dists import clear
 
     with _lock:
         clear()

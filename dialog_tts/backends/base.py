@@ -10,19 +10,19 @@ from functools import cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, ClassVar, Mapping, Sequence
 
-from ..delivery import Delivery
-from ..errors import DialogTTSError, InputError
-from ..lexicon import Entry
-from ..voice import MAX_FACTOR, MAX_PITCH_ST, MAX_WPM, MIN_FACTOR, MIN_WPM, Rate, Voice
+from dialog_tts.errors import DialogTTSError, InputError
+from dialog_tts.script.directions import Delivery
+from dialog_tts.script.lexicon import Entry
+from dialog_tts.script.voice import MAX_FACTOR, MAX_PITCH_ST, MAX_WPM, MIN_FACTOR, MIN_WPM, Rate, Voice
 
 if TYPE_CHECKING:  # numpy (through audio) only once audio is made: listing and casting stay light
-    from ..audio import Clip
+    from dialog_tts.io.audio import Clip
 
 
 @cache
 def package_version(distribution: str) -> str:
     """The installed version of *distribution* ("?" if it is not installed), for cache fingerprints."""
-    from ..dists import version
+    from dialog_tts.dists import version
 
     return version(distribution) or "?"
 

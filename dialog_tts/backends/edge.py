@@ -29,17 +29,7 @@ from dataclasses import dataclass, replace
 from functools import lru_cache
 from typing import TYPE_CHECKING, Any, Mapping
 
-from ..delivery import Delivery
-from ..errors import (
-    BackendUnavailableError,
-    InputError,
-    SynthesisError,
-    TransientSynthesisError,
-    UnknownVoiceError,
-    VoiceSpecError,
-)
-from ..voice import Rate, Voice, close_matches
-from .base import (
+from dialog_tts.backends.base import (
     Backend,
     Setting,
     VoiceInfo,
@@ -50,9 +40,19 @@ from .base import (
     package_version,
     shaped,
 )
+from dialog_tts.errors import (
+    BackendUnavailableError,
+    InputError,
+    SynthesisError,
+    TransientSynthesisError,
+    UnknownVoiceError,
+    VoiceSpecError,
+)
+from dialog_tts.script.directions import Delivery
+from dialog_tts.script.voice import Rate, Voice, close_matches
 
 if TYPE_CHECKING:
-    from ..audio import Clip
+    from dialog_tts.io.audio import Clip
 
 log = logging.getLogger("dialog_tts")
 
@@ -276,7 +276,7 @@ class EdgeBackend(Backend):
     def synthesize(self, text: str, voice: Voice) -> Clip:
         import asyncio
 
-        from ..audio import decode_mp3
+        from dialog_tts.io.audio import decode_mp3
 
         edge_tts = self._client()
         try:

@@ -15,14 +15,14 @@ from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ..delivery import Delivery
-from ..errors import BackendUnavailableError, SynthesisError, UnknownVoiceError
-from ..lexicon import Entry
-from ..voice import Voice, close_matches
-from .base import Backend, VoiceInfo, package_version, shaped
+from dialog_tts.backends.base import Backend, VoiceInfo, package_version, shaped
+from dialog_tts.errors import BackendUnavailableError, SynthesisError, UnknownVoiceError
+from dialog_tts.script.directions import Delivery
+from dialog_tts.script.lexicon import Entry
+from dialog_tts.script.voice import Voice, close_matches
 
 if TYPE_CHECKING:
-    from ..audio import Clip
+    from dialog_tts.io.audio import Clip
 
 _AUDIO_OUTPUT_SYNCHRONOUS = 2
 _CHARS_UTF8 = 1
@@ -185,7 +185,7 @@ class EspeakBackend(Backend):
 
     # ------------------------------------------------------------ synthesis
     def synthesize(self, text: str, voice: Voice) -> Clip:
-        from ..audio import apply_gain_db, from_pcm16
+        from dialog_tts.io.audio import apply_gain_db, from_pcm16
 
         pitch_factor = 2.0 ** (voice.pitch / 12.0)
         setting = round(_DEFAULT_RATE * voice.speed(self.base_wpm) / pitch_factor)

@@ -26,14 +26,14 @@ from pathlib import Path
 from types import ModuleType
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from ..delivery import Delivery
-from ..errors import BackendUnavailableError, SynthesisError, UnknownVoiceError
-from ..lexicon import Entry
-from ..voice import Voice, close_matches
-from .base import Backend, Setting, VoiceInfo, int_in, package_version, shaped, with_take
+from dialog_tts.backends.base import Backend, Setting, VoiceInfo, int_in, package_version, shaped, with_take
+from dialog_tts.errors import BackendUnavailableError, SynthesisError, UnknownVoiceError
+from dialog_tts.script.directions import Delivery
+from dialog_tts.script.lexicon import Entry
+from dialog_tts.script.voice import Voice, close_matches
 
 if TYPE_CHECKING:
-    from ..audio import Clip
+    from dialog_tts.io.audio import Clip
 
 BUNDLED = "heart"
 #: Voices derived from a hibari voice: name -> (source voice, semitones).  Only those that
@@ -236,7 +236,7 @@ class HibariBackend(Backend):
 
     def _model_file(self, source: str) -> Path:
         """The voice's model, or its onnxruntime-optimized copy (the same graph, loaded in a third of the time)."""
-        from .derived import optimized_onnx
+        from dialog_tts.backends.derived import optimized_onnx
 
         path = self.model_path(source)
         stat = path.stat()
@@ -248,14 +248,14 @@ class HibariBackend(Backend):
         with self._load_lock:
             model = self._models.get(key)
             if model is None:
-                from .hibari_fft import import_hibari
+                from dialog_tts.backends.hibari_fft import import_hibari
 
                 try:
                     Hibari = import_hibari().Hibari
                 except ImportError as exc:
                     raise BackendUnavailableError(f"hibari is not installed ({exc.name}): "
                                                   f"pip install hibari-tts") from exc
-                from .hibari_g2p import lazy_g2p
+                from dialog_tts.backends.hibari_g2p import lazy_g2p
 
                 model = Hibari(voice=source, model=str(self._model_file(source)), threads=self.threads,
                                g2p=lazy_g2p(package_dir(), package_version("hibari-tts"),
@@ -265,7 +265,7 @@ class HibariBackend(Backend):
             return model
 
     def synthesize(self, text: str, voice: Voice) -> Clip:
-        from ..audio import apply_gain_db, concat
+        from dialog_tts.io.audio import apply_gain_db, concat
 
         source, shift = self._source(voice.name)
         model = self._load(source)

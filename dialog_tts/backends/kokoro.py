@@ -30,14 +30,14 @@ from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from ..delivery import Delivery
-from ..errors import BackendUnavailableError, SynthesisError, UnknownVoiceError
-from ..lexicon import Entry
-from ..voice import Voice, close_matches
-from .base import Backend, Setting, VoiceInfo, int_in, package_version, shaped
+from dialog_tts.backends.base import Backend, Setting, VoiceInfo, int_in, package_version, shaped
+from dialog_tts.errors import BackendUnavailableError, SynthesisError, UnknownVoiceError
+from dialog_tts.script.directions import Delivery
+from dialog_tts.script.lexicon import Entry
+from dialog_tts.script.voice import Voice, close_matches
 
 if TYPE_CHECKING:
-    from ..audio import Clip
+    from dialog_tts.io.audio import Clip
 
 SAMPLE_RATE = 24000
 MAX_TOKENS = 510                  # the model's context, less the two pad tokens
@@ -140,7 +140,7 @@ def model_path() -> Path:
     sha256 checks run only when the assembled file is not there yet.  The cache entry's key
     holds each part's identity, so a reinstalled part makes a new entry.
     """
-    from . import derived
+    from dialog_tts.backends import derived
 
     model = provenance()["model"]
     parts = installed_parts()
@@ -289,7 +289,7 @@ class KokoroBackend(Backend):
             if session is None:
                 import onnxruntime
 
-                from .derived import ort_session
+                from dialog_tts.backends.derived import ort_session
 
                 model = model_path()
                 options = onnxruntime.SessionOptions()
@@ -336,7 +336,7 @@ class KokoroBackend(Backend):
     def synthesize(self, text: str, voice: Voice) -> Clip:
         import numpy as np
 
-        from ..audio import apply_gain_db, concat
+        from dialog_tts.io.audio import apply_gain_db, concat
 
         found = self._voice(voice.name)
         session, pack = self._session(), self._style(found.name)
@@ -367,8 +367,8 @@ def _make_g2p(british: bool) -> tuple[Any, Any]:
     """hibari's G2P for American or British English (one per accent in the process, shared with hibari's
     voices), and hibari's sentence splitter.  Called under the backend's lock: importing hibari is not
     thread-safe."""
-    from .hibari_fft import import_hibari
-    from .hibari_g2p import make_g2p
+    from dialog_tts.backends.hibari_fft import import_hibari
+    from dialog_tts.backends.hibari_g2p import make_g2p
 
     try:
         split_sentences = import_hibari().Hibari.split_sentences

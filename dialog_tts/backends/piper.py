@@ -19,14 +19,14 @@ from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ..delivery import Delivery
-from ..errors import BackendUnavailableError, SynthesisError, UnknownVoiceError, VoiceSpecError
-from ..lexicon import Entry
-from ..voice import Voice, close_matches
-from .base import Backend, Setting, VoiceInfo, int_in, package_version, shaped, usable_cores
+from dialog_tts.backends.base import Backend, Setting, VoiceInfo, int_in, package_version, shaped, usable_cores
+from dialog_tts.errors import BackendUnavailableError, SynthesisError, UnknownVoiceError, VoiceSpecError
+from dialog_tts.script.directions import Delivery
+from dialog_tts.script.lexicon import Entry
+from dialog_tts.script.voice import Voice, close_matches
 
 if TYPE_CHECKING:
-    from ..audio import Clip
+    from dialog_tts.io.audio import Clip
 
 BUNDLED = "joe"
 #: joe and the voices derived from it: joe shifted by these semitones.
@@ -237,7 +237,7 @@ class PiperBackend(Backend):
                 from piper.config import PiperConfig
             except ImportError as exc:
                 raise BackendUnavailableError(f"piper is not installed ({exc.name}): pip install piper-tts") from exc
-            from .derived import ort_session
+            from dialog_tts.backends.derived import ort_session
 
             options = onnxruntime.SessionOptions()
             options.intra_op_num_threads = self.threads_per_call
@@ -255,7 +255,7 @@ class PiperBackend(Backend):
     def synthesize(self, text: str, voice: Voice) -> Clip:
         from piper import SynthesisConfig
 
-        from ..audio import apply_gain_db, concat
+        from dialog_tts.io.audio import apply_gain_db, concat
 
         model, offset = self._model_for(voice.name)
         piper_voice = self._load(model)

@@ -32,15 +32,24 @@ from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
 
-from ..delivery import Delivery
-from ..errors import BackendUnavailableError, DialogTTSError, SynthesisError, UnknownVoiceError, VoiceSpecError
-from ..inputs import read_text
-from ..voice import Voice, close_matches
-from .base import Backend, Setting, VoiceInfo, install_hint, int_in, missing_modules, package_version, with_take
-from .qwen_prompts import ClonePrompts, Wanted
+from dialog_tts.backends.base import (
+    Backend,
+    Setting,
+    VoiceInfo,
+    install_hint,
+    int_in,
+    missing_modules,
+    package_version,
+    with_take,
+)
+from dialog_tts.backends.qwen_prompts import ClonePrompts, Wanted
+from dialog_tts.errors import BackendUnavailableError, DialogTTSError, SynthesisError, UnknownVoiceError, VoiceSpecError
+from dialog_tts.script.directions import Delivery
+from dialog_tts.script.textfiles import read_text
+from dialog_tts.script.voice import Voice, close_matches
 
 if TYPE_CHECKING:
-    from ..audio import Clip
+    from dialog_tts.io.audio import Clip
 
 log = logging.getLogger("dialog_tts")
 
@@ -192,7 +201,7 @@ def import_torch() -> Any:
     qwen-tts prints a banner on stdout when imported: it goes to stderr, so that
     stdout keeps only what dialog-tts itself prints there.
     """
-    from .qwen_compat import import_qwen_tts
+    from dialog_tts.backends.qwen_compat import import_qwen_tts
 
     try:
         with contextlib.redirect_stdout(sys.stderr):
@@ -515,7 +524,7 @@ class QwenBackend(Backend):
         if len(kinds) != 1:
             raise SynthesisError(f"a qwen batch must use one kind of voice, got {sorted(kinds)}")
         kind = kinds.pop()
-        from ..audio import Clip, apply_gain_db
+        from dialog_tts.io.audio import Clip, apply_gain_db
 
         torch = import_torch()
         model = self.model(model_id)

@@ -16,7 +16,7 @@ import logging
 from pathlib import Path
 from typing import Any, Callable, Iterable, Sequence
 
-from ..errors import SynthesisError
+from dialog_tts.errors import SynthesisError
 
 log = logging.getLogger("dialog_tts")
 
@@ -100,7 +100,7 @@ class ClonePrompts:
         ident = json.dumps(identity)
         cached = self._ref_audio.get(ident)
         if cached is None:
-            from ..audio import decode
+            from dialog_tts.io.audio import decode
 
             try:
                 clip = decode(Path(ref).read_bytes())

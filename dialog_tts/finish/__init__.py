@@ -1,0 +1,1 @@
+"""Finishing: the timeline, the block mixer, loudness and true peak, music under the dialog."""

@@ -1,0 +1,313 @@
+"""Audio values and helpers: :class:`Clip`, resampling (soxr), codecs (soundfile).
+
+Audio stays float32 in [-1, 1] with its sample rate attached until the final
+write; nothing here knows about speakers or scripts.
+"""
+
+from __future__ import annotations
+
+import errno
+import io
+import os
+import shutil
+import sys
+from dataclasses import dataclass
+
+import numpy as np
+
+from dialog_tts.errors import OutputError
+from dialog_tts.io.outputs import atomic_path, check_outputs
+from dialog_tts.render import specs
+
+#: Rates libopus encodes; other rates are resampled to 48 kHz for .opus.
+OPUS_RATES = (8000, 12000, 16000, 24000, 48000)
+WRITE_BLOCK = 1 << 20  # frames per block when writing
+_NEARLY_FULL = 1 << 20  # bytes: a write that failed with less free than this failed for want of space
+# converted in NumPy (cheaper than libsndfile's own conversion): scale, and the shift into the container
+_INT_SUBTYPES = {"PCM_16": (np.int16, 32768.0, 0), "PCM_24": (np.int32, float(1 << 23), 8)}
+
+
+@dataclass(frozen=True)
+class Clip:
+    """Mono or stereo float32 samples, shape ``(n,)`` or ``(n, 2)``, with their rate.
+
+    *marks* are the frames where the clip's second, third, ... sentence starts, where
+    the backend told (piper and hibari speak sentence by sentence, Edge sends sentence
+    boundaries); the subtitles split long lines there.  The cache keeps them.
+    """
+
+    samples: np.ndarray
+    sample_rate: int
+    marks: tuple[int, ...] = ()
+
+    def __post_init__(self) -> None:
+        if self.samples.dtype != np.float32:
+            object.__setattr__(self, "samples", np.asarray(self.samples, dtype=np.float32))
+        if self.samples.ndim not in (1, 2):
+            raise ValueError(f"clip samples must be 1-D or 2-D, got shape {self.samples.shape}")
+        if self.sample_rate <= 0:
+            raise ValueError(f"sample rate must be positive, got {self.sample_rate}")
+
+    @property
+    def frames(self) -> int:
+        return int(self.samples.shape[0])
+
+    @property
+    def duration(self) -> float:
+        return self.frames / self.sample_rate
+
+    @property
+    def channels(self) -> int:
+        return 1 if self.samples.ndim == 1 else int(self.samples.shape[1])
+
+    def mono(self) -> np.ndarray:
+        return self.samples if self.samples.ndim == 1 else self.samples.mean(axis=1, dtype=np.float32)
+
+
+def resample(samples: np.ndarray, rate: int, target: int) -> np.ndarray:
+    """*samples* at *rate* resampled to *target* Hz with soxr (high quality)."""
+    if rate == target or samples.shape[0] == 0:
+        return samples
+    import soxr
+
+    return soxr.resample(samples, rate, target, quality="HQ").astype(np.float32, copy=False)
+
+
+def db_to_gain(db: float) -> float:
+    return float(10.0 ** (db / 20.0))
+
+
+def apply_gain_db(clip: Clip, db: float) -> Clip:
+    if not db:
+        return clip
+    return Clip(clip.samples * np.float32(db_to_gain(db)), clip.sample_rate, clip.marks)
+
+
+def from_pcm16(data: bytes, sample_rate: int) -> Clip:
+    """A mono Clip from little-endian signed 16-bit PCM bytes."""
+    pcm = np.frombuffer(data, dtype="<i2")
+    return Clip(pcm.astype(np.float32) / np.float32(32768.0), sample_rate)
+
+
+def concat(parts: list[np.ndarray], sample_rate: int) -> Clip:
+    """One Clip from consecutive chunks of float samples (an empty Clip for none)."""
+    if not parts:
+        return Clip(np.zeros(0, dtype=np.float32), sample_rate)
+    starts = np.cumsum([len(p) for p in parts[:-1]], dtype=np.int64)
+    return Clip(np.concatenate(parts).astype(np.float32, copy=False), sample_rate, tuple(int(s) for s in starts))
+
+
+_PCM24 = float(1 << 23)
+_MARKS = "dialog-tts sentence starts: "     # a cached clip's marks, in its FLAC comment
+
+
+def pcm24(clip: Clip) -> Clip:
+    """*clip* on the 24-bit grid (k / 2**23, clipped to [-1, 1)), which FLAC stores exactly.
+
+    Every synthesized clip goes through this, so a line read back from the cache
+    is bit-identical to the line as first synthesized.
+    """
+    # In float32, in place: scaling by a power of two is exact, and every k / 2**23 with |k| <= 2**23
+    # is a float32, so this gives the float64 computation's very values (tests/test_outputs.py) with
+    # one array instead of five.  Clipped first, so that no sample overflows when scaled.
+    x = np.clip(clip.samples, -1.0, 1.0 - 1.0 / _PCM24)
+    x *= np.float32(_PCM24)
+    np.round(x, out=x)
+    x /= np.float32(_PCM24)
+    return Clip(x, clip.sample_rate, clip.marks)
+
+
+def encode_flac(clip: Clip) -> bytes:
+    """Compress *clip* as 24-bit FLAC (lossless for clips from :func:`pcm24`)."""
+    import soundfile as sf
+
+    buf = io.BytesIO()
+    with sf.SoundFile(buf, "w", clip.sample_rate, clip.channels, format="FLAC", subtype="PCM_24") as f:
+        if clip.marks:
+            f.comment = _MARKS + ",".join(map(str, clip.marks))
+        f.write(pcm24(clip).samples)
+    return buf.getvalue()
+
+
+def decode(data: bytes) -> Clip:
+    """Decode any format soundfile reads (FLAC, WAV, MP3, OGG) to a Clip."""
+    import soundfile as sf
+
+    with sf.SoundFile(io.BytesIO(data)) as f:
+        samples = f.read(dtype="float32", always_2d=False)
+        comment = f.comment if f.format == "FLAC" else ""
+    marks = tuple(int(m) for m in comment[len(_MARKS):].split(",") if m) if comment.startswith(_MARKS) else ()
+    return Clip(samples, int(f.samplerate), marks)
+
+
+#: Samples of encoder plus decoder delay at the start of an MP3 stream that has no
+#: Xing/Info (LAME) frame telling the decoder to drop them, at 24 kHz: 576 + 529.
+MP3_STREAM_DELAY = 1105
+
+
+def decode_mp3(data: bytes) -> Clip:
+    """Decode MP3 bytes; for a raw stream (no Xing/Info frame, as Edge sends) drop the codec delay.
+
+    With a Xing/Info frame the decoder already returns exactly the encoded samples.
+    """
+    head = data[:512]
+    tagged = b"Xing" in head or b"Info" in head
+    clip = decode(_xing_size_fixed(data) if tagged else data)
+    if tagged:
+        return clip
+    return Clip(clip.samples[MP3_STREAM_DELAY:], clip.sample_rate)
+
+
+def _xing_size_fixed(data: bytes) -> bytes:
+    """*data* with its Xing/Info frame's stream size set to the bytes actually there.
+
+    A stream cut short (or a server that sends a tagged file in pieces) has a tag
+    announcing more bytes than arrive; libmpg123, inside libsndfile, then prints
+    "Xing stream size off by more than 1%" on the process's stderr, which no
+    setting of soundfile turns off (and redirecting file descriptor 2 would hide
+    other threads' messages too).  The tag is: "Xing" or "Info", 4 bytes of flags,
+    then the frame count (flag 1) and the byte count (flag 2), big-endian.
+    """
+    at = max(data.find(b"Xing", 0, 512), data.find(b"Info", 0, 512))
+    if at < 0 or len(data) < at + 16:
+        return data
+    flags = int.from_bytes(data[at + 4:at + 8], "big")
+    if not flags & 2:
+        return data
+    field = at + 8 + (4 if flags & 1 else 0)
+    start = data.find(b"\xff", 0, at)              # the tag's frame begins the stream
+    actual = len(data) - max(start, 0)
+    if int.from_bytes(data[field:field + 4], "big") == actual:
+        return data
+    return data[:field] + actual.to_bytes(4, "big") + data[field + 4:]
+
+
+_LOW_HALF = 0 if sys.byteorder == "little" else 1   # where a uint32's low 16 bits sit
+
+
+class Quantizer:
+    """Rounds blocks of samples in place onto the *bits*-bit PCM grid (k / 2**(bits-1)), clipped to it.
+
+    Reducing to 16 bits adds TPDF dither (the difference of two uniform values of one
+    step), from a generator seeded with *seed* so that the output stays deterministic;
+    digital silence (exact zeros) is left undithered, so pauses stay silent.  24 bits
+    are rounded only: the clips' own precision (24-bit in the cache) is no finer.
+
+    The generator runs on from one block to the next, and NumPy draws the same values
+    however a run of draws is split into calls, so a buffer quantized in blocks of any
+    sizes, in order, gets exactly the samples of one :func:`quantize` of the whole.
+    """
+
+    def __init__(self, bits: int, seed: int = 0) -> None:
+        self.scale = np.float32(1 << (bits - 1))
+        self.rng = np.random.default_rng(seed) if bits == 16 else None
+
+    def __call__(self, block: np.ndarray) -> None:
+        scale, rng = self.scale, self.rng
+        y = block * scale
+        if rng is not None:
+            r = rng.integers(0, 1 << 32, size=y.shape, dtype=np.uint32)   # two 16-bit uniforms in one draw
+            # the two halves read as uint16 in place, in as few passes as possible: the same values as
+            # (r & 0xFFFF) - (r >> 16), without the masked and shifted temporaries
+            halves = r.view(np.uint16).reshape((*y.shape, 2))
+            dither = halves[..., _LOW_HALF].astype(np.float32)
+            dither -= halves[..., 1 - _LOW_HALF]
+            dither *= np.float32(1 / 65536)
+            np.putmask(dither, block == 0, np.float32(0.0))
+            y += dither
+        np.rint(y, out=y)
+        np.clip(y, -scale, scale - 1, out=y)
+        np.divide(y, scale, out=block)
+
+
+def quantize(samples: np.ndarray, bits: int, seed: int = 0) -> None:
+    """Round *samples* in place onto the *bits*-bit PCM grid, in blocks (see :class:`Quantizer`)."""
+    quantizer = Quantizer(bits, seed)
+    for start in range(0, samples.shape[0], WRITE_BLOCK):
+        quantizer(samples[start:start + WRITE_BLOCK])
+
+
+def pcm_block(block: np.ndarray, subtype: str | None) -> np.ndarray:
+    """*block* as soundfile should be handed it for *subtype*: int16, or int32 (24-bit, shifted into
+    the top bytes) for PCM_16 and PCM_24, else the float samples themselves."""
+    as_int = _INT_SUBTYPES.get(subtype or "")
+    if as_int is None:
+        return block
+    dtype, scale, shift = as_int
+    out = np.clip(np.rint(block * np.float32(scale)), -scale, scale - 1).astype(dtype)
+    if shift:
+        out <<= shift
+    return out
+
+
+def check_writable(path: str | os.PathLike[str]) -> None:
+    """Fail early (before any synthesis) when *path* cannot be written (``-``: stdout, always; see outputs)."""
+    if os.fspath(path) == "-":
+        return
+    specs.output_format(path)
+    check_outputs([(path, "audio")], force=True)
+
+
+def write(path: str | os.PathLike[str], samples: np.ndarray, sample_rate: int,
+          bit_depth: str | None = None) -> None:
+    """Write *samples* to *path* atomically, in blocks, in the format of its extension.
+
+    *bit_depth* ("16", "24" or "32f") picks the sample format of WAV and FLAC (16 if
+    None).  Samples already on that PCM grid (:func:`quantize`) are written exactly."""
+    import soundfile as sf
+
+    fmt, subtype = specs.output_format(path, bit_depth)
+    channels = 1 if samples.ndim == 1 else samples.shape[1]
+    fmt = container_for(fmt, subtype, samples.shape[0], channels)
+    try:
+        with atomic_path(path) as tmp:
+            try:
+                with sf.SoundFile(tmp, "w", samplerate=sample_rate, channels=channels, format=fmt,
+                                  subtype=subtype) as f:
+                    for start in range(0, samples.shape[0], WRITE_BLOCK):
+                        f.write(pcm_block(samples[start:start + WRITE_BLOCK], subtype))
+            except (OSError, sf.LibsndfileError) as exc:   # named while the partial file still takes its space
+                raise OutputError(f"cannot write audio: {write_failure(exc, tmp)}", path=os.fspath(path)) from exc
+    except OSError as exc:                                  # the temporary file, or the rename over *path*
+        raise OutputError(f"cannot write audio: {write_failure(exc, path)}", path=os.fspath(path)) from exc
+
+
+_WAV_LIMIT = 0xFFFFFFFF - (1 << 16)      # RIFF sizes are 32-bit: a WAV holds under 4 GiB (header room kept)
+_SAMPLE_BYTES = {"PCM_16": 2, "PCM_24": 3, "PCM_32": 4, "FLOAT": 4}
+
+
+def container_for(fmt: str, subtype: str | None, frames: int, channels: int) -> str:
+    """*fmt*, or RF64 (WAV with 64-bit sizes, EBU Tech 3306) where a WAV of *frames* frames would pass
+    4 GiB: libsndfile stops writing a plain WAV there without an error (a 20-hour book ended at 12.4 h)."""
+    if fmt == "WAV" and frames * channels * _SAMPLE_BYTES.get(subtype or "", 4) > _WAV_LIMIT:
+        return "RF64"
+    return fmt
+
+
+def write_failure(exc: Exception, path: str | os.PathLike[str]) -> str:
+    """Why writing *path* failed, in words.
+
+    libsndfile reports a full disk as "System error." and nothing more (measured on a
+    64 kB tmpfs: ``LibsndfileError(2)``), so a write that fails with the file system
+    (nearly) full is named for what it is.
+    """
+    if isinstance(exc, OSError) and exc.strerror:
+        return exc.strerror
+    try:
+        if shutil.disk_usage(os.path.dirname(os.path.realpath(path))).free < _NEARLY_FULL:
+            return os.strerror(errno.ENOSPC)
+        if _at_size_limit(path):
+            return os.strerror(errno.EFBIG)
+    except OSError:
+        pass
+    return str(exc)
+
+
+def _at_size_limit(path: str | os.PathLike[str]) -> bool:
+    """Whether *path* has grown to the largest file this process may write (``ulimit -f``)."""
+    try:
+        import resource
+    except ImportError:     # not POSIX
+        return False
+    soft, _hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+    return soft != resource.RLIM_INFINITY and os.stat(path).st_size + _NEARLY_FULL >= soft

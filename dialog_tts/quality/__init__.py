@@ -1,0 +1,1 @@
+"""The quality gate: which checks every take gets, the checks themselves, the recognizer."""

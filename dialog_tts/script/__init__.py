@@ -1,0 +1,1 @@
+"""The script and its cast: parsing, front matter, speaker maps, casting, lexicon, voices."""
