@@ -2,8 +2,8 @@
 loudness meter's K-weighting biquads).
 
 Everything else is in pyproject.toml.  The module is optional: where no C
-compiler is found the build goes on without it; dialog_tts.quality then uses
-its NumPy version of the same figures, and dialog_tts.compiled uses
+compiler is found the build goes on without it; dialog_tts.quality.checks then uses
+its NumPy version of the same figures, and dialog_tts.finish.kweighting uses
 scipy.signal.sosfilt for the biquads.  ``-ffp-contract=off``: no fused
 multiply-adds, so the biquads do scipy's arithmetic on every CPU.
 """
