@@ -392,8 +392,8 @@ def running_min(x: np.ndarray, size: int) -> np.ndarray:
 
     van Herk / Gil-Werman: minima accumulated forward and backward within blocks of *size*, so
     three passes whatever the window.  Written here rather than taken from scipy.ndimage's
-    minimum_filter1d (same values: a minimum is exact) because importing scipy.ndimage took
-    0.37 s of a render on this machine, more than the limiter it serves."""
+    minimum_filter1d (same values: a minimum is exact) because importing scipy.ndimage costs a
+    render more time than the limiter it serves (tests/test_imports.py keeps it out of a render)."""
     n = x.shape[0] - size + 1
     if n <= 0:
         return x[:0].copy()
