@@ -84,7 +84,19 @@ def test_a_file_written_in_blocks_has_the_bytes_of_the_whole_buffer_written_at_o
         audio.quantize(whole, depth)
     audio.write(tmp_path / f"whole{suffix}", whole, rate, "32f" if depth is None else str(depth))
     write_blocks(tmp_path / f"blocks{suffix}", suffix, x, rate, bit_depth=depth)
+    if suffix == ".wav" and depth is None:      # libsndfile's PEAK chunk of a float WAV holds the second it was written
+        assert without_peak_time(tmp_path / f"whole{suffix}") == without_peak_time(tmp_path / f"blocks{suffix}")
+        return
     assert filecmp.cmp(tmp_path / f"whole{suffix}", tmp_path / f"blocks{suffix}", shallow=False)
+
+
+def without_peak_time(path) -> bytes:
+    """The file's bytes with the timestamp of its PEAK chunk (version, then timestamp, 4 bytes each) zeroed."""
+    data = bytearray(path.read_bytes())
+    at = data.find(b"PEAK")
+    assert at > 0
+    data[at + 12:at + 16] = bytes(4)
+    return bytes(data)
 
 
 def aac_whole(path, x: np.ndarray, rate: int, chapters) -> None:
