@@ -126,3 +126,13 @@ def take_figures(x: np.ndarray, rate: int) -> dict[str, float]:
         longest = max(longest, best)
     return {"peak_db": peak_db, "clipped": flat / len(x) if len(x) else 0.0, "span": span,
             "pause": pause * 0.01, "steady": (longest + 29) * 0.01 if longest else 0.0}
+
+
+def ebur128_lufs(x: np.ndarray, rate: int) -> float:
+    """libebur128's integrated loudness (pyebur128), the independent reference for the meter."""
+    import pyebur128
+
+    channels = 1 if x.ndim == 1 else x.shape[1]
+    state = pyebur128.R128State(channels, rate, pyebur128.MeasurementMode.MODE_I)
+    state.add_frames(np.ascontiguousarray(x, dtype=np.float64).ravel(), x.shape[0])
+    return float(pyebur128.get_loudness_global(state))

@@ -13,12 +13,12 @@ import subprocess
 import sys
 
 import numpy as np
-import pyebur128
 import pytest
 from scipy.signal import sosfilt as scipy_sosfilt
 
 from dialog_tts.finish import kweighting as compiled
 from dialog_tts.finish.loudness import integrated_loudness, k_weighting_sos
+from measure import ebur128_lufs
 
 CASES = [(np.float32, (30001,)), (np.float64, (30001,)), (np.float32, (20001, 2)), (np.float64, (20001, 2))]
 
@@ -35,13 +35,6 @@ def signal(dtype: type, shape: tuple[int, ...], seed: int = 7) -> np.ndarray:
     x = np.random.default_rng(seed).standard_normal(shape).astype(dtype) * 0.1
     x[: shape[0] // 3] *= 0.01          # a quiet first third, so both BS.1770 gates matter
     return x
-
-
-def ebur128_lufs(x: np.ndarray, rate: int) -> float:
-    channels = 1 if x.ndim == 1 else x.shape[1]
-    state = pyebur128.R128State(channels, rate, pyebur128.MeasurementMode.MODE_I)
-    state.add_frames(np.ascontiguousarray(x, dtype=np.float64).ravel(), x.shape[0])
-    return float(pyebur128.get_loudness_global(state))
 
 
 def test_the_compiled_loop_is_built_where_a_compiler_is():

@@ -12,7 +12,6 @@ import math
 from pathlib import Path
 
 import numpy as np
-import pyebur128
 import pyloudnorm
 import pytest
 from scipy.ndimage import minimum_filter1d
@@ -21,6 +20,7 @@ from scipy.signal import resample_poly, sosfilt, sosfreqz
 from dialog_tts.finish import kweighting as compiled
 from dialog_tts.finish import loudness
 from dialog_tts.finish.loudness import integrated_loudness, k_weighting_sos, normalize_loudness
+from measure import ebur128_lufs
 
 RATES = [16000, 22050, 24000, 44100, 48000]
 ROOT = Path(__file__).resolve().parents[1]
@@ -33,13 +33,6 @@ def noise(rate: int, channels: int, seconds: float = 7.3, seed: int = 0) -> np.n
     x = rng.standard_normal((n, channels) if channels == 2 else n).astype(np.float32) * 0.1
     x[: n // 3] *= 0.01
     return x
-
-
-def ebur128_lufs(x: np.ndarray, rate: int) -> float:
-    channels = 1 if x.ndim == 1 else x.shape[1]
-    state = pyebur128.R128State(channels, rate, pyebur128.MeasurementMode.MODE_I)
-    state.add_frames(np.ascontiguousarray(x, dtype=np.float64).ravel(), x.shape[0])
-    return float(pyebur128.get_loudness_global(state))
 
 
 def our_lufs(x: np.ndarray, rate: int) -> float:
