@@ -153,7 +153,7 @@ def main(out: Path) -> None:
 
 
 def markdown() -> str:
-    """voices.json as a markdown table (docs/voices.md has it without the real-time factor): every English voice, palette voices first."""
+    """voices.json as a markdown table (docs/voices.md carries it): every English voice, palette voices first."""
     from dialog_tts.backends import kokoro
 
     palette = kokoro.palette_names()

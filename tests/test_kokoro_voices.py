@@ -13,12 +13,13 @@ against each other, by sex (their bound is 2x the best British voice's of that s
 from __future__ import annotations
 
 import itertools
+from pathlib import Path
 
 import numpy as np
 import pytest
 
 from dialog_tts.backends import kokoro
-from kokoro_measure import SUITE_SENTENCES, measure_all, wer_bound
+from kokoro_measure import SUITE_SENTENCES, markdown, measure_all, wer_bound
 
 WOMEN_ABOVE_HZ, MEN_BELOW_HZ = 145.0, 160.0
 MIN_PITCH_RATIO = 1.08
@@ -56,6 +57,15 @@ def test_the_palette_is_ordered_by_grade_then_wer_americans_first():
     names = list(kokoro.palette_names())
     keys = [(table[n].accent != "american", rank[table[n].grade], table[n].wer) for n in names]
     assert keys == sorted(keys)
+
+
+def test_the_readme_table_is_the_measured_one():
+    """The README's Voices table is what voices.json holds: every English voice, its sex, accent, WER, F0
+    and real-time factor, palette voices first."""
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
+    table = markdown()
+    assert table.count("\n") == len(kokoro.catalogue()) + 1
+    assert table in readme
 
 
 @pytest.mark.slow
