@@ -177,3 +177,35 @@ def test_casting_walks_the_speakers_a_fixed_number_of_times():
         assert len(voices) == n
         counts.append(CountingSpeakers.walks)
     assert counts[0] == counts[1] <= 10, counts
+
+
+def test_the_name_table_is_worked_out_once_and_kept(tmp_path):
+    """A second process reads gender-guesser's answers from the model cache without importing it, and
+    they are gender-guesser's own."""
+    import os
+    import subprocess
+    import sys
+
+    code = ("import sys; from dialog_tts.script.casting import name_hint; "
+            "print(name_hint('Harriet'), name_hint('Jack Worthing'), 'gender_guesser' in sys.modules)")
+    env = {**os.environ, "DIALOG_TTS_MODEL_CACHE": str(tmp_path)}
+    runs = [subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True).stdout
+            for _ in range(2)]
+    assert runs[0] == "('female', 'Harriet') ('male', 'Jack') True\n"
+    assert runs[1] == "('female', 'Harriet') ('male', 'Jack') False\n"
+    assert len(list(tmp_path.glob("names/gender-guesser-*.json"))) == 1
+
+
+def test_the_kept_table_answers_as_gender_guesser_does():
+    from gender_guesser.detector import Detector
+
+    detector = Detector(case_sensitive=False)
+    names = sorted(detector.names)[::97]        # about 630 names, every kind of answer among them
+    answers = {detector.get_gender(n) for n in names}
+    assert {"male", "female", "andy", "mostly_male", "mostly_female"} <= answers
+    for n in names:
+        told = casting.name_hint(n.capitalize())
+        expected = {"female": "female", "mostly_female": "female", "male": "male",
+                    "mostly_male": "male"}.get(detector.get_gender(n))
+        if len(n) >= 2 and n.isalpha() and n not in casting.FEMALE_WORDS | casting.MALE_WORDS | casting.NEUTRAL_WORDS:
+            assert (told[0] if told else None) == expected, n

@@ -77,10 +77,28 @@ def gender_hint(name: str) -> tuple[str, str] | None:
 
 
 @lru_cache(maxsize=1)
-def _name_table() -> Any:
+def _name_table() -> dict[str, str]:
+    """gender-guesser's answer for each name in its table that tells a sex (lowercase name: female,
+    mostly_female, male or mostly_male).  Worked out once per gender-guesser version and kept in the
+    model cache (:mod:`dialog_tts.backends.derived`): gender-guesser parses its whole name file on
+    every start, which costs a cached re-render more than the rest of its casting."""
+    import contextlib
+    import json
+    from importlib.metadata import version
+
+    from dialog_tts.backends import derived
+
+    path = derived.entry_path("names", "gender-guesser", [version("gender-guesser")], ".json")
+    with contextlib.suppress(OSError, ValueError):
+        return dict(json.loads(path.read_text(encoding="utf-8")))
     from gender_guesser.detector import Detector
 
-    return Detector(case_sensitive=False)
+    detector = Detector(case_sensitive=False)
+    table = {name: detector.get_gender(name) for name in detector.names}
+    table = {name: gender for name, gender in table.items() if gender in _GUESSED}
+    with contextlib.suppress(OSError), derived.writing(path) as tmp:
+        tmp.write_text(json.dumps(table, ensure_ascii=False, separators=(",", ":")), encoding="utf-8")
+    return table
 
 
 def name_hint(name: str) -> tuple[str, str] | None:
@@ -92,7 +110,7 @@ def name_hint(name: str) -> tuple[str, str] | None:
     rest = [w for w in words if w.lower() not in FEMALE_WORDS | MALE_WORDS | NEUTRAL_WORDS]
     if not rest or len(rest[0]) < 2 or (len(rest) == 1 and len(words) > 1):
         return None
-    gender = _GUESSED.get(_name_table().get_gender(rest[0].capitalize()))
+    gender = _GUESSED.get(_name_table().get(rest[0].lower(), ""))
     return (gender, rest[0]) if gender else None
 
 
