@@ -13,6 +13,7 @@ import pytest
 from dialog_tts.finish import clips as mix
 from dialog_tts.finish import mixer as blockmix
 from dialog_tts.finish import timeline as tl
+from dialog_tts.io.audio import Clip
 from dialog_tts.script.parse import Line
 from dialog_tts.script.voice import Voice
 from test_finishing import ebur128_lufs, oversampled_peak_db
@@ -31,8 +32,8 @@ def scene(n: int, settings: mix.MixSettings, seconds: float = 3.0):
     return clips, tl.build(lines, inputs, sample_rate=settings.sample_rate, gap=settings.gap)
 
 
-def block_mix(clips, timeline, settings, folder=None):
-    with blockmix.BlockMix(settings, folder=folder) as bm:
+def block_mix(clips, timeline, settings, folder=None, peaks=None):
+    with blockmix.BlockMix(settings, folder=folder, peaks=peaks) as bm:
         for entry in timeline.lines:
             bm.add(entry, mix.prepare(clips[entry.index], settings)[:entry.frames])
         figures = bm.finish(timeline.frames)
@@ -54,6 +55,55 @@ def test_block_mix_reaches_its_target_under_the_ceiling(lufs, leveling, channels
     assert oversampled_peak_db(out, 24000) <= -1.0
     assert figures.true_peak is not None and figures.true_peak <= -1.0
     assert figures.loudness is not None and abs(figures.loudness - got) <= 0.15
+
+
+class PeakShelf(dict):
+    """A PeakStore in memory (the audio cache is one on disk): counts what is put."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.puts = 0
+
+    def get_blob(self, key: str) -> bytes | None:
+        return self.get(key)
+
+    def put_blob(self, key: str, data: bytes) -> None:
+        self.puts += 1
+        self[key] = data
+
+
+@pytest.mark.parametrize("lufs", [None, -16.0])
+def test_kept_true_peaks_are_read_back_and_give_the_same_bytes(lufs):
+    """A source's own true peaks go to the store once, keyed by its samples; a second mix of the same
+    lines reads them all back (nothing put) and is the same, byte for byte, as one without a store, and
+    under the ceiling by the independent reference."""
+    settings = mix.MixSettings(lufs=lufs, channels=2, allow_quieter=True)
+    clips, timeline = scene(12, settings)
+    shelf = PeakShelf()
+    first, _ = block_mix(clips, timeline, settings, peaks=shelf)
+    assert shelf.puts == len(shelf) == 12
+    again, figures = block_mix(clips, timeline, settings, peaks=shelf)
+    assert shelf.puts == 12
+    plain, _ = block_mix(clips, timeline, settings)
+    assert first.tobytes() == again.tobytes() == plain.tobytes()
+    assert oversampled_peak_db(again, settings.sample_rate) <= -1.0
+    assert figures.true_peak is not None and figures.true_peak >= oversampled_peak_db(again, settings.sample_rate)
+
+
+def test_kept_true_peaks_of_other_samples_are_never_used():
+    """The key is the samples' digest: a changed line reads its own peaks, not the ones kept for the
+    line it replaced (here every kept figure is made far too low, and the changed line still holds
+    the ceiling)."""
+    settings = mix.MixSettings(lufs=-16.0, channels=1, allow_quieter=True)
+    clips, timeline = scene(6, settings)
+    shelf = PeakShelf()
+    block_mix(clips, timeline, settings, peaks=shelf)
+    for key in shelf:
+        shelf[key] = np.zeros(len(shelf[key]) // 4, np.float32).tobytes()
+    louder = [Clip(c.samples * np.float32(1.0001), c.sample_rate) for c in clips]
+    out, _ = block_mix(louder, timeline, settings, peaks=shelf)
+    assert shelf.puts == 12
+    assert oversampled_peak_db(out, settings.sample_rate) <= -1.0
 
 
 def test_an_island_longer_than_a_window_is_limited_window_by_window(monkeypatch):

@@ -458,3 +458,33 @@ def test_peek_on_a_damaged_database_heals_it_as_in_does(tmp_path, caplog):
     with AudioCache(tmp_path / "c") as cache, caplog.at_level("WARNING", logger="dialog_tts"):
         assert cache.peek(keys[:3]) == [False] * 3
     assert sum("was damaged" in r.getMessage() for r in caplog.records) == 1
+
+
+def test_the_mixers_readings_are_kept_apart_from_the_lines_and_cleared_with_them(
+        write_script, tone_backend, tmp_path, private_cache):
+    """A render keeps its true-peak readings in the cache's analysis folder: not entries (``cache info``
+    counts the lines), read back by the next render of the same lines (the folder does not grow), and
+    removed by ``cache clear``."""
+    script = write_script("A: Hello there.\nB: Hi.\nA: Bye now.\n")
+    render(script, tmp_path / "1.wav")
+    analysis = private_cache / "analysis"
+    with diskcache.Cache(str(analysis)) as kept:
+        assert len(kept) == 3
+    render(script, tmp_path / "2.wav", lufs=-16)
+    with diskcache.Cache(str(analysis)) as kept:
+        assert len(kept) == 3
+    runner = CliRunner()
+    assert "entries:  3" in runner.invoke(main, ["cache", "info"]).output
+    cleared = runner.invoke(main, ["cache", "clear"])
+    assert cleared.exit_code == 0 and "3 entries" in cleared.output, cleared.output
+    assert not analysis.exists()
+
+
+def test_an_analysis_folder_that_cannot_be_opened_only_costs_the_readings(write_script, tone_backend, tmp_path):
+    script = write_script("A: Hello there.\nB: Hi.\n")
+    folder = tmp_path / "cache"
+    render(script, tmp_path / "1.wav", cache_dir=folder)
+    (folder / "analysis").rename(tmp_path / "aside")
+    (folder / "analysis").write_text("not a folder")          # the analysis folder cannot be opened
+    result = render(script, tmp_path / "2.wav", cache_dir=folder, lufs=-16)
+    assert result.path.exists() and (folder / "analysis").read_text() == "not a folder"

@@ -222,10 +222,11 @@ class Oversampler:
 _BOUND_WINDOW = 32        # frames (the limiter's group) whose highest frame is raised to a bound of their peak
 
 
-def _peak_bounds(up: np.ndarray, before: np.ndarray, after: np.ndarray, factor: int, first: int) -> np.ndarray:
+def _peak_bounds(up: np.ndarray, before: np.ndarray, after: np.ndarray, factor: int, first: int,
+                 window: int = _BOUND_WINDOW) -> np.ndarray:
     """For each frame of the oversampled *up* (*factor* points a frame; *before* and *after*: the
     points next to it; *first*: the index of its first frame in the whole signal), the peak of its
-    points (the larger channel); the highest frame of each window of 32 (counted from the signal's
+    points (the larger channel); the highest frame of each *window* of frames (counted from the signal's
     first frame) is raised to a bound of the window's true peak.
 
     Between grid points a band-limited signal rises over the highest one by at most the curvature
@@ -234,23 +235,23 @@ def _peak_bounds(up: np.ndarray, before: np.ndarray, after: np.ndarray, factor: 
     Nyquist sampled 8x at the worst phase (its highest point alone is 0.17 dB under, a 16x grid's
     0.04 dB), and next to nothing over the peak for speech, whose curvature on an 8x grid is small."""
     n = up.shape[0] // factor
-    lead = first % _BOUND_WINDOW
-    windows = -(-(lead + n) // _BOUND_WINDOW)
+    lead = first % window
+    windows = -(-(lead + n) // window)
     # |curvature| at every point: differences of differences, the edges from the points next to them
     steps = np.diff(np.concatenate([before, up, after]), axis=0)
     curvature = np.subtract(steps[1:], steps[:-1], out=steps[:-1])
     np.abs(curvature, out=curvature)
-    if lead or n % _BOUND_WINDOW:      # laid out on whole windows
-        laid = np.zeros((windows * _BOUND_WINDOW * factor, *up.shape[1:]), np.float32)
+    if lead or n % window:      # laid out on whole windows
+        laid = np.zeros((windows * window * factor, *up.shape[1:]), np.float32)
         laid[lead * factor:lead * factor + up.shape[0]] = curvature
         curvature = laid
     most = curvature.reshape(windows, -1).max(axis=1) * np.float32(0.125)
     magnitude = np.abs(up) if up.ndim == 1 else abs_max_channels(up)
     peaks = _max_every(magnitude, factor)
     # the highest frame of each window gets the window's largest correction
-    padded = np.zeros(windows * _BOUND_WINDOW, np.float32)
+    padded = np.zeros(windows * window, np.float32)
     padded[lead:lead + n] = peaks
-    grid = padded.reshape(windows, _BOUND_WINDOW)
+    grid = padded.reshape(windows, window)
     at = grid.argmax(axis=1)
     grid[np.arange(windows), at] += most
     return padded[lead:lead + n]
@@ -325,10 +326,12 @@ class ShortInterpolatorReader:
 
 class PeakReader:
     """Per-frame true peak bounds (:func:`_peak_bounds`) of audio handed over in blocks, in order,
-    at least libebur128's reading (:class:`ShortInterpolatorReader`)."""
+    at least libebur128's reading (:class:`ShortInterpolatorReader`); the highest frame of each
+    *window* of frames carries the window's bound."""
 
-    def __init__(self, rate: int, channels: int, oversampling: int = OVERSAMPLING) -> None:
-        self.factor = oversampling
+    def __init__(self, rate: int, channels: int, oversampling: int = OVERSAMPLING,
+                 window: int = _BOUND_WINDOW) -> None:
+        self.factor, self.window = oversampling, window
         self._shape = (0,) if channels == 1 else (0, channels)
         self._sampler = Oversampler(rate, channels, oversampling)
         self._short = ShortInterpolatorReader(rate, channels) if oversampling > 1 and rate < 192000 else None
@@ -350,7 +353,7 @@ class PeakReader:
         if usable == 0:
             self._pending = up.copy()
             return np.zeros(0, np.float32)
-        bounds = _peak_bounds(up[:usable], self._before, up[usable:usable + 1], factor, self._frames)
+        bounds = _peak_bounds(up[:usable], self._before, up[usable:usable + 1], factor, self._frames, self.window)
         self._before, self._pending = up[usable - 1:usable].copy(), up[usable:].copy()
         self._frames += bounds.shape[0]
         return self._with_short(bounds)
@@ -657,6 +660,56 @@ def _group_peaks(x: np.ndarray, rate: int,
 GROUP = _GROUP
 
 
+PEAK_STEP = 8     # frames a source's own true peaks are kept for (a quarter of a group)
+
+
+def source_peaks(samples: np.ndarray, rate: int, tail: int) -> np.ndarray:
+    """The true peak (a bound: :class:`PeakReader`, all channels) of each run of PEAK_STEP frames of
+    *samples* followed by *tail* frames of silence, counted from its first frame: a source's own
+    figures, the same wherever it is placed (:func:`placed_peaks`).  The readers are linear, so where
+    sources overlap their sums bound the mix's.  Read block by block: a few MB beside the samples."""
+    n, total, step = samples.shape[0], samples.shape[0] + tail, PEAK_STEP
+    reader = PeakReader(rate, 1 if samples.ndim == 1 else samples.shape[1], window=step)   # each step a bound
+    out = np.zeros(-(-total // step), np.float32)
+    carry, done = np.zeros(0, np.float32), 0          # frames read but not yet a whole step; steps out
+    for start in range(0, total, BLOCK):
+        stop = min(total, start + BLOCK)
+        block = np.ascontiguousarray(samples[start:min(stop, n)], dtype=np.float32)
+        if stop > n:
+            block = np.concatenate([block, np.zeros((stop - max(start, n), *samples.shape[1:]), np.float32)])
+        got = reader.push(block, last=stop >= total)
+        got = np.concatenate([carry, got]) if carry.shape[0] else got
+        whole = got.shape[0] // step * step
+        if whole:
+            out[done:done + whole // step] = _max_every(got[:whole], step)
+            done += whole // step
+        carry = got[whole:]
+    read = done * step + carry.shape[0]
+    if read < total:     # the resampler's tail: the sample peaks
+        rest = abs_max_channels(samples[read:n]) if read < n else np.zeros(0, np.float32)
+        carry = np.concatenate([carry, rest, np.zeros(total - max(read, n), np.float32)])
+    if carry.shape[0]:
+        carry = np.concatenate([carry, np.zeros(-carry.shape[0] % step, np.float32)])
+        out[done:] = _max_every(carry, step)[:out.shape[0] - done]
+    return out
+
+
+def placed_peaks(own: np.ndarray, start: int, groups: int) -> np.ndarray:
+    """A source's :func:`source_peaks` on the mix's grid, placed at frame *start*: *groups* values from
+    the group that holds *start*, each the largest of the source's steps that the group overlaps."""
+    lead, step = start % _GROUP, PEAK_STEP
+    per = _GROUP // step
+    before = -(-lead // step)                        # steps of the first group before the source's first
+    width = per + (lead % step != 0)                 # steps a group overlaps
+    ext = np.zeros(per * groups + width, np.float32)
+    m = min(own.shape[0], ext.shape[0] - before)
+    ext[before:before + m] = own[:m]
+    out = ext[0:per * groups:per].copy()
+    for j in range(1, width):
+        np.maximum(out, ext[j:j + per * groups:per], out=out)
+    return out
+
+
 def group_maxima(values: np.ndarray, start: int) -> np.ndarray:
     """The maximum of *values* (one per frame, from frame *start* of the mix) in each of the mix's
     groups of GROUP frames that they touch (the first group is ``start // GROUP``)."""
@@ -886,12 +939,14 @@ def _under(render: Callable[[int, int, np.ndarray], np.ndarray], curve: np.ndarr
 
 
 def hold_ceiling(render: Callable[[int, int, np.ndarray], np.ndarray], peaks: np.ndarray, ceiling: float,
-                 rate: int, frames: int, floor: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
+                 rate: int, frames: int, floor: float = 0.0,
+                 known: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """(the limiter's gain per group, each group's peak under it) for a result of *frames* frames with
     group peaks *peaks* (true peaks wherever a peak could come near the *ceiling*) that
     ``render(a, b, curve)`` gives under a gain curve.  The limited result is read again where the
     limiter moved the gain, and limited again where over (at most HOLD_ROUNDS times); groups that
-    could be the highest yet (over *floor*, the highest known elsewhere) are read from the result too."""
+    could be the highest yet (over *floor*, the highest known elsewhere) are read from the result too,
+    except where *known* says their peak is already the result's true peak (where the limiter left them)."""
     curve = limit_groups(peaks, ceiling, rate) if float(peaks.max(initial=0.0)) > ceiling else \
         np.ones(peaks.shape, np.float32)
     wanted = limited_groups(peaks, curve, 1.0, ceiling)
@@ -905,6 +960,8 @@ def hold_ceiling(render: Callable[[int, int, np.ndarray], np.ndarray], peaks: np
         estimate = np.where(wanted, read, peaks * np.maximum(curve, following))
         # groups that could be the highest yet are read from the result, and held too where over
         unread = ~wanted & (estimate * np.float32(_TP_HEADROOM) > max(floor, float(estimate.max(initial=0.0))))
+        if known is not None:
+            unread &= ~known
         if unread.any():
             read = np.where(unread, read_groups(rendered, unread, rate, frames), read)
             wanted = wanted | unread

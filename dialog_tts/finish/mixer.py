@@ -9,7 +9,10 @@ ducking, or a whole buffer given to :func:`loudness.normalize_loudness`).
   each source's K-weighted energy and peak are summed per group of :data:`loudness.GROUP` frames
   on the mix's grid.  K-weighting is linear, so the sources' energies, placed with their gains
   and pans, are the mix's gated loudness (exactly, where sources do not overlap; the filter's
-  20 ms ring-out is counted).  The samples and the group figures go to a temporary spill file
+  20 ms ring-out is counted).  A source's true peaks are read once, on its own
+  (:func:`loudness.source_peaks`), and kept in the audio cache keyed by its samples (a
+  :class:`PeakStore`), so a re-render reads none of them again; placed on the mix's grid they
+  bound its true peak group by group.  The samples and the group figures go to a temporary spill file
   (unlinked at once, so nothing is ever left behind); memory keeps a few numbers a source.
 - **Gain** (:meth:`BlockMix.finish`): with a target, the secant search (:func:`loudness.search_gain`)
   for the gain whose limited result reaches it.  The limiter's take at a gain is read from the
@@ -18,7 +21,8 @@ ducking, or a whole buffer given to :func:`loudness.normalize_loudness`).
 - **Render** (:meth:`BlockMix.blocks`): sources are read back and mixed island by island
   (sources closer than the limiter's reach form one island), each island limited by the
   look-ahead limiter from its sources' group true peaks and read again where the limiter
-  worked (:func:`loudness.hold_ceiling`), and the result comes out in blocks, in order.
+  worked or sources overlap (:func:`loudness.hold_ceiling`), and the result comes out in blocks,
+  in order.
   :meth:`BlockMix.stem` gives the mix of some sources alone, with the mix's gains, unlimited.
 
 :func:`stream` does all three in one pass for ``--out -`` and :meth:`Renderer.stream`: the
@@ -33,7 +37,8 @@ import contextlib
 import math
 import tempfile
 from dataclasses import dataclass, field, replace
-from typing import IO, BinaryIO, Callable, Iterable, Iterator, cast
+from hashlib import sha256
+from typing import IO, BinaryIO, Callable, Iterable, Iterator, Protocol, cast
 
 import numpy as np
 
@@ -47,19 +52,25 @@ from dialog_tts.script.parse import speaker_key
 STREAM_BLOCK = 4800 * 4            # frames per block out of a stream (0.8 s at 24 kHz)
 _FILE_BLOCK = 1 << 20             # frames per block out of a render (audio.WRITE_BLOCK: the same dither)
 _BINS = np.arange(-200.0, 40.0, 0.01)   # dB: the histogram of group peaks
-_REACH = db_to_gain(3.0)          # true peaks are read for up to 3 dB more gain than asked (then again)
 _TOP_PERCENTILE = 99.5             # the largest gain is counted from this percentile of the sources' peaks
 _MAX_PUSH_DB = 12.0               # ... with the limiter taking at most this much off those peaks
 _RENDER_CHUNK = 1 << 18           # frames of an island mixed at once (a multiple of loudness.GROUP)
 _WINDOW = 1 << 16                 # groups of an island limited at once (about 87 s at 24 kHz)
 _WINDOW_MARGIN = 2048             # groups on either side of a window that its limiter and hold also read
-_MEASURE_GROUPS = (1 << 20) // loudness.GROUP   # groups of a source whose true peaks are read at once
-_MEASURE_MARGIN = 8192            # frames of context read around them (more than loudness reads around its own)
+PEAKS_VERSION = "1"               # names the figures kept in a PeakStore: a new reading needs a new one
 SPOOL = 8 << 20                   # bytes of spilled sources held in memory before they go to a file
 LEVEL_REFERENCE = -20.0           # LUFS lines are levelled to while mixing (the final gain moves them all)
 _MAX_LEVEL_DB = 18.0              # levelling moves a line or a speaker by at most this much either way
 COMPENSATE_ROUNDS = 4             # rounds of giving back what the limiter takes from some lines more than others
 MAX_COMPENSATION_DB = 6.0         # ... at most this much
+
+
+class PeakStore(Protocol):
+    """Where a source's own true peaks are kept between renders (the audio cache: :class:`AudioCache`)."""
+
+    def get_blob(self, key: str) -> bytes | None: ...
+
+    def put_blob(self, key: str, data: bytes) -> None: ...
 
 
 def pan_gains(pan: float) -> tuple[float, float]:
@@ -122,16 +133,12 @@ class Spill:
         """Append *array* (float32); its offset in items."""
         data = np.ascontiguousarray(array, dtype=np.float32)
         with self._failing():
+            if self._end + data.nbytes > SPOOL:     # to the file first: the spool would hold a copy of *array*
+                cast("tempfile.SpooledTemporaryFile[bytes]", self._file).rollover()
             self._file.seek(self._end)
             self._file.write(data.data.cast("B"))     # no bytes copy of a long line
         offset, self._end = self._end // 4, self._end + data.nbytes
         return offset
-
-    def set(self, offset: int, array: np.ndarray) -> None:
-        """Overwrite items from *offset* with *array* (float32)."""
-        with self._failing():
-            self._file.seek(offset * 4)
-            self._file.write(np.ascontiguousarray(array, dtype=np.float32).data.cast("B"))
 
     def get(self, offset: int, count: int) -> np.ndarray:
         """*count* float32 items from *offset*."""
@@ -155,13 +162,11 @@ class _Line:
     gain_db: float            # levelled
     weights: tuple[float, ...]  # per channel: pan gains (a line in stereo) or 1 (mono, or a track)
     level: loudness.LineLevel
-    peak: float               # the highest group peak known (linear, unit gain): true peaks where measured
+    peak: float               # the highest group true peak (linear, unit gain)
     g0: int                   # its first group on the mix's grid
     groups: int               # its groups (ring-out included)
     width: int = 1            # channels of its samples (a track in a stereo mix: 2)
     at: int = -1              # where its samples are in the spill (-1: held in *held*)
-    measured: float = 0.0     # its group peaks are true peaks wherever a gain up to this could bring them
-                              # near the ceiling (sample peaks, a lower bound, elsewhere)
     held: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None   # samples, group peaks, group energies
 
     @property
@@ -194,8 +199,10 @@ class BlockMix:
     the music, then :meth:`finish` (the gain), then :meth:`blocks` (the audio, in order) and
     :meth:`stem` (some sources alone).  See the module's docstring."""
 
-    def __init__(self, settings: MixSettings, *, folder: str | None = None, spill: bool = True) -> None:
+    def __init__(self, settings: MixSettings, *, folder: str | None = None, spill: bool = True,
+                 peaks: PeakStore | None = None) -> None:
         self.settings = settings
+        self.store = peaks        # keeps each source's own true peaks, so a re-render reads none again
         self.rate = settings.sample_rate
         self.lines: list[_Line] = []
         self.tracks: list[_Line] = []
@@ -251,6 +258,7 @@ class BlockMix:
                   weights: tuple[float, ...]) -> tuple[_Line, np.ndarray]:
         # in chunks: a source of any length costs a few MB beside its samples (true peaks are read when needed)
         level, energies, peaks = loudness.measure_placed(samples, self.rate, entry.start)
+        np.maximum(peaks, loudness.placed_peaks(self._own_peaks(samples), entry.start, peaks.shape[0]), out=peaks)
         width = 1 if samples.ndim == 1 else samples.shape[1]
         line = _Line(entry, gain_db, weights, level, float(peaks.max()), entry.start // loudness.GROUP,
                      energies.shape[0], width)
@@ -261,6 +269,23 @@ class BlockMix:
         else:
             line.held = (samples, peaks, energies)
         return line, peaks
+
+    def _own_peaks(self, samples: np.ndarray) -> np.ndarray:
+        """The source's own group true peaks (:func:`loudness.source_peaks`), from the store where it
+        has them (keyed by the samples' digest), else read now and kept there."""
+        tail = loudness.tail_frames(self.rate)
+        steps = -(-(samples.shape[0] + tail) // loudness.PEAK_STEP)
+        if self.store is None:
+            return loudness.source_peaks(samples, self.rate, tail)
+        digest = sha256(f"{PEAKS_VERSION}:{self.rate}:{samples.shape}".encode())
+        digest.update(np.ascontiguousarray(samples, dtype=np.float32).data)
+        key = "peaks:" + digest.hexdigest()
+        kept = self.store.get_blob(key)
+        if kept is not None and len(kept) == 4 * steps:
+            return np.frombuffer(kept, np.float32)
+        own = loudness.source_peaks(samples, self.rate, tail)
+        self.store.put_blob(key, own.tobytes())
+        return own
 
     def _count_peaks(self, line: _Line, peaks: np.ndarray) -> None:
         with np.errstate(divide="ignore"):
@@ -280,11 +305,8 @@ class BlockMix:
     def _weights(self, entry: Entry) -> tuple[float, ...]:
         return pan_gains(entry.voice.pan or 0.0) if self.settings.channels == 2 and entry.voice else (1.0,)
 
-    def parts(self, line: _Line, factor: float | None = None,
-              reach: float = _REACH) -> tuple[np.ndarray, np.ndarray]:
-        """(group peaks, group energies) of *line*, from memory or the spill; with *factor* (the
-        gain its peaks will be multiplied by), its peaks are true peaks wherever that could bring
-        them near the ceiling (:meth:`_measure`)."""
+    def parts(self, line: _Line) -> tuple[np.ndarray, np.ndarray]:
+        """(group true peaks, group energies) of *line*, from memory or the spill."""
         if line.held is not None:
             parts = line.held[1], line.held[2]
         else:
@@ -292,8 +314,6 @@ class BlockMix:
             n, g = line.entry.frames * line.width, line.groups
             data = self.spill.get(line.at + n, 2 * g)
             parts = data[:g], data[g:]
-        if factor is not None and self.unsure(line, factor):
-            self._measure(line, parts[0], factor * reach)
         return parts
 
     def samples(self, line: _Line, a: int, b: int) -> np.ndarray:
@@ -306,37 +326,6 @@ class BlockMix:
             return line.held[0][a:b]
         assert self.spill is not None
         return self.spill.get(line.at + a * line.width, (b - a) * line.width).reshape(-1, *shape)
-
-    def unsure(self, line: _Line, factor: float) -> bool:
-        """Whether *line*'s peaks times *factor* could reach the ceiling without their true peaks read yet."""
-        return factor > line.measured and line.peak * loudness.TP_HEADROOM * factor > self.ceiling
-
-    def _measure(self, line: _Line, peaks: np.ndarray, reach: float) -> None:
-        """Read the true peaks of the groups that a gain up to *reach* could bring near the ceiling (in
-        place, and in the spill).  Most groups of levelled speech stay more than 6 dB (the headroom)
-        under the ceiling, and are never oversampled.  The search reads 3 dB further than the gain it
-        tries, so that its next tries need not read again."""
-        wanted = peaks * np.float32(loudness.TP_HEADROOM * reach) > self.ceiling
-        start, n, group = line.entry.start, line.entry.frames, loudness.GROUP
-        margin = _MEASURE_MARGIN
-        # in chunks on the mix's group grid, each read with context around it: bounded memory for any source
-        for g in np.flatnonzero(np.add.reduceat(wanted, np.arange(0, wanted.shape[0], _MEASURE_GROUPS)) > 0):
-            g_a, g_b = int(g) * _MEASURE_GROUPS, min(wanted.shape[0], (int(g) + 1) * _MEASURE_GROUPS)
-            a = max(0, (line.g0 + g_a) * group - start - margin)          # source frames read
-            b = min(n, (line.g0 + g_b) * group - start + margin)
-            if b <= a:
-                continue
-            w0 = (start + a) // group - line.g0                               # the window's first group
-            window = self.samples(line, a, b)
-            w_groups = -(-((start + a) % group + window.shape[0]) // group)
-            want = np.zeros(w_groups, bool)
-            lo, hi = max(g_a, w0), min(g_b, w0 + w_groups)
-            want[lo - w0:hi - w0] = wanted[lo:hi]
-            true = loudness.group_true_peaks(window, start + a, want, self.rate)
-            np.maximum(peaks[lo:hi], true[lo - w0:hi - w0], out=peaks[lo:hi])
-        line.peak, line.measured = float(peaks.max()), reach
-        if line.held is None and self.spill is not None:
-            self.spill.set(line.at + n * line.width, peaks)
 
     # ------------------------------------------------------------ gain
     def finish(self, frames: int) -> Figures:
@@ -460,9 +449,9 @@ class _Search:
         self.taken = {}
         for i, line in enumerate(mix.sources):
             factor = line.gain * line.top_weight * g
-            if line.peak * factor <= mix.ceiling and not mix.unsure(line, factor):
+            if line.peak * factor <= mix.ceiling:
                 continue
-            peaks, group_energy = mix.parts(line, factor)
+            peaks, group_energy = mix.parts(line)
             curve = _limit(peaks * np.float32(factor), mix.ceiling, mix.rate, mix.reach)
             taken = group_energy * (curve.astype(np.float64) ** 2 - 1.0)
             first, rows = _group_rows(line, taken, mix.rate)
@@ -675,17 +664,20 @@ def _window(mix: BlockMix, placed: _Placed, w0: int, w1: int) -> Callable[[int, 
     hi = min(int(placed.g1.max()) + mix.reach, w1 + _WINDOW_MARGIN)
     peaks = np.zeros(hi - lo, np.float32)
     sources = [(placed.island[i], int(placed.g0[i])) for i in placed.touching(lo, hi)]
-    parts = [mix.parts(line, line.gain * line.top_weight * g, reach=1.0) for line, _at in sources]   # the final gain
+    covered = np.zeros(hi - lo, np.int32)      # how many sources sound in each group
+    parts = [mix.parts(line) for line, _at in sources]
     for (line, at), (line_peaks, _energy) in zip(sources, parts):
         j0, j1 = max(0, lo - at), min(line_peaks.shape[0], hi - at)
         peaks[at + j0 - lo:at + j1 - lo] += line_peaks[j0:j1] * np.float32(line.gain * line.top_weight * g)
+        covered[at + j0 - lo:at + j1 - lo] += line_peaks[j0:j1] > 0
 
     def render(a: int, b: int, curve: np.ndarray) -> np.ndarray:
         return placed.mixed(a + lo * group, b + lo * group, curve * np.float32(g), lo)
 
-    # for the report: groups that could be the highest yet are read from the result (where no gain brought
-    # them near the ceiling, their peaks are sample peaks: lower bounds)
-    curve, estimate = loudness.hold_ceiling(render, peaks, mix.ceiling, mix.rate, (hi - lo) * group, mix.peak)
+    # a group with one source has its true peak already; where sources overlap, their summed peaks are a
+    # bound, and the groups that could be the highest yet are read from the result for the report
+    curve, estimate = loudness.hold_ceiling(render, peaks, mix.ceiling, mix.rate, (hi - lo) * group, mix.peak,
+                                            known=covered <= 1)
     mix.peak = max(mix.peak, float(estimate[w0 - lo:w1 - lo].max(initial=0.0)))
     for (line, at), (_peaks, energy) in zip(sources, parts):
         j0, j1 = max(0, w0 - at), min(energy.shape[0], w1 - at)     # the source's groups in the window

@@ -290,7 +290,7 @@ class BlockRun:
     def _render_to(self, path: Any, *, embed: bool = False) -> Any:
         """Render into *path* (None: only measure); with *embed*, the review page holds the file's bytes."""
         folder = str(Path(path).resolve().parent) if path is not None else None
-        with blockmix.BlockMix(self.settings, folder=folder) as bm:
+        with blockmix.BlockMix(self.settings, folder=folder, peaks=self._kept_peaks()) as bm:
             dialog, timeline, figures = self._mixed(bm)
             if path is not None:
                 written = self._located(lambda: write_file(path, bm, self.prod, self.renderer.settings.true_peak,
@@ -305,6 +305,11 @@ class BlockRun:
             if self.prod.stems:
                 write_stems(bm, self.prod, self.parsed, self.out)
         return self._conclude(dialog, timeline, figures, written)
+
+    def _kept_peaks(self) -> Any:
+        """Where the mixer keeps its readings of the lines' true peaks: beside the audio cache (None without one)."""
+        cache = self.renderer.cache
+        return cache.peaks if cache is not None else None
 
     def _located(self, step: Any) -> Any:
         try:
@@ -358,7 +363,7 @@ class BlockRun:
         if self._whole_first():
             yield from self._streamed_whole()
             return
-        with blockmix.BlockMix(self.settings, spill=False) as bm:
+        with blockmix.BlockMix(self.settings, spill=False, peaks=self._kept_peaks()) as bm:
             yield from blockmix.stream(bm, self._ended(bm))
             dialog = self._dialog()
             timeline = self.found.timeline
@@ -372,7 +377,7 @@ class BlockRun:
             self.result = self._conclude(dialog, timeline, figures, written)
 
     def _streamed_whole(self) -> Iterator[np.ndarray]:
-        with blockmix.BlockMix(self.settings) as bm:
+        with blockmix.BlockMix(self.settings, peaks=self._kept_peaks()) as bm:
             dialog, timeline, figures = self._mixed(bm)
             yield from bm.blocks(blockmix.STREAM_BLOCK)
             figures = bm.rendered(figures)

@@ -54,6 +54,8 @@ MAX_SIZE = 1000 ** 5
 _KEY_VERSION = 2   # 2: the stored digest covers the key
 _DIGEST = 32
 _DAMAGED = "damaged-"          # prefix of the folders a damaged cache is moved into
+_ANALYSIS = "analysis"         # the folder of the mixer's readings (PeakCache)
+_INLINE_LIMIT = 256 << 20      # bytes of one reading at most, kept in the database (a line of 6 hours at 24 kHz)
 T = TypeVar("T")
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]?i?b?)?\s*$", re.IGNORECASE)
 _UNITS = {"": 1, "b": 1, "k": 1000, "m": 1000 ** 2, "g": 1000 ** 3, "t": 1000 ** 4,
@@ -311,12 +313,69 @@ def _tidy_after_clear(directory: Path) -> int:
         freed += sum(f.stat().st_size for f in folder.rglob("*") if f.is_file())
         shutil.rmtree(folder, ignore_errors=True)
     shutil.rmtree(directory / "outputs", ignore_errors=True)
+    analysis = directory / _ANALYSIS
+    freed += sum(f.stat().st_size for f in analysis.rglob("*") if f.is_file()) if analysis.is_dir() else 0
+    shutil.rmtree(analysis, ignore_errors=True)
     try:
         with contextlib.closing(sqlite3.connect(directory / "cache.db", timeout=1)) as db:
             db.execute("VACUUM")
     except sqlite3.Error as exc:  # another process holds it: the space is reused later anyway
         log.debug("cache VACUUM skipped: %s", exc)
     return freed
+
+
+class PeakCache:
+    """The mixer's readings of each line's true peaks, kept between renders (a ``PeakStore`` of
+    :mod:`dialog_tts.finish.mixer`): sealed blobs in the ``analysis`` folder of the audio cache,
+    bounded on their own, so they never count as entries, never evict a line, and are removed by
+    ``cache clear``.  Nothing here stops a render: a folder that cannot be opened or written only
+    means the readings are taken again."""
+
+    def __init__(self, directory: Path, size_limit: int) -> None:
+        self.directory, self.size_limit = directory, size_limit
+        self._store: Any = None
+        self._failed = False
+        self._lock = threading.Lock()
+
+    def _use(self, op: Callable[[Any], T], fallback: T) -> T:
+        with self._lock:
+            if self._failed:
+                return fallback
+            try:
+                if self._store is None:
+                    import diskcache
+
+                    # every reading in the database itself: no value files among the lines' (.val)
+                    self._store = diskcache.Cache(str(self.directory), size_limit=self.size_limit,
+                                                  eviction_policy="least-recently-used",
+                                                  disk_min_file_size=_INLINE_LIMIT)
+                return op(self._store)
+            except (sqlite3.Error, OSError) as exc:
+                log.debug("the mixer's readings are not kept at %s: %s", self.directory, exc)
+                self._failed = True
+                return fallback
+
+    def get_blob(self, key: str) -> bytes | None:
+        data = self._use(lambda store: store.get(key), None)
+        if data is None:
+            return None
+        try:
+            return _unseal(key, data)
+        except ValueError:
+            return None
+
+    def put_blob(self, key: str, data: bytes) -> None:
+        """Keep *data* under *key*; a reading larger than sqlite keeps in one row is not kept."""
+        if len(data) + _DIGEST < _INLINE_LIMIT:
+            sealed = _seal(key, data)
+            self._use(lambda store: store.set(key, sealed), None)
+
+    def close(self) -> None:
+        with self._lock:
+            if self._store is not None:
+                with contextlib.suppress(sqlite3.Error):
+                    self._store.close()
+                self._store = None
 
 
 class AudioCache:
@@ -329,6 +388,7 @@ class AudioCache:
         self._reader: _Reader | None = None
         self.read_only: str | None = None   # why this cache writes nothing (None: it is writable)
         self._lock = threading.RLock()
+        self._peaks: PeakCache | None = None
 
     # ------------------------------------------------------------ opening, healing, stepping aside
     @property
@@ -484,6 +544,17 @@ class AudioCache:
         sealed = _seal(name, data)
         self._use(lambda store: store.set(name, sealed), lambda: None)
 
+    @property
+    def peaks(self) -> PeakCache | None:
+        """The mixer's readings kept beside the lines (a quarter of the bound), None where this cache
+        writes nothing."""
+        with self._lock:
+            if self._cache is None:
+                return None
+            if self._peaks is None:
+                self._peaks = PeakCache(self.directory / _ANALYSIS, max(1, self.size_limit // 4))
+            return self._peaks
+
     # ------------------------------------------------------------ output records
     def _record_path(self, name: str) -> Path:
         return self.directory / "outputs" / (sha256(name.encode("utf-8")).hexdigest()[:32] + ".json")
@@ -533,6 +604,8 @@ class AudioCache:
         def cannot() -> tuple[int, int]:
             raise OutputError(f"cannot clear the cache: {self.read_only}", path=self.directory)
         removed, before = self._use(clear, cannot)
+        if self._peaks is not None:
+            self._peaks.close()
         orphaned, orphan_size = _remove_orphans(self.directory)
         freed = _tidy_after_clear(self.directory)
         after = self._use(lambda store: int(store.volume()), lambda: before)
@@ -541,6 +614,8 @@ class AudioCache:
     def close(self) -> None:
         with self._lock:
             self._close_store()
+            if self._peaks is not None:
+                self._peaks.close()
             if self._reader is not None:
                 self._reader.close()
                 self._reader = None
