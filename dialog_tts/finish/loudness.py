@@ -272,23 +272,36 @@ def _ebu_taps(factor: int) -> np.ndarray:
     return taps.astype(np.float32)
 
 
-def _interpolate(data: np.ndarray, factor: int) -> np.ndarray:
-    """|libebur128's interpolation| of *data* (the larger channel): point m at frame (m - 24) / factor.
+def _frame_points(data: np.ndarray, factor: int) -> np.ndarray:
+    """For frames 0 .. n-2 of *data*, the largest |point| of libebur128's interpolation from the
+    frame to the next one (its *factor* points there; the larger channel).
 
-    Polyphase with np.convolve rather than scipy.signal.upfirdn (the same points): importing
-    scipy.signal costs a render more start-up time than this filter takes (tests/test_imports.py).
-    In float32, as the samples are: a 13-tap sum's rounding is far under the 1e-4 dB the tests hold."""
+    Point ``m`` lies at frame ``(m - 24) / factor`` and is tap phase ``m % factor`` convolved with the
+    samples, so frame ``i``'s points are each phase's output at ``24 / factor + i``: the phases'
+    maxima, with no interleaved array.  Each phase's 12 or 13 taps are summed as shifted multiply-adds
+    over the whole block (NumPy's convolve calls a dot product for every output, several times
+    slower at this length), rather than scipy.signal.upfirdn: importing scipy.signal costs a render
+    more start-up time than this filter takes (tests/test_imports.py).  In float32, as the samples
+    are: a 13-tap sum's rounding is far under the 1e-4 dB the tests hold."""
     taps = _ebu_taps(factor)
     count = data.shape[0]
+    offset = (_EBU_TAPS - 1) // 2 // factor
     columns = [data] if data.ndim == 1 else [data[:, c] for c in range(data.shape[1])]
-    points = np.zeros(factor * (count + _EBU_TAPS // factor + 1), np.float32)
+    out = np.zeros(max(0, count - 1), np.float32)
+    if count < 2:
+        return out
+    term = np.empty(count, np.float32)
     for column in columns:
         samples = np.ascontiguousarray(column, dtype=np.float32)
         for phase in range(factor):
-            y = np.abs(np.convolve(samples, taps[phase::factor]))
-            view = points[phase::factor][:y.shape[0]]
-            np.maximum(view, y, out=view)
-    return points[:(count - 1) * factor + _EBU_TAPS]
+            phase_taps = taps[phase::factor]
+            acc = np.zeros(count + phase_taps.shape[0] - 1, np.float32)
+            for k, tap in enumerate(phase_taps):
+                np.multiply(samples, tap, out=term)
+                acc[k:k + count] += term
+            y = np.abs(acc[offset:offset + count - 1], out=acc[offset:offset + count - 1])
+            np.maximum(out, y, out=out)
+    return out
 
 
 class ShortInterpolatorReader:
@@ -308,10 +321,7 @@ class ShortInterpolatorReader:
         data = np.concatenate([self._tail, np.asarray(x, np.float32),
                                np.zeros((_EBU_CONTEXT * last, *self._tail.shape[1:]), np.float32)])
         f, count = self.factor, data.shape[0]
-        # point m of the interpolated signal lies at frame (m - 24) / f of data
-        points = _interpolate(data, f)
-        points = points[(_EBU_TAPS - 1) // 2:(_EBU_TAPS - 1) // 2 + f * (count - 1) + 1]
-        within = points[:f * (count - 1)].reshape(count - 1, f).max(axis=1)   # frame i: points in [i, i + 1)
+        within = _frame_points(data, f)          # frame i: its points in [i, i + 1)
         # valid where no tap reaches past data
         reach = -(-(_EBU_TAPS - 1) // (2 * f)) + 1
         self._received += np.asarray(x).shape[0]
@@ -757,8 +767,10 @@ def frame_curve(group_gain: np.ndarray, start: int, stop: int) -> np.ndarray:
 def _frame_curve(group_gain: np.ndarray, start: int, stop: int) -> np.ndarray:
     """Per-frame gain for frames start..stop-1: linear between group starts (never above either end)."""
     g0, g1 = start // _GROUP, -(-stop // _GROUP) + 1
-    anchors = np.arange(g0, g1) * _GROUP
     values = group_gain[np.minimum(np.arange(g0, g1), group_gain.shape[0] - 1)]
+    if values.shape[0] and values.min() == values.max():      # where the limiter left it: one gain
+        return np.full(stop - start, values[0], np.float32)
+    anchors = np.arange(g0, g1) * _GROUP
     return np.interp(np.arange(start, stop), anchors, values).astype(np.float32)
 
 
