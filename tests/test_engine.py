@@ -842,3 +842,28 @@ def test_every_third_party_import_is_a_declared_dependency():
     # pyloudnorm is the loudness tests' reference only: dialog_tts computes its K-weighting itself
     assert "pyloudnorm" not in declared and "pyloudnorm" not in third_party
     assert {"pyloudnorm", "pyebur128"} <= names(project["optional-dependencies"]["test"])
+
+
+class CoreBoundBackend(FlakyBackend):
+    """A flaky fake whose calls each keep a core busy (as Kokoro's one-thread calls do)."""
+
+    name = "corebound"
+    cpu_bound = True
+
+
+def test_a_cpu_bound_backend_runs_no_more_calls_than_cores(extra_backends):
+    """On the thread executor, calls of a cpu_bound backend are capped at the machine's cores, whatever
+    the workers; the same engine runs a backend that is not cpu_bound on every worker."""
+    from dialog_tts.synth.executors import ThreadExecutor, usable_cores
+
+    cores = usable_cores()
+    bound = extra_backends("corebound", CoreBoundBackend(max_delay=0.01, seed=3))
+    free = extra_backends("flaky", FlakyBackend(max_delay=0.01, seed=4))
+    assert ThreadExecutor().calls(bound, 16) == min(16, cores)
+    assert ThreadExecutor().calls(free, 16) == 16
+    for backend in (bound, free):
+        jobs = [Job(f"Sentence number {i}.", Voice("v1", backend.name), "s.txt", i + 1, "A") for i in range(60)]
+        result = Engine(cores + 4).run(jobs)
+        assert [o.source for o in result.outcomes] == ["synthesized"] * 60
+    assert bound.max_active <= cores
+    assert free.max_active > cores

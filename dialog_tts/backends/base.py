@@ -147,6 +147,9 @@ class Backend(ABC):
     needs_gpu: ClassVar[bool] = False
     #: Most calls to run at once (None: as many as there are workers); a setting may change it.
     max_concurrency: int | None = None
+    #: Each call keeps :attr:`cpus_per_call` cores busy: on one machine, no more calls run at once than
+    #: its cores hold (a cluster places them by their cores instead).
+    cpu_bound: ClassVar[bool] = False
     #: Lines per :meth:`synthesize_batch` call; 1 means no batching.  The engine gives
     #: a batching backend its lines in batches, on one worker.
     batch_size: int = 1

@@ -199,6 +199,9 @@ class KokoroBackend(Backend):
     #: workers: the same line is the same audio in every render (one thread, as many calls as workers, is
     #: the choice benchmark_enhanced.py's kokoro section measures against one session with every core).
     threads: int = 1
+    #: no more calls at once than cores: four one-thread calls on two cores measured slower than two
+    #: (benchmark_enhanced.py's kokoro section, "one session per worker")
+    cpu_bound = True
 
     def __init__(self) -> None:
         self._sessions: dict[int, Any] = {}

@@ -361,7 +361,7 @@ class Engine:
         with self._lock:
             sem = self._limits.get(backend.name)
             if sem is None:
-                cap = min(backend.max_concurrency or self.slots, self.slots)
+                cap = self.executor.calls(backend, self.slots)
                 sem = self._limits[backend.name] = threading.BoundedSemaphore(cap)
             return sem
 
@@ -460,7 +460,7 @@ class Engine:
         if backend.batch_size > 1:
             return Lane(self.executor.lanes(backend), partial(_batches, backend),
                         lambda units: partial(self._run_batch, backend, units, stop), full=backend.batch_size)
-        return Lane(min(backend.max_concurrency or self.slots, self.slots), _one_each,
+        return Lane(self.executor.calls(backend, self.slots), _one_each,
                     lambda units: partial(self._run_single, units[0], stop))
 
     def _store(self, unit: _Unit, outcome: Outcome) -> None:

@@ -39,6 +39,9 @@ class Executor(Protocol):
     def lanes(self, view: Backend) -> int:
         """Batches of a batching backend that may run at once."""
 
+    def calls(self, view: Backend, slots: int) -> int:
+        """Calls of *view* that may run at once, of the engine's *slots*."""
+
     def prepare(self, view: Backend, voices: Sequence[Voice], cache: object) -> None:
         """Per-voice state before synthesis (see :meth:`Backend.prepare`)."""
 
@@ -61,6 +64,14 @@ class ThreadExecutor:
     def lanes(self, view: Backend) -> int:
         return 1        # one batch at a time: a GPU model's forward pass is not thread-safe
 
+    def calls(self, view: Backend, slots: int) -> int:
+        """The backend's cap; a backend whose calls keep cores busy (``cpu_bound``) runs no more of them
+        than this machine's cores hold, because more calls than cores only slow each other down."""
+        cap = min(view.max_concurrency or slots, slots)
+        if view.cpu_bound:
+            cap = min(cap, max(1, usable_cores() // max(1, view.cpus_per_call)))
+        return cap
+
     def prepare(self, view: Backend, voices: Sequence[Voice], cache: object) -> None:
         view.prepare(voices, cache)
 
@@ -69,6 +80,14 @@ class ThreadExecutor:
 
     def close(self) -> None:
         pass
+
+
+def usable_cores() -> int:
+    """The cores this process may run on."""
+    import os
+
+    affinity = getattr(os, "sched_getaffinity", None)
+    return len(affinity(0)) if affinity is not None else os.cpu_count() or 1
 
 
 def make_executor(name: str, *, address: str | None = None) -> Executor:

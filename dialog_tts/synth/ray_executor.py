@@ -93,6 +93,10 @@ class RayExecutor:
             self._ray = ray
             return ray
 
+    def calls(self, view: Backend, slots: int) -> int:
+        """The backend's cap alone: the cluster places each call where its cores are free."""
+        return min(view.max_concurrency or slots, slots)
+
     def capacity(self, workers: int) -> int:
         """At least one line in flight per CPU of the cluster (more if ``workers`` says so)."""
         cpus = int(self._connect().cluster_resources().get("CPU", 1))
