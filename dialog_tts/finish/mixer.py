@@ -256,7 +256,7 @@ class BlockMix:
 
     def _analysed(self, entry: Entry, samples: np.ndarray, gain_db: float,
                   weights: tuple[float, ...]) -> tuple[_Line, np.ndarray]:
-        # in chunks: a source of any length costs a few MB beside its samples (true peaks are read when needed)
+        # in chunks: a source of any length costs a few MB beside its samples (its true peaks too: _own_peaks)
         level, energies, peaks = loudness.measure_placed(samples, self.rate, entry.start)
         np.maximum(peaks, loudness.placed_peaks(self._own_peaks(samples), entry.start, peaks.shape[0]), out=peaks)
         width = 1 if samples.ndim == 1 else samples.shape[1]

@@ -304,18 +304,15 @@ def _remove_orphans(directory: Path) -> tuple[int, int]:
 
 
 def _tidy_after_clear(directory: Path) -> int:
-    """Remove the damaged caches moved aside and the output records, and give the database's free
+    """Remove the damaged caches moved aside, the mixer's readings and the output records, and give the database's free
     pages back to the file system; returns the bytes of the folders removed."""
     import shutil  # here only: it imports bz2 and lzma, which a render's start-up never needs
 
     freed = 0
-    for folder in directory.glob(_DAMAGED + "*"):
-        freed += sum(f.stat().st_size for f in folder.rglob("*") if f.is_file())
+    for folder in [*directory.glob(_DAMAGED + "*"), directory / _ANALYSIS]:
+        freed += _size_of([f for f in folder.rglob("*") if f.is_file()])
         shutil.rmtree(folder, ignore_errors=True)
     shutil.rmtree(directory / "outputs", ignore_errors=True)
-    analysis = directory / _ANALYSIS
-    freed += sum(f.stat().st_size for f in analysis.rglob("*") if f.is_file()) if analysis.is_dir() else 0
-    shutil.rmtree(analysis, ignore_errors=True)
     try:
         with contextlib.closing(sqlite3.connect(directory / "cache.db", timeout=1)) as db:
             db.execute("VACUUM")
