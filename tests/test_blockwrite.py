@@ -338,3 +338,24 @@ def test_a_wav_too_big_for_32_bit_sizes_is_written_as_rf64(tmp_path):
     info = sf.info(path)
     assert info.format == "RF64" and info.frames == 24000
     assert np.abs(sf.read(path, dtype="float32")[0] - x).max() < 2 ** -22
+
+
+@pytest.mark.parametrize("bits", [16, 24])
+def test_the_quantizers_integers_are_its_rounded_samples_as_soundfile_takes_them(bits):
+    """Quantizer.pcm (what the writers hand soundfile) gives pcm_block of the samples that quantize
+    rounds, block after block, with silence left undithered; the block handed in is left as it is."""
+    x = signal(3 * 24000 + 11, 2, 24000)
+    x[1000:3000] = 0.0
+    x[5000] = [1.5, -1.5]                     # clipped to the grid's ends
+    want = x.copy()
+    audio.quantize(want, bits)
+    subtype = f"PCM_{bits}"
+    quantizer, kept = audio.Quantizer(bits), x.copy()
+    got = np.concatenate([quantizer.pcm(b) for b in blocks(x)])
+    np.testing.assert_array_equal(x, kept)
+    np.testing.assert_array_equal(got, audio.pcm_block(want, subtype))
+    assert got.dtype == (np.int16 if bits == 16 else np.int32)
+    top = 1 << (bits - 1)
+    shift = 32 - bits if bits == 24 else 0
+    assert not got[1000:3000].any()
+    assert got[5000].tolist() == [(top - 1) << shift, -top << shift]

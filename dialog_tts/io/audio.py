@@ -199,25 +199,39 @@ class Quantizer:
     """
 
     def __init__(self, bits: int, seed: int = 0) -> None:
+        self.bits = bits
         self.scale = np.float32(1 << (bits - 1))
         self.rng = np.random.default_rng(seed) if bits == 16 else None
 
     def __call__(self, block: np.ndarray) -> None:
+        """Quantize *block* in place."""
+        np.divide(self._grid(block), self.scale, out=block)
+
+    def pcm(self, block: np.ndarray) -> np.ndarray:
+        """*block* quantized as a call would, given as the integers that :func:`pcm_block` hands soundfile
+        (int16; 24 bits: int32 shifted into the top bytes), *block* left as it is: the same bytes without
+        the float grid made and read back."""
+        grid = self._grid(block)
+        if self.bits == 16:
+            return grid.astype(np.int16)
+        return np.left_shift(grid.astype(np.int32), 8)
+
+    def _grid(self, block: np.ndarray) -> np.ndarray:
+        """*block* on the integer grid (times 2**(bits-1)), dithered, rounded and clipped, as a new array."""
         scale, rng = self.scale, self.rng
         y = block * scale
         if rng is not None:
             r = rng.integers(0, 1 << 32, size=y.shape, dtype=np.uint32)   # two 16-bit uniforms in one draw
-            # the two halves read as uint16 in place, in as few passes as possible: the same values as
-            # (r & 0xFFFF) - (r >> 16), without the masked and shifted temporaries
+            # the two halves read as uint16 in place and subtracted in float32 in one pass: the same
+            # values as (r & 0xFFFF) - (r >> 16), without the masked and shifted temporaries
             halves = r.view(np.uint16).reshape((*y.shape, 2))
-            dither = halves[..., _LOW_HALF].astype(np.float32)
-            dither -= halves[..., 1 - _LOW_HALF]
+            dither = np.subtract(halves[..., _LOW_HALF], halves[..., 1 - _LOW_HALF], dtype=np.float32)
             dither *= np.float32(1 / 65536)
             np.putmask(dither, block == 0, np.float32(0.0))
             y += dither
         np.rint(y, out=y)
         np.clip(y, -scale, scale - 1, out=y)
-        np.divide(y, scale, out=block)
+        return y
 
 
 def quantize(samples: np.ndarray, bits: int, seed: int = 0) -> None:
@@ -229,9 +243,10 @@ def quantize(samples: np.ndarray, bits: int, seed: int = 0) -> None:
 
 def pcm_block(block: np.ndarray, subtype: str | None) -> np.ndarray:
     """*block* as soundfile should be handed it for *subtype*: int16, or int32 (24-bit, shifted into
-    the top bytes) for PCM_16 and PCM_24, else the float samples themselves."""
+    the top bytes) for PCM_16 and PCM_24, else the float samples themselves; integers already
+    (:meth:`Quantizer.pcm`'s) as they are."""
     as_int = _INT_SUBTYPES.get(subtype or "")
-    if as_int is None:
+    if as_int is None or block.dtype.kind == "i":
         return block
     dtype, scale, shift = as_int
     out = np.clip(np.rint(block * np.float32(scale)), -scale, scale - 1).astype(dtype)

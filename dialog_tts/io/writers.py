@@ -134,9 +134,8 @@ class BlockWriter:
             raise ValueError("write to a closed writer")
         if not x.shape[0]:
             return
-        if self._quantizer is not None:
-            x = x.copy()
-            self._quantizer(x)
+        if self._quantizer is not None:     # PCM: the dithered integers, the block left as it is
+            x = self._quantizer.pcm(x)
         with self._translated():
             self._write(x)
         self.frames += x.shape[0]
