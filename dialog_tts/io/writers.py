@@ -112,6 +112,12 @@ def _shown(target: object) -> str:
     return "<stdout>" if target is sys.stdout.buffer else str(getattr(target, "name", "<stream>"))
 
 
+#: Frames quantized and handed to the encoder at once: the quantizer's passes and libsndfile's copy
+#: work within the CPU's cache on pieces this small, and from memory on a render's blocks (2**20 frames).
+#: The bytes are the same however a block is cut (the dither's draws run on: see audio.Quantizer).
+_PCM_PIECE = 1 << 14
+
+
 class BlockWriter:
     """Writes blocks of float32 samples one after another; :meth:`close` (or the ``with`` block) finishes.
 
@@ -134,10 +140,12 @@ class BlockWriter:
             raise ValueError("write to a closed writer")
         if not x.shape[0]:
             return
-        if self._quantizer is not None:     # PCM: the dithered integers, the block left as it is
-            x = self._quantizer.pcm(x)
         with self._translated():
-            self._write(x)
+            if self._quantizer is None:
+                self._write(x)
+            else:     # PCM: the dithered integers, the block left as it is, in pieces (see _PCM_PIECE)
+                for a in range(0, x.shape[0], _PCM_PIECE):
+                    self._write(self._quantizer.pcm(x[a:a + _PCM_PIECE]))
         self.frames += x.shape[0]
 
     def close(self) -> None:
