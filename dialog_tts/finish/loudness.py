@@ -959,7 +959,8 @@ def hold_ceiling(render: Callable[[int, int, np.ndarray], np.ndarray], peaks: np
     limiter moved the gain, and limited again where over (at most HOLD_ROUNDS times); groups that
     could be the highest yet (over *floor*, the highest known elsewhere) are read from the result too,
     except where *known* says their peak is already the result's true peak (where the limiter left them)."""
-    curve = limit_groups(peaks, ceiling, rate) if float(peaks.max(initial=0.0)) > ceiling else \
+    first = ceiling * _HOLD_STEP     # a step under the ceiling: see _HOLD_STEP
+    curve = limit_groups(peaks, first, rate) if float(peaks.max(initial=0.0)) > first else \
         np.ones(peaks.shape, np.float32)
     wanted = limited_groups(peaks, curve, 1.0, ceiling)
     read = np.zeros(peaks.shape, np.float32)
@@ -987,7 +988,11 @@ def hold_ceiling(render: Callable[[int, int, np.ndarray], np.ndarray], peaks: np
 
 
 HOLD_ROUNDS = 4
-_HOLD_STEP = 0.997        # each round limits 0.026 dB lower than the one before
+# The limiter holds the peaks it reads a step (0.026 dB) under the ceiling, and each round of the hold a
+# step lower than the one before.  Its gain changes raise the result's inter-sample peaks over the
+# sources' bounds; on speech by less than a step, so the result read after the first round is under the
+# ceiling and is not limited and read again (docs/performance.md: the hour's --lufs render).
+_HOLD_STEP = 0.997
 
 
 def limited_groups(peaks: np.ndarray, curve: np.ndarray, gain: float, ceiling: float) -> np.ndarray:
@@ -1005,7 +1010,7 @@ def relimit(read: np.ndarray, wanted: np.ndarray, ceiling: float, rate: int, rou
     peaks = np.where(wanted, read, np.float32(0.0)).astype(np.float32)
     if float(peaks.max()) <= ceiling:
         return None
-    return limit_groups(peaks, ceiling * _HOLD_STEP ** (round_ + 1), rate)
+    return limit_groups(peaks, ceiling * _HOLD_STEP ** (round_ + 2), rate)
 
 
 # ---------------------------------------------------------------- one buffer
