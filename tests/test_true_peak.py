@@ -315,3 +315,23 @@ def test_a_kokoro_line_holds_the_ceiling_by_libebur128(tmp_path):
         reported = json.loads(report.read_text())["true_peak"]
         assert max(readings.values()) <= CEILING + 1e-6, readings
         assert reported >= max(readings.values()) - 1e-3, (readings, reported)
+
+
+@pytest.mark.parametrize("kind", MATERIALS)
+@pytest.mark.parametrize("channels", [1, 2])
+def test_a_few_groups_read_from_their_context_read_as_the_whole_signal_does(kind, channels):
+    """Groups read alone (each span's reader starts from the signal before it and stops where its
+    filters stop reaching) get the true peaks that the whole signal read from its first frame to its
+    last gives them, at the signal's start and end too (to float32 rounding; a stereo pair read from
+    one channel, times the allowance for the other)."""
+    rate = 24000
+    x = material(kind, rate, channels, seconds=3.0) * np.float32(2.5)
+    groups = -(-x.shape[0] // loudness.GROUP)
+    wanted = np.zeros(groups, bool)
+    wanted[[0, 1, 7, 40, 41, 900, 1700, 1701, groups // 2, groups - 2, groups - 1]] = True
+    wanted[np.argsort(loudness.group_maxima(np.abs(x).max(axis=-1) if channels == 2 else np.abs(x), 0))[-3:]] = True
+    alone = loudness.group_true_peaks(x, 0, wanted, rate)[wanted]
+    whole = loudness.group_maxima(loudness.true_peak_per_frame(x, rate), 0)[wanted]
+    # float32 rounding: of the filters' sums, so relative to the loudest frames the filters reach
+    np.testing.assert_allclose(alone, whole, rtol=1e-4, atol=1e-6 * float(np.abs(x).max()))
+    assert alone.max() > 0.1      # loud groups among them

@@ -35,8 +35,8 @@ BLOCK = 1 << 16  # frames per block (a multiple of the limiter's group)
 # ceiling) and one gain per group, interpolated between groups when applied.
 _SUB_SECONDS = 0.1        # BS.1770: 400 ms gating blocks, 75 % overlap → 100 ms steps
 _GROUP = 32               # frames per limiter group
-_TP_MARGIN = 4352         # frames of context around an oversampled segment (the interpolator's reach and more)
-_TP_SEGMENT = 16384       # true peaks are oversampled in whole segments of this many frames
+_TP_MARGIN = 4352         # frames around a segment that its channel code looks at (the interpolator's reach and more)
+_TP_SEGMENT = 512         # true peaks are oversampled in whole segments of this many frames (see _span_true_peak)
 _TP_HEADROOM = 2.0        # a true peak is assumed at most 2x (6 dB) over the sample peak
 _ATTACK = 0.003           # limiter look-ahead, seconds
 _HOLD = 0.002             # limiter hold, seconds (short: a 100 ms block around a peak keeps its level)
@@ -183,6 +183,16 @@ def _valid_convolution(x: np.ndarray) -> np.ndarray:
     return out
 
 
+def _before(history: np.ndarray | None, frames: int, shape: tuple[int, ...]) -> np.ndarray:
+    """The last *frames* frames of *history* (the signal before a reader's first block), silence
+    before it where it is shorter (or None)."""
+    out = np.zeros((frames, *shape), np.float32)
+    if history is not None and history.shape[0]:
+        take = history[-frames:]
+        out[frames - take.shape[0]:] = take
+    return out
+
+
 class Oversampler:
     """8x oversampling whose passband reaches Nyquist, for audio handed over in blocks, in order.
 
@@ -190,14 +200,15 @@ class Oversampler:
     which doubles the rate with the band intact up to 0.99 of the old Nyquist; soxr then takes the
     doubled signal up 4x, where all of its content lies well inside soxr's passband.  The output is
     aligned with the input: sample ``j`` is at frame ``j / 8``.  The signal is silent before the
-    first block and after the last one (``last=True``)."""
+    first block (or is *history* there) and after the last one (``last=True``)."""
 
-    def __init__(self, rate: int, channels: int, oversampling: int = OVERSAMPLING) -> None:
+    def __init__(self, rate: int, channels: int, oversampling: int = OVERSAMPLING,
+                 history: np.ndarray | None = None) -> None:
         import soxr
 
         self.channels, self.factor = channels, oversampling
         shape = (0,) if channels == 1 else (0, channels)
-        self._input = np.zeros((_HALF_TAPS - 1, *shape[1:]), np.float32)   # frames the filter still needs
+        self._input = _before(history, _HALF_TAPS - 1, shape[1:])   # frames the filter still needs
         self._unpaired = np.zeros(shape, np.float32)     # frames whose half-sample point is not known yet
         self._up = (soxr.ResampleStream(2 * rate, oversampling * rate, channels, dtype="float32", quality="HQ")
                     if oversampling > 2 else None)
@@ -306,12 +317,12 @@ def _frame_points(data: np.ndarray, factor: int) -> np.ndarray:
 
 class ShortInterpolatorReader:
     """Per-frame peaks of libebur128's interpolator (a frame's points: from it to the next frame, as
-    the 8x reading counts them) of audio handed over in blocks, in order; silence before the first
-    block and after the last."""
+    the 8x reading counts them) of audio handed over in blocks, in order; silence (or *history*) before
+    the first block, silence after the last."""
 
-    def __init__(self, rate: int, channels: int) -> None:
+    def __init__(self, rate: int, channels: int, history: np.ndarray | None = None) -> None:
         self.factor = 4 if rate < 96000 else 2     # (from 192 kHz libebur128 reads the samples)
-        self._tail = np.zeros((_EBU_CONTEXT, *((channels,) if channels > 1 else ())), np.float32)
+        self._tail = _before(history, _EBU_CONTEXT, (channels,) if channels > 1 else ())
         self._first = -_EBU_CONTEXT         # the frame index of self._tail's first frame
         self._done = 0                      # frames whose peaks are out
         self._received = 0                  # frames handed over
@@ -337,14 +348,16 @@ class ShortInterpolatorReader:
 class PeakReader:
     """Per-frame true peak bounds (:func:`_peak_bounds`) of audio handed over in blocks, in order,
     at least libebur128's reading (:class:`ShortInterpolatorReader`); the highest frame of each
-    *window* of frames carries the window's bound."""
+    *window* of frames carries the window's bound.  *history*: the signal before the first block
+    (default: silence), for a reading that starts inside a signal (:func:`_span_true_peak`)."""
 
     def __init__(self, rate: int, channels: int, oversampling: int = OVERSAMPLING,
-                 window: int = _BOUND_WINDOW) -> None:
+                 window: int = _BOUND_WINDOW, history: np.ndarray | None = None) -> None:
         self.factor, self.window = oversampling, window
         self._shape = (0,) if channels == 1 else (0, channels)
-        self._sampler = Oversampler(rate, channels, oversampling)
-        self._short = ShortInterpolatorReader(rate, channels) if oversampling > 1 and rate < 192000 else None
+        self._sampler = Oversampler(rate, channels, oversampling, history)
+        self._short = ShortInterpolatorReader(rate, channels, history) if oversampling > 1 and rate < 192000 \
+            else None
         self._short_pending = np.zeros(0, np.float32)          # its peaks of frames not out yet
         self._pending = np.zeros(self._shape, np.float32)                # points of frames not complete yet
         self._before = np.zeros((1, *self._shape[1:]), np.float32)       # silence before the first frame
@@ -632,12 +645,34 @@ def _channel_code(x: np.ndarray) -> int:
     return d if residual <= _PROPORTIONAL * peak else 2
 
 
-def _run_true_peak(x: np.ndarray, lo: int, hi: int, rate: int, code: int) -> np.ndarray:
-    """True peak per frame of x[lo:hi], reading one channel where :func:`_channel_code` allows."""
+def _run_true_peak(x: np.ndarray, a: int, b: int, rate: int, code: int) -> np.ndarray:
+    """True peak per frame of x[a:b], reading one channel where :func:`_channel_code` allows."""
     if code in (0, 1):
-        tp = true_peak_per_frame(np.ascontiguousarray(x[lo:hi, code]), rate)
+        tp = _span_true_peak(x[:, code], a, b, rate)
         return tp * np.float32(1.0 + 4 * _PROPORTIONAL)     # the other channel, within the residual
-    return true_peak_per_frame(np.ascontiguousarray(x[lo:hi]), rate)
+    return _span_true_peak(x, a, b, rate)
+
+
+_SPAN_CONTEXT = 128       # frames read before a span (a multiple of _BOUND_WINDOW), and after it ...
+_SPAN_AFTER = 512        # ... with what the resampler holds back at the end of a push (a few hundred)
+
+
+def _span_true_peak(x: np.ndarray, a: int, b: int, rate: int) -> np.ndarray:
+    """:func:`true_peak_per_frame` of frames a..b-1 of *x* (silence before and after it), read from
+    the signal around them: the reader starts from the frames before them (its history) and reads
+    on past them only as far as its filters need, so that only the frames near the span are oversampled."""
+    n = x.shape[0]
+    s0 = max(0, a - _SPAN_CONTEXT)
+    history = np.ascontiguousarray(x[max(0, s0 - _HALF_TAPS):s0])
+    reader = PeakReader(rate, 1 if x.ndim == 1 else x.shape[1], history=history)
+    parts, got, at = [], 0, s0
+    while got < b - s0 and at < n:
+        end = min(n, max(b + _SPAN_AFTER + _HALF_TAPS, at + _SPAN_AFTER))
+        part = reader.push(np.ascontiguousarray(x[at:end]), last=end >= n)
+        parts.append(part)
+        got, at = got + part.shape[0], end
+    tp = np.concatenate(parts)[a - s0:b - s0]
+    return np.maximum(tp, abs_max_channels(x[a:b]))
 
 
 def _group_peaks(x: np.ndarray, rate: int,
@@ -646,7 +681,7 @@ def _group_peaks(x: np.ndarray, rate: int,
     peaks)* selects are oversampled; the others keep their sample peak (a lower bound)."""
     n = x.shape[0]
     peaks = _sample_group_peaks(x)
-    check = candidate(peaks)
+    check = candidate(peaks).copy()     # the caller's mask stays as it is
     if not check.any():
         return peaks, check
 
@@ -657,8 +692,7 @@ def _group_peaks(x: np.ndarray, rate: int,
 
     for first, last, code in _segment_runs(check, codes):   # oversampled with context
         a, b = first * _GROUP, min(n, (last + 1) * _GROUP)
-        lo, hi = max(0, a - _TP_MARGIN), min(n, b + _TP_MARGIN)
-        tp = _run_true_peak(x, lo, hi, rate, code)[a - lo:b - lo]
+        tp = _run_true_peak(x, a, b, rate, code)
         pad = -tp.shape[0] % _GROUP
         if pad:
             tp = np.concatenate([tp, np.zeros(pad, np.float32)])
