@@ -420,7 +420,7 @@ def bench_kokoro(quick: bool) -> Section:
     best = min(bare.values(), key=lambda r: r.seconds)
     rows = list(bare.values())
     for key in ours:
-        r = row(f"dialog-tts, {count} lines, {key}" + (" (--workers 4, 1 thread per call)"
+        r = row(f"dialog-tts, {count} lines, {key}" + (f" (--workers 4 capped at the {cores} cores, 1 thread per call)"
                                                         if key == "default" else ""), runs[key])
         r.ratio, r.baseline = best.seconds / r.seconds, best.name
         if key == "default":
