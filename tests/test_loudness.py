@@ -191,3 +191,22 @@ def test_the_running_minimum_equals_scipy_ndimages(size):
     expected = minimum_filter1d(x, size=size, mode="nearest")[size // 2:size // 2 + x.size - size + 1]
     assert np.array_equal(loudness.running_min(x, size), expected)
     assert loudness.running_min(x[:size - 1], size).size == 0
+
+
+def test_the_per_frame_gain_is_np_interp_between_group_starts():
+    """frame_curve lays the gain out a group per row; np.interp (the reference) gives the same values, to
+    the bit, for any span of frames, limited or not."""
+    rng = np.random.default_rng(1)
+    for trial in range(200):
+        n = int(rng.integers(2, 300))
+        curve = rng.uniform(0.2, 1.0, n).astype(np.float32)
+        if trial % 3 == 0:
+            curve[:] = 1.0
+            curve[rng.integers(0, n)] = 0.5
+        a = int(rng.integers(0, (n - 1) * loudness.GROUP))
+        b = int(rng.integers(a + 1, (n - 1) * loudness.GROUP + 1))
+        g0, g1 = a // loudness.GROUP, -(-b // loudness.GROUP) + 1
+        values = curve[np.minimum(np.arange(g0, g1), n - 1)]
+        want = np.interp(np.arange(a, b), np.arange(g0, g1) * loudness.GROUP, values).astype(np.float32)
+        got = loudness.frame_curve(curve, a, b)
+        assert got.dtype == np.float32 and np.array_equal(got.view(np.uint32), want.view(np.uint32)), trial

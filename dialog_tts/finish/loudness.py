@@ -804,8 +804,12 @@ def _frame_curve(group_gain: np.ndarray, start: int, stop: int) -> np.ndarray:
     values = group_gain[np.minimum(np.arange(g0, g1), group_gain.shape[0] - 1)]
     if values.shape[0] and values.min() == values.max():      # where the limiter left it: one gain
         return np.full(stop - start, values[0], np.float32)
-    anchors = np.arange(g0, g1) * _GROUP
-    return np.interp(np.arange(start, stop), anchors, values).astype(np.float32)
+    # np.interp's own arithmetic (float64: slope * (x - x0) + y0, the slope over one group), laid out
+    # a group per row instead of searched for frame by frame: the same values, several times faster
+    v = values.astype(np.float64)
+    slopes = (v[1:] - v[:-1]) / float(_GROUP)
+    rows = slopes[:, None] * np.arange(_GROUP, dtype=np.float64) + v[:-1, None]
+    return rows.ravel()[start - g0 * _GROUP:stop - g0 * _GROUP].astype(np.float32)
 
 
 def _final_true_peak(x: np.ndarray, rate: int, peaks: np.ndarray, measured: np.ndarray,
