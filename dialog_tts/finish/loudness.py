@@ -654,7 +654,7 @@ def _run_true_peak(x: np.ndarray, a: int, b: int, rate: int, code: int) -> np.nd
 
 
 _SPAN_CONTEXT = 128       # frames read before a span (a multiple of _BOUND_WINDOW), and after it ...
-_SPAN_AFTER = 512        # ... with what the resampler holds back at the end of a push (a few hundred)
+_SPAN_AFTER = 512         # ... with what the resampler holds back at the end of a push (a few hundred)
 
 
 def _span_true_peak(x: np.ndarray, a: int, b: int, rate: int) -> np.ndarray:
@@ -1029,7 +1029,7 @@ HOLD_ROUNDS = 4
 # The limiter holds the peaks it reads a step (0.026 dB) under the ceiling, and each round of the hold a
 # step lower than the one before.  Its gain changes raise the result's inter-sample peaks over the
 # sources' bounds; on speech by less than a step, so the result read after the first round is under the
-# ceiling and is not limited and read again (docs/performance.md: the hour's --lufs render).
+# ceiling and is not limited and read again (measured on the benchmark's hour: the CHANGELOG, issue 27).
 _HOLD_STEP = 0.997
 
 
