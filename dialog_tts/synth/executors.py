@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, Protocol, Sequence
 
+from dialog_tts.backends.base import usable_cores
 from dialog_tts.errors import InputError
 from dialog_tts.synth.portable import run_call
 
@@ -80,14 +81,6 @@ class ThreadExecutor:
 
     def close(self) -> None:
         pass
-
-
-def usable_cores() -> int:
-    """The cores this process may run on."""
-    import os
-
-    affinity = getattr(os, "sched_getaffinity", None)
-    return len(affinity(0)) if affinity is not None else os.cpu_count() or 1
 
 
 def make_executor(name: str, *, address: str | None = None) -> Executor:
