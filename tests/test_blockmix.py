@@ -90,6 +90,50 @@ def test_kept_true_peaks_are_read_back_and_give_the_same_bytes(lufs):
     assert figures.true_peak is not None and figures.true_peak >= oversampled_peak_db(again, settings.sample_rate)
 
 
+def test_kept_readings_are_read_back_where_a_line_is_placed_alike_and_read_again_where_it_moved(monkeypatch):
+    """The store also keeps each source's K-weighted measurement and group peaks, with where it was
+    placed: a second mix of the same timeline measures nothing (the same bytes); with longer gaps, the
+    lines that moved to another place on the grid (by other than a whole sub-block, 2400 frames) are
+    measured again, their own true peaks still read back, and the mix is a storeless mix's, byte for byte."""
+    from dialog_tts.finish import loudness
+
+    settings = mix.MixSettings(lufs=-16.0, channels=2, allow_quieter=True)
+    clips, timeline = scene(12, settings)
+    shelf = PeakShelf()
+    first, _ = block_mix(clips, timeline, settings, peaks=shelf)
+    calls = {"measure_placed": 0, "source_peaks": 0}
+
+    def counted(name):
+        real = getattr(loudness, name)
+
+        def call(*args, **kwargs):
+            calls[name] += 1
+            return real(*args, **kwargs)
+        return call
+
+    for name in calls:
+        monkeypatch.setattr(loudness, name, counted(name))
+    again, _ = block_mix(clips, timeline, settings, peaks=shelf)
+    assert calls == {"measure_placed": 0, "source_peaks": 0}
+    assert again.tobytes() == first.tobytes()
+
+    wider = mix.MixSettings(lufs=-16.0, channels=2, allow_quieter=True, gap=0.31)
+    _clips, moved = scene(12, wider)
+    changed = sum((b.start - a.start) % 2400 != 0 for a, b in zip(timeline.lines, moved.lines))
+    assert 0 < changed < 11          # some lines moved by whole sub-blocks (1440 frames more a gap)
+    out, _ = block_mix(clips, moved, wider, peaks=shelf)
+    assert calls == {"measure_placed": changed, "source_peaks": 0}
+    plain, _ = block_mix(clips, moved, wider)
+    assert out.tobytes() == plain.tobytes()
+
+    for key in shelf:       # a kept reading cut short is read again, never used
+        shelf[key] = shelf[key][:-4]
+    calls.update(measure_placed=0, source_peaks=0)
+    cut, _ = block_mix(clips, moved, wider, peaks=shelf)
+    assert calls == {"measure_placed": 12, "source_peaks": 12}
+    assert cut.tobytes() == plain.tobytes()
+
+
 def test_kept_true_peaks_of_other_samples_are_never_used():
     """The key is the samples' digest: a changed line reads its own peaks, not the ones kept for the
     line it replaced (here every kept figure is made far too low, and the changed line still holds

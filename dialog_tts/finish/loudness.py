@@ -532,11 +532,7 @@ def measure_placed(samples: np.ndarray, rate: int, start: int) -> tuple[LineLeve
     own = np.arange(block_count(n, rate) + 3) * round(_SUB_SECONDS * rate) if long_line else np.zeros(1, np.int64)
     own = own[own < n]
     own_sums = np.zeros(own.shape[0])
-    k0 = max(0, sub_block_of(start, rate) - 1)
-    edges = sub_block_edges_between(k0, sub_block_of(start + total, rate) + 2, rate)
-    first = int(np.searchsorted(edges, start, side="right")) - 1
-    inner = edges[first + 1:][edges[first + 1:] < start + total] - start
-    sub_bounds = np.concatenate([[0], inner]).astype(np.int64)
+    sub_bounds = np.concatenate([[0], _inner_edges(start, total, rate)]).astype(np.int64)
     subs = np.zeros(sub_bounds.shape[0])
     group_bounds = np.arange(-(start % _GROUP), total, _GROUP)
     group_bounds[0] = 0
@@ -569,7 +565,22 @@ def measure_placed(samples: np.ndarray, rate: int, start: int) -> tuple[LineLeve
         blocks = np.array([float(own_sums.sum()) / max(n, 1)])
     group_peaks = np.concatenate([*peaks, np.zeros(0, np.float32)])
     group_peaks = np.concatenate([group_peaks, np.zeros(energies.shape[0] - group_peaks.shape[0], np.float32)])
-    return LineLevel(blocks, first + k0, subs), energies.astype(np.float32), group_peaks
+    return LineLevel(blocks, sub_block_of(start, rate), subs), energies.astype(np.float32), group_peaks
+
+
+def _inner_edges(start: int, total: int, rate: int) -> np.ndarray:
+    """The mix's sub-block edges after frame *start* and before *start* + *total*, counted from *start*."""
+    edges = sub_block_edges_between(max(0, sub_block_of(start, rate) - 1), sub_block_of(start + total, rate) + 2, rate)
+    return edges[(edges > start) & (edges < start + total)] - start
+
+
+def placement(frames: int, rate: int, start: int) -> bytes:
+    """All that :func:`measure_placed`'s figures for a source of *frames* frames depend on of its place
+    *start* (beside its samples): where it starts in its group, and the mix's sub-block edges within its
+    span, counted from it.  Two places with the same placement give the same figures, bit for bit, but
+    for the level's *first* sub-block (:func:`sub_block_of` of the place)."""
+    inner = _inner_edges(start, frames + tail_frames(rate), rate)
+    return np.concatenate([[start % _GROUP], inner]).astype(np.int64).tobytes()
 
 
 def sub_block_edges_between(first: int, last: int, rate: int) -> np.ndarray:

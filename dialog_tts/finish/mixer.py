@@ -12,7 +12,8 @@ ducking, or a whole buffer given to :func:`loudness.normalize_loudness`).
   20 ms ring-out is counted).  A source's true peaks are read once, on its own
   (:func:`loudness.source_peaks`), and kept in the audio cache keyed by its samples (a
   :class:`PeakStore`), so a re-render reads none of them again; placed on the mix's grid they
-  bound its true peak group by group.  The samples and the group figures go to a temporary spill file
+  bound its true peak group by group.  The store also keeps the source's measurement and group peaks
+  with where it was placed (:func:`loudness.placement`): a re-render that places it alike reads them back.  The samples and the group figures go to a temporary spill file
   (unlinked at once, so nothing is ever left behind); memory keeps a few numbers a source.
 - **Gain** (:meth:`BlockMix.finish`): with a target, the secant search (:func:`loudness.search_gain`)
   for the gain whose limited result reaches it.  The limiter's take at a gain is read from the
@@ -57,7 +58,7 @@ _MAX_PUSH_DB = 12.0               # ... with the limiter taking at most this muc
 _RENDER_CHUNK = 1 << 18           # frames of an island mixed at once (a multiple of loudness.GROUP)
 _WINDOW = 1 << 16                 # groups of an island limited at once (about 87 s at 24 kHz)
 _WINDOW_MARGIN = 2048             # groups on either side of a window that its limiter and hold also read
-PEAKS_VERSION = "1"               # names the figures kept in a PeakStore: a new reading needs a new one
+PEAKS_VERSION = "2"               # names the figures kept in a PeakStore: a new reading needs a new one
 SPOOL = 8 << 20                   # bytes of spilled sources held in memory before they go to a file
 LEVEL_REFERENCE = -20.0           # LUFS lines are levelled to while mixing (the final gain moves them all)
 _MAX_LEVEL_DB = 18.0              # levelling moves a line or a speaker by at most this much either way
@@ -256,9 +257,7 @@ class BlockMix:
 
     def _analysed(self, entry: Entry, samples: np.ndarray, gain_db: float,
                   weights: tuple[float, ...]) -> tuple[_Line, np.ndarray]:
-        # in chunks: a source of any length costs a few MB beside its samples (its true peaks too: _own_peaks)
-        level, energies, peaks = loudness.measure_placed(samples, self.rate, entry.start)
-        np.maximum(peaks, loudness.placed_peaks(self._own_peaks(samples), entry.start, peaks.shape[0]), out=peaks)
+        level, energies, peaks = self._readings(samples, entry.start)
         width = 1 if samples.ndim == 1 else samples.shape[1]
         line = _Line(entry, gain_db, weights, level, float(peaks.max()), entry.start // loudness.GROUP,
                      energies.shape[0], width)
@@ -270,22 +269,31 @@ class BlockMix:
             line.held = (samples, peaks, energies)
         return line, peaks
 
-    def _own_peaks(self, samples: np.ndarray) -> np.ndarray:
-        """The source's own group true peaks (:func:`loudness.source_peaks`), from the store where it
-        has them (keyed by the samples' digest), else read now and kept there."""
+    def _readings(self, samples: np.ndarray, start: int) -> tuple[loudness.LineLevel, np.ndarray, np.ndarray]:
+        """(level, group energies, group peaks) of a source placed at frame *start*: its K-weighted
+        measurement (:func:`loudness.measure_placed`), each group's peak raised to the source's own true
+        peaks (:func:`loudness.source_peaks`).  Where there is a store, from what it keeps for these
+        samples (keyed by their digest): the own true peaks wherever the source is placed, the rest where
+        it was placed alike (:func:`loudness.placement`); what is read now is kept there.  In chunks: a
+        source of any length costs a few MB beside its samples."""
         tail = loudness.tail_frames(self.rate)
         steps = -(-(samples.shape[0] + tail) // loudness.PEAK_STEP)
-        if self.store is None:
-            return loudness.source_peaks(samples, self.rate, tail)
-        digest = sha256(f"{PEAKS_VERSION}:{self.rate}:{samples.shape}".encode())
-        digest.update(np.ascontiguousarray(samples, dtype=np.float32).data)
-        key = "peaks:" + digest.hexdigest()
-        kept = self.store.get_blob(key)
-        if kept is not None and len(kept) == 4 * steps:
-            return np.frombuffer(kept, np.float32)
-        own = loudness.source_peaks(samples, self.rate, tail)
-        self.store.put_blob(key, own.tobytes())
-        return own
+        place = loudness.placement(samples.shape[0], self.rate, start)
+        key, kept = None, None
+        if self.store is not None:
+            digest = sha256(f"{PEAKS_VERSION}:{self.rate}:{samples.shape}".encode())
+            digest.update(np.ascontiguousarray(samples, dtype=np.float32).data)
+            key = "peaks:" + digest.hexdigest()
+            kept = _Kept.read(self.store.get_blob(key), steps)
+        if kept is not None and kept.place == place:
+            return loudness.LineLevel(kept.blocks, loudness.sub_block_of(start, self.rate), kept.subs), \
+                kept.energies, kept.peaks
+        own = kept.own if kept is not None else loudness.source_peaks(samples, self.rate, tail)
+        level, energies, peaks = loudness.measure_placed(samples, self.rate, start)
+        np.maximum(peaks, loudness.placed_peaks(own, start, peaks.shape[0]), out=peaks)
+        if self.store is not None and key is not None:
+            self.store.put_blob(key, _Kept(own, place, level.blocks, level.subs, energies, peaks).data())
+        return level, energies, peaks
 
     def _count_peaks(self, line: _Line, peaks: np.ndarray) -> None:
         with np.errstate(divide="ignore"):
@@ -567,6 +575,44 @@ def islands(lines: Iterable[_Line], reach: int) -> Iterator[list[_Line]]:
         end = max(end, line.g0 + line.groups)
     if island:
         yield island
+
+
+@dataclass
+class _Kept:
+    """What a store keeps of a source (see :meth:`BlockMix._readings`): its own true peaks, then where
+    it was placed and the figures read there."""
+
+    own: np.ndarray         # float32, one per PEAK_STEP frames
+    place: bytes            # loudness.placement
+    blocks: np.ndarray      # float64: the level's gating blocks
+    subs: np.ndarray        # float64: the level's sub-block energies
+    energies: np.ndarray    # float32, one per group
+    peaks: np.ndarray       # float32, one per group
+
+    _TYPES = (np.float32, np.int64, np.float64, np.float64, np.float32, np.float32)
+
+    def data(self) -> bytes:
+        parts: list[np.ndarray] = [np.ascontiguousarray(self.own, np.float32), np.frombuffer(self.place, np.int64),
+                 np.ascontiguousarray(self.blocks, np.float64), np.ascontiguousarray(self.subs, np.float64),
+                 np.ascontiguousarray(self.energies, np.float32), np.ascontiguousarray(self.peaks, np.float32)]
+        head = np.array([p.shape[0] for p in parts], np.int64)
+        return b"".join([head.tobytes(), *(p.tobytes() for p in parts)])
+
+    @classmethod
+    def read(cls, data: bytes | None, steps: int) -> _Kept | None:
+        """What *data* holds, if it is whole and holds *steps* own peaks (else None: read again)."""
+        head_size = 8 * len(cls._TYPES)
+        if data is None or len(data) < head_size:
+            return None
+        counts = np.frombuffer(data, np.int64, len(cls._TYPES))
+        sizes = [int(n) * np.dtype(t).itemsize for n, t in zip(counts, cls._TYPES)]
+        if counts[0] != steps or (counts < 0).any() or head_size + sum(sizes) != len(data):
+            return None
+        buffer, at, parts = bytearray(data), head_size, []
+        for size, kind in zip(sizes, cls._TYPES):
+            parts.append(np.frombuffer(buffer, kind, size // np.dtype(kind).itemsize, at))
+            at += size
+        return cls(parts[0], parts[1].tobytes(), *parts[2:])
 
 
 def _render(mix: BlockMix, lines: Iterable[_Line], out: _Out, frames: int, *,
