@@ -28,6 +28,7 @@ import numpy as np
 from dialog_tts.errors import LoudnessError, OutputError, SynthesisFailed
 from dialog_tts.finish import clips as mix
 from dialog_tts.finish import mixer as blockmix
+from dialog_tts.finish.ahead import ahead
 from dialog_tts.finish.timeline import Builder, Kind, LineInput, Timeline, chapters
 from dialog_tts.io import tags
 from dialog_tts.io import writers as blockwrite
@@ -167,7 +168,7 @@ def _encode(path: str, suffix: str, bm: blockmix.BlockMix, prod: specs.Productio
     with blockwrite.open_writer(path, suffix, settings.sample_rate, settings.channels,
                                 bit_depth=settings.bit_depth, bitrate=specs.parse_bitrate(prod.bitrate),
                                 chapters=marks, frames=bm.frames) as writer:
-        for block in bm.blocks():
+        for block in ahead(bm.blocks()):
             writer.write(block)
 
 
@@ -187,7 +188,7 @@ def write_stems(bm: blockmix.BlockMix, prod: specs.Production, parsed: Script, o
         path = specs.stem_path(folder, name, suffix)
         with atomic_path(path) as tmp, blockwrite.open_writer(tmp, suffix, rate, channels, bit_depth=depth,
                                                               frames=bm.frames) as writer:
-            for block in bm.stem(sources):
+            for block in ahead(bm.stem(sources)):
                 writer.write(block)
 
 
@@ -299,7 +300,7 @@ class BlockRun:
                     self.page_audio = Path(path).read_bytes()
             else:
                 written = produce.Written(chapters=chapters(timeline) if self.prod.chapters else [])
-                for _block in bm.blocks():
+                for _block in ahead(bm.blocks()):
                     pass
             figures = bm.rendered(figures)
             if self.prod.stems:

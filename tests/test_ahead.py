@@ -1,0 +1,83 @@
+"""Blocks mixed a step ahead on a thread (dialog_tts.finish.ahead): the same items in the same order, the
+producer's errors raised where the consumer reads, and a consumer that leaves early stops the thread."""
+
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+import pytest
+
+from dialog_tts.finish.ahead import ahead
+
+
+def test_the_items_come_in_order_and_are_the_producers_arrays():
+    made = [np.full(5, i, np.float32) for i in range(50)]
+    got = list(ahead(iter(made), depth=2))
+    assert len(got) == 50
+    assert all(a is b for a, b in zip(got, made))
+
+
+def test_items_are_made_on_another_thread_never_more_than_depth_ahead():
+    threads, taken = set(), []
+    release = threading.Event()
+
+    def source():
+        for i in range(10):
+            threads.add(threading.get_ident())
+            taken.append(i)
+            yield i
+
+    items = ahead(source(), depth=2)
+    assert next(items) == 0
+    # the producer fills the queue (2) and holds one more, waiting to put it: at most 4 taken
+    for _ in range(200):
+        if len(taken) >= 4:
+            break
+        release.wait(0.005)
+    assert len(taken) == 4
+    assert list(items) == list(range(1, 10))
+    assert threads and threading.get_ident() not in threads
+
+
+def test_an_error_while_making_an_item_is_raised_to_the_reader_after_the_items_before_it():
+    def source():
+        yield 1
+        yield 2
+        raise ZeroDivisionError("made badly")
+
+    items = ahead(source())
+    assert next(items) == 1
+    assert next(items) == 2
+    with pytest.raises(ZeroDivisionError, match="made badly"):
+        next(items)
+
+
+def test_a_reader_that_stops_early_stops_the_thread_and_closes_the_source():
+    closed = threading.Event()
+
+    def source():
+        try:
+            for i in range(10 ** 9):
+                yield i
+        finally:
+            closed.set()
+
+    before = threading.active_count()
+    items = ahead(source(), depth=2)
+    assert [next(items) for _ in range(3)] == [0, 1, 2]
+    items.close()
+    assert closed.is_set()
+    assert threading.active_count() == before
+    assert not any(t.name == "dialog-tts-mix-ahead" for t in threading.enumerate())
+
+
+def test_a_reader_that_fails_stops_the_thread():
+    def source():
+        yield from range(10 ** 9)
+
+    with pytest.raises(KeyError):
+        for i in ahead(source()):
+            if i == 5:
+                raise KeyError(i)
+    assert not any(t.name == "dialog-tts-mix-ahead" for t in threading.enumerate())
