@@ -342,9 +342,11 @@ class PeakCache:
                 if self._store is None:
                     import diskcache
 
-                    # every reading in the database itself: no value files among the lines' (.val)
+                    # every reading in the database itself: no value files among the lines' (.val).
+                    # Evicted oldest stored first: a least-recently-used get() writes its access time,
+                    # a write transaction per line read, and an evicted reading is only taken again
                     self._store = diskcache.Cache(str(self.directory), size_limit=self.size_limit,
-                                                  eviction_policy="least-recently-used",
+                                                  eviction_policy="least-recently-stored",
                                                   disk_min_file_size=_INLINE_LIMIT)
                 return op(self._store)
             except (sqlite3.Error, OSError) as exc:
