@@ -12,9 +12,10 @@ ducking, or a whole buffer given to :func:`loudness.normalize_loudness`).
   20 ms ring-out is counted).  A source's true peaks are read once, on its own
   (:func:`loudness.source_peaks`), and kept in the audio cache keyed by its samples (a
   :class:`PeakStore`), so a re-render reads none of them again; placed on the mix's grid they
-  bound its true peak group by group.  The store also keeps the source's measurement and group peaks
-  with where it was placed (:func:`loudness.placement`): a re-render that places it alike reads them back.  The samples and the group figures go to a temporary spill file
-  (unlinked at once, so nothing is ever left behind); memory keeps a few numbers a source.
+  bound its true peak group by group.  The store also keeps the source's measurement and group
+  peaks with where it was placed (:func:`loudness.placement`): a re-render that places it alike
+  reads them back.  The samples and the group figures go to a temporary spill file (unlinked at
+  once, so nothing is ever left behind); memory keeps a few numbers a source.
 - **Gain** (:meth:`BlockMix.finish`): with a target, the secant search (:func:`loudness.search_gain`)
   for the gain whose limited result reaches it.  The limiter's take at a gain is read from the
   group figures: each limited group's energy times the square of its limiter gain.  Without a
