@@ -1,4 +1,4 @@
-"""Blocks mixed a step ahead on a thread (dialog_tts.finish.ahead): the same items in the same order, the
+"""Mixer work a step ahead on a thread (dialog_tts.finish.ahead): the same items in the same order, the
 producer's errors raised where the consumer reads, and a consumer that leaves early stops the thread."""
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ import threading
 import numpy as np
 import pytest
 
-from dialog_tts.finish.ahead import ahead
+from dialog_tts.finish.ahead import ahead, mapped
 
 
 def test_the_items_come_in_order_and_are_the_producers_arrays():
@@ -80,3 +80,41 @@ def test_a_reader_that_fails_stops_the_thread():
             if i == 5:
                 raise KeyError(i)
     assert not any(t.name == "dialog-tts-mix-ahead" for t in threading.enumerate())
+
+
+def test_mapped_makes_each_item_on_a_thread_in_order_and_takes_the_items_here():
+    taker, makers = [], set()
+
+    def items():
+        for i in range(20):
+            taker.append(threading.get_ident())
+            yield i
+
+    def make(i):
+        makers.add(threading.get_ident())
+        return i * i
+
+    assert list(mapped(make, items(), depth=2)) == [i * i for i in range(20)]
+    assert set(taker) == {threading.get_ident()}
+    assert makers and threading.get_ident() not in makers
+
+
+def test_mapped_raises_an_error_making_an_item_in_its_turn_and_one_taking_an_item_at_once():
+    def make(i):
+        if i == 3:
+            raise ValueError("three")
+        return i
+
+    got = []
+    with pytest.raises(ValueError, match="three"):
+        for value in mapped(make, iter(range(10))):
+            got.append(value)
+    assert got == [0, 1, 2]
+
+    def items():
+        yield from range(2)
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        list(mapped(lambda i: i, items()))
+    assert not any(t.name.startswith("dialog-tts-prepare") for t in threading.enumerate())

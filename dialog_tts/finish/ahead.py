@@ -1,17 +1,24 @@
-"""A render's blocks mixed a step ahead, on a thread, while the caller writes the ones it has.
+"""Mixer work done a step ahead, on a thread, while the caller works on what came before.
 
-Mixing a block is NumPy work and writing one is NumPy (the quantizer) and libsndfile or PyAV work; all
-of them let go of the GIL in their loops, so on two cores the two overlap.  The blocks come out in
-order and are the same arrays the mixer makes, so the bytes written do not depend on the thread.
+- :func:`ahead`: a render's blocks are mixed while the caller writes the ones it has;
+- :func:`mapped`: each clip is made ready for the mix (trimmed, resampled, faded) while the caller
+  measures the line before.
+
+Both sides are NumPy, soxr and libsndfile (or PyAV) work, which let go of the GIL in their loops, so on
+two cores they overlap.  Everything comes out in order and is made by the same calls, so the bytes do
+not depend on the thread.
 """
 
 from __future__ import annotations
 
 import queue
 import threading
-from typing import Generic, Iterator, TypeVar, cast
+from collections import deque
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import Callable, Generic, Iterable, Iterator, TypeVar, cast
 
 T = TypeVar("T")
+R = TypeVar("R")
 
 _POLL = 0.05       # seconds between the producer's looks at the stop flag while the queue is full
 
@@ -71,3 +78,23 @@ def ahead(items: Iterator[T], depth: int = 2) -> Iterator[T]:
                 raise value
     finally:
         producer.stop()
+
+
+def mapped(make: Callable[[T], R], items: Iterable[T], depth: int = 2) -> Iterator[R]:
+    """``make(item)`` for each of *items*, in order, each made on a thread while the caller works on
+    the ones before (at most *depth* made or being made).  The items are taken here, in the caller's
+    thread, so an interrupt or an error while taking one is raised here at once (before the few made
+    ahead are given); an error raised making one is raised here, in its turn; leaving early waits only
+    for the one being made."""
+    pending: deque[Future[R]] = deque()
+    with ThreadPoolExecutor(1, thread_name_prefix="dialog-tts-prepare") as pool:
+        try:
+            for item in items:
+                pending.append(pool.submit(make, item))
+                if len(pending) > depth:
+                    yield pending.popleft().result()
+            while pending:
+                yield pending.popleft().result()
+        finally:
+            for future in pending:
+                future.cancel()

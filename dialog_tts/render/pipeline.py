@@ -28,7 +28,7 @@ import numpy as np
 from dialog_tts.errors import LoudnessError, OutputError, SynthesisFailed
 from dialog_tts.finish import clips as mix
 from dialog_tts.finish import mixer as blockmix
-from dialog_tts.finish.ahead import ahead
+from dialog_tts.finish.ahead import ahead, mapped
 from dialog_tts.finish.timeline import Builder, Kind, LineInput, Timeline, chapters
 from dialog_tts.io import tags
 from dialog_tts.io import writers as blockwrite
@@ -92,9 +92,43 @@ def lines(eng: engine.Engine, parsed: Script, jobs: Sequence[Job], settings: mix
     found.timeline = builder.finish()
 
 
+@dataclass
+class _Taken:
+    """A line as the engine gave it: its clip, or None (failed: *silent* where it is left silent)."""
+
+    line: Line
+    job: Job
+    clip: Clip | None
+    silent: bool = False
+
+
 def _outcomes(run: Any, builder: Builder, parsed: Script, jobs: Sequence[Job], settings: mix.MixSettings,
               keep_going: bool, found: Pass, estimate: Any, stop_on_failure: bool
               ) -> Iterator[tuple[Any, np.ndarray]]:
+    """The placed lines, in order.  Each clip is made ready for the mix on a thread while the line
+    before is measured (:func:`ahead.mapped`), except in a stream that stops on a failure (*stop_on_failure*),
+    where each line is taken only once the one before is placed."""
+    taken = _taken(run, parsed, jobs, keep_going, found, stop_on_failure)
+
+    def prepare(t: _Taken) -> tuple[_Taken, np.ndarray | None]:
+        return t, None if t.clip is None else mix.placed(t.clip, settings)
+    for t, samples in map(prepare, taken) if stop_on_failure else mapped(prepare, taken):
+        if samples is None or t.clip is None:    # nothing more is mixed once a line failed (no output is written)
+            builder.add(LineInput(t.line, t.job.voice, None, estimate(t.job)) if t.silent
+                        else LineInput(t.line, t.job.voice, 0))
+            continue
+        entry = builder.add(LineInput(t.line, t.job.voice, samples.shape[0]))[-1]
+        starts = mix.sentence_starts(t.clip, settings)
+        if starts:
+            found.boundaries[entry.index] = starts
+        if entry.kind is Kind.LINE and entry.frames:
+            yield entry, samples
+
+
+def _taken(run: Any, parsed: Script, jobs: Sequence[Job], keep_going: bool, found: Pass,
+           stop_on_failure: bool) -> Iterator[_Taken]:
+    """Each line as the engine gives it, its record kept; once a line failed (without *keep_going*), the
+    ones after it come without their clips."""
     failed = False
     for index, outcome in run:
         line, job = parsed.lines[index], jobs[index]
@@ -104,24 +138,10 @@ def _outcomes(run: Any, builder: Builder, parsed: Script, jobs: Sequence[Job], s
             raise SynthesisFailed([engine.Failure(job, outcome.error or RuntimeError("failed"))], len(jobs))
         if clip is None and keep_going:
             log.warning("%s: left silent (%s)", job.where(), outcome.error)
-            builder.add(LineInput(line, job.voice, None, estimate(job)))
+            yield _Taken(line, job, None, silent=True)
             continue
         failed = failed or clip is None
-        if failed or clip is None:     # nothing more is mixed once a line failed (no output is written)
-            builder.add(LineInput(line, job.voice, 0))
-            continue
-        yield from _placed(builder, line, job, clip, settings, found)
-
-
-def _placed(builder: Builder, line: Line, job: Job, clip: Clip, settings: mix.MixSettings,
-            found: Pass) -> Iterator[tuple[Any, np.ndarray]]:
-    samples = mix.placed(clip, settings)
-    entry = builder.add(LineInput(line, job.voice, samples.shape[0]))[-1]
-    starts = mix.sentence_starts(clip, settings)
-    if starts:
-        found.boundaries[entry.index] = starts
-    if entry.kind is Kind.LINE and entry.frames:
-        yield entry, samples
+        yield _Taken(line, job, None if failed else clip)
 
 
 def record_of(line: Line, job: Job, o: engine.Outcome) -> LineRecord:
