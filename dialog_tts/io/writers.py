@@ -112,10 +112,12 @@ def _shown(target: object) -> str:
     return "<stdout>" if target is sys.stdout.buffer else str(getattr(target, "name", "<stream>"))
 
 
-#: Frames quantized and handed to the encoder at once: the quantizer's passes and libsndfile's copy
-#: work within the CPU's cache on pieces this small, and from memory on a render's blocks (2**20 frames).
-#: The bytes are the same however a block is cut (the dither's draws run on: see audio.Quantizer).
-_PCM_PIECE = 1 << 14
+#: Frames quantized and handed to the encoder at once: a quarter of a render's blocks (2**20 frames).
+#: Each NumPy pass over a piece lets go of the GIL and takes it back after, while the mixer makes the
+#: next blocks on another thread (finish/ahead.py): few large pieces wait for it less often than many
+#: small ones (docs/performance.md has the hour's figures).  The bytes are the same however a block is
+#: cut (the dither's draws run on: see audio.Quantizer).
+_PCM_PIECE = 1 << 18
 
 
 class BlockWriter:
