@@ -15,7 +15,7 @@ import queue
 import threading
 from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
-from typing import Callable, Generic, Iterable, Iterator, TypeVar, cast
+from typing import Callable, Generator, Generic, Iterable, Iterator, TypeVar, cast
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -60,7 +60,7 @@ class _Producer(Generic[T]):
             close()
 
 
-def ahead(items: Iterator[T], depth: int = 2) -> Iterator[T]:
+def ahead(items: Iterator[T], depth: int = 2) -> Generator[T, None, None]:
     """*items* in order, each made on a thread while the caller works on the ones before (at most
     *depth* waiting).  An error raised making one is raised here, where it would have been; leaving
     early (an error, an interrupt, ``close``) stops the thread after the item it is making."""
@@ -80,7 +80,7 @@ def ahead(items: Iterator[T], depth: int = 2) -> Iterator[T]:
         producer.stop()
 
 
-def mapped(make: Callable[[T], R], items: Iterable[T], depth: int = 2) -> Iterator[R]:
+def mapped(make: Callable[[T], R], items: Iterable[T], depth: int = 2) -> Generator[R, None, None]:
     """``make(item)`` for each of *items*, in order, each made on a thread while the caller works on
     the ones before (at most *depth* made or being made).  The items are taken here, in the caller's
     thread, so an interrupt or an error while taking one is raised here at once (before the few made

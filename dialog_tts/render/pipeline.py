@@ -19,6 +19,7 @@ import os
 import sys
 import tempfile
 import time
+from contextlib import closing
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Iterator, Sequence
@@ -187,8 +188,8 @@ def _encode(path: str, suffix: str, bm: blockmix.BlockMix, prod: specs.Productio
             marks: list[Any]) -> None:
     with blockwrite.open_writer(path, suffix, settings.sample_rate, settings.channels,
                                 bit_depth=settings.bit_depth, bitrate=specs.parse_bitrate(prod.bitrate),
-                                chapters=marks, frames=bm.frames) as writer:
-        for block in ahead(bm.blocks()):
+                                chapters=marks, frames=bm.frames) as writer, closing(ahead(bm.blocks())) as blocks:
+        for block in blocks:     # a failed write stops the mixer's thread (closing) before the writer closes
             writer.write(block)
 
 
@@ -207,8 +208,9 @@ def write_stems(bm: blockmix.BlockMix, prod: specs.Production, parsed: Script, o
     for name, sources in stems.items():
         path = specs.stem_path(folder, name, suffix)
         with atomic_path(path) as tmp, blockwrite.open_writer(tmp, suffix, rate, channels, bit_depth=depth,
-                                                              frames=bm.frames) as writer:
-            for block in ahead(bm.stem(sources)):
+                                                              frames=bm.frames) as writer, \
+                closing(ahead(bm.stem(sources))) as blocks:
+            for block in blocks:
                 writer.write(block)
 
 
