@@ -359,3 +359,52 @@ def test_the_quantizers_integers_are_its_rounded_samples_as_soundfile_takes_them
     shift = 32 - bits if bits == 24 else 0
     assert not got[1000:3000].any()
     assert got[5000].tolist() == [(top - 1) << shift, -top << shift]
+
+
+@pytest.mark.parametrize(("fmt", "subtype"), [("FLAC", "PCM_24"), ("WAV", "PCM_16"), ("OGG", "VORBIS"), ("MP3", None)])
+def test_decoding_bytes_gives_what_soundfile_reads_from_them_and_leaves_no_descriptor(fmt, subtype):
+    """audio.decode hands libsndfile FLAC and WAV as an in-memory file (memfd) rather than through Python
+    calls: the samples, rate and sentence marks are soundfile's reading of the same bytes through a BytesIO,
+    bit for bit, and no descriptor stays open."""
+    rng = np.random.default_rng(5)
+    samples = (rng.standard_normal(30000) * 0.1).astype(np.float32)
+    if fmt == "FLAC":
+        data = audio.encode_flac(audio.Clip(samples, 22050, (0, 1000, 12000)))
+    else:
+        buffer = io.BytesIO()
+        sf.write(buffer, samples, 24000, format=fmt, subtype=subtype)
+        data = buffer.getvalue()
+    fds = len(os.listdir("/proc/self/fd")) if os.path.isdir("/proc/self/fd") else None
+    clip = audio.decode(data)
+    with sf.SoundFile(io.BytesIO(data)) as f:        # soundfile reading the bytes through Python calls
+        expected, rate = f.read(dtype="float32"), f.samplerate
+    assert clip.sample_rate == rate
+    np.testing.assert_array_equal(clip.samples, expected)
+    assert clip.marks == ((0, 1000, 12000) if fmt == "FLAC" else ())
+    if fds is not None:
+        assert len(os.listdir("/proc/self/fd")) == fds
+
+
+DECODE_UNDER_A_FILE_LIMIT = """
+import io, resource, signal, sys
+import numpy as np, soundfile as sf
+from dialog_tts.io import audio
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+data = sys.stdin.buffer.read()
+resource.setrlimit(resource.RLIMIT_FSIZE, (4096, 4096))     # the in-memory file cannot hold the clip
+clip = audio.decode(data)
+with sf.SoundFile(io.BytesIO(data)) as f:
+    expected = f.read(dtype="float32")
+print(np.array_equal(clip.samples, expected), clip.marks)
+"""
+
+
+def test_a_clip_decodes_where_no_in_memory_file_can_hold_it():
+    """Under a ``ulimit -f`` smaller than the clip, the memfd cannot be filled: decode reads the bytes
+    through a BytesIO instead, with the same samples (in a child process, which the limit then binds)."""
+    samples = (np.random.default_rng(6).standard_normal(40000) * 0.1).astype(np.float32)
+    data = audio.encode_flac(audio.Clip(samples, 24000, (0, 5000)))
+    assert len(data) > 4096
+    done = subprocess.run([sys.executable, "-c", DECODE_UNDER_A_FILE_LIMIT], input=data, capture_output=True,
+                          check=True, timeout=120)
+    assert done.stdout.decode().split() == ["True", "(0,", "5000)"]

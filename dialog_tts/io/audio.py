@@ -6,12 +6,14 @@ write; nothing here knows about speakers or scripts.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import io
 import os
 import shutil
 import sys
 from dataclasses import dataclass
+from typing import Iterator
 
 import numpy as np
 
@@ -133,11 +135,44 @@ def decode(data: bytes) -> Clip:
     """Decode any format soundfile reads (FLAC, WAV, MP3, OGG) to a Clip."""
     import soundfile as sf
 
-    with sf.SoundFile(io.BytesIO(data)) as f:
+    with _readable(data) as source, sf.SoundFile(source, closefd=False) as f:
         samples = f.read(dtype="float32", always_2d=False)
         comment = f.comment if f.format == "FLAC" else ""
     marks = tuple(int(m) for m in comment[len(_MARKS):].split(",") if m) if comment.startswith(_MARKS) else ()
     return Clip(samples, int(f.samplerate), marks)
+
+
+@contextlib.contextmanager
+def _readable(data: bytes) -> Iterator[int | io.BytesIO]:
+    """*data* as libsndfile can read it: an anonymous in-memory file's descriptor (Linux's memfd), which
+    libsndfile reads itself; through a BytesIO it calls Python for every read, each call taking the GIL,
+    so the engine's threads decoding cached lines wait on whatever holds it.  A BytesIO where there is no
+    memfd.  Either way libsndfile decodes the same samples (tests/test_blockwrite.py)."""
+    fd = _in_memory_file(data)
+    if fd is None:
+        yield io.BytesIO(data)
+        return
+    try:
+        yield fd
+    finally:
+        os.close(fd)
+
+
+def _in_memory_file(data: bytes) -> int | None:
+    """A memfd holding *data*, read from its start; None where none can be made or filled (not Linux, a
+    sandbox without memfd, no descriptors left, a ``ulimit -f`` under the clip's size)."""
+    fd = None
+    try:
+        fd = os.memfd_create("dialog-tts-clip", os.MFD_CLOEXEC)
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view):]
+        os.lseek(fd, 0, os.SEEK_SET)
+        return fd
+    except (AttributeError, OSError):
+        if fd is not None:
+            os.close(fd)
+        return None
 
 
 #: Samples of encoder plus decoder delay at the start of an MP3 stream that has no
