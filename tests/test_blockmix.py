@@ -252,11 +252,14 @@ def test_a_stream_levels_by_line_when_asked_by_speaker():
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_the_peak_histogram_counts_as_np_histogram_does(dtype):
     """The histogram of group peaks (dB) kept as lines arrive holds np.histogram's counts over the same
-    edges: values on the edges, the last edge (held by the last bin) and values outside them included."""
+    edges: values on the edges and next to them, the last edge (held by the last bin) and values outside
+    them included."""
     rng = np.random.default_rng(3)
     edges = blockmix.PEAK_BINS
     for _ in range(50):
         values = np.concatenate([rng.uniform(-210.0, 50.0, int(rng.integers(0, 4000))),
                                  edges[rng.integers(0, edges.shape[0], 40)],
+                                 np.nextafter(edges[rng.integers(0, edges.shape[0], 40)], -np.inf),
+                                 np.nextafter(edges[rng.integers(0, edges.shape[0], 40)], np.inf),
                                  [edges[0], edges[-1], np.nextafter(edges[-1], np.inf), -np.inf]]).astype(dtype)
         np.testing.assert_array_equal(blockmix.binned(values), np.histogram(values, edges)[0])
