@@ -292,6 +292,29 @@ def test_libebur128s_reading_is_reproduced_block_by_block(rate, channels):
     assert _db(float(peaks.max())) == pytest.approx(ebur128_true_peak_db(x, rate), abs=1e-4)
 
 
+@pytest.mark.parametrize("channels", [1, 2])
+def test_the_8x_reader_holds_libebur128s_reading_of_every_frame_however_it_is_handed_blocks(channels):
+    """The 8x reader hands libebur128's short interpolator only the frames it needs so far (the rest
+    wait for a later block): every frame still gets at least that interpolator's reading of the whole
+    signal at once, where it reads over the 8x points too (near Nyquist), whatever the block sizes."""
+    from dialog_tts.finish.loudness import PeakReader, ShortInterpolatorReader
+
+    rate = 24000
+    x = material("nyquist_noise", rate, channels, seconds=1.5)
+    short = ShortInterpolatorReader(rate, channels).push(x, last=True)
+    for sizes in ((10**9,), (1, 7, 300, 4000, 2, 5000, 10**9), (4096,) * 9 + (10**9,)):
+        reader, parts, at = PeakReader(rate, channels), [], 0
+        for size in sizes:
+            parts.append(reader.push(x[at:at + size], last=at + size >= x.shape[0]))
+            at += size
+            if at >= x.shape[0]:
+                break
+        bounds = np.concatenate(parts)
+        assert bounds.shape[0] == x.shape[0] == short.shape[0]
+        assert (bounds >= short).all(), sizes
+    assert (bounds == short).sum() > 100       # frames where the short interpolator reads over the 8x points
+
+
 def test_a_kokoro_line_holds_the_ceiling_by_libebur128(tmp_path):
     """A Kokoro line whose onset libebur128 once read at -0.97 dBTP under a -1.0 ceiling (0.13 dB over the
     8x reading: its short interpolator passes images of what lies near Nyquist)."""

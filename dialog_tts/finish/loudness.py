@@ -326,6 +326,8 @@ class ShortInterpolatorReader:
         self._first = -_EBU_CONTEXT         # the frame index of self._tail's first frame
         self._done = 0                      # frames whose peaks are out
         self._received = 0                  # frames handed over
+        # frames handed over past the last one whose peaks are out: the taps after it reach that far
+        self.reach = -(-(_EBU_TAPS - 1) // (2 * self.factor)) + 1
 
     def push(self, x: np.ndarray, last: bool = False) -> np.ndarray:
         """The peaks of the frames that *x* (and the blocks before it) determine; with *last*, of all."""
@@ -333,10 +335,9 @@ class ShortInterpolatorReader:
                                np.zeros((_EBU_CONTEXT * last, *self._tail.shape[1:]), np.float32)])
         f, count = self.factor, data.shape[0]
         within = _frame_points(data, f)          # frame i: its points in [i, i + 1)
-        # valid where no tap reaches past data
-        reach = -(-(_EBU_TAPS - 1) // (2 * f)) + 1
         self._received += np.asarray(x).shape[0]
-        stop = max(self._done, min(self._received, self._first + count - reach))
+        # valid where no tap reaches past data
+        stop = max(self._done, min(self._received, self._first + count - self.reach))
         start = self._done - self._first
         peaks = within[start:stop - self._first]
         self._done = stop
@@ -359,6 +360,8 @@ class PeakReader:
         self._short = ShortInterpolatorReader(rate, channels, history) if oversampling > 1 and rate < 192000 \
             else None
         self._short_pending = np.zeros(0, np.float32)          # its peaks of frames not out yet
+        self._unheard = np.zeros(self._shape, np.float32)      # frames not handed to it yet
+        self._heard = 0                                        # frames handed to it
         self._pending = np.zeros(self._shape, np.float32)                # points of frames not complete yet
         self._before = np.zeros((1, *self._shape[1:]), np.float32)       # silence before the first frame
         self._frames = 0                                                   # frames read so far
@@ -366,8 +369,6 @@ class PeakReader:
     def push(self, x: np.ndarray, last: bool = False) -> np.ndarray:
         """The bounds of the frames that *x* (and the blocks before it) complete; with *last*, of all."""
         factor = self.factor
-        if self._short is not None:
-            self._short_pending = np.concatenate([self._short_pending, self._short.push(x, last=last)])
         up = self._sampler.push(x, last=last)
         up = np.concatenate([self._pending, up]) if self._pending.shape[0] else up
         if last:    # silence after the last frame
@@ -375,11 +376,30 @@ class PeakReader:
         usable = max(0, (up.shape[0] - 1) // factor) * factor      # one point after them is needed
         if usable == 0:
             self._pending = up.copy()
+            self._hear(x, last)
             return np.zeros(0, np.float32)
         bounds = _peak_bounds(up[:usable], self._before, up[usable:usable + 1], factor, self._frames, self.window)
         self._before, self._pending = up[usable - 1:usable].copy(), up[usable:].copy()
         self._frames += bounds.shape[0]
+        self._hear(x, last)
         return self._with_short(bounds)
+
+    def _hear(self, x: np.ndarray, last: bool) -> None:
+        """Hand libebur128's reader the frames it needs to read as far as the 8x reading has come (with
+        *last*, all of them).  The 8x reading lags its input by its filter's half length, so the frames
+        after are kept until a later push needs them: a reading of a short span (:func:`_span_true_peak`)
+        hands over the filter's context after the span, which libebur128's short filter would read
+        in vain.  Each frame's reading is the same however the frames are handed over."""
+        if self._short is None:
+            return
+        x = np.asarray(x, np.float32)
+        waiting = np.concatenate([self._unheard, x]) if self._unheard.shape[0] else x
+        take = waiting.shape[0] if last else \
+            min(waiting.shape[0], max(0, self._frames + self._short.reach - self._heard))
+        if take or last:
+            self._short_pending = np.concatenate([self._short_pending, self._short.push(waiting[:take], last=last)])
+            self._heard += take
+        self._unheard = waiting[take:].copy()      # the caller's block may change once handed over
 
     def _with_short(self, bounds: np.ndarray) -> np.ndarray:
         """*bounds*, raised to libebur128's reading of the same frames (it runs ahead of the 8x reader)."""
