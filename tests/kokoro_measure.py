@@ -45,7 +45,8 @@ def timbre(samples: np.ndarray, rate: int) -> np.ndarray:
 
 
 def measure(name: str, count: int = SENTENCES) -> dict:
-    """One voice: WER, errors, words, median F0, timbre (two halves, for its own spread), real-time factor."""
+    """One voice: WER, errors, words, median F0, timbre (two halves, for its own spread); its real-time
+    factor is measured apart, with no recognizer beside it (:func:`measure_rtf`)."""
     import jiwer
 
     from dialog_tts import backends
@@ -56,12 +57,9 @@ def measure(name: str, count: int = SENTENCES) -> dict:
     voice = backend.resolve(Voice(name, "kokoro"))
     recognize = Recognizer()
     texts = sentences()[:count]
-    backend.synthesize("Warm up.", voice)
-    heard, clips, spent = [], [], 0.0
+    heard, clips = [], []
     for text in texts:
-        start = time.perf_counter()
         clip = backend.synthesize(text, voice)
-        spent += time.perf_counter() - start
         heard.append(words(recognize(clip.samples, clip.sample_rate)))
         clips.append(clip)
     rate = clips[0].sample_rate
@@ -74,8 +72,7 @@ def measure(name: str, count: int = SENTENCES) -> dict:
             "f0": round(median_f0(np.concatenate(audio[:PITCH_CLIPS]), rate), 1),
             "timbre": timbre(np.concatenate(audio), rate).round(3).tolist(),
             "timbre_halves": [timbre(np.concatenate(audio[:half]), rate).round(3).tolist(),
-                              timbre(np.concatenate(audio[half:]), rate).round(3).tolist()],
-            "rtf": round(spent / sum(c.duration for c in clips), 3)}   # beside the recognizer: see measure_rtf
+                              timbre(np.concatenate(audio[half:]), rate).round(3).tolist()]}
 
 
 #: The bounds a palette voice must meet (issue 25, item 4), and how many voices of each group it keeps.
