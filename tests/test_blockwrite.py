@@ -361,6 +361,26 @@ def test_the_quantizers_integers_are_its_rounded_samples_as_soundfile_takes_them
     assert got[5000].tolist() == [(top - 1) << shift, -top << shift]
 
 
+@pytest.mark.parametrize("channels", [1, 2])
+def test_the_dither_is_numpys_32_bit_draws_however_the_blocks_are_cut(channels):
+    """16-bit output adds TPDF dither from NumPy's ``integers(0, 2**32, dtype=uint32)`` draws of a
+    generator seeded with 0 (the low 16 bits less the high 16 bits, over 65536), read in one run however
+    the blocks are cut, odd lengths included (NumPy keeps half a raw draw for the next call)."""
+    rng = np.random.default_rng(8)
+    x = (0.2 * rng.standard_normal((24000, channels))).astype(np.float32)
+    x = x[:, 0].copy() if channels == 1 else x
+    x[100:900] = 0.0
+    r = np.random.default_rng(0).integers(0, 1 << 32, size=x.shape, dtype=np.uint32).astype(np.int64)
+    dither = ((r & 0xFFFF) - (r >> 16)).astype(np.float32) / np.float32(65536)
+    dither[x == 0] = 0.0
+    want = np.clip(np.rint(x * np.float32(32768) + dither), -32768, 32767).astype(np.int16)
+    quantizer, parts, at = audio.Quantizer(16), [], 0
+    for size in (1, 3, 2, 777, 4096, 5, 10**9):
+        parts.append(quantizer.pcm(x[at:at + size]))
+        at += size
+    np.testing.assert_array_equal(np.concatenate(parts), want)
+
+
 @pytest.mark.parametrize(("fmt", "subtype"), [("FLAC", "PCM_24"), ("WAV", "PCM_16"), ("OGG", "VORBIS"), ("MP3", None)])
 def test_decoding_bytes_gives_what_soundfile_reads_from_them_and_leaves_no_descriptor(fmt, subtype):
     """audio.decode hands libsndfile FLAC and WAV as an in-memory file (memfd) rather than through Python

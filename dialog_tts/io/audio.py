@@ -217,9 +217,6 @@ def _xing_size_fixed(data: bytes) -> bytes:
     return data[:field] + actual.to_bytes(4, "big") + data[field + 4:]
 
 
-_LOW_HALF = 0 if sys.byteorder == "little" else 1   # where a uint32's low 16 bits sit
-
-
 class Quantizer:
     """Rounds blocks of samples in place onto the *bits*-bit PCM grid (k / 2**(bits-1)), clipped to it.
 
@@ -237,6 +234,7 @@ class Quantizer:
         self.bits = bits
         self.scale = np.float32(1 << (bits - 1))
         self.rng = np.random.default_rng(seed) if bits == 16 else None
+        self._scratch: tuple[np.ndarray, np.ndarray] | None = None
 
     def __call__(self, block: np.ndarray) -> None:
         """Quantize *block* in place."""
@@ -253,20 +251,52 @@ class Quantizer:
 
     def _grid(self, block: np.ndarray) -> np.ndarray:
         """*block* on the integer grid (times 2**(bits-1)), dithered, rounded and clipped, as a new array."""
-        scale, rng = self.scale, self.rng
+        scale = self.scale
         y = block * scale
-        if rng is not None:
-            r = rng.integers(0, 1 << 32, size=y.shape, dtype=np.uint32)   # two 16-bit uniforms in one draw
-            # the two halves read as uint16 in place and subtracted in float32 in one pass: the same
-            # values as (r & 0xFFFF) - (r >> 16), without the masked and shifted temporaries
-            halves = r.view(np.uint16).reshape((*y.shape, 2))
-            dither = np.subtract(halves[..., _LOW_HALF], halves[..., 1 - _LOW_HALF], dtype=np.float32)
-            dither *= np.float32(1 / 65536)
-            np.putmask(dither, block == 0, np.float32(0.0))
-            y += dither
+        if self.rng is not None:
+            y += self._dither(block)
         np.rint(y, out=y)
         np.clip(y, -scale, scale - 1, out=y)
         return y
+
+    def _dither(self, block: np.ndarray) -> np.ndarray:
+        """TPDF dither for *block*, zero where it is silent: two 16-bit uniforms in each 32-bit draw, low
+        half minus high half (in int32: exact), in steps of 2**-16 (exact in float32).  Its working arrays
+        are kept from one block to the next: fresh ones of a block's size cost a page fault a page."""
+        n = block.size
+        if self._scratch is None or self._scratch[0].size < n:
+            self._scratch = (np.empty(n, np.int32), np.empty(n, np.float32))
+        difference, dither = (a[:n].reshape(block.shape) for a in self._scratch)
+        r = self._draws(n).reshape(block.shape)
+        np.bitwise_and(r.view(np.int32), 0xFFFF, out=difference)
+        np.right_shift(r, 16, out=r)
+        np.subtract(difference, r.view(np.int32), out=difference)
+        difference[block == 0] = 0
+        np.multiply(difference, np.float32(1 / 65536), out=dither, dtype=np.float32, casting="unsafe")
+        return dither
+
+    def _draws(self, count: int) -> np.ndarray:
+        """The next *count* values of ``rng.integers(0, 2**32, dtype=np.uint32)``, the same values, from
+        the generator's raw 64-bit output: NumPy hands out each raw value as two 32-bit draws, low half
+        first, and keeps an unused high half (``has_uint32``, ``uinteger`` in its state) for the next
+        draw.  Read here as one array of raw values seen as 32-bit words, where ``integers`` makes a call
+        through the generator's buffer for each draw (the tests hold the two to the same values)."""
+        assert self.rng is not None
+        generator = self.rng.bit_generator
+        if sys.byteorder != "little" or count == 0:
+            return self.rng.integers(0, 1 << 32, size=count, dtype=np.uint32)
+        state = dict(generator.state)
+        kept, head = state["has_uint32"], state["uinteger"]
+        if kept:       # the half left over from the draw before comes first
+            state["has_uint32"] = 0
+            generator.state = state
+        words = generator.random_raw((count - kept + 1) // 2).view(np.uint32)
+        if (count - kept) % 2:      # the last raw value's high half is left over for the next draw
+            state = dict(generator.state)
+            state["has_uint32"], state["uinteger"] = 1, int(words[-1])
+            generator.state = state
+            words = words[:-1]
+        return np.concatenate([np.array([head], np.uint32), words]) if kept else words
 
 
 def quantize(samples: np.ndarray, bits: int, seed: int = 0) -> None:
