@@ -184,7 +184,7 @@ def test_without_the_compiled_loop_the_public_sosfilt_gives_the_same(monkeypatch
     assert np.array_equal(fast, slow) and np.array_equal(fast_state, slow_state)
 
 
-@pytest.mark.parametrize("size", [1, 2, 5, 64, 481])
+@pytest.mark.parametrize("size", [1, 2, 4, 5, 16, 17, 64, 481])
 def test_the_running_minimum_equals_scipy_ndimages(size):
     x = np.random.default_rng(size).random(5000).astype(np.float32)
     x[1000:1300] = 0.25                                     # a plateau, as the limiter's need has

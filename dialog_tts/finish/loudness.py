@@ -434,16 +434,26 @@ def true_peak_per_frame(samples: np.ndarray, rate: int, oversampling: int | None
     return np.maximum(peaks, abs_max_channels(samples))
 
 
+_SHIFTED_MIN = 16     # windows up to this long: the minimum of shifted copies (see running_min)
+
+
 def running_min(x: np.ndarray, size: int) -> np.ndarray:
     """``out[k] = min(x[k:k + size])`` for every full window (len(x) - size + 1 values).
 
-    van Herk / Gil-Werman: minima accumulated forward and backward within blocks of *size*, so
-    three passes whatever the window.  Written here rather than taken from scipy.ndimage's
+    A short window (the limiter's, a few groups) as the minimum of its shifted copies, one pass each;
+    a longer one by van Herk / Gil-Werman: minima accumulated forward and backward within blocks of
+    *size*, three passes whatever the window, but each an accumulation along rows as short as the
+    window, which NumPy runs row by row.  Written here rather than taken from scipy.ndimage's
     minimum_filter1d (same values: a minimum is exact) because importing scipy.ndimage costs a
     render more time than the limiter it serves (tests/test_imports.py keeps it out of a render)."""
     n = x.shape[0] - size + 1
     if n <= 0:
         return x[:0].copy()
+    if size <= _SHIFTED_MIN:
+        out = x[:n].copy()
+        for k in range(1, size):
+            np.minimum(out, x[k:k + n], out=out)
+        return out
     blocks = -(-x.shape[0] // size)
     padded = np.full(blocks * size, np.inf, dtype=x.dtype)
     padded[:x.shape[0]] = x
