@@ -996,12 +996,25 @@ def _rows_at(first: int, rows: np.ndarray, frames: int, rate: int) -> np.ndarray
 def group_rows(g0: int, values: np.ndarray, rate: int) -> tuple[int, np.ndarray]:
     """(first row, per-row sums) of per-group *values* from group *g0*, gathered into the mix's
     sub-blocks (a group counts in the sub-block its first frame is in)."""
-    starts = (g0 + np.arange(values.shape[0])) * _GROUP
-    first = sub_block_of(int(starts[0]), rate)
-    last = sub_block_of(int(starts[-1]), rate) + 2
-    edges = sub_block_edges_between(first, last, rate)
-    rows = np.searchsorted(edges, starts, side="right") - 1
-    return first, np.bincount(rows, weights=values, minlength=last - first)
+    return GroupRows(g0, values.shape[0], rate).sums(values)
+
+
+class GroupRows:
+    """Where *count* groups from group *g0* fall in the mix's sub-blocks (a group counts in the
+    sub-block its first frame is in), for summing per-group values into them: found once for a source
+    whose values are summed again and again (the gain search)."""
+
+    def __init__(self, g0: int, count: int, rate: int) -> None:
+        starts = (g0 + np.arange(count)) * _GROUP
+        self.first = sub_block_of(int(starts[0]), rate)
+        last = sub_block_of(int(starts[-1]), rate) + 2
+        edges = sub_block_edges_between(self.first, last, rate)
+        self.rows = np.searchsorted(edges, starts, side="right") - 1
+        self.count = last - self.first
+
+    def sums(self, values: np.ndarray) -> tuple[int, np.ndarray]:
+        """(first row, per-row sums) of *values*, one a group."""
+        return self.first, np.bincount(self.rows, weights=values, minlength=self.count)
 
 
 _READ_GROUPS = (1 << 20) // _GROUP    # groups of a result whose true peaks are read at once

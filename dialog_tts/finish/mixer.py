@@ -452,6 +452,7 @@ class _Search:
         high = mix.top_peak()
         self.top = (20 * math.log10(mix.ceiling / high) if high > 0 else 0.0) + _MAX_PUSH_DB
         self.taken: dict[int, float] = {}      # per source (by position): energy the limiter took, last reading
+        self.rows: dict[int, loudness.GroupRows] = {}    # per source (by position): its groups' sub-blocks
         self.extra: dict[object, float] = {}
 
     def run(self) -> tuple[float, float | None]:
@@ -484,7 +485,10 @@ class _Search:
             peaks, group_energy = mix.parts(line)
             curve = _limit(peaks * np.float32(factor), mix.ceiling, mix.rate, mix.reach)
             taken = group_energy * (curve.astype(np.float64) ** 2 - 1.0)
-            first, rows = _group_rows(line, taken, mix.rate)
+            if i not in self.rows:
+                self.rows[i] = loudness.GroupRows(line.g0, taken.shape[0], mix.rate)
+            first, rows = self.rows[i].sums(taken)
+            rows *= line.gain ** 2
             self.taken[i] = float(rows.sum())
             loudness.add_rows(energies, first, rows, line.weights)
         return loudness.loudness_of(energies * g * g, mix.frames, mix.rate)
@@ -536,13 +540,6 @@ def _decide(search: _Search) -> tuple[float, float | None]:
             gain, got = search.run()
             break
     return search.reached(gain, got)
-
-
-def _group_rows(line: _Line, values: np.ndarray, rate: int) -> tuple[int, np.ndarray]:
-    """(first row, per-row sums) of per-group *values* of *line* in the mix's sub-blocks, times the
-    line's gain squared."""
-    first, rows = loudness.group_rows(line.g0, values, rate)
-    return first, rows * line.gain ** 2
 
 
 def _limit(peaks: np.ndarray, ceiling: float, rate: int, reach: int) -> np.ndarray:
