@@ -486,8 +486,7 @@ def limiter_gain(peaks: np.ndarray, ceiling: float, rate: float, attack: float =
     # averaged over the attack; before the start the first value stands in (it holds those frames too)
     lead = np.full(w - 1, window_min[0], dtype=np.float64)
     csum = np.concatenate([np.zeros(1), np.cumsum(np.concatenate([lead, window_min]), dtype=np.float64)])
-    idx = np.arange(n) + (w - 1)
-    smooth = ((csum[idx + 1] - csum[idx + 1 - w]) / w).astype(np.float32)
+    smooth = ((csum[w:w + n] - csum[:n]) / w).astype(np.float32)    # the sum of each frame's w values
     return np.minimum(smooth, need)  # float rounding must never let a peak through
 
 
