@@ -39,10 +39,10 @@ import contextlib
 import math
 import tempfile
 from dataclasses import dataclass, field, replace
-from hashlib import sha256
 from typing import IO, BinaryIO, Callable, Iterable, Iterator, Protocol, cast
 
 import numpy as np
+from blake3 import blake3
 
 from dialog_tts.errors import LoudnessError, OutputError
 from dialog_tts.finish import loudness
@@ -302,9 +302,9 @@ class BlockMix:
         steps = -(-(samples.shape[0] + tail) // loudness.PEAK_STEP)
         place = loudness.placement(samples.shape[0], self.rate, start)
         key, kept = None, None
-        if self.store is not None:
-            digest = sha256(f"{PEAKS_VERSION}:{self.rate}:{samples.shape}".encode())
-            digest.update(np.ascontiguousarray(samples, dtype=np.float32).data)
+        if self.store is not None:     # BLAKE3, not SHA-256: see uptodate._identity
+            digest = blake3(f"{PEAKS_VERSION}:{self.rate}:{samples.shape}".encode())
+            digest.update(np.ascontiguousarray(samples, dtype=np.float32).view(np.uint8).data)
             key = "peaks:" + digest.hexdigest()
             kept = _Kept.read(self.store.get_blob(key), steps)
         if kept is not None and kept.place == place:
