@@ -17,8 +17,9 @@
  *
  * The module also holds the loudness meter's K-weighting loop, biquads: a cascade
  * of second-order sections (the arithmetic of scipy.signal.sosfilt, transposed
- * direct form II, in the samples' own precision).  dialog_tts.compiled wraps it
- * and falls back to scipy.signal.sosfilt where this module was not built.
+ * direct form II, in the samples' own precision).  dialog_tts.finish.kweighting wraps it
+ * and falls back to scipy.signal.sosfilt where this module was not built.  Last, the true-peak
+ * reader's bounds, peak_bounds (below).
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -317,6 +318,111 @@ static PyObject *biquads(PyObject *self, PyObject *const *args, Py_ssize_t nargs
     Py_RETURN_NONE;
 }
 
+/* The true-peak reader's bounds (dialog_tts.finish.loudness._peak_bounds): for each frame of an
+ * oversampled signal, the largest |point| of its `factor` points (the larger channel), the highest
+ * frame of each window raised by the window's largest |curvature| / 8.  NumPy makes about a dozen
+ * passes over the oversampled signal for these (differences, their differences, absolute values,
+ * the maxima), each as long as eight times the audio; one pass here reads it once.  The arithmetic
+ * is NumPy's, in float32 and in its order, so the figures are the same bit for bit (the tests hold
+ * both to each other); a NaN anywhere hands the block back to NumPy, whose NaN rules it keeps. */
+static int peak_bounds_float(const float *up, Py_ssize_t points, Py_ssize_t channels, const float *before,
+                             const float *after, Py_ssize_t factor, Py_ssize_t lead, Py_ssize_t window,
+                             float *out) {
+    Py_ssize_t n = points / factor, windows = (lead + n + window - 1) / window;
+    for (Py_ssize_t w = 0; w < windows; w++) {
+        Py_ssize_t f0 = w * window - lead, f1 = f0 + window;
+        if (f0 < 0)
+            f0 = 0;
+        if (f1 > n)
+            f1 = n;
+        float most = 0.0f, best = 0.0f;
+        Py_ssize_t at = w * window - lead;      /* the row's first position: a frame, or padding before them */
+        for (Py_ssize_t f = f0; f < f1; f++) {
+            float peak = 0.0f;
+            for (Py_ssize_t i = f * factor; i < (f + 1) * factor; i++) {
+                for (Py_ssize_t c = 0; c < channels; c++) {
+                    float v = up[i * channels + c];
+                    float prev = i > 0 ? up[(i - 1) * channels + c] : before[c];
+                    float next = i + 1 < points ? up[(i + 1) * channels + c] : after[c];
+                    float s0 = v - prev, s1 = next - v;
+                    float curve = fabsf(s1 - s0), mag = fabsf(v);
+                    if (isnan(curve) || isnan(mag))
+                        return 0;
+                    if (curve > most)
+                        most = curve;
+                    if (mag > peak)
+                        peak = mag;
+                }
+            }
+            out[f] = peak;
+            if (peak > best) {      /* the first frame of the row's highest value (argmax) */
+                best = peak;
+                at = f;
+            }
+        }
+        if (at >= 0 && at < n)      /* an all-silent first row: the correction falls on its padding */
+            out[at] += most * 0.125f;
+    }
+    return 1;
+}
+
+static PyObject *peak_bounds(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
+    Py_buffer up, before, after, out;
+    if (nargs != 7) {
+        PyErr_SetString(PyExc_TypeError, "peak_bounds(up, before, after, factor, lead, window, out) takes 7 arguments");
+        return NULL;
+    }
+    Py_ssize_t factor = PyLong_AsSsize_t(args[3]), lead = PyLong_AsSsize_t(args[4]),
+               window = PyLong_AsSsize_t(args[5]);
+    if (PyErr_Occurred())
+        return NULL;
+    if (float_buffer(args[0], &up, 2, 0, "up") < 0)
+        return NULL;
+    if (float_buffer(args[1], &before, 2, 0, "before") < 0) {
+        PyBuffer_Release(&up);
+        return NULL;
+    }
+    if (float_buffer(args[2], &after, 2, 0, "after") < 0) {
+        PyBuffer_Release(&up);
+        PyBuffer_Release(&before);
+        return NULL;
+    }
+    if (float_buffer(args[6], &out, 1, 1, "out") < 0) {
+        PyBuffer_Release(&up);
+        PyBuffer_Release(&before);
+        PyBuffer_Release(&after);
+        return NULL;
+    }
+    Py_ssize_t points = up.shape[0], channels = up.shape[1];
+    const char *problem = NULL;
+    if (up.itemsize != 4 || before.itemsize != 4 || after.itemsize != 4 || out.itemsize != 4)
+        problem = "up, before, after and out must be float32";
+    else if (factor < 1 || window < 1 || lead < 0 || lead >= window || points % factor)
+        problem = "factor and window must be positive, 0 <= lead < window, and up's points whole frames";
+    else if (before.shape[0] != 1 || after.shape[0] != 1 || before.shape[1] != channels || after.shape[1] != channels)
+        problem = "before and after must be one point of up's channels";
+    else if (out.shape[0] != points / factor)
+        problem = "out must hold one value a frame";
+    else if (overlap(&out, &up) || overlap(&out, &before) || overlap(&out, &after))
+        problem = "out must not share memory with the points";
+    int done = 0;
+    if (problem == NULL) {
+        Py_BEGIN_ALLOW_THREADS
+        done = peak_bounds_float((const float *)up.buf, points, channels, (const float *)before.buf,
+                                 (const float *)after.buf, factor, lead, window, (float *)out.buf);
+        Py_END_ALLOW_THREADS
+    }
+    PyBuffer_Release(&up);
+    PyBuffer_Release(&before);
+    PyBuffer_Release(&after);
+    PyBuffer_Release(&out);
+    if (problem != NULL) {
+        PyErr_SetString(PyExc_ValueError, problem);
+        return NULL;
+    }
+    return PyBool_FromLong(done);
+}
+
 static PyMethodDef methods[] = {
     {"measure", (PyCFunction)(void (*)(void))measure, METH_FASTCALL,
      "measure(samples, frame_size, speech) -> (peak_db, clipped, span, pause, steady)\n\n"
@@ -326,11 +432,15 @@ static PyMethodDef methods[] = {
      "Filter each row of x (signals, n) through the second-order sections sos (sections, 6), in place,\n"
      "with the state zi (signals, sections, 2) carried in and updated; one dtype, float32 or float64,\n"
      "all C-contiguous.  scipy.signal.sosfilt's arithmetic."},
+    {"peak_bounds", (PyCFunction)(void (*)(void))peak_bounds, METH_FASTCALL,
+     "peak_bounds(up, before, after, factor, lead, window, out) -> bool\n\n"
+     "The true-peak reader's bounds (finish.loudness._peak_bounds) of the oversampled points up (points,\n"
+     "channels), float32, into out (one a frame); False (out unfinished) where a NaN was met."},
     {NULL, NULL, 0, NULL},
 };
 
 static struct PyModuleDef module = {
-    PyModuleDef_HEAD_INIT, "_takecheck", "The quality gate's figures of a take in one compiled pass; the K-weighting biquads.", -1, methods,
+    PyModuleDef_HEAD_INIT, "_takecheck", "The quality gate's figures of a take in one compiled pass; the K-weighting biquads; the true-peak bounds.", -1, methods,
 };
 
 PyMODINIT_FUNC PyInit__takecheck(void) { return PyModule_Create(&module); }

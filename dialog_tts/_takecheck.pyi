@@ -1,4 +1,5 @@
-"""The quality gate's figures of a take in one compiled pass, and the K-weighting biquads (dialog_tts/_takecheck.c)."""
+"""The quality gate's figures of a take in one compiled pass, the K-weighting biquads and the true-peak
+reader's bounds (dialog_tts/_takecheck.c)."""
 
 import numpy as np
 from numpy.typing import NDArray
@@ -7,3 +8,7 @@ def measure(
     samples: NDArray[np.float32], frame_size: int, speech: bool, /
 ) -> tuple[float, float, float, float, float]: ...
 def biquads(sos: NDArray[np.floating], x: NDArray[np.floating], zi: NDArray[np.floating], /) -> None: ...
+def peak_bounds(
+    up: NDArray[np.float32], before: NDArray[np.float32], after: NDArray[np.float32], factor: int, lead: int,
+    window: int, out: NDArray[np.float32], /,
+) -> bool: ...

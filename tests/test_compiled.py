@@ -175,3 +175,108 @@ def test_the_loudness_meters_filter_loads_nothing_of_scipys():
     needs_the_loop()
     run = subprocess.run([sys.executable, "-c", LOADER_PROBE], capture_output=True, text=True, check=True)
     assert json.loads(run.stdout.strip().splitlines()[-1]) == {"scipy": []}
+
+
+# ---------------------------------------------------------------- the true-peak reader's bounds
+
+def needs_the_bounds_pass() -> None:
+    if compiled.peak_bounds_loop() is None:
+        pytest.skip("dialog_tts._takecheck was not built (no C compiler at install)")
+
+
+def oversampled(frames: int, factor: int, channels: int, seed: int) -> np.ndarray:
+    """Points as the 8x reader hands them over: smooth speech-like content with sharp edges, silent
+    runs (a silent first window among them) and a few values under float32's normal range."""
+    rng = np.random.default_rng(seed)
+    shape = (frames * factor, channels) if channels > 1 else (frames * factor,)
+    x = np.cumsum(rng.standard_normal(shape), axis=0).astype(np.float32) * np.float32(0.01)
+    x *= rng.random(shape[0]).astype(np.float32).reshape(-1, *([1] * (x.ndim - 1))) > 0.02    # clicks of silence
+    x[: 40 * factor] = 0.0                                    # a silent start
+    x[40 * factor] = 0.3                                      # ... ended by a step
+    x[frames * factor // 2: frames * factor // 2 + 300 * factor] = 0.0
+    x[frames * factor // 2 + 7] = np.float32(1e-41)          # subnormal
+    return x
+
+
+@pytest.mark.parametrize("channels", [1, 2])
+@pytest.mark.parametrize(("factor", "window", "first"), [(8, 32, 0), (8, 32, 5), (8, 32, 31), (8, 8, 3),
+                                                          (4, 32, 17), (2, 1, 0), (1, 32, 9)])
+def test_the_compiled_peak_bounds_are_numpys_to_the_bit(channels, factor, window, first):
+    """The one-pass bounds (dialog_tts._takecheck.peak_bounds) are the NumPy version's, bit for bit:
+    each frame's peak, each window's highest frame raised by its curvature, windows counted from the
+    signal's first frame (*first*), the points before and after the block taken into the edges."""
+    from dialog_tts.finish.loudness import _peak_bounds, _peak_bounds_numpy
+
+    needs_the_bounds_pass()
+    for frames, seed in ((2001, 1), (64, 2), (1, 3)):
+        up = oversampled(max(frames, 1000), factor, channels, seed)[: frames * factor]
+        rng = np.random.default_rng(seed + 100)
+        edge = (1, channels) if channels > 1 else (1,)
+        before, after = (rng.standard_normal(edge).astype(np.float32) * 0.2 for _ in range(2))
+        ours = _peak_bounds(up, before, after, factor, first, window)
+        numpy_figures = _peak_bounds_numpy(up, before, after, factor, first, window)
+        assert ours.dtype == np.float32 and ours.shape == (frames,)
+        assert np.array_equal(ours.view(np.uint32), numpy_figures.view(np.uint32)), (frames, seed)
+
+
+def test_a_nan_in_the_points_gives_numpys_figures():
+    """A NaN sends the block to the NumPy version (whose NaN rules the reader keeps)."""
+    from dialog_tts.finish.loudness import _peak_bounds, _peak_bounds_numpy
+
+    needs_the_bounds_pass()
+    up = oversampled(1000, 8, 2, 4)
+    up[3000, 1] = np.nan
+    edge = np.zeros((1, 2), np.float32)
+    ours = _peak_bounds(up, edge, edge, 8, 0, 32)
+    assert np.isnan(ours).any()
+    assert np.array_equal(ours, _peak_bounds_numpy(up, edge, edge, 8, 0, 32), equal_nan=True)
+
+
+def test_the_bounds_pass_refuses_what_it_cannot_read():
+    """Called directly, the compiled pass checks its arrays instead of reading past them."""
+    needs_the_bounds_pass()
+    loop = compiled.peak_bounds_loop()
+    assert loop is not None
+    up, edge, out = np.zeros((80, 2), np.float32), np.zeros((1, 2), np.float32), np.zeros(10, np.float32)
+    assert loop(up, edge, edge, 8, 0, 32, out) is True
+    with pytest.raises(ValueError):
+        loop(up, edge, edge, 8, 0, 32, np.zeros(11, np.float32))        # not one value a frame
+    with pytest.raises(ValueError):
+        loop(up[:79], edge, edge, 8, 0, 32, out)                        # points of no whole frame
+    with pytest.raises(ValueError):
+        loop(up, np.zeros((1, 1), np.float32), edge, 8, 0, 32, out)     # another channel count
+    with pytest.raises(ValueError):
+        loop(up, edge, edge, 8, 32, 32, out)                            # lead outside the window
+    with pytest.raises(ValueError):
+        loop(up.astype(np.float64), edge, edge, 8, 0, 32, out)          # not float32
+    with pytest.raises(ValueError):
+        loop(up, edge, edge, 8, 0, 32, up.reshape(-1)[:10])                 # out inside the points
+
+
+READER_WITHOUT_THE_PASS = """
+import sys
+sys.modules["dialog_tts._takecheck"] = None          # as on an install that could not build it
+import numpy as np
+from dialog_tts.finish import loudness
+folder = sys.argv[1]
+x = np.load(folder + "/x.npy")
+np.save(folder + "/own.npy", loudness.source_peaks(x, 24000, 480))
+np.save(folder + "/frames.npy", loudness.true_peak_per_frame(x, 24000))
+from dialog_tts.finish import kweighting
+print(kweighting.peak_bounds_loop() is None)
+"""
+
+
+def test_without_the_compiled_pass_the_true_peaks_are_the_same(tmp_path):
+    """A line's own true peaks and the per-frame reading are the same bytes where the module cannot be
+    imported: the reader's figures do not depend on how the install was built."""
+    needs_the_bounds_pass()
+    from dialog_tts.finish import loudness
+
+    x = oversampled(24000 * 3, 1, 2, 9) * np.float32(3.0)       # 3 s of stereo audio at 24 kHz, some over 0 dBFS
+    np.save(tmp_path / "x.npy", x)
+    run = subprocess.run([sys.executable, "-c", READER_WITHOUT_THE_PASS, str(tmp_path)],
+                         capture_output=True, text=True, check=True)
+    assert run.stdout.strip() == "True" and run.stderr == ""
+    assert np.load(tmp_path / "own.npy").tobytes() == loudness.source_peaks(x, 24000, 480).tobytes()
+    assert np.load(tmp_path / "frames.npy").tobytes() == loudness.true_peak_per_frame(x, 24000).tobytes()

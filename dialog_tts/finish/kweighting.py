@@ -1,4 +1,5 @@
-"""The loudness meter's K-weighting biquads: the project's own compiled loop, or scipy's public function.
+"""The loudness meter's K-weighting biquads: the project's own compiled loop, or scipy's public function;
+and the loader of the same module's pass for the true-peak reader's bounds (NumPy's where it is not built).
 
 The K-weighting filter is a cascade of second-order sections run over every
 sample the meter reads.  Where the install built :mod:`dialog_tts._takecheck`
@@ -33,6 +34,19 @@ def biquads_loop() -> Callable[[np.ndarray, np.ndarray, np.ndarray], None] | Non
     except ImportError:
         return None
     return biquads
+
+
+@lru_cache(maxsize=1)
+def peak_bounds_loop() -> Callable[..., bool] | None:
+    """``dialog_tts._takecheck.peak_bounds``, or None where the install did not build it (or built an older
+    one): ``peak_bounds(up, before, after, factor, lead, window, out)`` writes the true-peak reader's bounds
+    (:func:`dialog_tts.finish.loudness._peak_bounds_numpy`'s figures, bit for bit) into *out* and returns
+    True, or returns False where it met a NaN (the caller then takes NumPy's figures)."""
+    try:
+        from dialog_tts._takecheck import peak_bounds
+    except ImportError:
+        return None
+    return peak_bounds
 
 
 def sosfilt(sos: np.ndarray, x: np.ndarray, zi: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:

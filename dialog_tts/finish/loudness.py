@@ -235,6 +235,22 @@ _BOUND_WINDOW = 32        # frames (the limiter's group) whose highest frame is 
 
 def _peak_bounds(up: np.ndarray, before: np.ndarray, after: np.ndarray, factor: int, first: int,
                  window: int = _BOUND_WINDOW) -> np.ndarray:
+    """:func:`_peak_bounds_numpy`'s figures, by the project's compiled pass where it was built (the same
+    arithmetic in one pass over the points instead of a dozen: ``tests/test_compiled.py`` holds them equal)."""
+    from dialog_tts.finish.kweighting import peak_bounds_loop
+
+    loop = peak_bounds_loop()
+    if loop is not None and up.dtype == np.float32 and before.dtype == np.float32 and after.dtype == np.float32:
+        shape = (-1, 1) if up.ndim == 1 else (-1, up.shape[1])
+        out = np.empty(up.shape[0] // factor, np.float32)
+        if loop(np.ascontiguousarray(up).reshape(shape), np.ascontiguousarray(before).reshape(shape),
+                np.ascontiguousarray(after).reshape(shape), factor, first % window, window, out):
+            return out
+    return _peak_bounds_numpy(up, before, after, factor, first, window)
+
+
+def _peak_bounds_numpy(up: np.ndarray, before: np.ndarray, after: np.ndarray, factor: int, first: int,
+                       window: int = _BOUND_WINDOW) -> np.ndarray:
     """For each frame of the oversampled *up* (*factor* points a frame; *before* and *after*: the
     points next to it; *first*: the index of its first frame in the whole signal), the peak of its
     points (the larger channel); the highest frame of each *window* of frames (counted from the signal's
