@@ -324,11 +324,59 @@ static PyObject *biquads(PyObject *self, PyObject *const *args, Py_ssize_t nargs
  * passes over the oversampled signal for these (differences, their differences, absolute values,
  * the maxima), each as long as eight times the audio; one pass here reads it once.  The arithmetic
  * is NumPy's, in float32 and in its order, so the figures are the same bit for bit (the tests hold
- * both to each other); a NaN anywhere hands the block back to NumPy, whose NaN rules it keeps. */
+ * both to each other); a NaN anywhere hands the block back to NumPy, whose NaN rules it keeps.
+ *
+ * frame_points_n: one frame's points (count = factor * channels floats from p, interleaved), the point
+ * before them at p - channels and after them at p + count: the largest |point| into *peak, the largest
+ * |curvature| raised into *most; nonzero where a NaN came in (probe, the sum of the frame's figures, is
+ * NaN exactly then: they are never negative, so the sum makes none of its own).  The two usual widths
+ * (8x, mono and stereo) get their own unrolled copies. */
+#define POINT(j, top, bend)                                                                              \
+    do {                                                                                                 \
+        float v_ = p[j], curve_ = fabsf((p[(j) + channels] - v_) - (v_ - p[(j) - channels])), mag_ = fabsf(v_); \
+        probe += curve_ + mag_;                                                                          \
+        bend = curve_ > bend ? curve_ : bend;                                                            \
+        top = mag_ > top ? mag_ : top;                                                                   \
+    } while (0)
+
+static inline int frame_points_n(const float *p, Py_ssize_t count, Py_ssize_t channels, float *peak, float *most) {
+    /* four running maxima side by side (the latency of one chain of comparisons is the cost otherwise);
+     * a maximum is the same whatever order its values come in */
+    float t0 = 0.0f, t1 = 0.0f, t2 = 0.0f, t3 = 0.0f, b0 = *most, b1 = 0.0f, b2 = 0.0f, b3 = 0.0f, probe = 0.0f;
+    Py_ssize_t j = 0;
+    for (; j + 4 <= count; j += 4) {
+        POINT(j, t0, b0);
+        POINT(j + 1, t1, b1);
+        POINT(j + 2, t2, b2);
+        POINT(j + 3, t3, b3);
+    }
+    for (; j < count; j++)
+        POINT(j, t0, b0);
+    t0 = t1 > t0 ? t1 : t0;
+    t2 = t3 > t2 ? t3 : t2;
+    b0 = b1 > b0 ? b1 : b0;
+    b2 = b3 > b2 ? b3 : b2;
+    *peak = t2 > t0 ? t2 : t0;
+    *most = b2 > b0 ? b2 : b0;
+    return probe != probe;
+}
+
+static int frame_points_float(const float *p, Py_ssize_t count, Py_ssize_t channels, float *peak, float *most) {
+    if (count == 8 && channels == 1)
+        return frame_points_n(p, 8, 1, peak, most);
+    if (count == 16 && channels == 2)
+        return frame_points_n(p, 16, 2, peak, most);
+    return frame_points_n(p, count, channels, peak, most);
+}
+
 static int peak_bounds_float(const float *up, Py_ssize_t points, Py_ssize_t channels, const float *before,
                              const float *after, Py_ssize_t factor, Py_ssize_t lead, Py_ssize_t window,
                              float *out) {
-    Py_ssize_t n = points / factor, windows = (lead + n + window - 1) / window;
+    Py_ssize_t n = points / factor, windows = (lead + n + window - 1) / window, width = factor * channels;
+    /* the first and last frames read the points next to the block: they go through a padded copy */
+    float *edge = (float *)malloc(sizeof(float) * (size_t)(width + 2 * channels));
+    if (edge == NULL)
+        return -1;
     for (Py_ssize_t w = 0; w < windows; w++) {
         Py_ssize_t f0 = w * window - lead, f1 = f0 + window;
         if (f0 < 0)
@@ -338,21 +386,20 @@ static int peak_bounds_float(const float *up, Py_ssize_t points, Py_ssize_t chan
         float most = 0.0f, best = 0.0f;
         Py_ssize_t at = w * window - lead;      /* the row's first position: a frame, or padding before them */
         for (Py_ssize_t f = f0; f < f1; f++) {
-            float peak = 0.0f;
-            for (Py_ssize_t i = f * factor; i < (f + 1) * factor; i++) {
-                for (Py_ssize_t c = 0; c < channels; c++) {
-                    float v = up[i * channels + c];
-                    float prev = i > 0 ? up[(i - 1) * channels + c] : before[c];
-                    float next = i + 1 < points ? up[(i + 1) * channels + c] : after[c];
-                    float s0 = v - prev, s1 = next - v;
-                    float curve = fabsf(s1 - s0), mag = fabsf(v);
-                    if (isnan(curve) || isnan(mag))
-                        return 0;
-                    if (curve > most)
-                        most = curve;
-                    if (mag > peak)
-                        peak = mag;
-                }
+            float peak;
+            const float *p = up + f * width;
+            int nan;
+            if (f == 0 || f == n - 1) {
+                memcpy(edge, f == 0 ? before : p - channels, sizeof(float) * (size_t)channels);
+                memcpy(edge + channels, p, sizeof(float) * (size_t)width);
+                memcpy(edge + channels + width, f == n - 1 ? after : p + width, sizeof(float) * (size_t)channels);
+                nan = frame_points_float(edge + channels, width, channels, &peak, &most);
+            } else {
+                nan = frame_points_float(p, width, channels, &peak, &most);
+            }
+            if (nan) {
+                free(edge);
+                return 0;
             }
             out[f] = peak;
             if (peak > best) {      /* the first frame of the row's highest value (argmax) */
@@ -363,6 +410,7 @@ static int peak_bounds_float(const float *up, Py_ssize_t points, Py_ssize_t chan
         if (at >= 0 && at < n)      /* an all-silent first row: the correction falls on its padding */
             out[at] += most * 0.125f;
     }
+    free(edge);
     return 1;
 }
 
@@ -411,6 +459,8 @@ static PyObject *peak_bounds(PyObject *self, PyObject *const *args, Py_ssize_t n
         done = peak_bounds_float((const float *)up.buf, points, channels, (const float *)before.buf,
                                  (const float *)after.buf, factor, lead, window, (float *)out.buf);
         Py_END_ALLOW_THREADS
+        if (done < 0)
+            PyErr_NoMemory();
     }
     PyBuffer_Release(&up);
     PyBuffer_Release(&before);
@@ -420,6 +470,8 @@ static PyObject *peak_bounds(PyObject *self, PyObject *const *args, Py_ssize_t n
         PyErr_SetString(PyExc_ValueError, problem);
         return NULL;
     }
+    if (done < 0)
+        return NULL;
     return PyBool_FromLong(done);
 }
 
