@@ -326,47 +326,21 @@ static PyObject *biquads(PyObject *self, PyObject *const *args, Py_ssize_t nargs
  * is NumPy's, in float32 and in its order, so the figures are the same bit for bit (the tests hold
  * both to each other); a NaN anywhere hands the block back to NumPy, whose NaN rules it keeps.
  *
- * frame_points_n: one frame's points (count = factor * channels floats from p, interleaved), the point
+ * frame_points_float: one frame's points (count = factor * channels floats from p, interleaved), the point
  * before them at p - channels and after them at p + count: the largest |point| into *peak, the largest
  * |curvature| raised into *most; nonzero where a NaN came in (probe, the sum of the frame's figures, is
- * NaN exactly then: they are never negative, so the sum makes none of its own).  The two usual widths
- * (8x, mono and stereo) get their own unrolled copies. */
-#define POINT(j, top, bend)                                                                              \
-    do {                                                                                                 \
-        float v_ = p[j], curve_ = fabsf((p[(j) + channels] - v_) - (v_ - p[(j) - channels])), mag_ = fabsf(v_); \
-        probe += curve_ + mag_;                                                                          \
-        bend = curve_ > bend ? curve_ : bend;                                                            \
-        top = mag_ > top ? mag_ : top;                                                                   \
-    } while (0)
-
-static inline int frame_points_n(const float *p, Py_ssize_t count, Py_ssize_t channels, float *peak, float *most) {
-    /* four running maxima side by side (the latency of one chain of comparisons is the cost otherwise);
-     * a maximum is the same whatever order its values come in */
-    float t0 = 0.0f, t1 = 0.0f, t2 = 0.0f, t3 = 0.0f, b0 = *most, b1 = 0.0f, b2 = 0.0f, b3 = 0.0f, probe = 0.0f;
-    Py_ssize_t j = 0;
-    for (; j + 4 <= count; j += 4) {
-        POINT(j, t0, b0);
-        POINT(j + 1, t1, b1);
-        POINT(j + 2, t2, b2);
-        POINT(j + 3, t3, b3);
-    }
-    for (; j < count; j++)
-        POINT(j, t0, b0);
-    t0 = t1 > t0 ? t1 : t0;
-    t2 = t3 > t2 ? t3 : t2;
-    b0 = b1 > b0 ? b1 : b0;
-    b2 = b3 > b2 ? b3 : b2;
-    *peak = t2 > t0 ? t2 : t0;
-    *most = b2 > b0 ? b2 : b0;
-    return probe != probe;
-}
-
+ * NaN exactly then: they are never negative, so the sum makes none of its own). */
 static int frame_points_float(const float *p, Py_ssize_t count, Py_ssize_t channels, float *peak, float *most) {
-    if (count == 8 && channels == 1)
-        return frame_points_n(p, 8, 1, peak, most);
-    if (count == 16 && channels == 2)
-        return frame_points_n(p, 16, 2, peak, most);
-    return frame_points_n(p, count, channels, peak, most);
+    float top = 0.0f, bend = *most, probe = 0.0f;
+    for (Py_ssize_t j = 0; j < count; j++) {
+        float v = p[j], curve = fabsf((p[j + channels] - v) - (v - p[j - channels])), mag = fabsf(v);
+        probe += curve + mag;
+        bend = curve > bend ? curve : bend;
+        top = mag > top ? mag : top;
+    }
+    *peak = top;
+    *most = bend;
+    return probe != probe;
 }
 
 static int peak_bounds_float(const float *up, Py_ssize_t points, Py_ssize_t channels, const float *before,

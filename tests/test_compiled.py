@@ -220,7 +220,7 @@ def test_the_compiled_peak_bounds_are_numpys_to_the_bit(channels, factor, window
 
 
 def test_a_nan_in_the_points_gives_numpys_figures():
-    """A NaN sends the block to the NumPy version (whose NaN rules the reader keeps)."""
+    """A NaN sends the block to the NumPy version (whose NaN rules the reader keeps); an infinity is read alike."""
     from dialog_tts.finish.loudness import _peak_bounds, _peak_bounds_numpy
 
     needs_the_bounds_pass()
@@ -230,6 +230,9 @@ def test_a_nan_in_the_points_gives_numpys_figures():
     ours = _peak_bounds(up, edge, edge, 8, 0, 32)
     assert np.isnan(ours).any()
     assert np.array_equal(ours, _peak_bounds_numpy(up, edge, edge, 8, 0, 32), equal_nan=True)
+    up[3000, 1] = np.inf            # one infinite point reads as NumPy reads it, without a NaN on the way
+    ours = _peak_bounds(up, edge, edge, 8, 0, 32)
+    assert np.isinf(ours).any() and np.array_equal(ours, _peak_bounds_numpy(up, edge, edge, 8, 0, 32))
 
 
 def test_the_bounds_pass_refuses_what_it_cannot_read():
