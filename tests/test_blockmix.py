@@ -162,6 +162,27 @@ def test_an_island_longer_than_a_window_is_limited_window_by_window(monkeypatch)
     assert figures.loudness is not None and abs(figures.loudness - ebur128_lufs(out, 24000)) <= 0.15
 
 
+@pytest.mark.parametrize("lufs", [-16.0, -10.0])
+def test_a_window_gives_out_the_frames_its_hold_read_as_they_would_be_mixed_again(monkeypatch, lufs):
+    """Where the hold ends with the curve it read the result under, the window gives out the frames it
+    read instead of mixing them again: the same bytes as mixing every output frame anew."""
+    settings = mix.MixSettings(lufs=lufs, channels=2, allow_quieter=True)
+    clips, timeline = scene(10, settings)
+    parts = blockmix.LastRender.part
+    reused = []
+
+    def counted(self, curve, a, b):
+        got = parts(self, curve, a, b)
+        reused.append(got is not None)
+        return got
+    monkeypatch.setattr(blockmix.LastRender, "part", counted)
+    kept, _ = block_mix(clips, timeline, settings)
+    monkeypatch.setattr(blockmix.LastRender, "part", lambda self, curve, a, b: None)
+    fresh, _ = block_mix(clips, timeline, settings)
+    assert any(reused) and kept.tobytes() == fresh.tobytes()
+    assert oversampled_peak_db(kept, settings.sample_rate) <= -1.0
+
+
 def test_lines_without_gaps_are_limited_together():
     settings = mix.MixSettings(lufs=-14.0, gap=0.0, allow_quieter=True)
     clips, timeline = scene(12, settings)

@@ -736,8 +736,12 @@ def _window(mix: BlockMix, placed: _Placed, w0: int, w1: int) -> Callable[[int, 
         peaks[at + j0 - lo:at + j1 - lo] += line_peaks[j0:j1] * np.float32(line.gain * line.top_weight * g)
         covered[at + j0 - lo:at + j1 - lo] += line_peaks[j0:j1] > 0
 
+    last = LastRender()
+
     def render(a: int, b: int, curve: np.ndarray) -> np.ndarray:
-        return placed.mixed(a + lo * group, b + lo * group, curve * np.float32(g), lo)
+        mixed = placed.mixed(a + lo * group, b + lo * group, curve * np.float32(g), lo)
+        last.keep(curve, a + lo * group, mixed)
+        return mixed
 
     # a group with one source has its true peak already; where sources overlap, their summed peaks are a
     # bound, and the groups that could be the highest yet are read from the result for the report
@@ -753,7 +757,31 @@ def _window(mix: BlockMix, placed: _Placed, w0: int, w1: int) -> Callable[[int, 
             first, rows = loudness.group_rows(line.g0 + j0, taken, mix.rate)
             mix.taken.append((first, rows * line.gain ** 2, line.weights))
     scaled = curve * np.float32(g)
-    return lambda a, b: placed.mixed(a, b, scaled, lo)
+
+    def limited(a: int, b: int) -> np.ndarray:
+        kept = last.part(curve, a, b)
+        return kept if kept is not None else placed.mixed(a, b, scaled, lo)
+    return limited
+
+
+class LastRender:
+    """The last frames an island's hold read (:func:`loudness.hold_ceiling`), kept with the gain curve
+    they were mixed under: where the hold ends with that curve, the window's output is those frames
+    (the same values mixed again) rather than a second mix of them."""
+
+    def __init__(self) -> None:
+        self.curve: np.ndarray | None = None
+        self.start = 0
+        self.frames = np.zeros(0, np.float32)
+
+    def keep(self, curve: np.ndarray, start: int, frames: np.ndarray) -> None:
+        self.curve, self.start, self.frames = curve, start, frames
+
+    def part(self, curve: np.ndarray, a: int, b: int) -> np.ndarray | None:
+        """Frames a..b-1 (from the island's first) where they were read under *curve* itself, else None."""
+        if curve is not self.curve or a < self.start or b > self.start + self.frames.shape[0]:
+            return None
+        return self.frames[a - self.start:b - self.start]
 
 
 def predicted_gain(settings: MixSettings, first: _Line | None) -> float:
