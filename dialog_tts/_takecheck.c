@@ -449,6 +449,87 @@ static PyObject *peak_bounds(PyObject *self, PyObject *const *args, Py_ssize_t n
     return PyBool_FromLong(done);
 }
 
+/* libebur128's interpolator's peaks (dialog_tts.finish.loudness._frame_points_numpy): for frames
+ * 0 .. count-2 of x (count, channels), the largest |point| of each tap phase's output at the frame plus
+ * offset (the larger channel).  NumPy sums each phase's 12 or 13 taps as that many shifted
+ * multiply-adds over the block, about fifty passes (a hundred for stereo) over it for each call, and a
+ * render reads thousands of short spans; one pass here.  The sums are NumPy's, in float32 and in its
+ * order (the products rounded to float32, added tap by tap from zero), so the figures are the same bit
+ * for bit (the tests hold both to each other); a NaN anywhere hands the block back to NumPy. */
+static int frame_points_loop(const float *x, Py_ssize_t count, Py_ssize_t channels, const float *taps,
+                             Py_ssize_t ntaps, Py_ssize_t factor, Py_ssize_t offset, float *out) {
+    float probe = 0.0f;
+    for (Py_ssize_t i = 0; i + 1 < count; i++)
+        out[i] = 0.0f;
+    for (Py_ssize_t c = 0; c < channels; c++) {
+        for (Py_ssize_t phase = 0; phase < factor; phase++) {
+            Py_ssize_t k_count = (ntaps - phase + factor - 1) / factor;
+            for (Py_ssize_t i = 0; i + 1 < count; i++) {
+                Py_ssize_t j = offset + i;
+                float acc = 0.0f;
+                for (Py_ssize_t k = 0; k < k_count; k++) {
+                    Py_ssize_t at = j - k;
+                    if (at >= 0 && at < count) {
+                        float term = x[at * channels + c] * taps[phase + k * factor];
+                        acc += term;
+                    }
+                }
+                float y = fabsf(acc);
+                probe += y;
+                out[i] = y > out[i] ? y : out[i];
+            }
+        }
+    }
+    return probe != probe;
+}
+
+static PyObject *frame_points(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
+    Py_buffer data, taps, out;
+    if (nargs != 5) {
+        PyErr_SetString(PyExc_TypeError, "frame_points(data, taps, factor, offset, out) takes 5 arguments");
+        return NULL;
+    }
+    Py_ssize_t factor = PyLong_AsSsize_t(args[2]), offset = PyLong_AsSsize_t(args[3]);
+    if (PyErr_Occurred())
+        return NULL;
+    if (float_buffer(args[0], &data, 2, 0, "data") < 0)
+        return NULL;
+    if (float_buffer(args[1], &taps, 1, 0, "taps") < 0) {
+        PyBuffer_Release(&data);
+        return NULL;
+    }
+    if (float_buffer(args[4], &out, 1, 1, "out") < 0) {
+        PyBuffer_Release(&data);
+        PyBuffer_Release(&taps);
+        return NULL;
+    }
+    Py_ssize_t count = data.shape[0], channels = data.shape[1], ntaps = taps.shape[0];
+    const char *problem = NULL;
+    if (data.itemsize != 4 || taps.itemsize != 4 || out.itemsize != 4)
+        problem = "data, taps and out must be float32";
+    else if (factor < 1 || offset < 0 || ntaps < 1 || channels < 1)
+        problem = "factor must be positive, offset not negative, and taps and channels not empty";
+    else if (out.shape[0] != (count > 0 ? count - 1 : 0))
+        problem = "out must hold one value for each frame but the last";
+    else if (overlap(&out, &data) || overlap(&out, &taps))
+        problem = "out must not share memory with data or taps";
+    int nan = 0;
+    if (problem == NULL) {
+        Py_BEGIN_ALLOW_THREADS
+        nan = frame_points_loop((const float *)data.buf, count, channels, (const float *)taps.buf, ntaps, factor,
+                                offset, (float *)out.buf);
+        Py_END_ALLOW_THREADS
+    }
+    PyBuffer_Release(&data);
+    PyBuffer_Release(&taps);
+    PyBuffer_Release(&out);
+    if (problem != NULL) {
+        PyErr_SetString(PyExc_ValueError, problem);
+        return NULL;
+    }
+    return PyBool_FromLong(!nan);
+}
+
 static PyMethodDef methods[] = {
     {"measure", (PyCFunction)(void (*)(void))measure, METH_FASTCALL,
      "measure(samples, frame_size, speech) -> (peak_db, clipped, span, pause, steady)\n\n"
@@ -462,11 +543,15 @@ static PyMethodDef methods[] = {
      "peak_bounds(up, before, after, factor, lead, window, out) -> bool\n\n"
      "The true-peak reader's bounds (finish.loudness._peak_bounds) of the oversampled points up (points,\n"
      "channels), float32, into out (one a frame); False (out unfinished) where a NaN was met."},
+    {"frame_points", (PyCFunction)(void (*)(void))frame_points, METH_FASTCALL,
+     "frame_points(data, taps, factor, offset, out) -> bool\n\n"
+     "libebur128's interpolator's peaks (finish.loudness._frame_points) of data (frames, channels), float32,\n"
+     "into out (one for each frame but the last); False (out unfinished) where a NaN was met."},
     {NULL, NULL, 0, NULL},
 };
 
 static struct PyModuleDef module = {
-    PyModuleDef_HEAD_INIT, "_takecheck", "The quality gate's figures of a take in one compiled pass; the K-weighting biquads; the true-peak bounds.", -1, methods,
+    PyModuleDef_HEAD_INIT, "_takecheck", "The quality gate's figures of a take in one compiled pass; the K-weighting biquads; the true-peak bounds; libebur128's interpolator's peaks.", -1, methods,
 };
 
 PyMODINIT_FUNC PyInit__takecheck(void) { return PyModule_Create(&module); }

@@ -256,6 +256,34 @@ def test_the_bounds_pass_refuses_what_it_cannot_read():
         loop(up, edge, edge, 8, 0, 32, up.reshape(-1)[:10])                 # out inside the points
 
 
+@pytest.mark.parametrize("channels", [1, 2])
+@pytest.mark.parametrize("factor", [4, 2])
+def test_the_compiled_interpolator_peaks_are_numpys_to_the_bit(channels, factor):
+    """libebur128's interpolator's peaks in one pass (dialog_tts._takecheck.frame_points) are the NumPy
+    version's, bit for bit, on blocks of any length (a block of two frames and of one included)."""
+    from dialog_tts.finish.loudness import _frame_points, _frame_points_numpy
+
+    needs_the_bounds_pass()
+    for frames, seed in ((5000, 5), (37, 6), (2, 7), (1, 8)):
+        data = oversampled(max(frames, 1000), 1, channels, seed)[:frames] * np.float32(4.0)
+        ours, numpy_figures = _frame_points(data, factor), _frame_points_numpy(data, factor)
+        assert ours.dtype == np.float32 and ours.shape == (max(0, frames - 1),)
+        assert np.array_equal(ours.view(np.uint32), numpy_figures.view(np.uint32)), (frames, seed)
+    data = oversampled(1000, 1, channels, 9)
+    data[500] = np.nan                        # a NaN: NumPy's figures, NaN where the taps reach it
+    assert np.array_equal(_frame_points(data, factor), _frame_points_numpy(data, factor), equal_nan=True)
+    loop = compiled.frame_points_loop()
+    assert loop is not None
+    block, taps, out = np.zeros((10, 2), np.float32), np.ones(49, np.float32), np.zeros(9, np.float32)
+    assert loop(block, taps, 4, 6, out) is True
+    with pytest.raises(ValueError):
+        loop(block, taps, 4, 6, np.zeros(10, np.float32))               # not one value for each frame but the last
+    with pytest.raises(ValueError):
+        loop(block.astype(np.float64), taps, 4, 6, out)                 # not float32
+    with pytest.raises(ValueError):
+        loop(block, taps, 0, 6, out)                                    # no phases
+
+
 READER_WITHOUT_THE_PASS = """
 import sys
 sys.modules["dialog_tts._takecheck"] = None          # as on an install that could not build it
@@ -266,7 +294,7 @@ x = np.load(folder + "/x.npy")
 np.save(folder + "/own.npy", loudness.source_peaks(x, 24000, 480))
 np.save(folder + "/frames.npy", loudness.true_peak_per_frame(x, 24000))
 from dialog_tts.finish import kweighting
-print(kweighting.peak_bounds_loop() is None)
+print(kweighting.peak_bounds_loop() is None and kweighting.frame_points_loop() is None)
 """
 
 

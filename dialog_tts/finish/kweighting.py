@@ -49,6 +49,19 @@ def peak_bounds_loop() -> Callable[..., bool] | None:
     return peak_bounds
 
 
+@lru_cache(maxsize=1)
+def frame_points_loop() -> Callable[..., bool] | None:
+    """``dialog_tts._takecheck.frame_points``, or None where the install did not build it (or built an older
+    one): ``frame_points(data, taps, factor, offset, out)`` writes the peaks of libebur128's interpolator
+    (:func:`dialog_tts.finish.loudness._frame_points_numpy`'s figures, bit for bit) into *out* and returns
+    True, or returns False where it met a NaN (the caller then takes NumPy's figures)."""
+    try:
+        from dialog_tts._takecheck import frame_points
+    except ImportError:
+        return None
+    return frame_points
+
+
 def sosfilt(sos: np.ndarray, x: np.ndarray, zi: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """``scipy.signal.sosfilt(sos, x, axis=0, zi=zi)`` for *x* of shape ``(n,)`` or ``(n, channels)``.
 

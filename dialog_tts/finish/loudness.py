@@ -324,6 +324,20 @@ def _ebu_taps(factor: int) -> np.ndarray:
 
 
 def _frame_points(data: np.ndarray, factor: int) -> np.ndarray:
+    """:func:`_frame_points_numpy`'s figures, by the project's compiled pass where it was built (the same
+    sums in one pass instead of about fifty NumPy calls a channel: ``tests/test_compiled.py`` holds them equal)."""
+    from dialog_tts.finish.kweighting import frame_points_loop
+
+    loop = frame_points_loop()
+    if loop is not None and data.dtype == np.float32 and data.shape[0] >= 2:
+        out = np.empty(data.shape[0] - 1, np.float32)
+        if loop(np.ascontiguousarray(data).reshape(data.shape[0], -1), _ebu_taps(factor), factor,
+                (_EBU_TAPS - 1) // 2 // factor, out):
+            return out
+    return _frame_points_numpy(data, factor)
+
+
+def _frame_points_numpy(data: np.ndarray, factor: int) -> np.ndarray:
     """For frames 0 .. n-2 of *data*, the largest |point| of libebur128's interpolation from the
     frame to the next one (its *factor* points there; the larger channel).
 
