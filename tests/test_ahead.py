@@ -117,3 +117,22 @@ def test_mapped_raises_an_error_making_an_item_in_its_turn_and_one_taking_an_ite
     with pytest.raises(KeyboardInterrupt):
         list(mapped(lambda i: i, items()))
     assert not any(t.name.startswith("dialog-tts-prepare") for t in threading.enumerate())
+
+
+def test_by_default_one_item_is_made_ahead():
+    """A render holds one block made ahead of the one being written (each more would be 8 MiB more)."""
+    taken = []
+    second, third = threading.Event(), threading.Event()
+
+    def source():
+        for i in range(5):
+            taken.append(i)
+            (second if i == 1 else third if i == 2 else threading.Event()).set()
+            yield i
+
+    items = ahead(source())
+    assert next(items) == 0
+    assert second.wait(10)
+    assert not third.wait(0.05)
+    assert taken == [0, 1]
+    assert list(items) == [1, 2, 3, 4]

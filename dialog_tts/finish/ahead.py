@@ -21,10 +21,12 @@ R = TypeVar("R")
 _END = object()      # what next() gives once the items run out
 
 
-def ahead(items: Iterator[T], depth: int = 3) -> Generator[T, None, None]:
+def ahead(items: Iterator[T], depth: int = 1) -> Generator[T, None, None]:
     """*items* in order, each made on a thread while the caller works on the ones before (at most
-    *depth* made or being made).  An error raised making one is raised here, in its turn; leaving
-    early (an error, an interrupt, ``close``) waits for the one being made, then closes *items*."""
+    *depth* made or being made: one already keeps both threads busy, and each more held is a render's
+    block, 8 MiB of stereo float32, in the peak memory of any render).  An error raised making one is
+    raised here, in its turn; leaving early (an error, an interrupt, ``close``) waits for the one being
+    made, then closes *items*."""
     try:
         with ThreadPoolExecutor(1, thread_name_prefix="dialog-tts-mix-ahead") as pool:
             pending = deque(pool.submit(next, items, _END) for _ in range(depth))
