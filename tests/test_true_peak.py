@@ -358,24 +358,3 @@ def test_a_few_groups_read_from_their_context_read_as_the_whole_signal_does(kind
     # float32 rounding: of the filters' sums, so relative to the loudest frames the filters reach
     np.testing.assert_allclose(alone, whole, rtol=1e-4, atol=1e-6 * float(np.abs(x).max()))
     assert alone.max() > 0.1      # loud groups among them
-
-
-@pytest.mark.parametrize("channels", [1, 2])
-def test_a_span_read_after_other_spans_reads_as_a_fresh_reader_does(channels):
-    """Span readings reuse one upsampler a thread, cleared between them: cleared, it gives exactly what a
-    new one gives, and a span read after another signal's spans gets the figures it got before (bit for bit)."""
-    rate = 24000
-    x = material("nyquist_noise", rate, channels, seconds=1.0) * np.float32(2.0)
-    other = material("clicks", rate, channels, seconds=1.0)
-    doubled = np.repeat(x, 2, axis=0)
-    used = loudness.new_upsampler(rate, channels)
-    used.resample_chunk(np.repeat(other, 2, axis=0), last=False)
-    used.clear()
-    np.testing.assert_array_equal(used.resample_chunk(doubled, last=True),
-                                  loudness.new_upsampler(rate, channels).resample_chunk(doubled, last=True))
-    wanted = np.zeros(-(-x.shape[0] // loudness.GROUP), bool)
-    wanted[[3, 200, 500]] = True
-    first = loudness.group_true_peaks(x, 0, wanted, rate)
-    loudness.group_true_peaks(other, 0, wanted, rate)           # leaves its state in the thread's upsampler
-    np.testing.assert_array_equal(loudness.group_true_peaks(x, 0, wanted, rate), first)
-    assert first[wanted].min() > 0

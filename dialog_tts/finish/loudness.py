@@ -16,18 +16,13 @@
 from __future__ import annotations
 
 import math
-import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import TYPE_CHECKING
 
 import numpy as np
 
 from dialog_tts.io.audio import db_to_gain
-
-if TYPE_CHECKING:
-    import soxr
 
 OVERSAMPLING = 8          # true peaks are read 8x oversampled, whatever the rate (see Oversampler)
 BLOCK = 1 << 16  # frames per block (a multiple of the limiter's group)
@@ -198,28 +193,6 @@ def _before(history: np.ndarray | None, frames: int, shape: tuple[int, ...]) -> 
     return out
 
 
-def new_upsampler(rate: int, channels: int, oversampling: int = OVERSAMPLING) -> soxr.ResampleStream:
-    """The second step of :class:`Oversampler`: soxr from twice *rate* to *oversampling* times it."""
-    import soxr
-
-    return soxr.ResampleStream(2 * rate, oversampling * rate, channels, dtype="float32", quality="HQ")
-
-
-_SPAN_UPSAMPLERS = threading.local()
-
-
-def _span_upsampler(rate: int, channels: int) -> soxr.ResampleStream:
-    """This thread's upsampler for span readings (:func:`_span_true_peak`), cleared: a span reading makes
-    one reader after another, a few thousand in a long render, and a stream cleared reads as a new one."""
-    kept: dict[tuple[int, int], soxr.ResampleStream] = _SPAN_UPSAMPLERS.__dict__.setdefault("streams", {})
-    stream = kept.get((rate, channels))
-    if stream is None:
-        stream = kept[(rate, channels)] = new_upsampler(rate, channels)
-    else:
-        stream.clear()
-    return stream
-
-
 class Oversampler:
     """8x oversampling whose passband reaches Nyquist, for audio handed over in blocks, in order.
 
@@ -230,12 +203,15 @@ class Oversampler:
     first block (or is *history* there) and after the last one (``last=True``)."""
 
     def __init__(self, rate: int, channels: int, oversampling: int = OVERSAMPLING,
-                 history: np.ndarray | None = None, upsampler: soxr.ResampleStream | None = None) -> None:
+                 history: np.ndarray | None = None) -> None:
+        import soxr
+
         self.channels, self.factor = channels, oversampling
         shape = (0,) if channels == 1 else (0, channels)
         self._input = _before(history, _HALF_TAPS - 1, shape[1:])   # frames the filter still needs
         self._unpaired = np.zeros(shape, np.float32)     # frames whose half-sample point is not known yet
-        self._up = (upsampler or new_upsampler(rate, channels, oversampling)) if oversampling > 2 else None
+        self._up = (soxr.ResampleStream(2 * rate, oversampling * rate, channels, dtype="float32", quality="HQ")
+                    if oversampling > 2 else None)
 
     def push(self, x: np.ndarray, last: bool = False) -> np.ndarray:
         """The oversampled signal as far as *x* (and the blocks before it) determine it."""
@@ -407,11 +383,10 @@ class PeakReader:
     (default: silence), for a reading that starts inside a signal (:func:`_span_true_peak`)."""
 
     def __init__(self, rate: int, channels: int, oversampling: int = OVERSAMPLING,
-                 window: int = _BOUND_WINDOW, history: np.ndarray | None = None,
-                 upsampler: soxr.ResampleStream | None = None) -> None:
+                 window: int = _BOUND_WINDOW, history: np.ndarray | None = None) -> None:
         self.factor, self.window = oversampling, window
         self._shape = (0,) if channels == 1 else (0, channels)
-        self._sampler = Oversampler(rate, channels, oversampling, history, upsampler)
+        self._sampler = Oversampler(rate, channels, oversampling, history)
         self._short = ShortInterpolatorReader(rate, channels, history) if oversampling > 1 and rate < 192000 \
             else None
         self._short_pending = np.zeros(0, np.float32)          # its peaks of frames not out yet
@@ -759,8 +734,7 @@ def _span_true_peak(x: np.ndarray, a: int, b: int, rate: int) -> np.ndarray:
     n = x.shape[0]
     s0 = max(0, a - _SPAN_CONTEXT)
     history = np.ascontiguousarray(x[max(0, s0 - _HALF_TAPS):s0])
-    channels = 1 if x.ndim == 1 else x.shape[1]
-    reader = PeakReader(rate, channels, history=history, upsampler=_span_upsampler(rate, channels))
+    reader = PeakReader(rate, 1 if x.ndim == 1 else x.shape[1], history=history)
     parts, got, at = [], 0, s0
     while got < b - s0 and at < n:
         end = min(n, max(b + _SPAN_AFTER + _HALF_TAPS, at + _SPAN_AFTER))
