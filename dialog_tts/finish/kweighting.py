@@ -15,10 +15,23 @@ Nothing here loads or calls another package's private modules or attributes.
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Callable
 from functools import lru_cache
+from typing import Any
 
 import numpy as np
+
+
+def _compiled(name: str) -> Callable[..., Any] | None:
+    """The extension's function *name*, or None where the install did not build the extension (or built an
+    older one, without it)."""
+    try:
+        module = importlib.import_module("dialog_tts._takecheck")
+    except ImportError:
+        return None
+    function: Callable[..., Any] | None = getattr(module, name, None)
+    return function
 
 
 @lru_cache(maxsize=1)
@@ -29,11 +42,7 @@ def biquads_loop() -> Callable[[np.ndarray, np.ndarray, np.ndarray], None] | Non
     with the state *zi* (signals, sections, 2) carried in and updated: one dtype, float32 or float64, all
     C-contiguous, none sharing memory.
     """
-    try:
-        from dialog_tts._takecheck import biquads
-    except ImportError:
-        return None
-    return biquads
+    return _compiled("biquads")
 
 
 @lru_cache(maxsize=1)
@@ -42,11 +51,7 @@ def peak_bounds_loop() -> Callable[..., bool] | None:
     one): ``peak_bounds(up, before, after, factor, lead, window, out)`` writes the true-peak reader's bounds
     (:func:`dialog_tts.finish.loudness._peak_bounds_numpy`'s figures, bit for bit) into *out* and returns
     True, or returns False where it met a NaN (the caller then takes NumPy's figures)."""
-    try:
-        from dialog_tts._takecheck import peak_bounds
-    except ImportError:
-        return None
-    return peak_bounds
+    return _compiled("peak_bounds")
 
 
 @lru_cache(maxsize=1)
@@ -55,11 +60,7 @@ def frame_points_loop() -> Callable[..., bool] | None:
     one): ``frame_points(data, taps, factor, offset, out)`` writes the peaks of libebur128's interpolator
     (:func:`dialog_tts.finish.loudness._frame_points_numpy`'s figures, bit for bit) into *out* and returns
     True, or returns False where it met a NaN (the caller then takes NumPy's figures)."""
-    try:
-        from dialog_tts._takecheck import frame_points
-    except ImportError:
-        return None
-    return frame_points
+    return _compiled("frame_points")
 
 
 def sosfilt(sos: np.ndarray, x: np.ndarray, zi: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
