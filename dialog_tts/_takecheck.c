@@ -18,8 +18,9 @@
  * The module also holds the loudness meter's K-weighting loop, biquads: a cascade
  * of second-order sections (the arithmetic of scipy.signal.sosfilt, transposed
  * direct form II, in the samples' own precision).  dialog_tts.finish.kweighting wraps it
- * and falls back to scipy.signal.sosfilt where this module was not built.  Last, the true-peak
- * reader's bounds, peak_bounds (below).
+ * and falls back to scipy.signal.sosfilt where this module was not built.  Last, two passes of
+ * the true-peak reader: its bounds, peak_bounds, and libebur128's interpolator's peaks,
+ * frame_points (below).
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
