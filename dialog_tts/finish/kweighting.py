@@ -1,5 +1,6 @@
 """The loudness meter's K-weighting biquads: the project's own compiled loop, or scipy's public function;
-and the loader of the same module's pass for the true-peak reader's bounds (NumPy's where it is not built).
+and the loaders of the same module's two passes for the true-peak reader, its bounds and libebur128's
+interpolator's peaks (NumPy's where it is not built).
 
 The K-weighting filter is a cascade of second-order sections run over every
 sample the meter reads.  Where the install built :mod:`dialog_tts._takecheck`
