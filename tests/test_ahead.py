@@ -136,3 +136,17 @@ def test_by_default_one_item_is_made_ahead():
     assert not third.wait(0.05)
     assert taken == [0, 1]
     assert list(items) == [1, 2, 3, 4]
+
+
+def test_mapped_on_several_threads_makes_items_at_once_and_gives_them_in_order():
+    both = threading.Barrier(2, timeout=10)     # broken (an error in make) unless two items are made at once
+    threads = set()
+
+    def make(i: int) -> int:
+        threads.add(threading.get_ident())
+        if i < 2:
+            both.wait()
+        return i * i
+
+    assert list(mapped(make, range(20), depth=4, threads=2)) == [i * i for i in range(20)]
+    assert len(threads) == 2 and threading.get_ident() not in threads

@@ -939,3 +939,20 @@ def test_consume_releases_the_clips_as_they_are_placed():
     assert items == [None, kept[1], None] and len(result.spans) == 2
     again = mix(kept, MixSettings(sample_rate=OUT_RATE))            # without consume the list is untouched
     assert kept[0] is not None and np.array_equal(again.samples, result.samples)
+
+
+def test_the_mix_is_the_same_whatever_the_number_of_threads_reading_its_lines(monkeypatch):
+    """The lines are prepared and their true peaks read on clips.READERS threads ahead of the mixer: the
+    same bytes and figures on one thread as on three."""
+    from dialog_tts.finish import clips as clips_mod
+
+    items = [Placement(speechlike(seed, click=0.9), pan=(-0.5, 0.5, 0.0)[seed % 3]) for seed in range(9)]
+    settings = MixSettings(channels=2, lufs=-16.0, true_peak=-1.0)
+    results = []
+    for readers in (1, 3):
+        monkeypatch.setattr(clips_mod, "READERS", readers)
+        results.append(mix(list(items), settings))
+    one, three = results
+    assert one.samples.tobytes() == three.samples.tobytes()
+    assert (one.loudness, one.true_peak, one.line_gains) == (three.loudness, three.true_peak, three.line_gains)
+    assert one.loudness == pytest.approx(-16.0, abs=0.1)

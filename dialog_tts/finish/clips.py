@@ -11,6 +11,7 @@ ceiling are the block mixer's; the result is rounded to the output's bit depth.
 from __future__ import annotations
 
 import logging
+import os
 from dataclasses import dataclass, field
 from typing import Iterator, Sequence, Union
 
@@ -18,9 +19,10 @@ import numpy as np
 
 from dialog_tts.finish import music as music_mod
 from dialog_tts.finish import timeline as timeline_mod
+from dialog_tts.finish.ahead import mapped
 from dialog_tts.finish.loudness import abs_max_channels
-from dialog_tts.finish.mixer import BlockMix, pan_gains
-from dialog_tts.finish.timeline import Timeline
+from dialog_tts.finish.mixer import BlockMix, Own, pan_gains
+from dialog_tts.finish.timeline import Entry, Timeline
 from dialog_tts.io.audio import Clip, db_to_gain, quantize, resample
 from dialog_tts.render import specs
 from dialog_tts.script.parse import Line, Pause
@@ -33,6 +35,8 @@ __all__ = ["MixResult", "MixSettings", "Placement", "Silence", "fade_edges", "mi
 MixSettings = specs.MixSettings
 
 log = logging.getLogger("dialog_tts")
+#: Threads that make the lines ready for the mixer's analysis (prepared, their true peaks read) ahead of it
+READERS = max(1, min(4, os.cpu_count() or 1))
 
 
 @dataclass(frozen=True)
@@ -172,15 +176,25 @@ def _add_lines(bm: BlockMix, timeline: Timeline, clips: list[Clip | None], setti
     rate = settings.sample_rate
     spans = []
     silent = 0
-    for entry in timeline.lines:
+    for entry, samples, own in _ready(bm, timeline, clips, settings, consume):
+        bm.add(entry, samples, own)
+        spans.append((entry.start / rate, entry.start / rate + entry.frames / rate))
+        silent += entry.frames == 0
+    return spans, silent
+
+
+def _ready(bm: BlockMix, timeline: Timeline, clips: list[Clip | None], settings: MixSettings,
+           consume: bool) -> Iterator[tuple[Entry, np.ndarray, Own]]:
+    """Each line's prepared clip with its own true peaks (:meth:`BlockMix.own`), in order, made on
+    :data:`READERS` threads ahead of the caller, which adds them (the same figures on any number)."""
+    def ready(entry: Entry) -> tuple[Entry, np.ndarray, Own]:
         clip = clips[entry.index]
         assert clip is not None and entry.voice is not None
         if consume:
             clips[entry.index] = None
-        bm.add(entry, prepare(clip, settings)[:entry.frames])
-        spans.append((entry.start / rate, entry.start / rate + entry.frames / rate))
-        silent += entry.frames == 0
-    return spans, silent
+        samples = prepare(clip, settings)[:entry.frames]
+        return entry, samples, bm.own(samples)
+    return mapped(ready, timeline.lines, depth=2 * READERS, threads=READERS)
 
 
 def _gathered(blocks: Iterator[np.ndarray], channels: int) -> np.ndarray:
@@ -203,10 +217,9 @@ def mix_stems(timeline: Timeline, clips: list[Clip | None], settings: MixSetting
     """
     with BlockMix(settings, spill=False) as bm:
         by_speaker: dict[str, list] = {}
-        for entry in timeline.lines:
-            clip = clips[entry.index]
-            assert clip is not None and entry.voice is not None
-            line = bm.add(entry, prepare(clip, settings)[:entry.frames])
+        for entry, samples, own in _ready(bm, timeline, clips, settings, False):
+            assert entry.voice is not None
+            line = bm.add(entry, samples, own)
             by_speaker.setdefault(entry.speaker, [])
             if line is not None:
                 line.gain_db = (line_gains or {}).get(entry.index, entry.voice.gain)

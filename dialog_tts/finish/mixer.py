@@ -185,6 +185,17 @@ class _Line:
         return self.entry.voice is None
 
 
+@dataclass(frozen=True)
+class Own:
+    """A source's own true peaks, one per :data:`loudness.PEAK_STEP` frames, and what the mixer's store
+    keeps for its samples (under *key*; None where there is no store, or nothing whole is kept):
+    :meth:`BlockMix.own`."""
+
+    peaks: np.ndarray
+    key: str | None = None
+    kept: _Kept | None = None
+
+
 @dataclass
 class Figures:
     """What a mix reached: its length, loudness and true peak, the gains, notes."""
@@ -254,11 +265,12 @@ class BlockMix:
         return self.lines + self.tracks
 
     # ------------------------------------------------------------ analysis
-    def add(self, entry: Entry, samples: np.ndarray) -> _Line | None:
-        """Analyse the next placed line (its prepared mono samples, as :func:`mix.prepare` gives them)."""
+    def add(self, entry: Entry, samples: np.ndarray, own: Own | None = None) -> _Line | None:
+        """Analyse the next placed line (its prepared mono samples, as :func:`mix.prepare` gives them);
+        *own*: :meth:`own` of these samples, where it was taken already (on another thread)."""
         if samples.shape[0] == 0 or entry.voice is None:
             return None
-        line, peaks = self._analysed(entry, samples, entry.voice.gain, self._weights(entry))
+        line, peaks = self._analysed(entry, samples, entry.voice.gain, self._weights(entry), own)
         if self.settings.leveling == "line":
             line.gain_db += level_gain(line.level.loudness - line_volume(entry))
         self._count_peaks(line, peaks)
@@ -278,8 +290,8 @@ class BlockMix:
         return track
 
     def _analysed(self, entry: Entry, samples: np.ndarray, gain_db: float,
-                  weights: tuple[float, ...]) -> tuple[_Line, np.ndarray]:
-        level, energies, peaks = self._readings(samples, entry.start)
+                  weights: tuple[float, ...], own: Own | None = None) -> tuple[_Line, np.ndarray]:
+        level, energies, peaks = self._readings(samples, entry.start, own or self.own(samples))
         width = 1 if samples.ndim == 1 else samples.shape[1]
         line = _Line(entry, gain_db, weights, level, float(peaks.max()), entry.start // loudness.GROUP,
                      energies.shape[0], width)
@@ -291,30 +303,38 @@ class BlockMix:
             line.held = (samples, peaks, energies)
         return line, peaks
 
-    def _readings(self, samples: np.ndarray, start: int) -> tuple[loudness.LineLevel, np.ndarray, np.ndarray]:
-        """(level, group energies, group peaks) of a source placed at frame *start*: its K-weighted
-        measurement (:func:`loudness.measure_placed`), each group's peak raised to the source's own true
-        peaks (:func:`loudness.source_peaks`).  Where there is a store, from what it keeps for these
-        samples (keyed by their digest): the own true peaks wherever the source is placed, the rest where
-        it was placed alike (:func:`loudness.placement`); what is read now is kept there.  In chunks: a
-        source of any length costs a few MB beside its samples."""
-        tail = loudness.tail_frames(self.rate)
-        steps = -(-(samples.shape[0] + tail) // loudness.PEAK_STEP)
-        place = loudness.placement(samples.shape[0], self.rate, start)
+    def own(self, samples: np.ndarray) -> Own:
+        """A source's own true peaks, wherever it is placed (:func:`loudness.source_peaks`), and what the
+        store keeps for these samples (keyed by their digest), read from it where it has them.  It
+        touches nothing of this mix but the store (which locks), so the sources' readings, the costly
+        part of the analysis, can be taken on several threads, ahead of :meth:`add`: the same figures."""
+        steps = -(-(samples.shape[0] + loudness.tail_frames(self.rate)) // loudness.PEAK_STEP)
         key, kept = None, None
         if self.store is not None:     # BLAKE3, not SHA-256: see uptodate._identity
             digest = blake3(f"{PEAKS_VERSION}:{self.rate}:{samples.shape}".encode())
             digest.update(np.ascontiguousarray(samples, dtype=np.float32).view(np.uint8).data)
             key = "peaks:" + digest.hexdigest()
             kept = _Kept.read(self.store.get_blob(key), steps)
+        peaks = kept.own if kept is not None else loudness.source_peaks(samples, self.rate,
+                                                                         loudness.tail_frames(self.rate))
+        return Own(peaks, key, kept)
+
+    def _readings(self, samples: np.ndarray, start: int,
+                  own: Own) -> tuple[loudness.LineLevel, np.ndarray, np.ndarray]:
+        """(level, group energies, group peaks) of a source placed at frame *start*: its K-weighted
+        measurement (:func:`loudness.measure_placed`), each group's peak raised to the source's own true
+        peaks (*own*, :meth:`own`).  Where the store keeps these samples' figures from a render that
+        placed them alike (:func:`loudness.placement`), those; what is read now is kept there.  In
+        chunks: a source of any length costs a few MB beside its samples."""
+        place = loudness.placement(samples.shape[0], self.rate, start)
+        kept = own.kept
         if kept is not None and kept.place == place:
             return loudness.LineLevel(kept.blocks, loudness.sub_block_of(start, self.rate), kept.subs), \
                 kept.energies, kept.peaks
-        own = kept.own if kept is not None else loudness.source_peaks(samples, self.rate, tail)
         level, energies, peaks = loudness.measure_placed(samples, self.rate, start)
-        np.maximum(peaks, loudness.placed_peaks(own, start, peaks.shape[0]), out=peaks)
-        if self.store is not None and key is not None:
-            self.store.put_blob(key, _Kept(own, place, level.blocks, level.subs, energies, peaks).data())
+        np.maximum(peaks, loudness.placed_peaks(own.peaks, start, peaks.shape[0]), out=peaks)
+        if self.store is not None and own.key is not None:
+            self.store.put_blob(own.key, _Kept(own.peaks, place, level.blocks, level.subs, energies, peaks).data())
         return level, energies, peaks
 
     def _count_peaks(self, line: _Line, peaks: np.ndarray) -> None:

@@ -22,7 +22,7 @@ import time
 from contextlib import closing
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 import numpy as np
 
@@ -76,18 +76,25 @@ class _Ran:
         self.result.outcomes.clear()
 
 
+#: A line ready for the mixer: its timeline entry, its prepared samples, their own true peaks (or None)
+Placed = tuple[Any, np.ndarray, "blockmix.Own | None"]
+
+
 def lines(eng: engine.Engine, parsed: Script, jobs: Sequence[Job], settings: mix.MixSettings,
           keep_going: bool, found: Pass, estimate: Any, *, streamed: bool = False, offset: int = 0,
-          ran: engine.EngineResult | None = None) -> Iterator[tuple[Any, np.ndarray]]:
-    """(timeline entry, prepared samples) of each placed line in order, as the engine gives them (or
-    *ran* holds them), placed *offset* frames later (after an intro); records, failures, sentence
-    starts and finally the timeline (without its bookends) go into *found*.  *streamed*: the first
-    line is synthesized first, alone, and a failed line stops it (unless *keep_going*)."""
+          ran: engine.EngineResult | None = None,
+          own: Callable[[np.ndarray], blockmix.Own] | None = None) -> Iterator[Placed]:
+    """(timeline entry, prepared samples, *own* of them or None) of each placed line in order, as the
+    engine gives them (or *ran* holds them), placed *offset* frames later (after an intro); records,
+    failures, sentence starts and finally the timeline (without its bookends) go into *found*.
+    *streamed*: the first line is synthesized first, alone, and a failed line stops it (unless
+    *keep_going*).  *own* (the mixer's :meth:`~blockmix.BlockMix.own`) is taken on the threads that
+    prepare the lines."""
     builder = Builder(parsed.events, sample_rate=settings.sample_rate, gap=settings.gap)
     with (eng.stream(jobs, ramp=streamed) if ran is None else _Ran(ran)) as run:
-        for entry, samples in _outcomes(run, builder, parsed, jobs, settings, keep_going, found, estimate,
-                                        streamed and not keep_going):
-            yield replace(entry, start=entry.start + offset) if offset else entry, samples
+        for entry, samples, owned in _outcomes(run, builder, parsed, jobs, settings, keep_going, found, estimate,
+                                               streamed and not keep_going, own):
+            yield replace(entry, start=entry.start + offset) if offset else entry, samples, owned
     found.failures = list(run.failures)
     found.stats = run.stats
     found.timeline = builder.finish()
@@ -104,16 +111,18 @@ class _Taken:
 
 
 def _outcomes(run: Any, builder: Builder, parsed: Script, jobs: Sequence[Job], settings: mix.MixSettings,
-              keep_going: bool, found: Pass, estimate: Any, stop_on_failure: bool
-              ) -> Iterator[tuple[Any, np.ndarray]]:
-    """The placed lines, in order.  Each clip is made ready for the mix on a thread while the line
-    before is measured (:func:`ahead.mapped`), except in a stream that stops on a failure (*stop_on_failure*),
-    where each line is taken only once the one before is placed."""
+              keep_going: bool, found: Pass, estimate: Any, stop_on_failure: bool,
+              own: Callable[[np.ndarray], blockmix.Own] | None) -> Iterator[Placed]:
+    """The placed lines, in order.  Each clip is made ready for the mix (and *own* taken of it) on
+    threads while the line before is measured (:func:`ahead.mapped`), except in a stream that stops on a
+    failure (*stop_on_failure*), where each line is taken only once the one before is placed."""
     taken = _taken(run, parsed, jobs, keep_going, found, stop_on_failure)
 
-    def prepare(t: _Taken) -> tuple[_Taken, np.ndarray | None]:
-        return t, None if t.clip is None else mix.placed(t.clip, settings)
-    for t, samples in map(prepare, taken) if stop_on_failure else mapped(prepare, taken):
+    def prepare(t: _Taken) -> tuple[_Taken, np.ndarray | None, blockmix.Own | None]:
+        samples = None if t.clip is None else mix.placed(t.clip, settings)
+        return t, samples, None if samples is None or own is None else own(samples)
+    for t, samples, owned in map(prepare, taken) if stop_on_failure else \
+            mapped(prepare, taken, depth=2 * mix.READERS, threads=mix.READERS):
         if samples is None or t.clip is None:    # nothing more is mixed once a line failed (no output is written)
             builder.add(LineInput(t.line, t.job.voice, None, estimate(t.job)) if t.silent
                         else LineInput(t.line, t.job.voice, 0))
@@ -123,7 +132,7 @@ def _outcomes(run: Any, builder: Builder, parsed: Script, jobs: Sequence[Job], s
         if starts:
             found.boundaries[entry.index] = starts
         if entry.kind is Kind.LINE and entry.frames:
-            yield entry, samples
+            yield entry, samples, owned
 
 
 def _taken(run: Any, parsed: Script, jobs: Sequence[Job], keep_going: bool, found: Pass,
@@ -284,11 +293,11 @@ class BlockRun:
     def __iter__(self) -> Iterator[np.ndarray]:
         return self.stream()
 
-    def _lines(self, streamed: bool) -> Iterator[tuple[Any, np.ndarray]]:
+    def _lines(self, streamed: bool, own: Callable[[np.ndarray], blockmix.Own] | None = None) -> Iterator[Placed]:
         renderer = self.renderer
         return lines(renderer.engine, self.parsed, self.jobs, self.settings, renderer.options.keep_going,
                      self.found, renderer.estimated_seconds, streamed=streamed, offset=self.bookends.offset,
-                     ran=renderer.take_ready(self.jobs))
+                     ran=renderer.take_ready(self.jobs), own=own)
 
     def render(self) -> Any:
         """Analyse every line, decide the gain, write the file (or only measure, *out* None)."""
@@ -298,8 +307,8 @@ class BlockRun:
 
     def _mixed(self, bm: blockmix.BlockMix) -> tuple[Any, Timeline, blockmix.Figures]:
         """Every line and the music into *bm*, the gain decided: (the report so far, the timeline, figures)."""
-        for entry, samples in self._lines(streamed=False):
-            bm.add(entry, samples)
+        for entry, samples, own in self._lines(streamed=False, own=bm.own):
+            bm.add(entry, samples, own)
         dialog = self._dialog()
         assert self.found.timeline is not None
         timeline = self.bookends.frame(self.found.timeline)
@@ -410,7 +419,8 @@ class BlockRun:
         self.result = self._conclude(dialog, timeline, figures, written)
 
     def _ended(self, bm: blockmix.BlockMix) -> Iterator[tuple[Any, np.ndarray]]:
-        yield from self._lines(streamed=True)
+        for entry, samples, _own in self._lines(streamed=True):   # each line is read as it is mixed
+            yield entry, samples
         assert self.found.timeline is not None
         bm.frames = self.found.timeline.frames
 
