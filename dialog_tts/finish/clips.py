@@ -160,7 +160,7 @@ def mix_timeline(timeline: Timeline, clips: list[Clip | None], settings: MixSett
             for start, samples in music_mod.pieces(timeline, music, settings.channels):
                 bm.add_track(start, samples)
         figures = bm.finish(timeline.frames)
-        out = _gathered(bm.blocks(), settings.channels)
+        out = _gathered(bm.blocks(), timeline.frames, settings.channels)
         figures = bm.rendered(figures)
     if settings.bit_depth is not None:
         quantize(out, settings.bit_depth)
@@ -197,11 +197,17 @@ def _ready(bm: BlockMix, timeline: Timeline, clips: list[Clip | None], settings:
     return mapped(ready, timeline.lines, depth=2 * READERS, threads=READERS)
 
 
-def _gathered(blocks: Iterator[np.ndarray], channels: int) -> np.ndarray:
-    parts = list(blocks)
-    if not parts:
-        return np.zeros((0,) if channels == 1 else (0, 2), np.float32)
-    return parts[0] if len(parts) == 1 else np.concatenate(parts)
+def _gathered(blocks: Iterator[np.ndarray], frames: int, channels: int) -> np.ndarray:
+    """The *frames* frames of *blocks* in one array, each block copied in as it comes (never the blocks
+    and the whole array held at once, nor two whole arrays)."""
+    out = np.empty((frames,) if channels == 1 else (frames, 2), np.float32)
+    at = 0
+    for block in blocks:
+        out[at:at + block.shape[0]] = block
+        at += block.shape[0]
+    if at != frames:
+        raise AssertionError(f"the mixer gave {at} frames of {frames}")
+    return out
 
 
 def mix_stems(timeline: Timeline, clips: list[Clip | None], settings: MixSettings, *, gain_db: float = 0.0,
@@ -229,9 +235,9 @@ def mix_stems(timeline: Timeline, clips: list[Clip | None], settings: MixSetting
                 bm.add_track(start, samples)
         bm.gain_db, bm.frames = gain_db, timeline.frames
         for speaker in speakers if speakers is not None else list(by_speaker):
-            yield speaker, _gathered(bm.stem(by_speaker.get(speaker, [])), settings.channels)
+            yield speaker, _gathered(bm.stem(by_speaker.get(speaker, [])), timeline.frames, settings.channels)
         if music is not None:
-            yield "music", _gathered(bm.stem(bm.tracks), settings.channels)
+            yield "music", _gathered(bm.stem(bm.tracks), timeline.frames, settings.channels)
 
 
 def mix(items: list[Item], settings: MixSettings = MixSettings(), *, consume: bool = False) -> MixResult:
