@@ -10,7 +10,8 @@ ducking, or a whole buffer given to :func:`loudness.normalize_loudness`).
   on the mix's grid.  K-weighting is linear, so the sources' energies, placed with their gains
   and pans, are the mix's gated loudness (exactly, where sources do not overlap; the filter's
   20 ms ring-out is counted).  A source's true peaks are read once, on its own
-  (:func:`loudness.source_peaks`), and kept in the audio cache keyed by its samples (a
+  (:func:`loudness.source_peaks`, :meth:`BlockMix.own`: thread-safe, so callers take it on
+  the threads that prepare the lines), and kept in the audio cache keyed by its samples (a
   :class:`PeakStore`), so a re-render reads none of them again; placed on the mix's grid they
   bound its true peak group by group.  The store also keeps the source's measurement and group
   peaks with where it was placed (:func:`loudness.placement`): a re-render that places it alike
