@@ -269,6 +269,28 @@ static int float_buffer(PyObject *obj, Py_buffer *view, int ndim, int writable, 
     return 0;
 }
 
+/* One buffer a function takes: its argument's position, dimensions, whether it is written, its name. */
+typedef struct {
+    int arg, ndim, writable;
+    const char *name;
+} Wanted;
+
+static void release_buffers(Py_buffer *const *views, int count) {
+    for (int i = 0; i < count; i++)
+        PyBuffer_Release(views[i]);
+}
+
+/* Each wanted buffer of args into views (float_buffer's checks); on a refusal, the ones taken are released. */
+static int float_buffers(PyObject *const *args, const Wanted *wanted, Py_buffer *const *views, int count) {
+    for (int i = 0; i < count; i++) {
+        if (float_buffer(args[wanted[i].arg], views[i], wanted[i].ndim, wanted[i].writable, wanted[i].name) < 0) {
+            release_buffers(views, i);
+            return -1;
+        }
+    }
+    return 0;
+}
+
 static int overlap(const Py_buffer *a, const Py_buffer *b) {
     const char *p = (const char *)a->buf, *q = (const char *)b->buf;
     return a->len > 0 && b->len > 0 && p < q + b->len && q < p + a->len;
@@ -280,17 +302,10 @@ static PyObject *biquads(PyObject *self, PyObject *const *args, Py_ssize_t nargs
         PyErr_SetString(PyExc_TypeError, "biquads(sos, x, zi) takes 3 arguments");
         return NULL;
     }
-    if (float_buffer(args[0], &sos, 2, 0, "sos") < 0)
+    static const Wanted wanted[] = {{0, 2, 0, "sos"}, {1, 2, 1, "x"}, {2, 3, 1, "zi"}};
+    Py_buffer *const views[] = {&sos, &x, &z};
+    if (float_buffers(args, wanted, views, 3) < 0)
         return NULL;
-    if (float_buffer(args[1], &x, 2, 1, "x") < 0) {
-        PyBuffer_Release(&sos);
-        return NULL;
-    }
-    if (float_buffer(args[2], &z, 3, 1, "zi") < 0) {
-        PyBuffer_Release(&sos);
-        PyBuffer_Release(&x);
-        return NULL;
-    }
     Py_ssize_t sections = sos.shape[0], signals = x.shape[0], n = x.shape[1];
     const char *problem = NULL;
     if (strcmp(sos.format, x.format) || strcmp(sos.format, z.format))
@@ -309,9 +324,7 @@ static PyObject *biquads(PyObject *self, PyObject *const *args, Py_ssize_t nargs
             biquads_double((const double *)sos.buf, sections, (double *)x.buf, signals, n, (double *)z.buf);
         Py_END_ALLOW_THREADS
     }
-    PyBuffer_Release(&sos);
-    PyBuffer_Release(&x);
-    PyBuffer_Release(&z);
+    release_buffers(views, 3);
     if (problem != NULL) {
         PyErr_SetString(PyExc_ValueError, problem);
         return NULL;
@@ -399,23 +412,10 @@ static PyObject *peak_bounds(PyObject *self, PyObject *const *args, Py_ssize_t n
                window = PyLong_AsSsize_t(args[5]);
     if (PyErr_Occurred())
         return NULL;
-    if (float_buffer(args[0], &up, 2, 0, "up") < 0)
+    static const Wanted wanted[] = {{0, 2, 0, "up"}, {1, 2, 0, "before"}, {2, 2, 0, "after"}, {6, 1, 1, "out"}};
+    Py_buffer *const views[] = {&up, &before, &after, &out};
+    if (float_buffers(args, wanted, views, 4) < 0)
         return NULL;
-    if (float_buffer(args[1], &before, 2, 0, "before") < 0) {
-        PyBuffer_Release(&up);
-        return NULL;
-    }
-    if (float_buffer(args[2], &after, 2, 0, "after") < 0) {
-        PyBuffer_Release(&up);
-        PyBuffer_Release(&before);
-        return NULL;
-    }
-    if (float_buffer(args[6], &out, 1, 1, "out") < 0) {
-        PyBuffer_Release(&up);
-        PyBuffer_Release(&before);
-        PyBuffer_Release(&after);
-        return NULL;
-    }
     Py_ssize_t points = up.shape[0], channels = up.shape[1];
     const char *problem = NULL;
     if (up.itemsize != 4 || before.itemsize != 4 || after.itemsize != 4 || out.itemsize != 4)
@@ -437,10 +437,7 @@ static PyObject *peak_bounds(PyObject *self, PyObject *const *args, Py_ssize_t n
         if (done < 0)
             PyErr_NoMemory();
     }
-    PyBuffer_Release(&up);
-    PyBuffer_Release(&before);
-    PyBuffer_Release(&after);
-    PyBuffer_Release(&out);
+    release_buffers(views, 4);
     if (problem != NULL) {
         PyErr_SetString(PyExc_ValueError, problem);
         return NULL;
@@ -493,17 +490,10 @@ static PyObject *frame_points(PyObject *self, PyObject *const *args, Py_ssize_t 
     Py_ssize_t factor = PyLong_AsSsize_t(args[2]), offset = PyLong_AsSsize_t(args[3]);
     if (PyErr_Occurred())
         return NULL;
-    if (float_buffer(args[0], &data, 2, 0, "data") < 0)
+    static const Wanted wanted[] = {{0, 2, 0, "data"}, {1, 1, 0, "taps"}, {4, 1, 1, "out"}};
+    Py_buffer *const views[] = {&data, &taps, &out};
+    if (float_buffers(args, wanted, views, 3) < 0)
         return NULL;
-    if (float_buffer(args[1], &taps, 1, 0, "taps") < 0) {
-        PyBuffer_Release(&data);
-        return NULL;
-    }
-    if (float_buffer(args[4], &out, 1, 1, "out") < 0) {
-        PyBuffer_Release(&data);
-        PyBuffer_Release(&taps);
-        return NULL;
-    }
     Py_ssize_t count = data.shape[0], channels = data.shape[1], ntaps = taps.shape[0];
     const char *problem = NULL;
     if (data.itemsize != 4 || taps.itemsize != 4 || out.itemsize != 4)
@@ -521,9 +511,7 @@ static PyObject *frame_points(PyObject *self, PyObject *const *args, Py_ssize_t 
                                 offset, (float *)out.buf);
         Py_END_ALLOW_THREADS
     }
-    PyBuffer_Release(&data);
-    PyBuffer_Release(&taps);
-    PyBuffer_Release(&out);
+    release_buffers(views, 3);
     if (problem != NULL) {
         PyErr_SetString(PyExc_ValueError, problem);
         return NULL;
