@@ -309,15 +309,15 @@ class BlockMix:
         store keeps for these samples (keyed by their digest), read from it where it has them.  It
         touches nothing of this mix but the store (which locks), so the sources' readings, the costly
         part of the analysis, can be taken on several threads, ahead of :meth:`add`: the same figures."""
-        steps = -(-(samples.shape[0] + loudness.tail_frames(self.rate)) // loudness.PEAK_STEP)
+        tail = loudness.tail_frames(self.rate)
+        steps = -(-(samples.shape[0] + tail) // loudness.PEAK_STEP)
         key, kept = None, None
         if self.store is not None:     # BLAKE3, not SHA-256: see uptodate._identity
             digest = blake3(f"{PEAKS_VERSION}:{self.rate}:{samples.shape}".encode())
             digest.update(np.ascontiguousarray(samples, dtype=np.float32).view(np.uint8).data)
             key = "peaks:" + digest.hexdigest()
             kept = _Kept.read(self.store.get_blob(key), steps)
-        peaks = kept.own if kept is not None else loudness.source_peaks(samples, self.rate,
-                                                                         loudness.tail_frames(self.rate))
+        peaks = kept.own if kept is not None else loudness.source_peaks(samples, self.rate, tail)
         return Own(peaks, key, kept)
 
     def _readings(self, samples: np.ndarray, start: int,
